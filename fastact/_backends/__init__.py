@@ -1,0 +1,30 @@
+"""Backend interface.
+
+A backend computes; it never validates.  The public layer (:mod:`fastact._api`)
+hands it only C-contiguous arrays of one supported dtype, already allocated
+outputs, and parameters already cast to that dtype (the RReLU key as
+``np.uint64``).  The methods:
+
+``elementwise(name, pass_, ins, out, params)``
+    ``name`` is a registry entry of kind ``"elementwise"``; ``pass_`` is
+    ``"forward"`` (``ins == (x,)``) or ``"backward"`` (``ins == (g, s)``).
+    Arrays are 1-D; for an ``indexed`` spec the flat index is the position.
+``prelu_forward(x, w, out)`` / ``prelu_backward(g, x, w, gx, gw)``
+    ``x`` has shape ``(outer, C, inner)``, ``w`` and ``gw`` shape ``(C,)``.
+``softmax_forward(x, out)`` / ``softmax_backward(g, y, out)``
+    Rows along the last axis of 2-D arrays.
+
+``load()`` returns the ready backend or raises an exception whose message
+says why it is unavailable; ``describe()`` returns a dict for ``fastact info``.
+"""
+from __future__ import annotations
+
+
+class Backend:
+    name = "?"
+
+    def load(self) -> "Backend":
+        return self
+
+    def describe(self) -> dict:
+        return {}

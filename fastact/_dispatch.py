@@ -1,0 +1,111 @@
+"""The dispatcher: which backend runs a call.
+
+Precedence: ``backend=`` on the call, then the innermost
+:func:`use_backend` block (per thread), then ``FASTACT_BACKEND``, then the
+automatic choice: device arrays go to ``"cuda"``; host arrays to the first
+loadable backend of ``config.AUTO_LARGE`` or ``config.AUTO_SMALL``.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+
+from . import config
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here; ``.reason`` says why."""
+
+    def __init__(self, name, reason):
+        super().__init__(f"fastact backend {name!r} is unavailable: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+# name -> "module:Class"; later backends register themselves here.
+_FACTORIES = {
+    "numpy": "fastact._backends.numpy_ref:NumpyBackend",
+    "numba": "fastact._backends.numba_cpu:NumbaBackend",
+    "c": "fastact._backends.c:CBackend",
+    "cuda": "fastact._backends.cuda:CudaBackend",
+}
+_loaded: dict = {}
+_failed: dict = {}
+_load_lock = threading.Lock()
+_local = threading.local()
+
+
+def _check_name(name):
+    if name not in _FACTORIES:
+        valid = ", ".join(repr(n) for n in config.BACKEND_NAMES)
+        raise ValueError(f"unknown fastact backend {name!r}; valid names: {valid}")
+
+
+def get(name):
+    """The loaded backend ``name``, or :class:`BackendUnavailable`."""
+    b = _loaded.get(name)
+    if b is not None:
+        return b
+    _check_name(name)
+    with _load_lock:
+        if name in _loaded:
+            return _loaded[name]
+        if name not in _failed:
+            mod, cls = _FACTORIES[name].split(":")
+            try:
+                _loaded[name] = getattr(importlib.import_module(mod), cls)().load()
+                return _loaded[name]
+            except Exception as e:           # any failure to load is a reason
+                _failed[name] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    raise BackendUnavailable(name, _failed[name])
+
+
+def status() -> dict:
+    """``{name: {"available": bool, "reason": str | None, ...details}}``."""
+    out = {}
+    for name in config.BACKEND_NAMES:
+        try:
+            b = get(name)
+            out[name] = {"available": True, "reason": None, **b.describe()}
+        except BackendUnavailable as e:
+            out[name] = {"available": False, "reason": e.reason}
+    return out
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run the calls in a ``with`` block on backend ``name`` (this thread)."""
+    _check_name(name)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _first_available(names):
+    for name in names:
+        try:
+            return get(name)
+        except BackendUnavailable:
+            continue
+    return get("numpy")
+
+
+def choose(backend, size, on_device=False):
+    """The backend object for one call."""
+    name = backend
+    if name is None:
+        stack = getattr(_local, "stack", None)
+        name = stack[-1] if stack else config.env_backend()
+    if name is not None:
+        _check_name(name)
+        return get(name)
+    if on_device:
+        return get("cuda")
+    return _first_available(config.AUTO_LARGE if size >= config.PARALLEL_MIN
+                            else config.AUTO_SMALL)

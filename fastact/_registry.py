@@ -1,0 +1,275 @@
+"""The activation registry: the single source of truth for every backend.
+
+Each :class:`Spec` holds one activation's scalar math, written once:
+
+* ``build(p)`` takes a :class:`fastact._prims.Prims` (typed constants and
+  exponentials for one dtype and target) and returns the plain-Python scalar
+  functions ``forward(x, *params)`` and ``backward(g, s, *params)``, where
+  ``s`` is the input ``x`` or the output ``y`` as ``saves`` says.  Backends
+  compile them (``numba.njit``, ``numba.cuda.jit(device=True)``) into their
+  own loop skeletons and hold no math of their own (the C backend excepted,
+  which is checked against the reference).
+* ``reference_forward`` / ``reference_backward`` are obvious NumPy
+  expressions of the same math, used by the ``"numpy"`` backend, which is
+  the oracle of the test suite.
+
+Numerical guards live here, so every backend inherits them.  Derivative
+conventions at kinks and at NaN follow PyTorch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from . import _rng
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str                       # "elementwise", "prelu" or "rowwise"
+    saves: str                      # what backward reads besides grad: "x" or "y"
+    params: tuple = ()              # names of the scalar parameters, in order
+    build: Callable | None = None   # Prims -> (forward, backward) scalar functions
+    reference_forward: Callable | None = None
+    reference_backward: Callable | None = None
+    indexed: bool = False           # formula also takes the flat C-order index
+
+
+REGISTRY: dict[str, Spec] = {}
+
+
+def _register(spec: Spec) -> Spec:
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+# --- sigmoid ----------------------------------------------------------------
+
+def _sigmoid(p):
+    T, exp = p.T, p.exp
+    zero, one = T(0.0), T(1.0)
+
+    def forward(x):
+        # exp(-|x|) <= 1 never overflows; the sign picks 1/(1+e) or e/(1+e),
+        # which keeps full relative accuracy down into the subnormal range.
+        e = exp(-abs(x))
+        return (one if x >= zero else e) / (one + e)
+
+    def backward(g, y):
+        return g * ((one - y) * y)
+
+    return forward, backward
+
+
+def _ref_sigmoid(x):
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, np.ones_like(e), e) / (1 + e)
+
+
+_register(Spec(
+    "sigmoid", "elementwise", saves="y", build=_sigmoid,
+    reference_forward=_ref_sigmoid,
+    reference_backward=lambda g, y: g * ((1 - y) * y),
+))
+
+
+# --- relu -------------------------------------------------------------------
+
+def _relu(p):
+    zero = p.T(0.0)
+
+    def forward(x):
+        # `x <= 0` is False for NaN, so NaN propagates; relu(-0.0) = +0.0
+        return zero if x <= zero else x
+
+    def backward(g, s):
+        # the mask is the same from x or from y: relu'(0) = 0, NaN passes g
+        return zero if s <= zero else g
+
+    return forward, backward
+
+
+_register(Spec(
+    "relu", "elementwise", saves="y", build=_relu,
+    reference_forward=lambda x: np.where(x <= 0, np.zeros_like(x), x),
+    reference_backward=lambda g, s: np.where(s <= 0, np.zeros_like(g), g),
+))
+
+
+# --- leaky relu (also RReLU in evaluation mode) --------------------------------
+
+def _leaky_relu(p):
+    zero = p.T(0.0)
+
+    def forward(x, slope):
+        return x if x > zero else x * slope
+
+    def backward(g, x, slope):
+        # leaky_relu'(0) = slope, as PyTorch
+        return g if x > zero else g * slope
+
+    return forward, backward
+
+
+_register(Spec(
+    "leaky_relu", "elementwise", saves="x", params=("negative_slope",),
+    build=_leaky_relu,
+    reference_forward=lambda x, a: np.where(x > 0, x, x * a),
+    reference_backward=lambda g, x, a: np.where(x > 0, g, g * a),
+))
+
+
+# --- rrelu in training mode ----------------------------------------------------
+
+def _rrelu_slope(p):
+    """Scalar slope for flat index ``i`` (see :mod:`fastact._rng`)."""
+    T = p.T
+    U = np.uint64
+    golden, m1, m2 = U(_rng.GOLDEN), U(_rng.M1), U(_rng.M2)
+    s30, s27, s31, one_u = U(30), U(27), U(31), U(1)
+    bits = _rng.uniform_bits(p.dtype)
+    shift, scale = U(64 - bits), T(2.0 ** -bits)
+
+    @p.jit
+    def slope(i, key, lower, upper):
+        z = key + (U(i) + one_u) * golden
+        z = (z ^ (z >> s30)) * m1
+        z = (z ^ (z >> s27)) * m2
+        z = z ^ (z >> s31)
+        u = T(z >> shift) * scale
+        return lower + (upper - lower) * u
+
+    return slope
+
+
+def _rrelu_train(p):
+    zero = p.T(0.0)
+    slope = _rrelu_slope(p)
+
+    def forward(x, i, key, lower, upper):
+        return x if x > zero else x * slope(i, key, lower, upper)
+
+    def backward(g, x, i, key, lower, upper):
+        return g if x > zero else g * slope(i, key, lower, upper)
+
+    return forward, backward
+
+
+def reference_rrelu_slopes(n, key, lower, upper, dtype):
+    """The slopes of flat indices ``0..n-1`` as a NumPy array of ``dtype``."""
+    dt = np.dtype(dtype)
+    bits = _rng.uniform_bits(dt)
+    z = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_rng.GOLDEN) + np.uint64(key)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_rng.M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_rng.M2)
+    z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(64 - bits)).astype(dt) * dt.type(2.0 ** -bits)
+    lower, upper = dt.type(lower), dt.type(upper)
+    return lower + (upper - lower) * u
+
+
+def _ref_rrelu_fwd(x, key, lower, upper):
+    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+    return np.where(x > 0, x, x * a)
+
+
+def _ref_rrelu_bwd(g, x, key, lower, upper):
+    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+    return np.where(x > 0, g, g * a)
+
+
+_register(Spec(
+    "rrelu_train", "elementwise", saves="x", params=("key", "lower", "upper"),
+    build=_rrelu_train, indexed=True,
+    reference_forward=_ref_rrelu_fwd, reference_backward=_ref_rrelu_bwd,
+))
+
+
+# --- elu --------------------------------------------------------------------------
+
+def _elu(p):
+    T, exp, expm1 = p.T, p.exp, p.expm1
+    zero = T(0.0)
+
+    def forward(x, alpha):
+        # expm1 only ever sees x <= 0: the unused branch cannot overflow
+        return x if x > zero else alpha * expm1(x if x < zero else zero)
+
+    def backward(g, x, alpha):
+        # elu'(0) = alpha; a NaN input passes g through, as PyTorch
+        return g if not (x <= zero) else g * (alpha * exp(x if x < zero else zero))
+
+    return forward, backward
+
+
+def _ref_elu_fwd(x, a):
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+
+
+def _ref_elu_bwd(g, x, a):
+    return np.where(x <= 0, g * (a * np.exp(np.minimum(x, 0))), g)
+
+
+_register(Spec(
+    "elu", "elementwise", saves="x", params=("alpha",), build=_elu,
+    reference_forward=_ref_elu_fwd, reference_backward=_ref_elu_bwd,
+))
+
+
+# --- prelu ----------------------------------------------------------------------
+
+def _prelu(p):
+    zero = p.T(0.0)
+
+    def forward(x, w):
+        return x if x > zero else w * x
+
+    def backward(g, x, w):
+        # mask x > 0 (PyTorch); the weight gradient sums g*x where not x > 0
+        return g if x > zero else w * g
+
+    def weight_term(g, x):
+        return zero if x > zero else g * x
+
+    return forward, backward, weight_term
+
+
+_register(Spec(
+    "prelu", "prelu", saves="x", params=("weight",), build=_prelu,
+    reference_forward=lambda x, w: np.where(x > 0, x, w * x),
+    reference_backward=lambda g, x, w: np.where(x > 0, g, w * g),
+))
+
+
+# --- softmax ----------------------------------------------------------------------
+# Row-wise: y_j = exp(x_j - max x) / sum_k exp(x_k - max x); the max shift is
+# the overflow guard.  Backward from the output: g_x = y * (g - sum(g * y)).
+# Backends accumulate in float64 (float32 inputs) or with compensated
+# summation (float64 inputs).
+
+
+def _ref_softmax_fwd(x):
+    """Rows along the last axis, computed in higher precision."""
+    wide = np.longdouble if x.dtype == np.float64 else np.float64
+    xw = x.astype(wide)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.max(xw, axis=-1, keepdims=True) if x.shape[-1] else xw
+        e = np.exp(xw - m)
+        return (e / np.sum(e, axis=-1, keepdims=True)).astype(x.dtype)
+
+
+def _ref_softmax_bwd(g, y):
+    wide = np.longdouble if y.dtype == np.float64 else np.float64
+    gw, yw = g.astype(wide), y.astype(wide)
+    return (yw * (gw - np.sum(gw * yw, axis=-1, keepdims=True))).astype(y.dtype)
+
+
+_register(Spec(
+    "softmax", "rowwise", saves="y",
+    reference_forward=_ref_softmax_fwd, reference_backward=_ref_softmax_bwd,
+))

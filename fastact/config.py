@@ -1,0 +1,45 @@
+"""Tunables, in one place.  Each number says how it was chosen.
+
+Environment variables read here:
+
+``FASTACT_BACKEND``
+    default backend name (``numpy``, ``numba``, ``c``, ``cuda``); a
+    per-call ``backend=`` and :func:`fastact.use_backend` win over it.
+``FASTACT_NUM_THREADS``
+    initial thread count of the parallel CPU kernels.
+"""
+from __future__ import annotations
+
+import os
+
+#: Backend names in the order ``fastact.backends()`` lists them.
+BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
+
+#: Automatic choice for host arrays with at least ``SMALL_MAX`` elements, and
+#: below it.  The reference is last: used only when nothing else loads.
+AUTO_LARGE = ("numba", "c", "numpy")
+AUTO_SMALL = ("numba", "c", "numpy")
+
+#: Below this many elements the Numba backend runs its serial kernels: the
+#: cost of waking the thread pool (~5-10 us measured on the 2-core build
+#: machine) exceeds the work.  Measured with ``fastact bench`` size sweeps:
+#: relu/sigmoid at 2**15 float32 run equally fast serial and parallel.
+PARALLEL_MIN = 1 << 15
+
+#: Lanes of the multi-accumulator reductions in the row kernels (softmax,
+#: PReLU's weight gradient): 16 independent partial sums fill two AVX-512
+#: registers of float64 and break the add-latency chain.
+REDUCTION_LANES = 16
+
+#: Default CUDA launch shape for the grid-stride elementwise kernels.
+CUDA_THREADS_PER_BLOCK = 256
+
+
+def env_backend() -> str | None:
+    v = os.environ.get("FASTACT_BACKEND", "").strip().lower()
+    return v or None
+
+
+def env_num_threads() -> int | None:
+    v = os.environ.get("FASTACT_NUM_THREADS", "").strip()
+    return int(v) if v.isdigit() and int(v) > 0 else None
