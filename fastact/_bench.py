@@ -1,0 +1,625 @@
+"""Benchmark machinery shared by ``fastact bench``, ``benchmarks/`` and the regression check.
+
+A *case* is one kernel: (op, pass, implementation, dtype, size).  Each case
+is timed interleaved with a parallel memory copy of the same size and dtype,
+so its throughput can be stated as a fraction of what this machine can move
+right now (the copy "roofline").  That fraction, not the absolute time, is
+what the regression check compares with ``benchmarks/baseline.json``:
+absolute times drift between runs and machines; the ratio to a copy measured
+in the same moment mostly does not.
+
+Memory traffic is nominal and the same for every implementation of one op:
+forward reads ``x`` and writes ``y``; backward reads ``grad`` and the saved
+tensor and writes ``grad_x``; PReLU also reads the weights and its backward
+writes their gradient.  What an implementation moves beyond that (PyTorch's
+RReLU noise tensor, a second pass over a softmax row, NumPy temporaries) is
+its cost, not extra credit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import platform
+import statistics
+import time
+
+import numpy as np
+
+PASSES = ("forward", "backward")
+DTYPES = ("float32", "float64")
+REFERENCES = ("numpy-expr", "torch")     # comparison columns, not fastact backends
+
+#: Element count of the full benchmarks (``fastact bench`` and ``benchmarks/``).
+DEFAULT_SIZE = 1 << 24
+#: ``--quick`` (the CI regression check): 16 MiB float32 arrays, still far
+#: beyond the 2 MiB per-core L2 of the build machine, on one thread.  On a
+#: shared 2-core machine a 2-thread parallel region waits for whichever core
+#: is busy with someone else: measured under load, every parallel kernel and
+#: the parallel copy alike took one 8 ms scheduler slice, whatever its work,
+#: while one thread kept within 10% from run to run.
+QUICK_SIZE = 1 << 22
+QUICK_THREADS = 1
+DEFAULT_REPEAT = 5
+QUICK_REPEAT = 9
+#: Softmax row length of the main case, and the sweep of ``benchmarks/``.
+SOFTMAX_ROW = 4096
+SOFTMAX_ROWS_SWEEP = (16, 128, 1024, 4096, 16384, 65536)
+#: PReLU layout: (batch, channels, spatial) with one slope per channel.
+PRELU_CHANNELS = 64
+PRELU_BATCH = 16
+LEAKY_SLOPE = 0.01
+RRELU_LOWER, RRELU_UPPER, RRELU_SEED = 1 / 8, 1 / 3, 0
+ELU_ALPHA = 1.0
+#: Default allowed drop of a kernel's copy-normalized throughput.
+MAX_REGRESSION = 0.25
+
+
+# --- workloads ------------------------------------------------------------------
+
+def shape_for(op, n, row=None):
+    """The array shape a case of ``op`` uses for (about) ``n`` elements."""
+    if op == "softmax":
+        L = min(row or SOFTMAX_ROW, n)
+        return (max(n // L, 1), L)
+    if op == "prelu":
+        C = PRELU_CHANNELS if n >= PRELU_CHANNELS else 1
+        B = PRELU_BATCH if n >= PRELU_BATCH * C * 16 else 1
+        return (B, C, max(n // (B * C), 1))
+    return (n,)
+
+
+@dataclasses.dataclass
+class Workload:
+    """Synthetic inputs and preallocated outputs of one (op, dtype, shape)."""
+    op: str
+    dtype: np.dtype
+    shape: tuple
+    x: np.ndarray           # forward input
+    y: np.ndarray           # forward output (the saved tensor of backward from y)
+    g: np.ndarray           # upstream gradient
+    out: np.ndarray         # preallocated result
+    w: np.ndarray | None = None      # prelu slopes
+    gw: np.ndarray | None = None     # prelu weight gradient
+    noise: np.ndarray | None = None  # rrelu slopes, for implementations that store them
+
+    @property
+    def size(self):
+        return self.x.size
+
+    def traffic(self, pass_):
+        """Nominal bytes moved by one call (see the module docstring)."""
+        item = self.dtype.itemsize
+        arrays = 2 if pass_ == "forward" else 3
+        extra = 0
+        if self.w is not None:
+            extra = self.w.size * item * (1 if pass_ == "forward" else 2)
+        return arrays * self.size * item + extra
+
+
+@functools.lru_cache(maxsize=4)
+def _base_data(dtype, n):
+    # A standard normal mix with a few large values: half the elements take
+    # each branch of every activation, and exp sees a realistic range.
+    rng = np.random.default_rng(12345)
+    x = rng.standard_normal(n, dtype=np.float64) * 2.0
+    return x.astype(dtype), rng.standard_normal(n, dtype=np.float64).astype(dtype)
+
+
+def make_workload(op, dtype, n, row=None):
+    import fastact
+    dtype = np.dtype(dtype)
+    shape = shape_for(op, n, row)
+    m = math.prod(shape)
+    xb, gb = _base_data(dtype.name, m)
+    x, g = xb.reshape(shape), gb.reshape(shape)
+    out = np.empty(shape, dtype)
+    w = gw = noise = None
+    if op == "sigmoid":
+        y = fastact.sigmoid(x)
+    elif op == "relu":
+        y = fastact.relu(x)
+    elif op == "softmax":
+        y = fastact.softmax(x)
+    elif op == "prelu":
+        w = np.linspace(0.05, 0.5, shape[1], dtype=dtype)
+        gw = np.empty_like(w)
+        y = fastact.prelu(x, w)
+    elif op == "rrelu":
+        from . import _registry, _rng
+        noise = _registry.reference_rrelu_slopes(m, _rng.seed_key(RRELU_SEED), RRELU_LOWER,
+                                                 RRELU_UPPER, dtype).reshape(shape)
+        y = np.where(x > 0, x, x * noise)
+    else:
+        y = x
+    return Workload(op, dtype, shape, x, y, g, out, w, gw, noise)
+
+
+# --- implementations ---------------------------------------------------------------
+
+def fastact_call(wl, pass_, backend):
+    """A zero-argument callable running fastact's ``op`` on ``backend``."""
+    import fastact
+    x, y, g, out, b = wl.x, wl.y, wl.g, wl.out, backend
+    op, fwd = wl.op, pass_ == "forward"
+    if op == "sigmoid":
+        return (lambda: fastact.sigmoid(x, out=out, backend=b)) if fwd else \
+               (lambda: fastact.sigmoid_backward(g, y, out=out, backend=b))
+    if op == "relu":
+        return (lambda: fastact.relu(x, out=out, backend=b)) if fwd else \
+               (lambda: fastact.relu_backward(g, y, out=out, backend=b))
+    if op == "leaky_relu":
+        a = LEAKY_SLOPE
+        return (lambda: fastact.leaky_relu(x, a, out=out, backend=b)) if fwd else \
+               (lambda: fastact.leaky_relu_backward(g, x, a, out=out, backend=b))
+    if op == "elu":
+        a = ELU_ALPHA
+        return (lambda: fastact.elu(x, a, out=out, backend=b)) if fwd else \
+               (lambda: fastact.elu_backward(g, x, a, out=out, backend=b))
+    if op == "rrelu":
+        kw = dict(training=True, seed=RRELU_SEED, out=out, backend=b)
+        lo, up = RRELU_LOWER, RRELU_UPPER
+        return (lambda: fastact.rrelu(x, lo, up, **kw)) if fwd else \
+               (lambda: fastact.rrelu_backward(g, x, lo, up, **kw))
+    if op == "prelu":
+        w, gw = wl.w, wl.gw
+        return (lambda: fastact.prelu(x, w, out=out, backend=b)) if fwd else \
+               (lambda: fastact.prelu_backward(g, x, w, out=(out, gw), backend=b))
+    if op == "softmax":
+        return (lambda: fastact.softmax(x, out=out, backend=b)) if fwd else \
+               (lambda: fastact.softmax_backward(g, y, out=out, backend=b))
+    raise ValueError(f"unknown op {op!r}")
+
+
+def numpy_expr_call(wl, pass_):
+    """NumPy's own expression of the op, written the way a user would."""
+    x, y, g = wl.x, wl.y, wl.g
+    op, fwd = wl.op, pass_ == "forward"
+    if op == "sigmoid":
+        f = (lambda: 1 / (1 + np.exp(-x))) if fwd else (lambda: g * y * (1 - y))
+    elif op == "relu":
+        f = (lambda: np.maximum(x, 0)) if fwd else (lambda: np.where(y > 0, g, 0))
+    elif op == "leaky_relu":
+        a = LEAKY_SLOPE
+        f = (lambda: np.where(x > 0, x, a * x)) if fwd else (lambda: np.where(x > 0, g, a * g))
+    elif op == "elu":
+        a = ELU_ALPHA
+        f = (lambda: np.where(x > 0, x, a * np.expm1(x))) if fwd else \
+            (lambda: np.where(x > 0, g, g * a * np.exp(x)))
+    elif op == "rrelu":
+        lo, up = RRELU_LOWER, RRELU_UPPER
+        rng = np.random.default_rng(RRELU_SEED)
+        noise = wl.noise
+
+        def forward():
+            a = rng.uniform(lo, up, x.shape).astype(x.dtype)
+            return np.where(x > 0, x, a * x)
+        f = forward if fwd else (lambda: np.where(x > 0, g, noise * g))
+    elif op == "prelu":
+        w = wl.w[:, None]
+
+        def backward():
+            gx = np.where(x > 0, g, w * g)
+            return gx, np.where(x > 0, 0, g * x).sum(axis=(0, 2))
+        f = (lambda: np.where(x > 0, x, w * x)) if fwd else backward
+    elif op == "softmax":
+        def forward():
+            e = np.exp(x - x.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)
+        f = forward if fwd else (lambda: y * (g - (g * y).sum(axis=-1, keepdims=True)))
+    else:
+        raise ValueError(f"unknown op {op!r}")
+
+    def call():
+        with np.errstate(all="ignore"):
+            return f()
+    return call
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def torch_call(wl, pass_):
+    """PyTorch's CPU kernel for the op, writing into ``out`` where ATen has an out= form."""
+    import torch
+    import fastact
+    torch.set_num_threads(fastact.get_num_threads())
+    A = torch.ops.aten
+    t = torch.from_numpy
+    x, y, g, out = t(wl.x), t(wl.y), t(wl.g), t(wl.out)
+    op, fwd = wl.op, pass_ == "forward"
+    if op == "sigmoid":
+        return (lambda: torch.sigmoid(x, out=out)) if fwd else \
+               (lambda: A.sigmoid_backward.grad_input(g, y, grad_input=out))
+    if op == "relu":
+        return (lambda: A.clamp_min.out(x, 0, out=out)) if fwd else \
+               (lambda: A.threshold_backward.grad_input(g, y, 0, grad_input=out))
+    if op == "leaky_relu":
+        a = LEAKY_SLOPE
+        return (lambda: A.leaky_relu.out(x, a, out=out)) if fwd else \
+               (lambda: A.leaky_relu_backward.grad_input(g, x, a, False, grad_input=out))
+    if op == "elu":
+        a = ELU_ALPHA
+        return (lambda: A.elu.out(x, a, 1, 1, out=out)) if fwd else \
+               (lambda: A.elu_backward.grad_input(g, a, 1, 1, False, x, grad_input=out))
+    if op == "rrelu":
+        # PyTorch draws the slopes into a stored noise tensor in the forward
+        # pass and reads it back in the backward pass.
+        noise = t(wl.noise.copy())
+        lo, up = RRELU_LOWER, RRELU_UPPER
+        return (lambda: A.rrelu_with_noise.out(x, noise, lo, up, True, None, out=out)) if fwd \
+            else (lambda: A.rrelu_with_noise_backward.out(g, x, noise, lo, up, True, False,
+                                                          out=out))
+    if op == "prelu":
+        w = t(wl.w).view(-1, 1)     # ATen's kernel takes the weight broadcastable to x
+        # no out= form: these include allocating the result(s)
+        return (lambda: A._prelu_kernel(x, w)) if fwd else \
+               (lambda: A._prelu_kernel_backward(g, x, w))
+    if op == "softmax":
+        return (lambda: A._softmax.out(x, -1, False, out=out)) if fwd else \
+               (lambda: A._softmax_backward_data.out(g, y, -1, x.dtype, grad_input=out))
+    raise ValueError(f"unknown op {op!r}")
+
+
+def make_call(wl, pass_, impl):
+    if impl == "numpy-expr":
+        return numpy_expr_call(wl, pass_)
+    if impl == "torch":
+        return torch_call(wl, pass_)
+    return fastact_call(wl, pass_, impl)
+
+
+# --- the roofline ------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _copy_kernel():
+    import numba
+
+    # Not cached on disk: it compiles in well under a second, and several
+    # processes writing one cache file at once can corrupt it.
+    @numba.njit(parallel=True, nogil=True)
+    def copy(src, dst):
+        for i in numba.prange(src.shape[0]):
+            dst[i] = src[i]
+    return copy
+
+
+def copy_call(dtype, n):
+    """A parallel read+write copy of ``n`` elements: the roofline of a parallel kernel.
+
+    ``np.copyto`` is single-threaded and may use non-temporal stores, which
+    no elementwise kernel here uses; a ``prange`` copy moves data the way
+    the kernels do.
+    """
+    import fastact
+    import numba
+    src = _base_data(np.dtype(dtype).name, n)[0]
+    dst = np.empty_like(src)
+    kernel = _copy_kernel()
+    threads = fastact.get_num_threads()
+
+    def call():
+        numba.set_num_threads(threads)
+        kernel(src, dst)
+    return call
+
+
+def copy_traffic(dtype, n):
+    return 2 * n * np.dtype(dtype).itemsize
+
+
+# --- timing ---------------------------------------------------------------------------
+
+def _seconds(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@dataclasses.dataclass
+class Samples:
+    """Times of one kernel and of the copy run just before each of them."""
+    kernel: list = dataclasses.field(default_factory=list)
+    copy: list = dataclasses.field(default_factory=list)
+
+    def add(self, fn, copy_fn=None):
+        if copy_fn is not None:
+            self.copy.append(_seconds(copy_fn))
+        self.kernel.append(_seconds(fn))
+
+    @property
+    def seconds(self):
+        return min(self.kernel)
+
+    @property
+    def median_seconds(self):
+        return statistics.median(self.kernel)
+
+    @property
+    def copy_seconds(self):
+        return min(self.copy)
+
+    @property
+    def ratio(self):
+        """copy time / kernel time, best of each.
+
+        On a shared machine noise only ever adds time, so the fastest of
+        several samples is the stable estimate of what the code can do, for
+        the kernel and for the copy alike; samples are spread over rounds so
+        that one busy moment cannot spoil all of one kernel's samples.
+        """
+        return min(self.copy) / min(self.kernel)
+
+
+def timed(fn, copy_fn=None, repeat=DEFAULT_REPEAT):
+    """Time ``fn`` (after a warm-up call) ``repeat`` times, each after a ``copy_fn``."""
+    fn()
+    if copy_fn is not None:
+        copy_fn()
+    s = Samples()
+    for _ in range(max(repeat, 1)):
+        s.add(fn, copy_fn)
+    return s
+
+
+# --- cases and results ---------------------------------------------------------------
+
+def case_key(op, pass_, impl, dtype, size, threads):
+    return f"{op}/{pass_}/{impl}/{dtype}/{size}/t{threads}"
+
+
+@dataclasses.dataclass
+class Result:
+    op: str
+    pass_: str
+    backend: str
+    dtype: str
+    size: int
+    shape: tuple
+    seconds: float             # best of the rounds; every figure below uses it
+    median_seconds: float
+    bytes: int
+    gbs: float                 # GB/s of nominal memory traffic
+    elements_per_s: float
+    copy_gbs: float            # the parallel copy, same size and dtype, same rounds
+    roofline: float            # gbs / copy_gbs
+    threads: int = 1
+    numpy_speedup: float | None = None
+    torch_speedup: float | None = None
+
+    @property
+    def key(self):
+        return case_key(self.op, self.pass_, self.backend, self.dtype, self.size, self.threads)
+
+    def to_json(self):
+        d = dataclasses.asdict(self)
+        d["pass"] = d.pop("pass_")
+        d["shape"] = list(self.shape)
+        d["key"] = self.key
+        return d
+
+
+def result(wl, pass_, impl, s):
+    import fastact
+    n = wl.size
+    nbytes = wl.traffic(pass_)
+    ct = copy_traffic(wl.dtype, n)
+    return Result(wl.op, pass_, impl, wl.dtype.name, n, wl.shape, s.seconds, s.median_seconds,
+                  nbytes, nbytes / s.seconds / 1e9, n / s.seconds,
+                  ct / s.copy_seconds / 1e9, s.ratio * nbytes / ct, fastact.get_num_threads())
+
+
+def measure(wl, pass_, impl, repeat=DEFAULT_REPEAT, copy_fn=None):
+    """Time one case interleaved with the copy; return a :class:`Result`."""
+    if copy_fn is None:
+        copy_fn = copy_call(wl.dtype, wl.size)
+    return result(wl, pass_, impl, timed(make_call(wl, pass_, impl), copy_fn, repeat))
+
+
+def plan(ops, backends, dtypes):
+    """The (op, pass, backend, dtype) tuples of a run, in table order."""
+    return [(op, p, b, d) for d in dtypes for op in ops for p in PASSES for b in backends]
+
+
+def run(ops, backends, dtypes, size, repeat, references=REFERENCES, progress=None):
+    """Measure every case in ``repeat`` rounds; return the list of :class:`Result`.
+
+    Each round times every kernel once, right after a copy of the same size,
+    so a kernel's samples are spread over the whole run.  References
+    (NumPy's expression, PyTorch) get at most 3 rounds: they only feed the
+    speed-up columns.  ``progress(label)`` is called before each step.
+    """
+    refs = [r for r in references if r != "torch" or torch_available()]
+    cases = []          # (workload, pass, impl, call, copy_fn, samples)
+    for dtype in dtypes:
+        copies = {}
+        for op in ops:
+            wl = make_workload(op, dtype, size)
+            if wl.size not in copies:
+                copies[wl.size] = copy_call(dtype, wl.size)
+            for pass_ in PASSES:
+                for impl in list(backends) + refs:
+                    cases.append((wl, pass_, impl, make_call(wl, pass_, impl),
+                                  copies[wl.size], Samples()))
+    rounds = max(repeat, 1)
+    for r in range(rounds + 1):         # round 0 is the warm-up
+        for wl, pass_, impl, call, copy_fn, s in cases:
+            is_ref = impl in REFERENCES
+            if is_ref and r > min(rounds, 3):
+                continue
+            if progress:
+                progress(f"{wl.op} {pass_} {impl} {wl.dtype.name}"
+                         + (" (warm-up)" if r == 0 else f" ({r}/{rounds})"))
+            if r == 0:
+                call()
+                copy_fn()
+            else:
+                s.add(call, None if is_ref else copy_fn)
+    results, ref_times = [], {}
+    for wl, pass_, impl, call, copy_fn, s in cases:
+        if impl in REFERENCES:
+            ref_times[(wl.op, pass_, wl.dtype.name, impl)] = s.seconds
+        else:
+            results.append(result(wl, pass_, impl, s))
+    for res in results:
+        t = ref_times.get((res.op, res.pass_, res.dtype, "numpy-expr"))
+        res.numpy_speedup = t / res.seconds if t else None
+        t = ref_times.get((res.op, res.pass_, res.dtype, "torch"))
+        res.torch_speedup = t / res.seconds if t else None
+    return results
+
+
+def steps(ops, backends, dtypes, repeat, references=REFERENCES):
+    refs = [r for r in references if r != "torch" or torch_available()]
+    per = len(dtypes) * len(ops) * len(PASSES)
+    return per * ((len(backends) + len(refs)) + len(backends) * repeat
+                  + len(refs) * min(repeat, 3))
+
+
+# --- reports ---------------------------------------------------------------------------
+
+def _fmt_speedup(v):
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def table(results, with_torch=True):
+    """The results as one plain-text table."""
+    head = ["op", "pass", "backend", "dtype", "GB/s", "% copy", "vs NumPy"]
+    if with_torch:
+        head.append("vs torch")
+    rows = []
+    for r in results:
+        row = [r.op, r.pass_, r.backend, r.dtype, f"{r.gbs:.2f}", f"{100 * r.roofline:.0f}%",
+               _fmt_speedup(r.numpy_speedup)]
+        if with_torch:
+            row.append(_fmt_speedup(r.torch_speedup))
+        rows.append(row)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(head)]
+    right = {4, 5, 6, 7}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(head), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def copy_summary(results):
+    seen = {}
+    for r in results:
+        seen.setdefault((r.dtype, r.size), []).append(r.copy_gbs)
+    return "; ".join(f"{d} x {n}: {statistics.median(v):.2f} GB/s"
+                     for (d, n), v in seen.items())
+
+
+def metadata(size, repeat, quick):
+    import fastact
+    import numba
+    meta = {
+        "fastact": fastact.__version__, "numpy": np.__version__, "numba": numba.__version__,
+        "python": platform.python_version(), "machine": platform.machine(),
+        "processor": _cpu_name(), "threads": fastact.get_num_threads(),
+        "size": size, "repeat": repeat, "quick": quick,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if torch_available():
+        import torch
+        meta["torch"] = torch.__version__
+    return meta
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def dump(results, meta):
+    return {"meta": meta, "results": [r.to_json() for r in results]}
+
+
+def load_figures(path):
+    """``{key: roofline}`` from a results or baseline JSON file."""
+    with open(path) as f:
+        data = json.load(f)
+    rows = data["results"] if isinstance(data, dict) else data
+    return {r["key"]: float(r["roofline"]) for r in rows}
+
+
+@dataclasses.dataclass
+class Regression:
+    key: str
+    baseline: float
+    current: float
+
+    @property
+    def drop(self):
+        return 1 - self.current / self.baseline
+
+    def __str__(self):
+        return (f"{self.key}: {100 * self.current:.1f}% of copy now, baseline "
+                f"{100 * self.baseline:.1f}% ({100 * self.drop:.0f}% slower)")
+
+
+def compare(current, baseline, max_regression=MAX_REGRESSION):
+    """Kernels whose copy-normalized throughput fell more than ``max_regression``.
+
+    ``current`` and ``baseline`` map case keys to fractions of the copy
+    roofline; kernels in only one of them are not compared.
+    """
+    out = []
+    for key, now in current.items():
+        base = baseline.get(key)
+        if base is not None and now < base * (1 - max_regression):
+            out.append(Regression(key, base, now))
+    return out
+
+
+def plot_results(results, path):
+    """A bar chart: each kernel's fraction of the copy roofline, by backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = []
+    for r in results:
+        lab = f"{r.op} {r.pass_[:3]} {r.dtype}"
+        if lab not in labels:
+            labels.append(lab)
+    backends = list(dict.fromkeys(r.backend for r in results))
+    vals = {(f"{r.op} {r.pass_[:3]} {r.dtype}", r.backend): r for r in results}
+    width = 0.8 / max(len(backends), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(labels) * max(1, len(backends) / 2)), 5))
+    for i, b in enumerate(backends):
+        xs = [j + i * width for j, lab in enumerate(labels) if (lab, b) in vals]
+        ys = [100 * vals[(lab, b)].roofline for lab in labels if (lab, b) in vals]
+        ax.bar(xs, ys, width, label=b)
+    torch_pts = [(j + 0.4 - width / 2, 100 * vals[(lab, b)].roofline
+                  * vals[(lab, b)].torch_speedup ** -1)
+                 for j, lab in enumerate(labels) for b in backends[:1]
+                 if (lab, b) in vals and vals[(lab, b)].torch_speedup]
+    if torch_pts:
+        ax.scatter(*zip(*torch_pts), marker="_", s=400, color="k", zorder=3,
+                   label="PyTorch")
+    ax.axhline(100, color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("% of parallel memory-copy throughput")
+    ax.set_title(f"fastact kernels vs the copy roofline ({results[0].size:,} elements)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,469 @@
+"""The ``fastact`` command: ``bench``, ``info`` and ``plot``.
+
+Importing this module imports nothing heavy; NumPy, Numba, PyTorch and
+matplotlib are imported by the subcommand that needs them.  Exit status: 0
+on success, 1 when ``bench --compare`` finds a regression, 2 for a bad
+option or a missing optional dependency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+CHARTS_HINT = "pip install fastact[cli]"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # one line and status 2, like argparse, but with the subcommand's name
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _size(text):
+    t = text.strip().lower().replace("_", "")
+    try:
+        if "**" in t:
+            base, exp = t.split("**")
+            v = int(base) ** int(exp)
+        elif t and t[-1] in "kmg":
+            v = int(float(t[:-1]) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[t[-1]])
+        else:
+            v = int(float(t))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 65536, 2**20, 4M)")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return v
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _fraction(text):
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid fraction {text!r} (examples: 0.25, 25%)") \
+            from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
+    return v
+
+
+def _names(text):
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _parser():
+    p = _Parser(prog="fastact", description="fastact activation kernels: benchmarks, "
+                "environment report and activation plots.")
+    sub = p.add_subparsers(dest="command", metavar="{bench,info,plot}", parser_class=_Parser)
+    sub.required = True
+
+    b = sub.add_parser("bench", help="benchmark the kernels against the memory-copy roofline, "
+                       "NumPy and PyTorch",
+                       description="Time every activation's forward and backward kernels on "
+                       "synthetic arrays, next to a parallel memory copy of the same size "
+                       "(the roofline), NumPy's own expression and PyTorch (if installed).")
+    b.add_argument("--ops", type=_names, metavar="LIST",
+                   help="comma-separated activations (default: all)")
+    b.add_argument("--backends", type=_names, metavar="LIST",
+                   help="comma-separated CPU backends (default: every one that loads)")
+    b.add_argument("--dtype", default=None, metavar="DTYPE",
+                   help="float32, float64, a comma list of both, or 'all' (default: float32)")
+    b.add_argument("--size", type=_size, metavar="N",
+                   help="elements per array, e.g. 2**24 or 16M (default: 2**24; --quick: 2**22)")
+    b.add_argument("--repeat", type=_positive_int, metavar="R",
+                   help="rounds: each times every kernel once, right after a copy; the best "
+                   "round counts (default: 5; --quick: 9)")
+    b.add_argument("--threads", type=_positive_int, metavar="T",
+                   help="threads of the parallel kernels, the copy and PyTorch (default: all; "
+                   "--quick: 1)")
+    b.add_argument("--quick", action="store_true",
+                   help="the CI regression check's short run: 2**22 float32 elements, one "
+                   "thread, compiled backends only")
+    b.add_argument("--json", metavar="FILE", help="write machine-readable results to FILE")
+    b.add_argument("--compare", metavar="FILE",
+                   help="compare each kernel's fraction of the copy roofline with FILE "
+                   "(e.g. benchmarks/baseline.json); exit 1 on a regression")
+    b.add_argument("--max-regression", type=_fraction, default=None, metavar="F",
+                   help="allowed drop below the baseline, 0.25 or 25%% (default: 0.25)")
+    b.add_argument("--retries", type=int, default=2, metavar="K",
+                   help="re-measure a kernel that looks regressed up to K more times before "
+                   "failing it (default: 2)")
+    b.add_argument("--plot", metavar="FILE.png", help="save a bar chart of the results")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    sub.add_parser("info", help="versions, backends and why any is unavailable, threads, "
+                   "CUDA devices")
+
+    pl = sub.add_parser("plot", help="plot every activation and its derivative")
+    pl.add_argument("file", metavar="FILE.png")
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the ``fastact`` command line; return the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        if args.command == "bench":
+            return _bench(parser, args)
+        if args.command == "info":
+            return _info()
+        return _plot(args.file)
+    except _UsageError as e:
+        print(f"fastact {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+# --- bench ---------------------------------------------------------------------------
+
+def _choose(args):
+    import fastact
+    from . import _bench
+    from .config import BACKEND_NAMES
+
+    ops = args.ops or list(fastact.ACTIVATIONS)
+    for op in ops:
+        if op not in fastact.ACTIVATIONS:
+            raise _UsageError(f"unknown op {op!r}; choose from {', '.join(fastact.ACTIVATIONS)}")
+    if not ops:
+        raise _UsageError("--ops is empty")
+
+    status = _backend_status()
+    if args.backends:
+        backends = args.backends
+        for b in backends:
+            if b not in BACKEND_NAMES:
+                raise _UsageError(f"unknown backend {b!r}; choose from "
+                                  f"{', '.join(n for n in BACKEND_NAMES if n != 'cuda')}")
+            if b == "cuda":
+                raise _UsageError("fastact bench times host arrays; for the 'cuda' backend "
+                                  "run benchmarks/gpu_check.py")
+            if not status[b]["available"]:
+                raise _UsageError(f"backend {b!r} is unavailable: {status[b]['reason']}")
+    else:
+        usable = [n for n in BACKEND_NAMES if n != "cuda" and status[n]["available"]]
+        # the reference is slow at these sizes and guards nothing in CI
+        backends = [n for n in usable if n != "numpy"] if args.quick else usable
+        backends = backends or ["numpy"]
+
+    if args.dtype in (None, ""):
+        dtypes = ["float32"]
+    elif args.dtype == "all":
+        dtypes = list(_bench.DTYPES)
+    else:
+        dtypes = _names(args.dtype)
+        for d in dtypes:
+            if d not in _bench.DTYPES:
+                raise _UsageError(f"unknown dtype {d!r}; choose from float32, float64, all")
+    size = args.size or (_bench.QUICK_SIZE if args.quick else _bench.DEFAULT_SIZE)
+    repeat = args.repeat or (_bench.QUICK_REPEAT if args.quick else _bench.DEFAULT_REPEAT)
+    threads = args.threads or (_bench.QUICK_THREADS if args.quick else None)
+    if threads is not None:
+        try:
+            fastact.set_num_threads(threads)
+        except ValueError as e:
+            raise _UsageError(f"--threads: {e}") from None
+    return ops, backends, dtypes, size, repeat
+
+
+class _Progress:
+    """A progress bar on stderr: tqdm where installed and stderr is a terminal,
+    else a plain line per tenth of the work; nothing when disabled."""
+
+    def __init__(self, total, enabled):
+        self.total, self.n, self.bar, self.shown = total, 0, None, -1
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        if enabled and self.tty:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, file=sys.stderr, unit="step", leave=False,
+                                dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def __call__(self, label):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            if self.n:
+                self.bar.update(1)
+            self.bar.set_description(label)
+        elif self.tty:
+            print(f"[{self.n + 1}/{self.total}] {label}".ljust(60), end="\r", file=sys.stderr,
+                  flush=True)
+        elif 10 * self.n // self.total > self.shown:
+            self.shown = 10 * self.n // self.total
+            print(f"fastact bench: {100 * self.n // self.total}% ({label})", file=sys.stderr,
+                  flush=True)
+        self.n += 1
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.close()
+        elif self.enabled and self.tty:
+            print(" " * 70, end="\r", file=sys.stderr, flush=True)
+
+
+def _bench(parser, args):
+    import fastact
+    from . import _bench
+
+    ops, backends, dtypes, size, repeat = _choose(args)
+    max_reg = args.max_regression if args.max_regression is not None else _bench.MAX_REGRESSION
+    baseline = None
+    if args.compare:
+        try:
+            baseline = _bench.load_figures(args.compare)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise _UsageError(f"cannot read baseline {args.compare}: {e}") from None
+    if args.plot and not _has_matplotlib():
+        raise _UsageError(f"--plot needs matplotlib: {CHARTS_HINT}")
+
+    progress = _Progress(_bench.steps(ops, backends, dtypes, repeat), not args.no_progress)
+    try:
+        results = _bench.run(ops, backends, dtypes, size, repeat, progress=progress)
+    finally:
+        progress.close()
+    with_torch = _bench.torch_available()
+
+    print(f"fastact {fastact.__version__} bench: {size:,} elements per array "
+          f"(softmax rows of {min(size, _bench.SOFTMAX_ROW)}), {repeat} rounds, "
+          f"{fastact.get_num_threads()} thread(s)")
+    print(f"parallel copy roofline: {_bench.copy_summary(results)}")
+    print(_bench.table(results, with_torch))
+    print("GB/s: nominal traffic (forward: read x + write y; backward: read grad + saved + "
+          "write grad_x) over the best time of the rounds; % copy: of a parallel copy of "
+          "the same size timed just before each kernel; vs NumPy / vs torch: their time "
+          "over fastact's.")
+    if not with_torch:
+        print("PyTorch is not installed: no 'vs torch' column.")
+
+    status = 0
+    if baseline is not None:
+        status = _check(results, baseline, max_reg, args.retries, repeat, args.compare)
+
+    if args.json:
+        meta = _bench.metadata(size, repeat, args.quick)
+        with open(args.json, "w") as f:
+            json.dump(_bench.dump(results, meta), f, indent=1)
+        print(f"results written to {args.json}")
+    if args.plot:
+        _bench.plot_results(results, args.plot)
+        print(f"chart written to {args.plot}")
+    elif not _has_matplotlib():
+        print(f"(for a chart of these results: {CHARTS_HINT}, then --plot FILE.png)")
+    return status
+
+
+def _check(results, baseline, max_reg, retries, repeat, path):
+    """Compare with the baseline; re-measure suspects before failing them."""
+    from . import _bench
+
+    current = {r.key: r for r in results}
+    figures = {k: r.roofline for k, r in current.items()}
+    common = [k for k in figures if k in baseline]
+    print()
+    if not common:
+        print(f"regression check FAILED: no kernel of this run is in {path} "
+              "(compare runs of the same --size and dtype; --quick matches the baseline)")
+        return 1
+    suspects = _bench.compare(figures, baseline, max_reg)
+    for _ in range(max(retries, 0)):
+        if not suspects:
+            break
+        # Noise on a shared machine only ever slows a kernel down, so the best
+        # of several medians is the honest figure for "did it get slower".
+        for s in suspects:
+            r = current[s.key]
+            wl = _bench.make_workload(r.op, r.dtype, r.size)
+            again = _bench.measure(wl, r.pass_, r.backend, repeat)
+            figures[s.key] = max(figures[s.key], again.roofline)
+        suspects = _bench.compare({s.key: figures[s.key] for s in suspects}, baseline, max_reg)
+    unmatched = [k for k in figures if k not in baseline]
+    if unmatched:
+        print(f"not in the baseline (not checked): {', '.join(unmatched)}")
+    if suspects:
+        print(f"regression check FAILED: {len(suspects)} of {len(common)} kernels fell more "
+              f"than {100 * max_reg:.0f}% below {path} (figures: % of the copy roofline)")
+        for s in suspects:
+            print(f"  {s}")
+        return 1
+    print(f"regression check passed: {len(common)} kernels within {100 * max_reg:.0f}% of "
+          f"{path}")
+    return 0
+
+
+def _backend_status():
+    """``fastact.backends()``, or the same built one backend at a time if it fails."""
+    import fastact
+    from . import _dispatch
+    from .config import BACKEND_NAMES
+    try:
+        return fastact.backends()
+    except Exception:
+        pass
+    out = {}
+    for name in BACKEND_NAMES:
+        try:
+            b = _dispatch.get(name)
+        except Exception as e:
+            out[name] = {"available": False, "reason": getattr(e, "reason", str(e))}
+            continue
+        try:
+            details = b.describe()
+        except Exception as e:
+            details = {"describe": f"failed ({type(e).__name__}: {e})"}
+        out[name] = {"available": True, "reason": None, **details}
+    return out
+
+
+def _has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+# --- info --------------------------------------------------------------------------
+
+def _info():
+    import platform
+
+    import fastact
+    import numpy
+    from . import _bench
+
+    lines = [f"fastact {fastact.__version__}", f"Python {platform.python_version()} "
+             f"({platform.machine()}, {_bench._cpu_name()})", f"NumPy {numpy.__version__}"]
+    try:
+        import numba
+        lines.append(f"Numba {numba.__version__}")
+    except ImportError:
+        lines.append("Numba not installed")
+    try:
+        import torch
+        lines.append(f"PyTorch {torch.__version__} (reference for fastact bench)")
+    except Exception:
+        lines.append("PyTorch not installed (fastact bench runs without its column)")
+
+    lines.append("backends:")
+    status = _backend_status()
+    for name, st in status.items():
+        if st["available"]:
+            details = {k: v for k, v in st.items() if k not in ("available", "reason")}
+            extra = ", ".join(f"{k}={v}" for k, v in details.items())
+            lines.append(f"  {name:<6} available" + (f" ({extra})" if extra else ""))
+        else:
+            lines.append(f"  {name:<6} unavailable: {st['reason']}")
+    c = status.get("c", {})
+    isa = next((c[k] for k in ("isa", "simd", "instruction_set", "ISA") if k in c), None)
+    if c.get("available"):
+        lines.append(f"C backend instruction set: {isa or 'not reported'}")
+    lines.append(f"threads: {fastact.get_num_threads()} (set_num_threads / FASTACT_NUM_THREADS)")
+    lines.append(f"CUDA devices: {_cuda_devices(status.get('cuda', {}))}")
+    print("\n".join(lines))
+    return 0
+
+
+def _cuda_devices(st):
+    if st.get("available"):
+        for k in ("devices", "device", "gpus"):
+            if k in st:
+                return str(st[k])
+    try:
+        from numba import cuda
+        if not cuda.is_available():
+            return "none (no CUDA driver or device found)"
+        return ", ".join(f"{i}: {d.name.decode() if isinstance(d.name, bytes) else d.name}"
+                         for i, d in enumerate(cuda.gpus)) or "none"
+    except Exception as e:
+        return f"none ({type(e).__name__}: {e})"
+
+
+# --- plot -------------------------------------------------------------------------
+
+def _plot(path):
+    if not _has_matplotlib():
+        raise _UsageError(f"plotting needs matplotlib: {CHARTS_HINT}")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    import fastact
+
+    x = np.linspace(-4, 4, 801)
+    one = np.ones_like(x)
+    lo, up = 1 / 8, 1 / 3
+    w = np.array([0.25])
+    sm_x = np.stack([x, np.zeros_like(x), np.ones_like(x)], axis=1)
+    sm_y = fastact.softmax(sm_x)
+    e0 = np.zeros_like(sm_x)
+    e0[:, 0] = 1
+    panels = [
+        ("sigmoid", r"$\sigma(x) = 1/(1+e^{-x})$", fastact.sigmoid(x),
+         fastact.sigmoid_backward(one, fastact.sigmoid(x))),
+        ("relu", r"$\max(x, 0)$", fastact.relu(x), fastact.relu_backward(one, x)),
+        ("leaky_relu", "slope 0.1 (default 0.01)", fastact.leaky_relu(x, 0.1),
+         fastact.leaky_relu_backward(one, x, 0.1)),
+        ("prelu", "learned slope w = 0.25", fastact.prelu(x, w),
+         fastact.prelu_backward(one, x, w)[0]),
+        ("rrelu", f"slope ~ U[{lo:.3g}, {up:.3g}] (training)",
+         fastact.rrelu(x, lo, up), fastact.rrelu_backward(one, x, lo, up)),
+        ("elu", r"$\alpha(e^x - 1)$ for $x \leq 0$, $\alpha = 1$", fastact.elu(x),
+         fastact.elu_backward(one, x)),
+        ("softmax", r"$y_0$ of softmax$(x, 0, 1)$", sm_y[:, 0],
+         fastact.softmax_backward(e0, sm_y)[:, 0]),
+    ]
+    cols = 4
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows))
+    axes = axes.ravel()
+    for ax, (name, formula, y, dy) in zip(axes, panels):
+        ax.axhline(0, color="0.8", linewidth=0.8)
+        ax.axvline(0, color="0.8", linewidth=0.8)
+        if name == "rrelu":
+            neg = x <= 0
+            ax.fill_between(x[neg], up * x[neg], lo * x[neg], color="C0", alpha=0.2,
+                            label="training range")
+            ax.fill_between(x[neg], lo, up, color="C1", alpha=0.2)
+        ax.plot(x, y, color="C0", label="f(x)")
+        ax.plot(x, dy, color="C1", linestyle="--", label="f'(x)")
+        ax.set_title(f"{name}\n{formula}", fontsize=10)
+        ax.set_xlim(x[0], x[-1])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("fastact activations (solid) and their derivatives (dashed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
