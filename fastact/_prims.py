@@ -48,6 +48,22 @@ def math_prims(dtype, jit=_identity) -> Prims:
     return Prims(dt, math.exp, math.expm1, dt.type, jit)
 
 
+def cached_njit(tag, **options):
+    """``numba.njit(cache=True)`` for a closure, under a unique name.
+
+    Numba's disk cache files closures by qualified name and line: closures
+    made by one factory for different dtypes or activations would share an
+    index file, and processes filling it at the same time could mix entries
+    up.  A tag per variant gives each its own file.
+    """
+    import numba
+
+    def decorate(fn):
+        fn.__qualname__ = f"{fn.__qualname__}__{tag}"
+        return numba.njit(error_model="numpy", cache=True, **options)(fn)
+    return decorate
+
+
 # --- polynomial exponentials for the CPU -----------------------------------
 
 # Constants per dtype: (int type, float type, log2(e), ln2 hi, ln2 lo,
@@ -63,9 +79,14 @@ _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_prims(dtype) -> Prims:
-    """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP)."""
-    import numba
+def cpu_prims(dtype, result=None) -> Prims:
+    """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP).
+
+    ``cpu_prims(np.float64, result=np.float32)`` computes in float64 but only
+    as accurately as a float32 result needs (relative error < 2**-32): a
+    shorter polynomial for kernels that widen float32 data (softmax).
+    """
+    from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
@@ -74,47 +95,69 @@ def cpu_prims(dtype) -> Prims:
     f32 = dt == np.float32
     c = _F32 if f32 else _F64
     nb_f = types.float32 if f32 else types.float64
-    nb_i = types.int32 if f32 else types.int64
-    I = np.int32 if f32 else np.int64
+
+    shifter_bits = int(np.array(c["shifter"], dtype=dt).view(np.int32 if f32 else np.int64))
+    bias, mbits = c["bias"], c["mbits"]
+
+    # Integer work on the exponent is done here, in the float's own width:
+    # written in Python, Numba would widen int32 to int64 and cost
+    # conversions in every vector lane.
+    def _exponent(builder, t):
+        ity = ir.IntType(32 if f32 else 64)
+        n = builder.sub(builder.bitcast(t, ity), ir.Constant(ity, shifter_bits))
+        return ity, n
+
+    def _pow2(builder, ity, n):
+        e = builder.shl(builder.add(n, ir.Constant(ity, bias)), ir.Constant(ity, mbits))
+        return builder.bitcast(e, t_float)
+
+    t_float = ir.FloatType() if f32 else ir.DoubleType()
 
     @intrinsic
-    def as_int(typingctx, x):
+    def scale2n(typingctx, m, t):
+        """m * 2**n, n read from the shifter sum t, as (m * 2**n1) * 2**(n-n1)
+        so that subnormal results and overflow to inf are rounded once."""
         def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], context.get_value_type(nb_i))
-        return nb_i(nb_f), codegen
+            ity, n = _exponent(builder, args[1])
+            n1 = builder.ashr(n, ir.Constant(ity, 1))
+            s1, s2 = _pow2(builder, ity, n1), _pow2(builder, ity, builder.sub(n, n1))
+            return builder.fmul(builder.fmul(args[0], s1), s2)
+        return nb_f(nb_f, nb_f), codegen
 
     @intrinsic
-    def as_float(typingctx, n):
+    def pow2n(typingctx, t):
+        """2**n, n read from the shifter sum t (normal range only)."""
         def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], context.get_value_type(nb_f))
-        return nb_f(nb_i), codegen
+            ity, n = _exponent(builder, args[0])
+            return _pow2(builder, ity, n)
+        return nb_f(nb_f), codegen
 
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
-    shifter_bits = I(np.array(c["shifter"], dtype=dt).view(I))
-    bias, mbits = I(c["bias"]), I(c["mbits"])
     lo, hi, em1_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"])
     one = T(1.0)
-    ione = I(1)
     if f32:
         # Cephes expf minimax coefficients on [-ln2/2, ln2/2]
         p = tuple(T(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                                  4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
     else:
         # Taylor coefficients 1/13! ... 1/2!; truncation error < 2e-17 on |r| <= ln2/2
-        p = tuple(T(1.0 / math.factorial(k)) for k in range(13, 1, -1))
+        top = 13 if result is None or np.dtype(result) == np.float64 else 8
+        p = tuple(T(1.0 / math.factorial(k)) for k in range(top, 1, -1))
 
-    njit = functools.partial(numba.njit, inline="always", error_model="numpy", cache=True)
+    # FMA contraction only inside the primitives: it makes them faster and no
+    # less accurate, and it never reaches the formulas (RReLU is bit-exact).
+    tag = dt.name if result is None else f"{dt.name}_for_{np.dtype(result).name}"
+    njit = cached_njit(tag, fastmath={"contract"})
 
     @njit
     def _reduce(x):
         # n = round(x / ln2) without a float->int conversion: adding the
-        # shifter leaves n in the low mantissa bits (valid for |n| < 2**22).
+        # shifter leaves n in the low mantissa bits of t (|n| < 2**22).
         t = x * log2e + shifter
-        n = as_int(t) - shifter_bits
         nf = t - shifter
         r = (x - nf * ln2hi) - nf * ln2lo
-        return r, n
+        return r, t
 
     @njit
     def _expm1_poly(r):
@@ -125,27 +168,19 @@ def cpu_prims(dtype) -> Prims:
         return r + (r * r) * q
 
     @njit
-    def _pow2(n):
-        return as_float((n + bias) << mbits)
-
-    @njit
     def exp(x):
         xc = hi if x > hi else x
         xc = lo if xc < lo else xc          # NaN passes through both tests
-        r, n = _reduce(xc)
-        m = _expm1_poly(r) + one
-        # 2**n as two factors so that results in the subnormal range and the
-        # overflow to +inf are rounded once, by the last multiplication.
-        n1 = n >> ione
-        return (m * _pow2(n1)) * _pow2(n - n1)
+        r, t = _reduce(xc)
+        return scale2n(_expm1_poly(r) + one, t)
 
     @njit
     def expm1(x):
         """exp(x) - 1 accurate near 0; valid for x <= ln(max float) - 1."""
         xc = em1_lo if x < em1_lo else x
-        r, n = _reduce(xc)
+        r, t = _reduce(xc)
         e = _expm1_poly(r)
-        s = _pow2(n)
+        s = pow2n(t)
         # 2**n * expm1(r) + (2**n - 1): exact scaling, one rounding in the sum
         return s * e + (s - one)
 

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from .. import _threads, config
-from .._prims import cpu_prims
+from .._prims import cached_njit, cpu_prims
 from .._registry import REGISTRY
 from . import Backend
 
@@ -28,22 +28,19 @@ def _numba():
     return numba
 
 
-def _jit(parallel):
-    return _numba().njit(parallel=parallel, nogil=True, error_model="numpy", cache=True)
-
-
-def _scalar(fn):
-    return _numba().njit(error_model="numpy", cache=True)(fn)
+def _jit(tag, parallel):
+    return cached_njit(f"{tag}_{'par' if parallel else 'ser'}", parallel=parallel, nogil=True)
 
 
 @functools.lru_cache(maxsize=None)
 def _formulas(name, dtype):
-    return tuple(_scalar(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
+    tag = f"{name}_{np.dtype(dtype).name}"
+    return tuple(cached_njit(tag)(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
 
 
 # --- loop skeletons -----------------------------------------------------------
 
-def _make_unary(f, indexed, parallel):
+def _make_unary(tag, f, indexed, parallel):
     prange = _numba().prange if parallel else range
     if indexed:
         def loop(x, out, params):
@@ -53,10 +50,10 @@ def _make_unary(f, indexed, parallel):
         def loop(x, out, params):
             for i in prange(x.shape[0]):
                 out[i] = f(x[i], *params)
-    return _jit(parallel)(loop)
+    return _jit(tag, parallel)(loop)
 
 
-def _make_binary(f, indexed, parallel):
+def _make_binary(tag, f, indexed, parallel):
     prange = _numba().prange if parallel else range
     if indexed:
         def loop(g, s, out, params):
@@ -66,16 +63,17 @@ def _make_binary(f, indexed, parallel):
         def loop(g, s, out, params):
             for i in prange(g.shape[0]):
                 out[i] = f(g[i], s[i], *params)
-    return _jit(parallel)(loop)
+    return _jit(tag, parallel)(loop)
 
 
 @functools.lru_cache(maxsize=None)
 def _elementwise_kernel(name, pass_, dtype, parallel):
     fwd, bwd = _formulas(name, dtype)
     indexed = REGISTRY[name].indexed
+    tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
     if pass_ == "forward":
-        return _make_unary(fwd, indexed, parallel)
-    return _make_binary(bwd, indexed, parallel)
+        return _make_unary(tag, fwd, indexed, parallel)
+    return _make_binary(tag, bwd, indexed, parallel)
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,99 +114,77 @@ def _prelu_kernels(dtype, parallel):
                     acc += v
             rowsum[r] = acc - comp
 
-    return _jit(parallel)(forward), _jit(parallel)(backward)
+    tag = f"prelu_{np.dtype(dtype).name}"
+    return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
 
 
 @functools.lru_cache(maxsize=None)
 def _softmax_kernels(dtype, parallel):
-    """Row skeletons; float32 works in float64, float64 sums compensated."""
+    """Row skeletons: max shift, exp, sum, scale; float32 works in float64.
+
+    The reductions are the only code compiled with reassociation allowed, so
+    that LLVM can keep several vector accumulators (a pairwise-like sum,
+    more accurate than one running sum); the max also assumes no NaN, which
+    is safe because a NaN anywhere reaches the sum through ``exp(x - m)``
+    and turns the whole row into NaN, as it should.
+    """
     nb = _numba()
     prange = nb.prange if parallel else range
     T = np.dtype(dtype).type
     W = np.float64
-    exp = cpu_prims(np.float64).exp
+    exp = cpu_prims(np.float64, dtype).exp
+    tag = f"softmax_{np.dtype(dtype).name}"
     L = config.REDUCTION_LANES
-    neg_inf = W(-np.inf)
-    compensated = np.dtype(dtype) == np.float64
+    zero = W(0.0)
 
-    @_scalar
-    def row_max(xr, n):
-        lanes = np.full(L, neg_inf)
-        nb_ = n - n % L
-        for j in range(0, nb_, L):
+    @cached_njit(tag + "_max")
+    def row_max(xr):
+        # L independent running maxima (a NaN-skipping compare) vectorize
+        n = xr.shape[0]
+        lanes = np.full(L, -np.inf, dtype=xr.dtype)
+        for j in range(0, n - n % L, L):
+            blk = xr[j:j + L]
             for k in range(L):
-                v = W(xr[j + k])
+                v = blk[k]
                 lanes[k] = v if v > lanes[k] else lanes[k]
-        m = neg_inf
+        m = W(-np.inf)
         for k in range(L):
-            m = lanes[k] if lanes[k] > m else m
-        for j in range(nb_, n):
-            v = W(xr[j])
-            m = v if v > m else m
+            m = W(lanes[k]) if lanes[k] > m else m
+        for j in range(n - n % L, n):
+            m = W(xr[j]) if xr[j] > m else m
         return m
 
-    @_scalar
-    def lane_sum(acc, comp):
-        # Neumaier's sum of the lanes, corrected by their Kahan compensations
-        s = W(0.0)
-        c = W(0.0)
-        for k in range(L):
-            v = acc[k]
-            t = s + v
-            c += ((s - t) + v) if abs(s) >= abs(v) else ((v - t) + s)
-            s = t
-        for k in range(L):
-            c -= comp[k]
-        return s + c
+    @cached_njit(tag + "_expsum", fastmath={"reassoc"})
+    def exp_store_sum(xr, m, orow):
+        s = zero
+        for j in range(xr.shape[0]):
+            e = exp(W(xr[j]) - m)
+            orow[j] = T(e)
+            s += e
+        return s
 
-    @_scalar
-    def add(acc, comp, k, v):
-        if compensated:      # Kahan per lane: vectorizes, unlike Neumaier
-            y = v - comp[k]
-            t = acc[k] + y
-            comp[k] = (t - acc[k]) - y   # minus the part lost
-            acc[k] = t
-        else:
-            acc[k] += v
+    @cached_njit(tag + "_dot", fastmath={"reassoc", "contract"})
+    def dot(gr, yr):
+        s = zero
+        for j in range(gr.shape[0]):
+            s += W(gr[j]) * W(yr[j])
+        return s
 
     def forward(x, out):
-        rows, n = x.shape
-        for r in prange(rows):
+        for r in prange(x.shape[0]):
             xr, orow = x[r], out[r]
-            m = row_max(xr, n)
-            acc = np.zeros(L)
-            comp = np.zeros(L)
-            nb_ = n - n % L
-            for j in range(0, nb_, L):
-                for k in range(L):
-                    e = exp(W(xr[j + k]) - m)
-                    orow[j + k] = T(e)
-                    add(acc, comp, k, e)
-            for j in range(nb_, n):
-                e = exp(W(xr[j]) - m)
-                orow[j] = T(e)
-                add(acc, comp, j - nb_, e)
-            inv = W(1.0) / lane_sum(acc, comp)
-            for j in range(n):
+            inv = W(1.0) / exp_store_sum(xr, row_max(xr), orow)
+            for j in range(xr.shape[0]):
                 orow[j] = T(W(orow[j]) * inv)
 
     def backward(g, y, out):
-        rows, n = y.shape
-        for r in prange(rows):
+        for r in prange(y.shape[0]):
             gr, yr, orow = g[r], y[r], out[r]
-            acc = np.zeros(L)
-            comp = np.zeros(L)
-            nb_ = n - n % L
-            for j in range(0, nb_, L):
-                for k in range(L):
-                    add(acc, comp, k, W(gr[j + k]) * W(yr[j + k]))
-            for j in range(nb_, n):
-                add(acc, comp, j - nb_, W(gr[j]) * W(yr[j]))
-            dot = lane_sum(acc, comp)
-            for j in range(n):
-                orow[j] = T(W(yr[j]) * (W(gr[j]) - dot))
+            d = dot(gr, yr)
+            for j in range(yr.shape[0]):
+                orow[j] = T(W(yr[j]) * (W(gr[j]) - d))
 
-    return _jit(parallel)(forward), _jit(parallel)(backward)
+    return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
 
 
 # --- the backend ------------------------------------------------------------------
