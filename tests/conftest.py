@@ -1,0 +1,313 @@
+"""Shared fixtures and test oracles for the core suite.
+
+The oracles here are written independently of the library: high-precision
+formulas in ``np.longdouble`` (for float64 results) and float64/longdouble
+(for float32 results), a ULP measure built from ``frexp``, and the layouts
+every op is exercised on.  The ``"numpy"`` backend is the library's own
+reference; tests compare the other backends with it bit for bit where the
+spec says so, and every backend with these oracles where the spec gives ULP
+bounds.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import config
+
+HOST_BACKENDS = tuple(n for n in config.BACKEND_NAMES if n != "cuda")
+DTYPES = (np.float32, np.float64)
+WIDE = np.longdouble
+
+
+@functools.lru_cache(maxsize=None)
+def _status():
+    return fastact.backends()
+
+
+def require_backend(name):
+    st = _status()[name]
+    if not st["available"]:
+        pytest.skip(f"backend {name!r} unavailable: {st['reason']}")
+    return name
+
+
+@pytest.fixture(params=HOST_BACKENDS)
+def host_backend(request):
+    """Every host backend name; skipped with the backend's own reason."""
+    return require_backend(request.param)
+
+
+@pytest.fixture(params=[b for b in HOST_BACKENDS if b != "numpy"])
+def fast_backend(request):
+    """Host backends other than the reference (compared against it)."""
+    return require_backend(request.param)
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+# --- bit-level and ULP comparisons --------------------------------------------
+
+def assert_bitwise_equal(got, want):
+    """Same shape, dtype, NaN positions, and identical bits elsewhere (sign of zero included)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    gn, wn = np.isnan(got), np.isnan(want)
+    assert np.array_equal(gn, wn), f"NaN positions differ: got {got[gn != wn]} want {want[gn != wn]}"
+    ui = np.uint32 if got.dtype == np.float32 else np.uint64
+    gb = np.ascontiguousarray(got).view(ui)[~gn]
+    wb = np.ascontiguousarray(want).view(ui)[~wn]
+    bad = gb != wb
+    if bad.any():
+        g = np.ascontiguousarray(got)[~gn][bad]
+        w = np.ascontiguousarray(want)[~wn][bad]
+        raise AssertionError(f"{bad.sum()} elements differ bitwise; first: got {g[:5]!r} want {w[:5]!r}")
+
+
+def ulp_of(exact, dtype):
+    """ULP of the binade of each exact value in ``dtype`` (subnormal spacing at the bottom)."""
+    dt = np.dtype(dtype)
+    fi = np.finfo(dt)
+    p = fi.nmant + 1
+    _, e = np.frexp(np.abs(np.asarray(exact, dtype=WIDE)))
+    ulp = np.ldexp(WIDE(1), (e - p).astype(np.int32))
+    return np.maximum(ulp, WIDE(fi.smallest_subnormal))
+
+
+def ulp_errors(got, exact, dtype=None):
+    """|got - exact| in ULPs of ``got``'s dtype; 0 where both NaN or equal infinities,
+    inf where NaN/inf patterns disagree."""
+    got = np.asarray(got)
+    dtype = np.dtype(dtype or got.dtype)
+    exact = np.asarray(exact, dtype=WIDE)
+    gw = got.astype(WIDE)
+    both_nan = np.isnan(gw) & np.isnan(exact)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fin = np.isfinite(gw) & np.isfinite(exact) & (np.abs(exact) <= WIDE(np.finfo(dtype).max))
+        err = np.full(got.shape, np.inf, dtype=WIDE)
+        err[fin] = np.abs(gw[fin] - exact[fin]) / ulp_of(exact[fin], dtype)
+        same_inf = np.isinf(gw) & (gw == exact.astype(dtype).astype(WIDE))
+    err[both_nan | same_inf] = 0
+    return err
+
+
+def assert_ulp(got, exact, max_ulp, what=""):
+    err = ulp_errors(got, exact)
+    if err.size and err.max() > max_ulp:
+        i = np.unravel_index(np.argmax(err), err.shape)
+        ex = np.asarray(exact, dtype=WIDE)
+        raise AssertionError(
+            f"{what}: max error {float(err.max()):.3g} ULP > {max_ulp} "
+            f"({int((err > max_ulp).sum())} elements); worst at {i}: "
+            f"got {np.asarray(got)[i]!r}, exact {ex[i]!r}")
+
+
+# --- high-precision oracles (independent of fastact's code) --------------------
+
+def hp(a):
+    return np.asarray(a).astype(WIDE)
+
+
+def oracle_sigmoid(x):
+    xw = hp(x)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        e = np.exp(-np.abs(xw))
+        return np.where(xw >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def oracle_sigmoid_backward(g, y):
+    gw, yw = hp(g), hp(y)
+    return gw * (1 - yw) * yw
+
+
+def oracle_elu(x, alpha):
+    xw = hp(x)
+    a = hp(np.asarray(alpha, dtype=np.asarray(x).dtype))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(xw > 0, xw, a * np.expm1(np.minimum(xw, 0)))
+
+
+def oracle_elu_backward(g, x, alpha):
+    xw, gw = hp(x), hp(g)
+    a = hp(np.asarray(alpha, dtype=np.asarray(x).dtype))
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        neg = gw * a * np.exp(np.minimum(xw, 0))
+    return np.where(np.isnan(xw) | (xw > 0), gw, neg)
+
+
+def oracle_softmax(x, axis=-1):
+    xw = hp(x)
+    if xw.ndim == 0:
+        xw = xw.reshape(1)
+        return oracle_softmax(xw)[0]
+    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
+        if xw.shape[axis] == 0:
+            return xw.copy()
+        m = np.max(xw, axis=axis, keepdims=True)
+        e = np.exp(xw - m)
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def oracle_softmax_backward(g, y, axis=-1):
+    gw, yw = hp(g), hp(y)
+    if gw.ndim == 0:
+        return (yw * (gw - gw * yw))
+    return yw * (gw - np.sum(gw * yw, axis=axis, keepdims=True))
+
+
+def softmax_backward_bound(g, y, axis=-1):
+    """The spec's bound: 4 eps |y| (|g| + sum|g y|), plus half the smallest subnormal."""
+    dt = np.asarray(y).dtype
+    gw, yw = hp(g), hp(y)
+    if gw.ndim == 0:
+        s = np.abs(gw * yw)
+    else:
+        s = np.sum(np.abs(gw * yw), axis=axis, keepdims=True)
+    fi = np.finfo(dt)
+    return 4 * WIDE(fi.eps) * np.abs(yw) * (np.abs(gw) + s) + WIDE(fi.smallest_subnormal) / 2
+
+
+# --- input values -----------------------------------------------------------------
+
+def special_values(dtype):
+    """0, -0.0, +-inf, NaN, huge, tiny normal, subnormal, and ordinary values."""
+    fi = np.finfo(dtype)
+    v = [0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.max / 3, -fi.max / 3,
+         fi.tiny, -fi.tiny, fi.smallest_subnormal, -fi.smallest_subnormal,
+         fi.smallest_subnormal * 7, -fi.tiny / 3, 1e4, -1e4, 1.0, -1.0, 0.5, -2.5, 40.0,
+         -40.0, -100.0, -750.0, 1e-30, -1e-30]
+    return np.array(v, dtype=np.float64).astype(dtype)
+
+
+def mixed_values(dtype, n, seed=0):
+    """``n`` values: the specials first, then normal(0, 3) draws."""
+    rng = np.random.default_rng(seed)
+    sp = special_values(dtype)
+    v = np.concatenate([sp, (rng.standard_normal(max(n - sp.size, 0)) * 3)]).astype(dtype)
+    return rng.permutation(v[:n]) if n < v.size else v
+
+
+# --- layouts ------------------------------------------------------------------------
+
+LAYOUTS = ("c", "fortran", "slice", "negstride", "broadcast", "transposed", "0d", "empty", "nd")
+
+
+def make_layout(layout, values, dtype, shape=(3, 4, 5)):
+    """An array of ``dtype`` in ``layout`` filled from ``values`` (cycled)."""
+    dt = np.dtype(dtype)
+    vals = np.asarray(values, dtype=dt).ravel()
+
+    def take(n, off=0):
+        if n == 0:
+            return np.empty(0, dt)
+        return np.resize(np.roll(vals, -off), n)
+
+    if layout == "c":
+        return take(int(np.prod(shape))).reshape(shape)
+    if layout == "fortran":
+        return np.asfortranarray(take(int(np.prod(shape))).reshape(shape))
+    if layout == "slice":
+        big = take(int(np.prod(shape)) * 6, 1).reshape(shape[0] * 2, shape[1] * 3, shape[2])
+        a = big[1::2, ::3, :]
+        assert not a.flags.c_contiguous and not a.flags.f_contiguous
+        return a
+    if layout == "negstride":
+        big = take(int(np.prod(shape)) * 2, 2).reshape(shape[0], shape[1], shape[2] * 2)
+        a = big[::-1, :, ::-2]
+        assert a.strides[0] < 0 and a.strides[2] < 0
+        return a
+    if layout == "broadcast":
+        row = take(shape[-1], 3)
+        return np.broadcast_to(row, shape)
+    if layout == "transposed":
+        return take(int(np.prod(shape)), 4).reshape(shape[::-1]).transpose(2, 0, 1)
+    if layout == "0d":
+        return np.array(take(1, 5)[0], dtype=dt)
+    if layout == "empty":
+        return np.empty((0, shape[1]), dt)
+    if layout == "nd":
+        return take(2 * 1 * 3 * 2 * 4, 6).reshape(2, 1, 3, 2, 4)
+    raise ValueError(layout)
+
+
+def contiguous_copy(a):
+    return np.array(a, order="C", copy=True)
+
+
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+# --- the operations, as uniform callables ---------------------------------------------
+
+class Op:
+    """One elementwise activation with its parameters, as the tests see it."""
+
+    def __init__(self, id, fwd, bwd, saves, exact, oracle_fwd=None, oracle_bwd=None):
+        self.id, self.fwd, self.bwd, self.saves, self.exact = id, fwd, bwd, saves, exact
+        self.oracle_fwd, self.oracle_bwd = oracle_fwd, oracle_bwd
+
+    def __repr__(self):
+        return self.id
+
+
+F = fastact
+ELEMENTWISE_OPS = [
+    Op("sigmoid", lambda x, **k: F.sigmoid(x, **k),
+       lambda g, s, **k: F.sigmoid_backward(g, s, **k), "y", False,
+       oracle_sigmoid, oracle_sigmoid_backward),
+    Op("relu", lambda x, **k: F.relu(x, **k),
+       lambda g, s, **k: F.relu_backward(g, s, **k), "y", True),
+    Op("relu_from_x", lambda x, **k: F.relu(x, **k),
+       lambda g, s, **k: F.relu_backward(g, s, **k), "x", True),
+    Op("leaky_relu", lambda x, **k: F.leaky_relu(x, 0.1, **k),
+       lambda g, s, **k: F.leaky_relu_backward(g, s, 0.1, **k), "x", True),
+    Op("leaky_relu_default", lambda x, **k: F.leaky_relu(x, **k),
+       lambda g, s, **k: F.leaky_relu_backward(g, s, **k), "x", True),
+    Op("leaky_relu_slope0", lambda x, **k: F.leaky_relu(x, 0.0, **k),
+       lambda g, s, **k: F.leaky_relu_backward(g, s, 0.0, **k), "x", True),
+    Op("rrelu_eval", lambda x, **k: F.rrelu(x, 0.1, 0.3, **k),
+       lambda g, s, **k: F.rrelu_backward(g, s, 0.1, 0.3, **k), "x", True),
+    Op("rrelu_train", lambda x, **k: F.rrelu(x, training=True, seed=1234, **k),
+       lambda g, s, **k: F.rrelu_backward(g, s, training=True, seed=1234, **k), "x", True),
+    Op("elu", lambda x, **k: F.elu(x, **k),
+       lambda g, s, **k: F.elu_backward(g, s, **k), "x", False,
+       lambda x: oracle_elu(x, 1.0), lambda g, s: oracle_elu_backward(g, s, 1.0)),
+    Op("elu_alpha0.7", lambda x, **k: F.elu(x, 0.7, **k),
+       lambda g, s, **k: F.elu_backward(g, s, 0.7, **k), "x", False,
+       lambda x: oracle_elu(x, 0.7), lambda g, s: oracle_elu_backward(g, s, 0.7)),
+]
+OPS_BY_ID = {op.id: op for op in ELEMENTWISE_OPS}
+
+
+def _prelu_w(x):
+    return np.array([0.25], dtype=np.asarray(x).dtype)
+
+
+#: Every public function with array arguments only (parameters fixed), by name:
+#: (callable, number of array arguments).  Backward functions take (grad, saved).
+ALL_CALLS = {
+    "sigmoid": (lambda x, **k: F.sigmoid(x, **k), 1),
+    "sigmoid_backward": (lambda g, y, **k: F.sigmoid_backward(g, y, **k), 2),
+    "relu": (lambda x, **k: F.relu(x, **k), 1),
+    "relu_backward": (lambda g, y, **k: F.relu_backward(g, y, **k), 2),
+    "leaky_relu": (lambda x, **k: F.leaky_relu(x, 0.1, **k), 1),
+    "leaky_relu_backward": (lambda g, x, **k: F.leaky_relu_backward(g, x, 0.1, **k), 2),
+    "rrelu": (lambda x, **k: F.rrelu(x, training=True, seed=3, **k), 1),
+    "rrelu_backward": (lambda g, x, **k: F.rrelu_backward(g, x, training=True, seed=3, **k), 2),
+    "elu": (lambda x, **k: F.elu(x, 0.7, **k), 1),
+    "elu_backward": (lambda g, x, **k: F.elu_backward(g, x, 0.7, **k), 2),
+    "prelu": (lambda x, **k: F.prelu(x, _prelu_w(x), **k), 1),
+    "prelu_backward": (lambda g, x, **k: F.prelu_backward(g, x, _prelu_w(x), **k), 2),
+    "softmax": (lambda x, **k: F.softmax(x, **k), 1),
+    "softmax_backward": (lambda g, y, **k: F.softmax_backward(g, y, **k), 2),
+}
+SINGLE_OUTPUT_CALLS = {k: v for k, v in ALL_CALLS.items() if k != "prelu_backward"}

@@ -1,0 +1,146 @@
+"""Elementwise ops, forward and backward, on every backend, dtype and layout,
+with special values mixed into the data: bit-exact against the reference
+where the spec says so, within 4 ULP of a high-precision oracle otherwise."""
+import numpy as np
+import pytest
+
+import fastact
+from conftest import (ELEMENTWISE_OPS, LAYOUTS, assert_bitwise_equal, assert_ulp,
+                      contiguous_copy, make_layout, mixed_values, special_values)
+
+
+def _inputs(op, pass_, dtype, layout):
+    pool = mixed_values(dtype, 300, seed=1)
+    x = make_layout(layout, pool, dtype)
+    if pass_ == "forward":
+        return (x,)
+    # upstream gradients: finite (inf * 0 is not what these tests are about) plus NaN and zeros
+    gv = np.random.default_rng(2).standard_normal(300) * 2
+    gv[:4] = [0.0, -0.0, np.nan, 1.0]
+    g = make_layout(layout, gv, dtype)
+    if op.saves == "y":
+        # layouts only select and permute the pool, so mapping the pool maps the array
+        return g, make_layout(layout, op.fwd(pool, backend="numpy"), dtype)
+    return g, x
+
+
+def _check(op, pass_, got, ins, dtype):
+    flat = [contiguous_copy(a) for a in ins]
+    if op.exact:
+        fn = op.fwd if pass_ == "forward" else op.bwd
+        with np.errstate(all="ignore"):     # the oracle's own warnings are tested elsewhere
+            want = fn(*flat, backend="numpy")
+        assert_bitwise_equal(got, want)
+    else:
+        exact = op.oracle_fwd(*flat) if pass_ == "forward" else op.oracle_bwd(*flat)
+        assert_ulp(got, exact, 4, f"{op.id} {pass_} {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+def test_elementwise_layouts(host_backend, op, pass_, dtype, layout):
+    ins = _inputs(op, pass_, dtype, layout)
+    fn = op.fwd if pass_ == "forward" else op.bwd
+    got = fn(*ins, backend=host_backend)
+    assert isinstance(got, np.ndarray)
+    assert got.shape == ins[0].shape and got.dtype == dtype
+    _check(op, pass_, got, ins, dtype)
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+def test_elementwise_special_values(host_backend, op, pass_, dtype):
+    """Every special value, alone in a 1-d array, against every other as gradient."""
+    sp = special_values(dtype)
+    if pass_ == "forward":
+        x = sp
+        got = op.fwd(x, backend=host_backend)
+        _check(op, pass_, got, (x,), dtype)
+        return
+    g = np.array([1.0, -3.0, 0.0, -0.0, np.nan, 1e-3], dtype)
+    s = sp if op.saves == "x" else op.fwd(sp, backend="numpy")
+    G, S = np.meshgrid(g, s, indexing="ij")
+    got = op.bwd(G, S, backend=host_backend)
+    _check(op, pass_, got, (G, S), dtype)
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+def test_nan_propagates_forward(host_backend, op, dtype):
+    x = np.array([np.nan, 1.0, np.nan, -1.0], dtype)
+    y = op.fwd(x, backend=host_backend)
+    assert np.isnan(y[[0, 2]]).all() and not np.isnan(y[[1, 3]]).any()
+
+
+@pytest.mark.parametrize("op", ["prelu", "softmax"])
+def test_nan_propagates_forward_prelu_softmax(host_backend, op, dtype):
+    x = np.array([[np.nan, 1.0, -1.0], [0.5, -0.5, 2.0]], dtype)
+    if op == "prelu":
+        y = fastact.prelu(x, np.array([0.1, 0.2, 0.3], dtype), backend=host_backend)
+        assert np.isnan(y[0, 0]) and not np.isnan(y.ravel()[1:]).any()
+    else:
+        y = fastact.softmax(x, backend=host_backend)
+        assert np.isnan(y[0]).all() and not np.isnan(y[1]).any()
+
+
+def test_sigmoid_limits(host_backend, dtype):
+    x = np.array([-np.inf, np.inf, -1e4, 1e4, 0.0, -0.0], dtype)
+    y = fastact.sigmoid(x, backend=host_backend)
+    assert y[0] == 0 and y[1] == 1 and y[2] == 0 and y[3] == 1 and y[4] == 0.5 and y[5] == 0.5
+    assert not np.signbit(y[[0, 2]]).any()
+
+
+def test_elu_limits(host_backend, dtype):
+    x = np.array([-np.inf, -1e4, np.inf, 1e4, -np.finfo(dtype).max], dtype)
+    for alpha in (1.0, 0.5, 2.0):
+        y = fastact.elu(x, alpha, backend=host_backend)
+        a = dtype.type(alpha)
+        np.testing.assert_array_equal(y, np.array([-a, -a, np.inf, 1e4, -a], dtype))
+
+
+def test_relu_signed_zero_and_subnormals(host_backend, dtype):
+    fi = np.finfo(dtype)
+    x = np.array([-0.0, 0.0, fi.smallest_subnormal, -fi.smallest_subnormal], dtype)
+    y = fastact.relu(x, backend=host_backend)
+    np.testing.assert_array_equal(y, [0.0, 0.0, fi.smallest_subnormal, 0.0])
+    # documented: relu(-0.0) = +0.0
+    assert not np.signbit(y[0])
+
+
+def test_leaky_relu_slope_zero_inf_no_warning(host_backend, dtype):
+    """inf * 0 must never be evaluated: the x > 0 branch returns x itself."""
+    x = np.array([np.inf, -np.inf, 1.0, -1.0], dtype)
+    y = fastact.leaky_relu(x, 0.0, backend=host_backend)
+    assert y[0] == np.inf and y[2] == 1.0 and y[3] == 0.0
+    # -inf * 0 is NaN mathematically; either way no warning (pytest turns it into an error)
+    gx = fastact.leaky_relu_backward(np.array([np.inf, 1.0, 1.0, 1.0], dtype), x, 0.0,
+                                     backend=host_backend)
+    assert gx[0] == np.inf
+
+
+def test_huge_values_no_overflow(host_backend, dtype):
+    """Nothing overflows for large |x| (no inf, no warning)."""
+    big = np.finfo(dtype).max
+    x = np.array([big, -big, big / 2, -big / 2, 1e4, -1e4], dtype)
+    assert np.isfinite(fastact.sigmoid(x, backend=host_backend)).all()
+    e = fastact.elu(x, backend=host_backend)
+    assert np.isfinite(e).all()
+    gy = fastact.sigmoid_backward(np.ones_like(x), fastact.sigmoid(x, backend=host_backend),
+                                  backend=host_backend)
+    assert np.isfinite(gy).all()
+    ge = fastact.elu_backward(np.ones_like(x), x, backend=host_backend)
+    assert np.isfinite(ge).all()
+    s = fastact.softmax(np.array([1e4, 0.0, -1e4], dtype), backend=host_backend)
+    np.testing.assert_array_equal(s, np.array([1.0, 0.0, 0.0], dtype))
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+def test_python_lists_and_scalars(op):
+    """Anything np.asarray accepts: a list of floats, a Python float (0-d result)."""
+    y = op.fwd([0.5, -1.5, 2.0])
+    assert y.dtype == np.float64 and y.shape == (3,)
+    want = op.fwd(np.array([0.5, -1.5, 2.0]))
+    assert_bitwise_equal(y, want)
+    y0 = op.fwd(-1.5)
+    assert isinstance(y0, np.ndarray) and y0.shape == () and y0.dtype == np.float64
+    assert_bitwise_equal(y0.reshape(1), op.fwd(np.array([-1.5])))
