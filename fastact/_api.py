@@ -22,7 +22,8 @@ def _fail_dtype(op, arg, dtype):
 
 
 def _is_device(a):
-    return hasattr(a, "__cuda_array_interface__")
+    # numba's CUDA simulator arrays stand for device arrays without the interface
+    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
 
 
 def _inputs(op, named):
@@ -66,6 +67,7 @@ def _check_out(op, xp, out, shape, dtype, name="out"):
     if not xp.device and not isinstance(out, np.ndarray):
         raise TypeError(f"fastact.{op}: {name} must be a numpy.ndarray, "
                         f"not {type(out).__name__}")
+    out = xp.asarray(out)        # a device array of any kind: its numba view
     out_dtype = np.dtype(out.dtype)
     if out_dtype != dtype:
         raise TypeError(f"fastact.{op}: {name} has dtype {out_dtype}, expected {dtype}")
@@ -113,6 +115,8 @@ def _backend(op, xp, backend, size):
 def _check_stream(op, xp, stream):
     if stream is not None and not xp.device:
         raise TypeError(f"fastact.{op}: stream= applies to device arrays only")
+    if xp.device:
+        xp.use_stream(stream)    # layout copies of this call run on it too
 
 
 # --- plumbing -------------------------------------------------------------------
@@ -127,18 +131,67 @@ def _finish(xp, out, shape, dtype, ins, compute, like):
         res = xp.empty(shape, dtype)
         compute(res)
         return xp.wrap(res, like)
-    if xp.is_c_contiguous(out):
-        o1 = out.reshape(-1)
-        if not any(xp.overlaps(a, out) and not xp.same_buffer(a.reshape(-1), o1) for a in ins):
-            compute(out)
+    target = xp.asarray(out)     # the user's object is returned, its view written
+    if xp.is_c_contiguous(target):
+        o1 = target.reshape(-1)
+        if not any(xp.overlaps(a, target) and not xp.same_buffer(a.reshape(-1), o1)
+                   for a in ins):
+            compute(target)
             return out
     tmp = xp.empty(shape, dtype)
     compute(tmp)
-    xp.assign(out, tmp)
+    xp.assign(target, tmp)
     return out
 
 
+_FAST_CHARS = "fd"      # dtype.char of float32 and float64 (native order)
+
+
+def _fast_host_arrays(named, out):
+    """The inputs when a call needs no conversion, copy or temporary, else None.
+
+    That is: NumPy arrays of one supported dtype and shape, C-contiguous,
+    and an ``out`` that is None, or such an array aliasing no input except
+    by being it.  Everything else takes the general path, which validates.
+    """
+    x = named[0][1]
+    if type(x) is not np.ndarray:
+        return None
+    dt, shape = x.dtype, x.shape
+    if dt.char not in _FAST_CHARS or not dt.isnative or not x.flags.c_contiguous:
+        return None
+    arrs = [x]
+    for _, a in named[1:]:
+        if (type(a) is not np.ndarray or a.dtype != dt or a.shape != shape
+                or not a.flags.c_contiguous):
+            return None
+        arrs.append(a)
+    if out is not None:
+        if type(out) is not np.ndarray or out.dtype != dt or out.shape != shape:
+            return None
+        f = out.flags
+        if not (f.c_contiguous and f.writeable):
+            return None
+        for a in arrs:
+            if a is not out and np.may_share_memory(a, out):
+                return None
+    return arrs
+
+
 def _elementwise(op, name, pass_, named, params, out, backend, stream=None):
+    if stream is None:
+        arrs = _fast_host_arrays(named, out)
+        if arrs is not None:
+            x = arrs[0]
+            b = _dispatch.choose(backend, x.size)
+            if b.name != "cuda":
+                T = x.dtype.type
+                p = tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
+                res = np.empty_like(x) if out is None else out
+                if x.size:
+                    b.elementwise(name, pass_, [a.reshape(-1) for a in arrs],
+                                  res.reshape(-1), p)
+                return res
     xp, arrs = _inputs(op, named)
     x = arrs[-1]
     shape, dtype = x.shape, x.dtype

@@ -87,25 +87,41 @@ def use_backend(name):
         stack.pop()
 
 
+_auto: dict = {}
+# read once, at import: a process picks its default backend when it starts
+_ENV_BACKEND = config.env_backend()
+
+
 def _first_available(names):
-    for name in names:
-        try:
-            return get(name)
-        except BackendUnavailable:
-            continue
-    return get("numpy")
+    b = _auto.get(names)
+    if b is None:
+        for name in names:
+            try:
+                b = get(name)
+                break
+            except BackendUnavailable:
+                continue
+        else:
+            b = get("numpy")
+        _auto[names] = b
+    return b
 
 
-def choose(backend, size, on_device=False):
-    """The backend object for one call."""
+def choose(backend, size):
+    """The backend object for one call on host arrays."""
     name = backend
     if name is None:
         stack = getattr(_local, "stack", None)
-        name = stack[-1] if stack else config.env_backend()
+        if stack:
+            name = stack[-1]
+        elif _ENV_BACKEND is not None:
+            name = _ENV_BACKEND
+            if name not in _FACTORIES:
+                valid = ", ".join(repr(n) for n in config.BACKEND_NAMES)
+                raise ValueError(f"FASTACT_BACKEND={name!r} is not a fastact backend; "
+                                 f"valid names: {valid}")
     if name is not None:
-        _check_name(name)
-        return get(name)
-    if on_device:
-        return get("cuda")
+        b = _loaded.get(name)
+        return b if b is not None else get(name)
     return _first_available(config.AUTO_LARGE if size >= config.PARALLEL_MIN
                             else config.AUTO_SMALL)

@@ -196,12 +196,13 @@ def _elu(p):
     zero = T(0.0)
 
     def forward(x, alpha):
-        # expm1 only ever sees x <= 0: the unused branch cannot overflow
-        return x if x > zero else alpha * expm1(x if x < zero else zero)
+        # the exponential never sees x > 0, so the unused branch cannot
+        # overflow; NaN reaches expm1 and propagates
+        return x if x > zero else alpha * expm1(zero if x > zero else x)
 
     def backward(g, x, alpha):
         # elu'(0) = alpha; a NaN input passes g through, as PyTorch
-        return g if not (x <= zero) else g * (alpha * exp(x if x < zero else zero))
+        return g * (alpha * exp(zero if x > zero else x)) if x <= zero else g
 
     return forward, backward
 

@@ -195,6 +195,7 @@ class NumbaBackend(Backend):
     def load(self):
         nb = _numba()          # ImportError says why
         self._nb = nb
+        self._serial = {}
         return self
 
     def _run(self, n, get_kernel, *args):
@@ -210,10 +211,16 @@ class NumbaBackend(Backend):
             get_kernel(False)(*args)
 
     def elementwise(self, name, pass_, ins, out, params):
-        dt = out.dtype.type
-        self._run(out.size,
-                  lambda par: _elementwise_kernel(name, pass_, dt, par),
-                  *ins, out, params)
+        n = out.shape[0]
+        if n < config.PARALLEL_MIN:         # the low-overhead path
+            key = (name, pass_, out.dtype.char)
+            k = self._serial.get(key)
+            if k is None:
+                k = self._serial[key] = _elementwise_kernel(name, pass_, out.dtype.type, False)
+            k(*ins, out, params)
+        else:
+            self._run(n, lambda par: _elementwise_kernel(name, pass_, out.dtype.type, par),
+                      *ins, out, params)
 
     def prelu_forward(self, x, w, out):
         self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[0], x, w, out)
