@@ -26,6 +26,9 @@ AUTO_SMALL = ("numba", "c", "numpy")
 #: relu/sigmoid at 2**15 float32 run equally fast serial and parallel.
 PARALLEL_MIN = 1 << 15
 
+#: Below this many elements the C backend stays on the calling thread.
+C_PARALLEL_MIN = 1 << 15
+
 #: Lanes of the multi-accumulator reductions in the row kernels (softmax,
 #: PReLU's weight gradient): 16 independent partial sums fill two AVX-512
 #: registers of float64 and break the add-latency chain.

@@ -1,0 +1,155 @@
+"""cffi builder of the C backend, ``fastact._backends._cfastact``.
+
+Out-of-line API mode: the cdef is read from ``c_src/fastact.h`` (between its
+``cdef begin`` / ``cdef end`` markers) and the kernels in ``c_src/`` are
+compiled into the extension, which releases the GIL on every call.
+
+* ``setup.py`` calls :func:`extension` so that ``pip install .`` and
+  ``pip install -e .`` compile it as part of the normal build.
+* ``python build.py`` rebuilds it in place for development;
+  ``python build.py --sanitize --outdir DIR`` builds an AddressSanitizer +
+  UBSan variant into ``DIR`` (loaded with ``FASTACT_C_LIBRARY``, see
+  ``fastact/_backends/c.py``); ``--no-openmp`` builds without threads.
+
+Environment: ``FASTACT_C_CFLAGS`` adds compiler flags (e.g. ``-march=native``
+is *not* needed: the kernels are compiled per instruction set and picked at
+run time); ``FASTACT_C_NO_OPENMP=1`` is the same as ``--no-openmp``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+import shlex
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent
+C_SRC = ROOT / "c_src"
+HEADER = C_SRC / "fastact.h"
+MODULE = "fastact._backends._cfastact"
+SOURCES = ["c_src/fastact.c"]
+DEPENDS = ["c_src/fastact.h", "c_src/kernels.inc"]
+#: written next to the module when the build fails; the backend reports it
+UNBUILT_NOTE = "_cfastact.unbuilt"
+
+# -ffp-contract=off: a contracted FMA would change RReLU's slopes, which must
+# be bit-identical to the other backends; it also keeps exp identical to
+# fastact/_prims.py.  -fno-math-errno / -fno-trapping-math change no result;
+# they let the compiler vectorize branches whose both sides are computed.
+BASE_CFLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno",
+               "-fno-trapping-math", "-fvisibility=hidden", "-Wall",
+               "-Werror=implicit-function-declaration"]
+OPENMP_FLAGS = ["-fopenmp"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer", "-g", "-O1"]
+
+
+def cdef_text(header: pathlib.Path = HEADER) -> str:
+    """The declarations between the header's cdef markers."""
+    text = header.read_text()
+    m = re.search(r"/\* cdef begin \*/(.*?)/\* cdef end \*/", text, re.S)
+    if m is None:
+        raise RuntimeError(f"{header}: no '/* cdef begin */ ... /* cdef end */' block")
+    return m.group(1)
+
+
+def compile_flags(openmp: bool = True, sanitize: bool = False) -> tuple[list, list]:
+    """(compile args, link args) for a gcc/clang-like compiler."""
+    cflags = list(BASE_CFLAGS)
+    ldflags = []
+    if openmp:
+        cflags += OPENMP_FLAGS
+        ldflags += OPENMP_FLAGS
+    if sanitize:
+        cflags += SANITIZE_FLAGS
+        ldflags += ["-fsanitize=address,undefined"]
+    cflags += shlex.split(os.environ.get("FASTACT_C_CFLAGS", ""))
+    return cflags, ldflags
+
+
+def want_openmp() -> bool:
+    return os.environ.get("FASTACT_C_NO_OPENMP", "") not in ("1", "true", "yes")
+
+
+def make_ffi(openmp: bool = True, sanitize: bool = False, relative: bool = False):
+    """The cffi builder object.  ``relative`` names sources relative to the
+    project root, as setuptools wants them."""
+    from cffi import FFI
+
+    root = pathlib.Path(".") if relative else ROOT
+    cflags, ldflags = compile_flags(openmp, sanitize)
+    ffi = FFI()
+    ffi.cdef(cdef_text())
+    ffi.set_source(
+        MODULE, '#include "fastact.h"',
+        sources=[str(root / s) for s in SOURCES],
+        include_dirs=[str(root / "c_src")],
+        depends=[str(root / d) for d in DEPENDS],
+        extra_compile_args=cflags, extra_link_args=ldflags,
+    )
+    return ffi
+
+
+def extension(openmp: bool = True):
+    """A setuptools ``Extension`` for ``setup.py`` (run from the project root);
+    writes the generated ``fastact/_backends/_cfastact.c``."""
+    from setuptools import Extension
+
+    generated = pathlib.Path("fastact", "_backends", "_cfastact.c")
+    make_ffi(openmp=openmp, relative=True).emit_c_code(str(generated))
+    cflags, ldflags = compile_flags(openmp)
+    return Extension(MODULE, sources=[str(generated)] + SOURCES, include_dirs=["c_src"],
+                     depends=DEPENDS, extra_compile_args=cflags, extra_link_args=ldflags)
+
+
+def build(outdir: pathlib.Path | None = None, openmp: bool | None = None,
+          sanitize: bool = False, verbose: bool = False) -> pathlib.Path:
+    """Compile the extension into ``outdir`` (default: in place, next to
+    ``fastact/_backends/c.py``) and return the path of the built module.
+    Without OpenMP support in the compiler it retries without threads."""
+    if openmp is None:
+        openmp = want_openmp()
+    tmp = ROOT / "build" / ("cffi-sanitize" if sanitize else "cffi")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        so = make_ffi(openmp, sanitize).compile(tmpdir=str(tmp), verbose=verbose)
+    except Exception:
+        if not openmp:
+            raise
+        so = make_ffi(False, sanitize).compile(tmpdir=str(tmp), verbose=verbose)
+    so = pathlib.Path(so)
+    dest_dir = pathlib.Path(outdir) if outdir else ROOT / "fastact" / "_backends"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / so.name
+    if dest != so:
+        # replace rather than overwrite: a loaded module keeps its old inode
+        tmp_dest = dest.with_suffix(".tmp")
+        tmp_dest.write_bytes(so.read_bytes())
+        os.replace(tmp_dest, dest)
+    note = ROOT / "fastact" / "_backends" / UNBUILT_NOTE
+    if outdir is None and note.exists():
+        note.unlink()
+    return dest
+
+
+# cffi's setuptools integration (cffi_modules=["build.py:ffi"]) also works
+ffi = make_ffi(openmp=want_openmp())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--outdir", type=pathlib.Path, help="where to put the module "
+                    "(default: fastact/_backends, in place)")
+    ap.add_argument("--sanitize", action="store_true",
+                    help="build with -fsanitize=address,undefined")
+    ap.add_argument("--no-openmp", action="store_true", help="build without threads")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    path = build(args.outdir, openmp=False if args.no_openmp else None,
+                 sanitize=args.sanitize, verbose=args.verbose)
+    print(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+/* fastact.h: the public C interface of fastact's SIMD kernels.
+ *
+ * Every kernel exists for float32 (_f32) and float64 (_f64).  Arguments
+ * follow one order: upstream gradient first, then the saved tensor, then the
+ * output, then sizes, then parameters, then the thread count.  Buffers are
+ * contiguous; an output may be exactly the same buffer as an input (in
+ * place) but must not overlap it otherwise.  Math conventions (kinks, NaN,
+ * guards) are those of fastact/_registry.py.
+ *
+ * The first call picks the best instruction set of the running CPU
+ * (AVX-512, AVX2+FMA or the baseline); FASTACT_C_ISA=avx512|avx2|baseline
+ * caps it.  nthreads <= 1 runs on the calling thread.
+ *
+ * The text between the cdef markers is read by build.py as the cffi cdef,
+ * so it holds only declarations cffi can parse.
+ */
+#ifndef FASTACT_H
+#define FASTACT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* cdef begin */
+/* instruction-set levels */
+#define FA_ISA_BASELINE 0
+#define FA_ISA_AVX2 1
+#define FA_ISA_AVX512 2
+
+int fa_isa(void);                 /* level in use (resolves on first call) */
+int fa_best_isa(void);            /* best level this CPU supports */
+int fa_set_isa(int level);        /* use min(level, best); returns the level used */
+const char *fa_isa_name(int level);
+int fa_openmp(void);              /* 1 when built with OpenMP threads */
+
+void fa_sigmoid_fwd_f32(const float *x, float *y, int64_t n, int nthreads);
+void fa_sigmoid_bwd_f32(const float *g, const float *y, float *gx, int64_t n, int nthreads);
+void fa_relu_fwd_f32(const float *x, float *y, int64_t n, int nthreads);
+void fa_relu_bwd_f32(const float *g, const float *s, float *gx, int64_t n, int nthreads);
+void fa_leaky_relu_fwd_f32(const float *x, float *y, int64_t n, float slope, int nthreads);
+void fa_leaky_relu_bwd_f32(const float *g, const float *x, float *gx, int64_t n, float slope,
+                           int nthreads);
+void fa_rrelu_train_fwd_f32(const float *x, float *y, int64_t n, uint64_t key, float lower,
+                            float upper, int nthreads);
+void fa_rrelu_train_bwd_f32(const float *g, const float *x, float *gx, int64_t n, uint64_t key,
+                            float lower, float upper, int nthreads);
+void fa_elu_fwd_f32(const float *x, float *y, int64_t n, float alpha, int nthreads);
+void fa_elu_bwd_f32(const float *g, const float *x, float *gx, int64_t n, float alpha,
+                    int nthreads);
+/* x is (outer, C, inner), w and gw are (C,); the backward returns 0, or -1 when
+   out of memory */
+void fa_prelu_fwd_f32(const float *x, const float *w, float *y, int64_t outer, int64_t C,
+                      int64_t inner, int nthreads);
+int fa_prelu_bwd_f32(const float *g, const float *x, const float *w, float *gx, float *gw,
+                     int64_t outer, int64_t C, int64_t inner, int nthreads);
+/* rows of length n */
+void fa_softmax_fwd_f32(const float *x, float *y, int64_t rows, int64_t n, int nthreads);
+void fa_softmax_bwd_f32(const float *g, const float *y, float *gx, int64_t rows, int64_t n,
+                        int nthreads);
+
+void fa_sigmoid_fwd_f64(const double *x, double *y, int64_t n, int nthreads);
+void fa_sigmoid_bwd_f64(const double *g, const double *y, double *gx, int64_t n, int nthreads);
+void fa_relu_fwd_f64(const double *x, double *y, int64_t n, int nthreads);
+void fa_relu_bwd_f64(const double *g, const double *s, double *gx, int64_t n, int nthreads);
+void fa_leaky_relu_fwd_f64(const double *x, double *y, int64_t n, double slope, int nthreads);
+void fa_leaky_relu_bwd_f64(const double *g, const double *x, double *gx, int64_t n, double slope,
+                           int nthreads);
+void fa_rrelu_train_fwd_f64(const double *x, double *y, int64_t n, uint64_t key, double lower,
+                            double upper, int nthreads);
+void fa_rrelu_train_bwd_f64(const double *g, const double *x, double *gx, int64_t n,
+                            uint64_t key, double lower, double upper, int nthreads);
+void fa_elu_fwd_f64(const double *x, double *y, int64_t n, double alpha, int nthreads);
+void fa_elu_bwd_f64(const double *g, const double *x, double *gx, int64_t n, double alpha,
+                    int nthreads);
+void fa_prelu_fwd_f64(const double *x, const double *w, double *y, int64_t outer, int64_t C,
+                      int64_t inner, int nthreads);
+int fa_prelu_bwd_f64(const double *g, const double *x, const double *w, double *gx, double *gw,
+                     int64_t outer, int64_t C, int64_t inner, int nthreads);
+void fa_softmax_fwd_f64(const double *x, double *y, int64_t rows, int64_t n, int nthreads);
+void fa_softmax_bwd_f64(const double *g, const double *y, double *gx, int64_t rows, int64_t n,
+                        int nthreads);
+/* cdef end */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTACT_H */

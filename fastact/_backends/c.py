@@ -1,0 +1,138 @@
+"""SIMD C backend: the kernels of ``c_src/`` compiled through cffi by ``build.py``.
+
+The one backend whose formulas are written again (in C, from
+:mod:`fastact._registry` and :mod:`fastact._prims`); the differential tests
+against the reference keep them honest.  Every kernel is compiled for AVX-512,
+AVX2+FMA and a portable baseline; the first call picks the best one the CPU
+supports, capped by ``FASTACT_C_ISA=avx512|avx2|baseline``.  ``describe()``
+reports the choice.  Calls release the GIL (cffi's out-of-line API mode);
+arrays of at least ``config.C_PARALLEL_MIN`` elements are split across
+``fastact.get_num_threads()`` threads.
+
+``FASTACT_C_LIBRARY=/path/to/_cfastact*.so`` loads another build of the
+extension (the sanitizer build of the tests) instead of the installed one.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pathlib
+
+from .. import _threads, config
+from . import Backend
+
+ISA_LEVELS = ("baseline", "avx2", "avx512")
+_MODULE = "fastact._backends._cfastact"
+_UNBUILT_NOTE = pathlib.Path(__file__).with_name("_cfastact.unbuilt")
+
+# elementwise (registry name, pass) -> C function name stem
+_ELEMENTWISE = {
+    ("sigmoid", "forward"): "sigmoid_fwd", ("sigmoid", "backward"): "sigmoid_bwd",
+    ("relu", "forward"): "relu_fwd", ("relu", "backward"): "relu_bwd",
+    ("leaky_relu", "forward"): "leaky_relu_fwd", ("leaky_relu", "backward"): "leaky_relu_bwd",
+    ("rrelu_train", "forward"): "rrelu_train_fwd",
+    ("rrelu_train", "backward"): "rrelu_train_bwd",
+    ("elu", "forward"): "elu_fwd", ("elu", "backward"): "elu_bwd",
+}
+_SUFFIX = {"f": "f32", "d": "f64"}
+_CTYPE = {"f": "float[]", "d": "double[]"}
+
+
+def _requested_isa():
+    v = os.environ.get("FASTACT_C_ISA", "").strip()
+    if v and v not in ISA_LEVELS:
+        raise ValueError(f"FASTACT_C_ISA={v!r} is not one of {', '.join(ISA_LEVELS)}")
+    return v or None
+
+
+def _import_extension():
+    path = os.environ.get("FASTACT_C_LIBRARY", "").strip()
+    try:
+        if path:
+            spec = importlib.util.spec_from_file_location(_MODULE, path)
+            if spec is None:
+                raise ImportError(f"FASTACT_C_LIBRARY={path!r} is not an extension module")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            return mod
+        return importlib.import_module(_MODULE)
+    except ImportError as e:
+        why = _UNBUILT_NOTE.read_text().strip() if _UNBUILT_NOTE.exists() else str(e)
+        raise ImportError(f"not built: {why} (run `python build.py` or reinstall "
+                          "with a C compiler)") from e
+
+
+class CBackend(Backend):
+    name = "c"
+
+    def load(self):
+        requested = _requested_isa()
+        mod = _import_extension()
+        self._ffi, lib = mod.ffi, mod.lib
+        self._lib = lib
+        if requested is not None:
+            lib.fa_set_isa(ISA_LEVELS.index(requested))
+        lib.fa_isa()                       # resolve now: describe() is then exact
+        fb = self._ffi.from_buffer
+        self._from_buffer = fb
+        # (name, pass, dtype char) -> C function; the array ctype per dtype
+        self._ew = {(name, pass_, ch): getattr(lib, f"fa_{stem}_{sfx}")
+                    for (name, pass_), stem in _ELEMENTWISE.items()
+                    for ch, sfx in _SUFFIX.items()}
+        self._rowwise = {(op, ch): getattr(lib, f"fa_{op}_{sfx}")
+                         for op in ("prelu_fwd", "prelu_bwd", "softmax_fwd", "softmax_bwd")
+                         for ch, sfx in _SUFFIX.items()}
+        self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
+        return self
+
+    @staticmethod
+    def _threads(n):
+        return _threads.get_num_threads() if n >= config.C_PARALLEL_MIN else 1
+
+    def elementwise(self, name, pass_, ins, out, params):
+        ch = out.dtype.char
+        ct = self._ctype[ch]
+        fb = self._from_buffer
+        n = out.size
+        self._ew[name, pass_, ch](*[fb(ct, a) for a in ins], fb(ct, out, True), n,
+                                  *params, self._threads(n))
+
+    def prelu_forward(self, x, w, out):
+        ch = out.dtype.char
+        ct, fb = self._ctype[ch], self._from_buffer
+        outer, C, inner = x.shape
+        self._rowwise["prelu_fwd", ch](fb(ct, x), fb(ct, w), fb(ct, out, True),
+                                       outer, C, inner, self._threads(x.size))
+
+    def prelu_backward(self, g, x, w, gx, gw):
+        ch = gx.dtype.char
+        ct, fb = self._ctype[ch], self._from_buffer
+        outer, C, inner = x.shape
+        rc = self._rowwise["prelu_bwd", ch](fb(ct, g), fb(ct, x), fb(ct, w),
+                                            fb(ct, gx, True), fb(ct, gw, True),
+                                            outer, C, inner, self._threads(x.size))
+        if rc != 0:
+            raise MemoryError("fastact.prelu_backward: the C backend could not allocate "
+                              f"its {C}-channel partial sums")
+
+    def softmax_forward(self, x, out):
+        ch = out.dtype.char
+        ct, fb = self._ctype[ch], self._from_buffer
+        rows, n = x.shape
+        self._rowwise["softmax_fwd", ch](fb(ct, x), fb(ct, out, True), rows, n,
+                                         self._threads(x.size))
+
+    def softmax_backward(self, g, y, out):
+        ch = out.dtype.char
+        ct, fb = self._ctype[ch], self._from_buffer
+        rows, n = y.shape
+        self._rowwise["softmax_bwd", ch](fb(ct, g), fb(ct, y), fb(ct, out, True), rows, n,
+                                         self._threads(y.size))
+
+    def describe(self):
+        lib = self._lib
+        return {"isa": self._ffi.string(lib.fa_isa_name(lib.fa_isa())).decode(),
+                "best_isa": self._ffi.string(lib.fa_isa_name(lib.fa_best_isa())).decode(),
+                "threads": _threads.get_num_threads(),
+                "openmp": bool(lib.fa_openmp())}
