@@ -1,0 +1,316 @@
+"""The CUDA backend on device arrays: every op, both passes, both dtypes,
+against the reference backend on host copies.
+
+Where a GPU is present the device tests run here.  Without one they run
+under numba's CUDA simulator in a child process
+(:func:`test_device_suite_under_simulator`, ``NUMBA_ENABLE_CUDASIM=1``);
+in this process they skip with the backend's reason, which is itself tested.
+Arrays are small: the simulator runs every GPU thread as a Python thread.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastact
+from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, mixed_values,
+                      oracle_softmax, oracle_softmax_backward, softmax_backward_bound)
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "") == "1"
+STATUS = fastact.backends()["cuda"]
+device = pytest.mark.skipif(not STATUS["available"],
+                            reason=f"cuda backend unavailable: {STATUS['reason']}")
+DTYPES = [np.float32, np.float64]
+dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+
+
+# --- without a device ------------------------------------------------------------------
+
+@pytest.mark.skipif(STATUS["available"], reason="a CUDA device (or the simulator) is here")
+def test_unavailable_reason_is_reported():
+    reason = STATUS["reason"]
+    assert reason and ("CUDA" in reason or "cuda" in reason), reason
+
+
+class _ForeignDeviceArray:
+    """Something that claims to be a device array (like a CuPy array)."""
+
+    def __init__(self, host):
+        self.host = host
+        self.dtype = host.dtype
+        self.shape = host.shape
+        self.__cuda_array_interface__ = {
+            "shape": host.shape, "typestr": host.dtype.str, "strides": None,
+            "data": (host.__array_interface__["data"][0], False), "version": 3}
+
+
+@pytest.mark.skipif(STATUS["available"], reason="a CUDA device (or the simulator) is here")
+def test_device_input_without_backend_says_why():
+    x = _ForeignDeviceArray(np.zeros(3, np.float32))
+    with pytest.raises(fastact.BackendUnavailable, match="cuda") as info:
+        fastact.relu(x)
+    assert info.value.reason == STATUS["reason"]
+
+
+@pytest.mark.skipif(STATUS["available"] or SIMULATED, reason="runs the suite on a device here")
+def test_device_suite_under_simulator():
+    """This file's device tests, under numba's CUDA simulator, in a child process."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import numba.cuda.simulator"],
+        capture_output=True, text=True, env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"))
+    if probe.returncode:
+        pytest.skip("no CUDA device and no numba CUDA simulator: "
+                    + (probe.stderr.strip().splitlines() or ["?"])[-1])
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(pathlib.Path(__file__).resolve())],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    tail = (run.stdout + run.stderr)[-6000:]
+    assert run.returncode == 0, tail
+    summary = tail.strip().splitlines()[-1]
+    assert int(summary.split(" passed")[0].split()[-1]) >= 70, summary
+
+
+# --- helpers -----------------------------------------------------------------------
+
+def _cuda():
+    from numba import cuda
+    return cuda
+
+
+def to_dev(a):
+    return _cuda().to_device(np.ascontiguousarray(a))
+
+
+def host(d):
+    assert not isinstance(d, np.ndarray), "expected a device array back"
+    return d.copy_to_host()
+
+
+def _grad(shape, dtype, seed=2):
+    g = np.random.default_rng(seed).standard_normal(shape) * 2
+    g.reshape(-1)[:3] = [0.0, -0.0, 1.0]
+    return g.astype(dtype)
+
+
+# --- elementwise -------------------------------------------------------------------
+
+@device
+@dtypes
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+def test_elementwise(op, pass_, dtype):
+    x = mixed_values(dtype, 70, seed=1).reshape(7, 10)
+    if pass_ == "forward":
+        ins = (x,)
+        fn = op.fwd
+    else:
+        s = op.fwd(x, backend="numpy") if op.saves == "y" else x
+        ins = (_grad(x.shape, dtype), s)
+        fn = op.bwd
+    got = fn(*[to_dev(a) for a in ins])
+    assert got.shape == x.shape and got.dtype == dtype
+    got = host(got)
+    if op.exact:
+        with np.errstate(all="ignore"):
+            assert_bitwise_equal(got, fn(*ins, backend="numpy"))
+    else:
+        oracle = op.oracle_fwd if pass_ == "forward" else op.oracle_bwd
+        assert_ulp(got, oracle(*ins), 4, f"cuda {op.id} {pass_}")
+
+
+@device
+@dtypes
+@pytest.mark.parametrize("cpu_backend", ["numpy", "numba", "c"])
+def test_rrelu_training_slopes_bit_identical_to_cpu(cpu_backend, dtype):
+    st = fastact.backends()[cpu_backend]
+    if not st["available"]:
+        pytest.skip(f"backend {cpu_backend!r} unavailable: {st['reason']}")
+    x = -np.abs(mixed_values(dtype, 300, seed=3)) - 1     # every slope shows
+    g = _grad(x.shape, dtype)
+    kw = dict(lower=0.05, upper=0.4, training=True, seed=2**40 + 11)
+    a = host(fastact.rrelu(to_dev(x), **kw))
+    assert_bitwise_equal(a, fastact.rrelu(x, backend=cpu_backend, **kw))
+    assert_bitwise_equal(a, host(fastact.rrelu(to_dev(x), **kw)))        # deterministic
+    assert not np.array_equal(a, host(fastact.rrelu(to_dev(x), **dict(kw, seed=12))))
+    gb = host(fastact.rrelu_backward(to_dev(g), to_dev(x), **kw))
+    assert_bitwise_equal(gb, fastact.rrelu_backward(g, x, backend=cpu_backend, **kw))
+    if cpu_backend == "numpy":            # x = -1 shows each slope exactly
+        from fastact import _registry, _rng
+        slopes = _registry.reference_rrelu_slopes(x.size, _rng.seed_key(kw["seed"]),
+                                                  0.05, 0.4, dtype)
+        minus_one = to_dev(-np.ones(x.size, dtype))
+        assert_bitwise_equal(-host(fastact.rrelu(minus_one, **kw)), slopes)
+
+
+# --- softmax ---------------------------------------------------------------------
+
+def _softmax_tol(dtype):
+    # float64: x - m is rounded, and exp turns its error into up to |x - m|/2 ULP
+    return 4 if dtype == np.float32 else 16
+
+
+def _softmax_check(x, y, g, gx, axis):
+    assert_ulp(y, oracle_softmax(x, axis), _softmax_tol(x.dtype), "cuda softmax")
+    err = np.abs(gx.astype(np.longdouble) - oracle_softmax_backward(g, y, axis))
+    assert np.all((err <= softmax_backward_bound(g, y, axis)) | np.isnan(gx)), err.max()
+
+
+@device
+@dtypes
+@pytest.mark.parametrize("shape", [(4, 3), (3, 40), (2, 100), (37,)],
+                         ids=["short-rows", "rows", "long-rows", "1d"])
+def test_softmax(shape, dtype):
+    x = (np.random.default_rng(4).standard_normal(shape) * 5).astype(dtype)
+    y = host(fastact.softmax(to_dev(x)))
+    g = _grad(shape, dtype)
+    gx = host(fastact.softmax_backward(to_dev(g), to_dev(y)))
+    _softmax_check(x, y, g, gx, -1)
+
+
+@device
+@dtypes
+@pytest.mark.parametrize("axis", [0, 1, -3])
+def test_softmax_other_axes(axis, dtype):
+    x = (np.random.default_rng(5).standard_normal((3, 4, 5)) * 3).astype(dtype)
+    y = host(fastact.softmax(to_dev(x), axis=axis))
+    g = _grad(x.shape, dtype)
+    gx = host(fastact.softmax_backward(to_dev(g), to_dev(y), axis=axis))
+    _softmax_check(x, y, g, gx, axis)
+
+
+@device
+@dtypes
+def test_softmax_edge_rows(dtype):
+    inf, nan = np.inf, np.nan
+    x = np.array([[1.0, nan, 2.0, 0.5],            # NaN: the whole row NaN
+                  [-inf, -inf, -inf, -inf],       # all -inf: NaN (as PyTorch)
+                  [-inf, 0.0, -inf, 1.0],         # some -inf: exact zeros there
+                  [1e4, -1e4, 1e4 - 1, 0.0],      # far apart: the max shift
+                  [inf, 0.0, 1.0, 2.0]], dtype)   # +inf: NaN, as the reference
+    y = host(fastact.softmax(to_dev(x)))
+    with np.errstate(all="ignore"):
+        want = fastact.softmax(x, backend="numpy")
+    assert np.array_equal(np.isnan(y), np.isnan(want))
+    assert np.all(np.isnan(y[[0, 1, 4]]))
+    assert y[2, 0] == 0 and y[2, 2] == 0
+    assert_ulp(y[2:4], oracle_softmax(x[2:4]), _softmax_tol(dtype), "cuda softmax edge rows")
+
+
+@device
+def test_softmax_empty_and_0d():
+    e = fastact.softmax(to_dev(np.empty((0, 3), np.float32)))
+    assert e.shape == (0, 3)
+    z = _cuda().to_device(np.array([[2.5]]))
+    assert host(fastact.softmax(z))[0, 0] == 1.0
+
+
+# --- prelu ------------------------------------------------------------------------
+
+@device
+@dtypes
+@pytest.mark.parametrize("case", ["channels", "scalar-long-row", "last-axis"])
+def test_prelu(case, dtype):
+    rng = np.random.default_rng(6)
+    shape, w, axis = {
+        "channels": ((2, 3, 20), np.array([0.1, -0.2, 0.3]), 1),
+        "scalar-long-row": ((3, 70), np.array([0.25]), 1),       # segments of 16 in the simulator
+        "last-axis": ((5, 4), np.array([0.1, 0.2, 0.3, 0.4]), -1),
+    }[case]
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[:2] = [0.0, -0.0]
+    w = w.astype(dtype)
+    g = _grad(shape, dtype)
+    y = host(fastact.prelu(to_dev(x), to_dev(w), axis=axis))
+    assert_bitwise_equal(y, fastact.prelu(x, w, axis=axis, backend="numpy"))
+    gx, gw = fastact.prelu_backward(to_dev(g), to_dev(x), to_dev(w), axis=axis)
+    rx, rw = fastact.prelu_backward(g, x, w, axis=axis, backend="numpy")
+    assert_bitwise_equal(host(gx), rx)
+    assert gw.shape == w.shape
+    # terms g*x are rounded to the dtype and summed in float64 (as the numba backend)
+    np.testing.assert_allclose(host(gw), rw, rtol=4 * np.finfo(dtype).eps,
+                               atol=8 * np.finfo(dtype).eps * np.abs(g * x).sum())
+
+
+# --- plumbing: out=, layouts, interop, streams, errors -------------------------------
+
+@device
+def test_out_on_device_and_in_place():
+    x = mixed_values(np.float32, 50, seed=7)
+    dx = to_dev(x)
+    out = _cuda().device_array(x.shape, np.float32)
+    r = fastact.sigmoid(dx, out=out)
+    assert r is out
+    assert_ulp(host(out), fastact.sigmoid(x, backend="numpy"), 4, "out=")
+    r = fastact.relu(dx, out=dx)              # in place
+    assert r is dx
+    assert_bitwise_equal(host(dx), fastact.relu(x, backend="numpy"))
+
+
+@device
+def test_strided_device_views_in_and_out():
+    base = np.arange(-24, 24, dtype=np.float64).reshape(4, 12) / 7
+    d = to_dev(base)
+    view = d[:, ::3]                          # non-contiguous input: gathered
+    got = host(fastact.elu(view))
+    assert_ulp(got, fastact.elu(base[:, ::3], backend="numpy"), 4, "strided in")
+    out_base = _cuda().to_device(np.zeros((4, 12)))
+    fastact.relu(to_dev(base[:, ::3]), out=out_base[:, 1::3])     # scattered
+    want = np.zeros((4, 12))
+    want[:, 1::3] = np.maximum(base[:, ::3], 0)
+    assert_bitwise_equal(host(out_base), want)
+    sm = host(fastact.softmax(d[::-1, ::2], axis=0))              # negative strides
+    assert_ulp(sm, oracle_softmax(base[::-1, ::2], 0), 16, "negative strides")
+
+
+@device
+def test_foreign_interface_arrays_are_used_without_copy():
+    x = np.array([-1.0, 2.0, -3.0], np.float32)
+    buf = x.copy() if SIMULATED else None
+    if not SIMULATED:
+        pytest.skip("the foreign-array stand-in holds host memory: simulator only")
+    foreign = _ForeignDeviceArray(buf)
+    r = fastact.relu(foreign, out=foreign)
+    assert r is foreign
+    assert_bitwise_equal(buf, np.array([0.0, 2.0, 0.0], np.float32))   # written in place
+
+
+@device
+def test_stream_argument():
+    cuda = _cuda()
+    s = cuda.stream()
+    x = mixed_values(np.float64, 40, seed=8)
+    y = fastact.leaky_relu(to_dev(x), 0.2, stream=s)
+    s.synchronize()
+    assert_bitwise_equal(host(y), fastact.leaky_relu(x, 0.2, backend="numpy"))
+
+
+@device
+def test_mixing_host_and_device_is_a_type_error():
+    x = np.ones(4, np.float32)
+    dx = to_dev(x)
+    with pytest.raises(TypeError, match="cannot mix device arrays"):
+        fastact.relu_backward(x, dx)
+    with pytest.raises(TypeError, match="device array"):
+        fastact.relu(dx, out=np.empty(4, np.float32))
+    with pytest.raises(TypeError, match="same side"):
+        fastact.prelu(dx, np.array([0.1], np.float32))
+    with pytest.raises(TypeError, match="'cuda' backend"):
+        fastact.relu(dx, backend="numba")
+    with pytest.raises(TypeError, match="host arrays"):
+        fastact.relu(x, backend="cuda")
+
+
+@device
+def test_result_kind_follows_input():
+    from fastact._backends.cuda import DeviceArrays
+    dx = to_dev(np.ones(3, np.float32))
+    assert DeviceArrays.wrap(dx, dx) is dx
+    assert isinstance(fastact.relu(dx), type(dx))
