@@ -25,10 +25,11 @@ import numpy as np
 class Prims:
     """Typed constants and exponentials for one dtype on one target."""
 
-    def __init__(self, dtype, exp, expm1, T, jit):
+    def __init__(self, dtype, exp, expm1, exp_mul, T, jit):
         self.dtype = np.dtype(dtype)
         self.exp = exp
         self.expm1 = expm1
+        self.exp_mul = exp_mul      # exp_mul(x, c) = c * exp(x), one rounding
         # compiles a formula's own scalar helpers for the same target
         self.jit = jit
         # ``T(1.0)`` yields a scalar of the target dtype: formulas build their
@@ -45,7 +46,11 @@ def math_prims(dtype, jit=_identity) -> Prims:
     """``math.exp``/``math.expm1``; ``jit`` compiles helpers for the target
     (``numba.cuda.jit(device=True)`` on a GPU, nothing in the simulator)."""
     dt = np.dtype(dtype)
-    return Prims(dt, math.exp, math.expm1, dt.type, jit)
+
+    def exp_mul(x, c):
+        return c * math.exp(x)
+
+    return Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
 
 
 def cached_njit(tag, **options):
@@ -58,24 +63,29 @@ def cached_njit(tag, **options):
     """
     import numba
 
+    # the options are part of the name too: Numba's cache key ignores them
+    opt = "_".join(f"{k}-{'-'.join(sorted(v)) if isinstance(v, (set, frozenset)) else v}"
+                   for k, v in sorted(options.items()))
+
     def decorate(fn):
-        fn.__qualname__ = f"{fn.__qualname__}__{tag}"
+        fn.__qualname__ = f"{fn.__qualname__}__{tag}" + (f"__{opt}" if opt else "")
         return numba.njit(error_model="numpy", cache=True, **options)(fn)
     return decorate
 
 
 # --- polynomial exponentials for the CPU -----------------------------------
 
-# Constants per dtype: (int type, float type, log2(e), ln2 hi, ln2 lo,
-# rounding shifter, exponent bias, mantissa bits, clamp low, clamp high).
-# The clamps keep the polynomial in range: below `lo` every result rounds to
-# 0 (exp) or -1 (expm1), above `hi` exp overflows to +inf through 2**n.
+# Constants per dtype: log2(e), ln2 split hi/lo (Cody-Waite), the rounding
+# shifter, exponent bias, mantissa bits, and clamps that keep the polynomial
+# in range: below `lo` exp(x) rounds to 0, below `em1_lo` expm1(x) to -1,
+# below `mul_lo` even c*exp(x) with c the largest float rounds to 0; above
+# `hi` exp overflows to +inf through 2**n.
 _F32 = dict(log2e=1.4426950408889634, ln2hi=0.693359375, ln2lo=-2.12194440e-4,
             shifter=12582912.0, bias=127, mbits=23, lo=-104.0, hi=89.0,
-            em1_lo=-18.0)
+            em1_lo=-18.0, mul_lo=-200.0)
 _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
             ln2lo=1.90821492927058770002e-10, shifter=6755399441055744.0,
-            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0)
+            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0, mul_lo=-1460.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,6 +135,21 @@ def cpu_prims(dtype, result=None) -> Prims:
         return nb_f(nb_f, nb_f), codegen
 
     @intrinsic
+    def scale3n(typingctx, m, t):
+        """m * 2**n in three factors, for |n| up to ~3 exponent ranges (exp_mul);
+        a result that turns subnormal before the last factor is rounded twice,
+        which costs at most one more unit in the last place."""
+        def codegen(context, builder, sig, args):
+            ity, n = _exponent(builder, args[1])
+            # n1 = floor(n / 3) for |n| < 2**15, without a division
+            n1 = builder.ashr(builder.mul(n, ir.Constant(ity, 21846)), ir.Constant(ity, 16))
+            n3 = builder.sub(n, builder.add(n1, n1))
+            r = builder.fmul(args[0], _pow2(builder, ity, n1))
+            r = builder.fmul(r, _pow2(builder, ity, n1))
+            return builder.fmul(r, _pow2(builder, ity, n3))
+        return nb_f(nb_f, nb_f), codegen
+
+    @intrinsic
     def pow2n(typingctx, t):
         """2**n, n read from the shifter sum t (normal range only)."""
         def codegen(context, builder, sig, args):
@@ -134,7 +159,7 @@ def cpu_prims(dtype, result=None) -> Prims:
 
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
-    lo, hi, em1_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"])
+    lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
     one = T(1.0)
     if f32:
         # Cephes expf minimax coefficients on [-ln2/2, ln2/2]
@@ -175,6 +200,15 @@ def cpu_prims(dtype, result=None) -> Prims:
         return scale2n(_expm1_poly(r) + one, t)
 
     @njit
+    def exp_mul(x, c):
+        """c * exp(x) rounded (nearly) once, also where exp(x) alone would be
+        subnormal but the product is not."""
+        xc = hi if x > hi else x
+        xc = mul_lo if xc < mul_lo else xc
+        r, t = _reduce(xc)
+        return scale3n(c * (_expm1_poly(r) + one), t)
+
+    @njit
     def expm1(x):
         """exp(x) - 1 accurate near 0; valid for x <= ln(max float) - 1."""
         xc = em1_lo if x < em1_lo else x
@@ -184,4 +218,5 @@ def cpu_prims(dtype, result=None) -> Prims:
         # 2**n * expm1(r) + (2**n - 1): exact scaling, one rounding in the sum
         return s * e + (s - one)
 
-    return Prims(dt, exp, expm1, T, njit)
+    # formula helpers get no contraction: RReLU slopes must stay bit-exact
+    return Prims(dt, exp, expm1, exp_mul, T, cached_njit(tag))

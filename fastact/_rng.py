@@ -29,8 +29,21 @@ def mix64(z: int) -> int:
 
 
 def seed_key(seed: int) -> np.uint64:
-    """Key of the stream for an integer ``seed`` (any Python int)."""
-    return np.uint64(mix64(int(seed) & MASK))
+    """Key of the stream for an integer ``seed``: any Python int.
+
+    Seeds in [0, 2**64) map to ``mix64(seed)``; other integers (negative or
+    wider) fold their 64-bit limbs in with a distinct start, so that no two
+    small seeds such as -1 and 2**64 - 1 share a stream.
+    """
+    seed = int(seed)
+    if 0 <= seed < 1 << 64:
+        return np.uint64(mix64(seed))
+    z = mix64(GOLDEN ^ (1 if seed < 0 else 2))
+    mag = -seed if seed < 0 else seed
+    while mag:
+        z = mix64(z ^ (mag & MASK))
+        mag >>= 64
+    return np.uint64(z)
 
 
 def uniform_bits(dtype) -> int:

@@ -109,6 +109,7 @@ def _prelu_kernels(dtype, parallel):
                     y = v - comp
                     t = acc + y
                     comp = (t - acc) - y
+                    comp = comp if comp == comp else zero   # NaN once acc is inf
                     acc = t
                 else:
                     acc += v
@@ -230,7 +231,8 @@ class NumbaBackend(Backend):
         rowsum = np.empty(outer * C, dtype=np.float64)
         self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[1],
                   g, x, w, gx, rowsum)
-        gw[...] = rowsum.reshape(outer, C).sum(axis=0)
+        with np.errstate(over="ignore"):        # a float32 sum may overflow to inf
+            gw[...] = rowsum.reshape(outer, C).sum(axis=0)
 
     def softmax_forward(self, x, out):
         self._run(x.size, lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out)
