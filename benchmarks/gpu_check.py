@@ -1,0 +1,322 @@
+"""GPU check for the ``cuda`` backend: correctness on large arrays, then bandwidth.
+
+Run on a machine with an NVIDIA GPU (``pip install -e ".[cuda]"``)::
+
+    python benchmarks/gpu_check.py            # about a minute, mostly compilation
+    python benchmarks/gpu_check.py --quick    # smaller arrays
+
+1. Every kernel (each op, both passes, float32 and float64) runs on device
+   arrays of ~16M elements and is compared with the ``"numpy"`` reference on
+   host copies: bit for bit where the spec says so (relu, leaky_relu, rrelu
+   in both modes, prelu), within the spec's ULP bounds otherwise.  RReLU's
+   training slopes are also compared bit for bit with the ``"numba"`` CPU
+   backend (this is where FMA contraction would show).
+2. Each kernel is timed with CUDA events over back-to-back calls through the
+   public API with ``out=`` and ``stream=`` on arrays of up to 2**28 elements;
+   achieved GB/s (bytes read + written once) is printed next to the device's
+   theoretical memory bandwidth (memory clock x bus width x 2), with CuPy's
+   own elementwise kernels for relu and sigmoid when CuPy is installed.
+
+Targets: elementwise kernels >= 85% of peak, softmax >= 70%.  Exit status:
+0 all good, 1 a correctness failure, 2 correct but a bandwidth target missed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import fastact
+
+ELEMENTWISE_TARGET = 0.85
+SOFTMAX_TARGET = 0.70
+
+
+def _cuda():
+    from numba import cuda
+    return cuda
+
+
+# --- what to check ---------------------------------------------------------------------
+# name: (call(ins, **kw), number of array inputs, saved tensor for backward, exact)
+
+def _calls():
+    F = fastact
+    rr = dict(training=True, seed=2024)
+    return {
+        "sigmoid": (lambda a, **k: F.sigmoid(*a, **k), 1, False),
+        "sigmoid_backward": (lambda a, **k: F.sigmoid_backward(*a, **k), 2, False),
+        "relu": (lambda a, **k: F.relu(*a, **k), 1, True),
+        "relu_backward": (lambda a, **k: F.relu_backward(*a, **k), 2, True),
+        "leaky_relu": (lambda a, **k: F.leaky_relu(*a, 0.1, **k), 1, True),
+        "leaky_relu_backward": (lambda a, **k: F.leaky_relu_backward(*a, 0.1, **k), 2, True),
+        "rrelu_eval": (lambda a, **k: F.rrelu(*a, 0.1, 0.3, **k), 1, True),
+        "rrelu_train": (lambda a, **k: F.rrelu(*a, **rr, **k), 1, True),
+        "rrelu_train_backward": (lambda a, **k: F.rrelu_backward(*a, **rr, **k), 2, True),
+        "elu": (lambda a, **k: F.elu(*a, 0.7, **k), 1, False),
+        "elu_backward": (lambda a, **k: F.elu_backward(*a, 0.7, **k), 2, False),
+        "prelu": (lambda a, **k: F.prelu(*a, **k), 1, True),
+        "prelu_backward": (lambda a, **k: F.prelu_backward(*a, **k)[0], 2, True),
+        "softmax": (lambda a, **k: F.softmax(*a, **k), 1, False),
+        "softmax_backward": (lambda a, **k: F.softmax_backward(*a, **k), 2, False),
+    }
+
+
+def _ulp_diff(got, want):
+    """|got - want| in ULPs of ``want`` (0 where both NaN or equal)."""
+    dt = got.dtype
+    g, w = got.astype(np.longdouble), want.astype(np.longdouble)
+    with np.errstate(all="ignore"):
+        both = (np.isnan(g) & np.isnan(w)) | (g == w)
+        spacing = np.abs(np.spacing(want.astype(dt))).astype(np.longdouble)
+        spacing = np.maximum(spacing, np.longdouble(np.finfo(dt).smallest_subnormal))
+        d = np.abs(g - w) / spacing
+    d[both] = 0
+    d[np.isnan(d)] = np.inf
+    return d
+
+
+def _shape(name, n):
+    if name.startswith("softmax"):
+        return (max(n // 4096, 2), 4096)
+    if name.startswith("prelu"):
+        return (max(n // (64 * 256), 1), 64, 256)
+    return (n,)
+
+
+def _inputs(name, n, dtype, rng):
+    """Host inputs of ~n elements: specials mixed with normal(0, 3) draws."""
+    fi = np.finfo(dtype)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.tiny,
+                         fi.smallest_subnormal, -1e4, 1e4, -100.0, 40.0], dtype)
+    x = (rng.standard_normal(_shape(name, n)) * 3).astype(dtype)
+    if name.startswith("softmax"):
+        x[0, 1], x[1, :] = np.nan, -np.inf        # a NaN row and an all -inf row
+    else:
+        x.reshape(-1)[:specials.size] = specials
+    if not name.endswith("backward"):
+        return (x,)
+    g = (rng.standard_normal(x.shape) * 2).astype(dtype)
+    if name == "softmax_backward":
+        with np.errstate(all="ignore"):
+            return g, fastact.softmax(x, backend="numpy")
+    if name == "sigmoid_backward":
+        return g, fastact.sigmoid(x, backend="numpy")
+    return g, x
+
+
+def _uint(dtype):
+    return np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
+
+
+def check(n, dtypes):
+    cuda = _cuda()
+    rng = np.random.default_rng(0)
+    failures = []
+    for dtype in dtypes:
+        for name, (call, _, exact) in _calls().items():
+            t0 = time.perf_counter()
+            ins = _inputs(name, n, dtype, rng)
+            w_dev, w_host = {}, {}
+            if name.startswith("prelu"):
+                w = np.linspace(-0.3, 0.3, 64).astype(dtype)
+                w_dev, w_host = {"weight": cuda.to_device(w)}, {"weight": w}
+            dev = [cuda.to_device(a) for a in ins]
+            got = call(dev, **w_dev).copy_to_host()
+            with np.errstate(all="ignore"):
+                want = call(list(ins), backend="numpy", **w_host)
+            ok, detail = _compare(name, exact, got, want, ins)
+            if name.startswith("rrelu_train"):
+                cpu = call(list(ins), backend="numba")
+                same = np.array_equal(got.view(_uint(dtype)), cpu.view(_uint(dtype)))
+                ok, detail = ok and same, detail + ("" if same else "; differs from numba bitwise")
+            if name == "prelu_backward":
+                gw_ok, gw_detail = _check_prelu_weight_grad(dev, ins, w_dev, w_host, dtype)
+                ok, detail = ok and gw_ok, detail + "; " + gw_detail
+            status = "ok  " if ok else "FAIL"
+            print(f"  {status} {name:22s} {np.dtype(dtype).name:8s} {got.size:>10d} el  "
+                  f"{detail}  ({time.perf_counter() - t0:.1f} s)", flush=True)
+            if not ok:
+                failures.append((name, np.dtype(dtype).name, detail))
+    return failures
+
+
+def _compare(name, exact, got, want, ins):
+    dt = got.dtype
+    if exact:
+        gn, wn = np.isnan(got), np.isnan(want)
+        same = np.array_equal(gn, wn) and np.array_equal(
+            got[~gn].view(_uint(dt)), want[~wn].view(_uint(dt)))
+        return same, "bitwise" if same else f"{int((got != want).sum())} elements differ"
+    if name == "softmax_backward":
+        g, y = (a.astype(np.longdouble) for a in ins)
+        bound = (4 * np.finfo(dt).eps * np.abs(y)
+                 * (np.abs(g) + np.sum(np.abs(g * y), axis=-1, keepdims=True))
+                 + np.finfo(dt).smallest_subnormal)
+        with np.errstate(all="ignore"):
+            err = np.abs(got.astype(np.longdouble) - want.astype(np.longdouble))
+        bad = ~((err <= 2 * bound) | (np.isnan(got) & np.isnan(want)))
+        return not bad.any(), f"{int(bad.sum())} beyond 2x the spec bound"
+    # the reference is itself within ~1 ULP: one more than the spec's bound
+    tol = 16 if (name.startswith("softmax") and dt == np.float64) else 4
+    d = _ulp_diff(got, want)
+    return bool(d.max() <= tol + 1), f"max {float(d.max()):.2f} ULP from the reference (tol {tol}+1)"
+
+
+def _check_prelu_weight_grad(dev, ins, w_dev, w_host, dtype):
+    _, gw = fastact.prelu_backward(*dev, **w_dev)
+    with np.errstate(all="ignore"):
+        _, rw = fastact.prelu_backward(*ins, backend="numpy", **w_host)
+    gw = gw.copy_to_host()
+    g, x = ins
+    with np.errstate(all="ignore"):
+        scale = np.abs(g.astype(np.float64) * x).sum(axis=(0, 2))
+        err = np.abs(gw.astype(np.float64) - rw) / np.maximum(scale, 1e-300)
+    err[(gw == rw) | (np.isnan(gw) & np.isnan(rw))] = 0      # infinities from the specials
+    ok = bool(err.max() <= 8 * np.finfo(dtype).eps)
+    return ok, f"weight grad rel. err {err.max():.2e}"
+
+
+# --- bandwidth ---------------------------------------------------------------------------
+
+def peak_bandwidth():
+    """Theoretical DRAM bandwidth in GB/s from the device attributes, or None."""
+    dev = _cuda().get_current_device()
+    try:
+        clock_khz = dev.MEMORY_CLOCK_RATE
+        bus_bits = dev.GLOBAL_MEMORY_BUS_WIDTH
+    except Exception:
+        return None
+    if not clock_khz or not bus_bits:
+        return None
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
+
+
+def copy_bandwidth(nbytes):
+    """Device-to-device copy GB/s (read + write): a practical ceiling."""
+    cuda = _cuda()
+    a = cuda.device_array(nbytes // 4, np.float32)
+    b = cuda.device_array(nbytes // 4, np.float32)
+    b.copy_to_device(a)
+    ms = _time(lambda: b.copy_to_device(a), 0)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def _time(fn, stream, reps=10):
+    cuda = _cuda()
+    fn()
+    start, end = cuda.event(), cuda.event()
+    start.record(stream)
+    for _ in range(reps):
+        fn()
+    end.record(stream)
+    end.synchronize()
+    return cuda.event_elapsed_time(start, end) / reps
+
+
+def bench(n, dtypes, peak):
+    cuda = _cuda()
+    stream = cuda.stream()
+    rows = []
+    rng = np.random.default_rng(1)
+    for dtype in dtypes:
+        item = np.dtype(dtype).itemsize
+        # one pair of inputs per dtype, reshaped for each kernel (n is a multiple of 2**14)
+        xs = cuda.to_device((rng.standard_normal(n, dtype=np.float32) * 3).astype(dtype))
+        gs = cuda.to_device(rng.standard_normal(n, dtype=np.float32).astype(dtype))
+        outs = cuda.device_array(n, dtype)
+        w = cuda.to_device(np.full(64, 0.1, dtype))
+        gw = cuda.device_array(64, dtype)
+        for name, (call, n_in, _) in _calls().items():
+            shp = _shape(name, n)
+            x, g, out = xs.reshape(*shp), gs.reshape(*shp), outs.reshape(*shp)
+            ins = [x] if n_in == 1 else [g, x]
+            kw = dict(stream=stream)
+            if name == "prelu":
+                fn = lambda: fastact.prelu(x, w, out=out, **kw)                    # noqa: E731
+            elif name == "prelu_backward":
+                fn = lambda: fastact.prelu_backward(g, x, w, out=(out, gw), **kw)  # noqa: E731
+            else:
+                fn = lambda: call(ins, out=out, **kw)                              # noqa: E731
+            ms = _time(fn, stream)
+            gbs = (n_in + 1) * out.size * item / (ms * 1e-3) / 1e9
+            target = SOFTMAX_TARGET if name.startswith("softmax") else ELEMENTWISE_TARGET
+            rows.append((name, np.dtype(dtype).name, ms, gbs, target))
+            verdict = "ok" if gbs >= target * peak else "BELOW TARGET"
+            print(f"  {name:22s} {np.dtype(dtype).name:8s} {ms:8.3f} ms {gbs:8.1f} GB/s "
+                  f"{gbs / peak:6.1%} of peak (target {target:.0%}) {verdict}", flush=True)
+        del xs, gs, outs
+    return rows
+
+
+def bench_cupy(n, peak):
+    try:
+        import cupy
+    except ImportError:
+        print("  CuPy not installed: no comparison")
+        return
+    relu = cupy.ElementwiseKernel("T x", "T y", "y = x > 0 ? x : (T)0", "ref_relu")
+    sigmoid = cupy.ElementwiseKernel("T x", "T y", "y = 1 / (1 + exp(-x))", "ref_sigmoid")
+    for dtype in (np.float32, np.float64):
+        x = cupy.random.standard_normal(n, dtype=np.float64).astype(dtype)
+        y = cupy.empty_like(x)
+        for label, k in (("relu", relu), ("sigmoid", sigmoid)):
+            k(x, y)
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            for _ in range(10):
+                k(x, y)
+            end.record()
+            end.synchronize()
+            ms = cupy.cuda.get_elapsed_time(start, end) / 10
+            gbs = 2 * x.nbytes / (ms * 1e-3) / 1e9
+            print(f"  cupy {label:17s} {np.dtype(dtype).name:8s} {ms:8.3f} ms {gbs:8.1f} GB/s "
+                  f"{gbs / peak:6.1%} of peak", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller arrays (checks and timing)")
+    ap.add_argument("--peak-gbs", type=float, help="override the theoretical bandwidth")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    st = fastact.backends()["cuda"]
+    if not st["available"]:
+        print(f"cuda backend unavailable: {st['reason']}")
+        return 1
+    cuda = _cuda()
+    dev = cuda.get_current_device()
+    print(f"device: {st.get('device')}  cc {st.get('compute_capability')}  "
+          f"SMs {dev.MULTIPROCESSOR_COUNT}  numba.cuda: {st.get('numba_cuda')}")
+    free, total = cuda.current_context().get_memory_info()
+    check_n = 1 << (22 if args.quick else 24)
+    bench_n = 1 << (24 if args.quick else 28)
+    # four arrays of float64 must fit (backward: g, s, out, plus the allocator's slack)
+    while bench_n * 8 * 5 > free and bench_n > 1 << 16:
+        bench_n >>= 1
+    dtypes = (np.float32, np.float64)
+
+    print(f"\n1. correctness against the reference on {check_n} elements per array")
+    failures = check(check_n, dtypes)
+
+    copy = copy_bandwidth(min(bench_n * 4, 1 << 30))
+    peak = args.peak_gbs or peak_bandwidth()
+    print(f"\n2. bandwidth on {bench_n} elements per array: device-to-device copy "
+          f"{copy:.0f} GB/s; theoretical peak "
+          + (f"{peak:.0f} GB/s" if peak else "unknown (the copy is used; pass --peak-gbs)"))
+    peak = peak or copy
+    rows = bench(bench_n, dtypes, peak)
+    bench_cupy(bench_n, peak)
+
+    missed = [r for r in rows if r[3] < r[4] * peak]
+    print(f"\n{len(failures)} correctness failure(s), {len(missed)} kernel(s) below "
+          f"target; {time.perf_counter() - t0:.0f} s in all")
+    for f in failures:
+        print("  FAIL", *f)
+    return 1 if failures else (2 if missed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
