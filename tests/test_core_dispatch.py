@@ -1,0 +1,392 @@
+"""The dispatcher (backend=, use_backend, FASTACT_BACKEND, automatic choice,
+unavailable backends), fastact.backends(), threads, and import cost."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import _dispatch, config
+from conftest import HOST_BACKENDS, assert_bitwise_equal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("elementwise", "prelu_forward", "prelu_backward", "softmax_forward", "softmax_backward")
+
+
+def _available():
+    st = fastact.backends()
+    return [n for n in HOST_BACKENDS if st[n]["available"]]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Records, per thread, the name of every backend that computed something."""
+    log = []
+
+    for name in _available():
+        b = _dispatch.get(name)
+        for m in METHODS:
+            orig = getattr(b, m)
+
+            def spy(*a, _orig=orig, _name=name, **k):
+                log.append((threading.get_ident(), _name))
+                return _orig(*a, **k)
+            monkeypatch.setattr(b, m, spy)
+
+    def names(clear=True):
+        me = threading.get_ident()
+        out = [n for t, n in log if t == me]
+        if clear:
+            log.clear()
+        return out
+    names.log = log
+    return names
+
+
+def _all_ops(x, **kw):
+    """One call of every kind of kernel."""
+    fastact.relu(x, **kw)
+    fastact.softmax(x, **kw)
+    fastact.prelu(x, np.array([0.5], x.dtype), **kw)
+    fastact.prelu_backward(x, x, np.array([0.5], x.dtype), **kw)
+    fastact.softmax_backward(x, x, **kw)
+
+
+def test_backend_argument_selects(calls):
+    x = np.ones((2, 3))
+    for name in _available():
+        _all_ops(x, backend=name)
+        assert calls() == [name] * 5
+        _all_ops(x[:, ::2], backend=name)           # the general (validating) path too
+        assert calls() == [name] * 5
+
+
+def test_precedence_call_over_context_over_env(calls, monkeypatch):
+    avail = _available()
+    if len(avail) < 2:
+        pytest.skip("needs two host backends")
+    a, b = "numpy", avail[1]
+    x = np.ones(5)
+    monkeypatch.setattr(_dispatch, "_ENV_BACKEND", a)      # what FASTACT_BACKEND set at import
+    fastact.sigmoid(x)
+    assert calls() == [a]
+    with fastact.use_backend(b):
+        fastact.sigmoid(x)
+        assert calls() == [b]                               # context beats env
+        fastact.sigmoid(x, backend=a)
+        assert calls() == [a]                               # call beats context
+    fastact.sigmoid(x, backend=b)
+    assert calls() == [b]                                   # call beats env
+    fastact.sigmoid(x)
+    assert calls() == [a]
+
+
+def test_use_backend_nests_and_restores(calls):
+    avail = _available()
+    x = np.ones(5)
+    fastact.relu(x)
+    auto = calls()
+    assert auto and auto[0] != "numpy"
+    with fastact.use_backend("numpy"):
+        fastact.relu(x)
+        assert calls() == ["numpy"]
+        with fastact.use_backend(avail[-1]):
+            fastact.relu(x)
+            assert calls() == [avail[-1]]
+            with fastact.use_backend("numpy"):
+                fastact.softmax(x)
+                assert calls() == ["numpy"]
+            fastact.relu(x)
+            assert calls() == [avail[-1]]
+        fastact.relu(x)
+        assert calls() == ["numpy"]
+    fastact.relu(x)
+    assert calls() == auto
+
+
+def test_use_backend_restores_after_exception(calls):
+    x = np.ones(3)
+    fastact.relu(x)
+    auto = calls()
+    with pytest.raises(KeyError):
+        with fastact.use_backend("numpy"):
+            raise KeyError("boom")
+    fastact.relu(x)
+    assert calls() == auto
+
+
+def test_use_backend_is_per_thread(calls):
+    x = np.ones(7)
+    seen = {}
+    inside = threading.Event()
+    done = threading.Event()
+
+    def other():
+        inside.wait(10)
+        fastact.relu(x)
+        seen["other"] = calls(clear=False)
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with fastact.use_backend("numpy"):
+        inside.set()
+        done.wait(10)
+        fastact.relu(x)
+        mine = calls(clear=False)
+    t.join()
+    assert mine == ["numpy"]
+    assert seen["other"] and seen["other"][0] != "numpy"
+
+
+def test_unknown_backend_name():
+    x = np.ones(3)
+    for call in (lambda: fastact.relu(x, backend="gpu"),
+                 lambda: fastact.softmax(x, backend="NumPy"),
+                 lambda: fastact.prelu(x, 0.1, backend="torch"),
+                 lambda: fastact.use_backend("bogus").__enter__()):
+        with pytest.raises(ValueError) as e:
+            call()
+        msg = str(e.value)
+        assert "unknown fastact backend" in msg
+        for n in config.BACKEND_NAMES:
+            assert repr(n) in msg
+
+
+def test_unavailable_backend_raises_with_reason():
+    st = fastact.backends()
+    missing = [n for n in config.BACKEND_NAMES if not st[n]["available"]]
+    if not missing:
+        pytest.skip("every backend loads here (the subprocess test covers this path)")
+    x = np.ones(3)
+    for name in missing:
+        with pytest.raises(fastact.BackendUnavailable) as e:
+            fastact.sigmoid(x, backend=name)
+        err = e.value
+        assert isinstance(err, RuntimeError)
+        assert err.reason == st[name]["reason"] and err.name == name
+        assert name in str(err) and err.reason in str(err)
+
+
+def _run_py(code, env=None, timeout=120):
+    e = dict(os.environ)
+    e.pop("FASTACT_BACKEND", None)
+    e.pop("FASTACT_NUM_THREADS", None)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", textwrap.dedent(code)],
+                       capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_without_numba_the_reference_still_works():
+    """A backend that cannot load says why; its absence breaks nothing else."""
+    out = _run_py("""
+        import sys
+        sys.modules["numba"] = None          # as if numba were not installed
+        import numpy as np, fastact
+        st = fastact.backends()
+        assert st["numpy"]["available"]
+        assert not st["numba"]["available"]
+        assert "numba" in st["numba"]["reason"], st["numba"]["reason"]
+        x = np.array([-1.0, 0.0, 2.0])
+        assert fastact.relu(x).tolist() == [0.0, 0.0, 2.0]
+        assert abs(fastact.softmax(x).sum() - 1) < 1e-15
+        try:
+            fastact.relu(x, backend="numba")
+        except fastact.BackendUnavailable as e:
+            assert e.reason == st["numba"]["reason"]
+            print("OK", e.reason)
+        else:
+            raise SystemExit("no BackendUnavailable")
+        fastact.set_num_threads(1)
+    """)
+    assert out.startswith("OK")
+
+
+def test_env_var_sets_default_backend():
+    code = """
+        import numpy as np, fastact
+        from fastact import _dispatch
+        used = []
+        for name in ("numpy", "numba"):
+            b = _dispatch.get(name)
+            orig = b.elementwise
+            b.elementwise = lambda *a, _o=orig, _n=name, **k: (used.append(_n), _o(*a, **k))
+        fastact.relu(np.ones(3))
+        fastact.relu(np.ones(3), backend="numba")
+        with fastact.use_backend("numba"):
+            fastact.relu(np.ones(3))
+        print(",".join(used))
+    """
+    assert _run_py(code, {"FASTACT_BACKEND": "numpy"}).strip() == "numpy,numba,numba"
+    assert _run_py(code, {"FASTACT_BACKEND": " NumPy "}).strip() == "numpy,numba,numba"
+    assert _run_py(code, {"FASTACT_BACKEND": "numba"}).strip() == "numba,numba,numba"
+    assert _run_py(code, {"FASTACT_BACKEND": ""}).strip().split(",")[0] != "numpy"
+
+
+def test_env_var_unknown_name_is_a_clear_error():
+    out = _run_py("""
+        import numpy as np, fastact
+        try:
+            fastact.relu(np.ones(3))
+        except ValueError as e:
+            print(e)
+        fastact.relu(np.ones(3), backend="numpy")     # an explicit choice still works
+    """, {"FASTACT_BACKEND": "gpu"})
+    assert "FASTACT_BACKEND" in out and "'gpu'" in out and "'numpy'" in out and "'numba'" in out
+
+
+def test_import_compiles_nothing():
+    out = _run_py("""
+        import sys, time
+        t = time.perf_counter()
+        import fastact
+        dt = time.perf_counter() - t
+        heavy = [m for m in ("numba", "llvmlite", "cffi", "torch", "numba.cuda") if m in sys.modules]
+        print(heavy, dt)
+    """)
+    heavy, dt = out.rsplit("]", 1)
+    assert heavy.strip() == "[", f"import fastact imported {heavy}]"
+    assert float(dt) < 2.0
+
+
+def test_backends_structure():
+    st = fastact.backends()
+    assert list(st) == list(config.BACKEND_NAMES)
+    for name, info in st.items():
+        assert isinstance(info, dict)
+        assert isinstance(info["available"], bool)
+        if info["available"]:
+            assert info["reason"] is None
+        else:
+            assert isinstance(info["reason"], str) and info["reason"]
+    assert st["numpy"]["available"] and st["numba"]["available"]
+    assert st == fastact.backends()      # stable
+
+
+@pytest.mark.parametrize("n", [10, config.PARALLEL_MIN - 1, config.PARALLEL_MIN, 1 << 16])
+def test_automatic_choice_is_not_the_reference(calls, n):
+    x = np.linspace(-1, 1, n)
+    _all_ops(x)
+    got = calls()
+    assert len(got) == 5 and "numpy" not in got, got
+    assert set(got) <= {"numba", "c"}
+
+
+# --- threads ------------------------------------------------------------------------
+
+@pytest.fixture
+def restore_threads():
+    n = fastact.get_num_threads()
+    yield
+    fastact.set_num_threads(n)
+
+
+def test_set_num_threads_validation(restore_threads):
+    from fastact import _threads
+    hi = _threads.max_threads()
+    for bad in (0, -1, hi + 1, 10**6):
+        with pytest.raises(ValueError, match=f"between 1 and {hi}"):
+            fastact.set_num_threads(bad)
+    for bad in (1.0, "2", None, True, np.float64(2)):
+        with pytest.raises(TypeError, match="n must be an int"):
+            fastact.set_num_threads(bad)
+    fastact.set_num_threads(1)
+    assert fastact.get_num_threads() == 1
+    fastact.set_num_threads(hi)
+    assert fastact.get_num_threads() == hi
+
+
+def test_num_threads_reaches_numba(restore_threads):
+    nb = pytest.importorskip("numba")
+    x = np.ones(config.PARALLEL_MIN * 2)
+    fastact.set_num_threads(1)
+    fastact.sigmoid(x, backend="numba")
+    assert nb.get_num_threads() == 1
+    hi = fastact.get_num_threads.__globals__["max_threads"]()
+    fastact.set_num_threads(hi)
+    fastact.sigmoid(x, backend="numba")
+    assert nb.get_num_threads() == hi
+
+
+def test_env_num_threads():
+    out = _run_py("import fastact; print(fastact.get_num_threads())", {"FASTACT_NUM_THREADS": "1"})
+    assert out.strip() == "1"
+
+
+def _heavy_ops(rng, dtype, backend):
+    """(call, expected) pairs on arrays above the parallel threshold; the expectations are
+    the reference backend's results (bit-exact ops) or this backend's own results computed
+    alone (sigmoid, softmax: within 2 ULP, serial and parallel kernels may round apart)."""
+    n = config.PARALLEL_MIN * 2
+    x = (rng.standard_normal(n) * 4).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    rows = (x / 4).reshape(64, -1)
+    w = np.array([0.2], dtype)
+    ops = [
+        ("ulp", lambda b: fastact.sigmoid(x, backend=b)),
+        ("ulp", lambda b: fastact.softmax(rows, backend=b)),
+        ("ulp", lambda b: fastact.elu_backward(g, x, backend=b)),
+        ("bits", lambda b: fastact.relu(x, backend=b)),
+        ("bits", lambda b: fastact.leaky_relu_backward(g, x, 0.1, backend=b)),
+        ("bits", lambda b: fastact.rrelu(x, training=True, seed=3, backend=b)),
+        ("bits", lambda b: fastact.prelu(x, w, backend=b)),
+    ]
+    return [(lambda f=f: f(backend), kind, f(backend if kind == "ulp" else "numpy"))
+            for kind, f in ops]
+
+
+@pytest.mark.parametrize("dtype_", [np.float32, np.float64])
+def test_concurrent_calls_from_many_threads(host_backend, dtype_):
+    """Kernels release the GIL and share a thread pool: concurrent calls stay correct."""
+    work = [_heavy_ops(np.random.default_rng(s), dtype_, host_backend) for s in range(6)]
+    errors = []
+    barrier = threading.Barrier(len(work))
+
+    def worker(ops):
+        try:
+            barrier.wait(30)
+            for _ in range(3):
+                for call, kind, want in ops:
+                    got = call()
+                    if kind == "bits":
+                        assert_bitwise_equal(got, want)
+                    else:
+                        np.testing.assert_array_max_ulp(got, want, 2)
+        except BaseException as e:       # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(ops,)) for ops in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    if errors:
+        raise errors[0]
+
+
+def test_compiled_kernels_are_cached_on_disk():
+    """A second process loads the kernels this one compiled instead of compiling again."""
+    x = np.linspace(-3, 3, config.PARALLEL_MIN)
+    script = """
+        import numpy as np, fastact
+        from fastact import config
+        x = np.linspace(-3, 3, config.PARALLEL_MIN)
+        for n in (100, config.PARALLEL_MIN):
+            fastact.sigmoid(x[:n], backend="numba")
+            fastact.softmax(x[:n].reshape(-1, 4), backend="numba")
+    """
+    _run_py(script)        # compiles, or loads what is there, and saves
+    for n in (100, config.PARALLEL_MIN):
+        fastact.sigmoid(x[:n], backend="numba")
+    out = _run_py(script, {"NUMBA_DEBUG_CACHE": "1"})
+    assert "data loaded" in out, out[-2000:]
+    saved = [ln for ln in out.splitlines() if "data saved" in ln]
+    assert not saved, "second process compiled again:\n" + "\n".join(saved[:10])
