@@ -97,9 +97,9 @@ def _parser():
                    "(e.g. benchmarks/baseline.json); exit 1 on a regression")
     b.add_argument("--max-regression", type=_fraction, default=None, metavar="F",
                    help="allowed drop below the baseline, 0.25 or 25%% (default: 0.25)")
-    b.add_argument("--retries", type=int, default=2, metavar="K",
-                   help="re-measure a kernel that looks regressed up to K more times before "
-                   "failing it (default: 2)")
+    b.add_argument("--retries", type=int, default=3, metavar="K",
+                   help="re-measure a kernel that looks regressed up to K more times, with "
+                   "twice the rounds, before failing it (default: 3)")
     b.add_argument("--plot", metavar="FILE.png", help="save a bar chart of the results")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -226,6 +226,25 @@ class _Progress:
 
 
 def _bench(parser, args):
+    from . import _threads
+    saved = dict(_threads._setting)
+    torch_threads = _torch_threads()
+    try:
+        return _bench_run(args)
+    finally:
+        # --threads and --quick change the thread count for this command only
+        _threads._setting.update(saved)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(torch_threads or _threads.get_num_threads())
+
+
+def _torch_threads():
+    if "torch" not in sys.modules:
+        return None
+    return sys.modules["torch"].get_num_threads()
+
+
+def _bench_run(args):
     import fastact
     from . import _bench
 
@@ -249,7 +268,7 @@ def _bench(parser, args):
 
     print(f"fastact {fastact.__version__} bench: {size:,} elements per array "
           f"(softmax rows of {min(size, _bench.SOFTMAX_ROW)}), {repeat} rounds, "
-          f"{fastact.get_num_threads()} thread(s)")
+          f"{fastact.get_num_threads()} thread(s), {_bench.clock_name()} clock")
     print(f"parallel copy roofline: {_bench.copy_summary(results)}")
     print(_bench.table(results, with_torch))
     print("GB/s: nominal traffic (forward: read x + write y; backward: read grad + saved + "
@@ -297,7 +316,7 @@ def _check(results, baseline, max_reg, retries, repeat, path):
         for s in suspects:
             r = current[s.key]
             wl = _bench.make_workload(r.op, r.dtype, r.size)
-            again = _bench.measure(wl, r.pass_, r.backend, repeat)
+            again = _bench.measure(wl, r.pass_, r.backend, 2 * repeat)
             figures[s.key] = max(figures[s.key], again.roofline)
         suspects = _bench.compare({s.key: figures[s.key] for s in suspects}, baseline, max_reg)
     unmatched = [k for k in figures if k not in baseline]
@@ -414,6 +433,11 @@ def _plot(path):
 
     import fastact
 
+    with fastact.use_backend("numpy"):      # the reference: nothing to compile
+        return _plot_grid(path, plt, np, fastact)
+
+
+def _plot_grid(path, plt, np, fastact):
     x = np.linspace(-4, 4, 801)
     one = np.ones_like(x)
     lo, up = 1 / 8, 1 / 3

@@ -1,0 +1,80 @@
+"""Write ``benchmarks/baseline.json`` from several real ``fastact bench --quick`` runs.
+
+Usage::
+
+    python benchmarks/make_baseline.py --runs 8 -o benchmarks/baseline.json [extra bench options]
+    python benchmarks/make_baseline.py --merge run1.json run2.json ... -o baseline.json
+
+Each run is a separate process (fresh caches, thread pool and heap), spread
+over minutes, so that the baseline sees the machine's ordinary noise.  Each
+kernel's figure is the median over the runs of its fraction of the copy
+roofline; ``spread`` records the lowest and highest run, to show how much
+room the check's margin leaves.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+
+def merge(paths):
+    runs = []
+    for p in paths:
+        with open(p) as f:
+            runs.append(json.load(f))
+    by_key = {}
+    for run in runs:
+        for r in run["results"]:
+            by_key.setdefault(r["key"], []).append(r)
+    results = []
+    for key, rows in by_key.items():
+        figs = [r["roofline"] for r in rows]
+        med = statistics.median(figs)
+        row = dict(min(rows, key=lambda r: abs(r["roofline"] - med)))
+        row["roofline"] = med
+        row["spread"] = [min(figs), max(figs)]
+        row["runs"] = len(figs)
+        results.append(row)
+    meta = dict(runs[0]["meta"])
+    meta["runs"] = len(runs)
+    meta["note"] = ("roofline: median over the runs of each kernel's throughput divided by a "
+                    "parallel copy's, same size, same run; regenerate with "
+                    "benchmarks/make_baseline.py after an intended performance change")
+    return {"meta": meta, "results": results}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=8)
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="merge existing result files")
+    p.add_argument("-o", "--output", default=os.path.join(os.path.dirname(__file__),
+                                                          "baseline.json"))
+    args, extra = p.parse_known_args(argv)
+    paths = args.merge
+    if not paths:
+        tmp = tempfile.mkdtemp(prefix="fastact-baseline-")
+        paths = []
+        for i in range(args.runs):
+            path = os.path.join(tmp, f"run{i}.json")
+            subprocess.run([sys.executable, "-m", "fastact.cli", "bench", "--quick",
+                            "--no-progress", "--json", path, *extra], check=True,
+                           stdout=subprocess.DEVNULL)
+            paths.append(path)
+            print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
+    data = merge(paths)
+    with open(args.output, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    worst = min(r["spread"][0] / r["roofline"] for r in data["results"])
+    print(f"{args.output}: {len(data['results'])} kernels from {len(paths)} runs; lowest run "
+          f"at {100 * worst:.0f}% of the median")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

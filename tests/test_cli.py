@@ -1,0 +1,198 @@
+"""The ``fastact`` command line: options, exit statuses and outputs.
+
+Sizes are tiny: these check the plumbing, not the figures.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import fastact
+from fastact import cli
+
+SMALL = ["--size", "4096", "--repeat", "2", "--no-progress"]
+
+
+def run(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_bench_table_and_json(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    status, out, err = run(capsys, "bench", "--ops", "relu,softmax", "--backends", "numba",
+                           *SMALL, "--json", str(path))
+    assert status == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("op "))
+    for col in ("op", "pass", "backend", "dtype", "GB/s", "% copy", "vs NumPy"):
+        assert col in header
+    rows = [line.split() for line in out.splitlines() if line.startswith(("relu ", "softmax "))]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("relu", "forward", "numba", "float32"), ("relu", "backward", "numba", "float32"),
+        ("softmax", "forward", "numba", "float32"), ("softmax", "backward", "numba", "float32")]
+    data = json.loads(path.read_text())
+    assert data["meta"]["size"] == 4096 and data["meta"]["fastact"] == fastact.__version__
+    res = data["results"]
+    assert {r["key"] for r in res} == {
+        f"{op}/{p}/numba/float32/4096/t{fastact.get_num_threads()}"
+        for op in ("relu", "softmax") for p in ("forward", "backward")}
+    for r in res:
+        assert r["gbs"] > 0 and r["roofline"] > 0 and r["copy_gbs"] > 0
+        assert r["numpy_speedup"] > 0
+        assert r["elements_per_s"] == pytest.approx(r["size"] / r["seconds"])
+
+
+def test_bench_torch_column(capsys):
+    pytest.importorskip("torch")
+    status, out, _ = run(capsys, "bench", "--ops", "elu", "--backends", "numba", *SMALL)
+    assert status == 0
+    assert "vs torch" in out
+    row = next(line for line in out.splitlines() if line.startswith("elu "))
+    assert row.split()[-1].endswith("x")
+
+
+def test_bench_float64_and_reference_backend(capsys):
+    status, out, _ = run(capsys, "bench", "--ops", "prelu", "--backends", "numpy,numba",
+                         "--dtype", "all", *SMALL)
+    assert status == 0
+    rows = {tuple(line.split()[:4]) for line in out.splitlines() if line.startswith("prelu ")}
+    assert len(rows) == 8
+    assert ("prelu", "backward", "numpy", "float64") in rows
+
+
+def test_bench_threads_are_restored(capsys):
+    before = fastact.get_num_threads()
+    status, out, _ = run(capsys, "bench", "--ops", "relu", "--backends", "numba",
+                         "--threads", "1", *SMALL)
+    assert status == 0 and "1 thread(s), cpu clock" in out
+    assert fastact.get_num_threads() == before
+
+
+def test_compare_passes_and_fails(capsys, tmp_path):
+    base = tmp_path / "base.json"
+    args = ["bench", "--ops", "sigmoid", "--backends", "numba", *SMALL]
+    assert run(capsys, *args, "--json", str(base))[0] == 0
+    status, out, _ = run(capsys, *args, "--compare", str(base), "--max-regression", "0.9")
+    assert status == 0 and "regression check passed" in out
+
+    data = json.loads(base.read_text())
+    for r in data["results"]:
+        r["roofline"] *= 1e6          # a baseline no real run can meet
+    base.write_text(json.dumps(data))
+    status, out, _ = run(capsys, *args, "--compare", str(base), "--retries", "0")
+    assert status == 1
+    assert "regression check FAILED: 2 of 2 kernels" in out
+    line = next(ln for ln in out.splitlines() if "sigmoid/forward/numba/float32/4096" in ln)
+    assert "% of copy now, baseline" in line
+
+
+def test_compare_without_common_kernels_fails(capsys, tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"results": [{"key": "relu/forward/numba/float32/1/t1",
+                                             "roofline": 0.5}]}))
+    status, out, _ = run(capsys, "bench", "--ops", "relu", "--backends", "numba", *SMALL,
+                         "--compare", str(base))
+    assert status == 1 and "no kernel of this run is in" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--ops", "swish"], "unknown op 'swish'"),
+    (["bench", "--backends", "fortran"], "unknown backend 'fortran'"),
+    (["bench", "--backends", "cuda"], "gpu_check.py"),
+    (["bench", "--dtype", "float16"], "unknown dtype 'float16'"),
+    (["bench", "--size", "lots"], "invalid size 'lots'"),
+    (["bench", "--size", "0"], "size must be positive"),
+    (["bench", "--repeat", "0"], "must be at least 1"),
+    (["bench", "--max-regression", "2"], "between 0 and 1"),
+    (["bench", "--threads", "1000"], "--threads"),
+    (["bench", "--compare", "/nonexistent/baseline.json"], "cannot read baseline"),
+    (["bench", "--frobnicate"], "unrecognized arguments"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required"),
+])
+def test_bad_options_exit_2_with_one_line(capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("usage:")
+             and not ln.startswith(" ")]
+    assert len(lines) == 1, err
+
+
+def test_unavailable_backend_says_why(capsys, monkeypatch):
+    fake = {name: {"available": name != "c", "reason": None if name != "c" else
+                   "no C compiler found"} for name in ("numpy", "numba", "c", "cuda")}
+    monkeypatch.setattr(fastact, "backends", lambda: fake)
+    status, _, err = run(capsys, "bench", "--backends", "c")
+    assert status == 2
+    assert "backend 'c' is unavailable: no C compiler found" in err
+
+
+def test_info(capsys):
+    status, out, _ = run(capsys, "info")
+    assert status == 0
+    assert f"fastact {fastact.__version__}" in out
+    assert "NumPy " in out and "Numba " in out
+    assert "numpy  available" in out
+    assert "threads:" in out and "CUDA devices:" in out
+    for name, st in fastact.backends().items():
+        if not st["available"]:
+            assert f"{name:<6} unavailable: {st['reason']}" in out
+
+
+def test_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "act.png"
+    status, out, _ = run(capsys, "plot", str(path))
+    assert status == 0 and str(path) in out
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    status, out, _ = run(capsys, "bench", "--ops", "relu", "--backends", "numba", *SMALL,
+                         "--plot", str(path))
+    assert status == 0
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_without_matplotlib(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # import fails
+    status, _, err = run(capsys, "plot", str(tmp_path / "x.png"))
+    assert status == 2 and "pip install fastact[cli]" in err
+    assert len(err.strip().splitlines()) == 1
+    status, out, _ = run(capsys, "bench", "--ops", "relu", "--backends", "numba", *SMALL)
+    assert status == 0 and "pip install fastact[cli]" in out
+    status, _, err = run(capsys, "bench", "--ops", "relu", "--plot", str(tmp_path / "y.png"))
+    assert status == 2 and "pip install fastact[cli]" in err
+
+
+def test_progress_without_tqdm(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    status, _, err = run(capsys, "bench", "--ops", "relu", "--backends", "numba",
+                         "--size", "4096", "--repeat", "2")
+    assert status == 0
+    assert "fastact bench: 0% (relu forward numba float32" in err
+
+
+def test_import_is_light():
+    code = ("import sys, fastact.cli; "
+            "print(sorted(m for m in ('numba', 'matplotlib', 'torch', 'tqdm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "fastact.cli", "bench", "--ops", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("fastact bench: error: unknown op 'nope'; choose from "
+                                + ", ".join(fastact.ACTIVATIONS))

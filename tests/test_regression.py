@@ -1,0 +1,119 @@
+"""The performance regression check catches a real slowdown and passes honest noise.
+
+It runs the same code path as the CI check (``fastact bench --quick
+--compare benchmarks/baseline.json``) on fewer kernels and smaller arrays.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastact
+from fastact import _bench, _dispatch, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = ROOT / "benchmarks" / "baseline.json"
+# one thread and the CPU clock, like --quick; 4 MiB float32 arrays keep it fast
+QUICK = ["--quick", "--size", str(1 << 20), "--no-progress", "--backends", "numba"]
+
+
+def test_compare_margin():
+    base = {"a": 0.80, "b": 0.80, "c": 0.50}
+    now = {"a": 0.61, "b": 0.59, "c": 0.10, "new": 0.3}
+    regs = _bench.compare(now, base, 0.25)
+    assert [r.key for r in regs] == ["b", "c"]
+    assert str(regs[0]) == "b: 59.0% of copy now, baseline 80.0% (26% slower)"
+    assert _bench.compare(now, base, 0.9) == []
+
+
+@pytest.fixture
+def honest_baseline(tmp_path, capsys):
+    path = tmp_path / "baseline.json"
+    assert cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--json", str(path)]) == 0
+    capsys.readouterr()
+    return path
+
+
+def test_honest_rerun_passes(honest_baseline, capsys):
+    # a second measurement of unchanged kernels: run-to-run noise only
+    status = cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--compare",
+                       str(honest_baseline)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "regression check passed: 4 kernels within 25%" in out
+
+
+def test_noisy_baseline_passes(honest_baseline, capsys):
+    data = json.loads(honest_baseline.read_text())
+    for r, noise in zip(data["results"], (1.15, 0.85, 1.1, 0.9)):
+        r["roofline"] *= noise
+    honest_baseline.write_text(json.dumps(data))
+    assert cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--compare",
+                     str(honest_baseline)]) == 0
+
+
+def test_slowed_kernel_fails(honest_baseline, capsys, monkeypatch):
+    """Slow relu down on purpose: the check must name it, and only it.
+
+    The slowdown is a plausible bug: the numba backend's relu falling back
+    to the NumPy reference loop.
+    """
+    numba_backend = _dispatch.get("numba")
+    fast = numba_backend.elementwise
+    reference = _dispatch.get("numpy").elementwise
+
+    def slowed(name, pass_, ins, out, params, **kw):
+        return (reference if name == "relu" else fast)(name, pass_, ins, out, params, **kw)
+
+    monkeypatch.setattr(numba_backend, "elementwise", slowed)
+    status = cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--compare",
+                       str(honest_baseline)])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    failed = out.split("regression check FAILED", 1)[1].splitlines()[1:]
+    keys = sorted(line.split(":")[0].strip() for line in failed if line.startswith("  "))
+    threads = _bench.QUICK_THREADS
+    assert keys == [f"relu/{p}/numba/float32/{1 << 20}/t{threads}"
+                    for p in ("backward", "forward")], out
+    # both figures are named
+    assert "% of copy now, baseline " in failed[0]
+
+
+def test_doctored_baseline_fails(honest_baseline, capsys):
+    data = json.loads(honest_baseline.read_text())
+    for r in data["results"]:
+        if r["op"] == "sigmoid" and r["pass"] == "forward":
+            r["roofline"] *= 1.6          # a baseline 60% better than this machine can do
+    honest_baseline.write_text(json.dumps(data))
+    status = cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--compare",
+                       str(honest_baseline)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "1 of 4 kernels fell more than 25% below" in out
+    assert "sigmoid/forward/numba/float32" in out
+
+
+def test_committed_baseline_covers_the_quick_run():
+    data = json.loads(BASELINE.read_text())
+    figures = _bench.load_figures(BASELINE)
+    assert data["meta"]["quick"] and data["meta"]["clock"] == "cpu"
+    size, threads = _bench.QUICK_SIZE, _bench.QUICK_THREADS
+    for op in fastact.ACTIVATIONS:
+        for p in _bench.PASSES:
+            key = _bench.case_key(op, p, "numba", "float32", size, threads)
+            assert 0.02 < figures[key] < 2, key
+
+
+def test_benchmark_suite_collects_and_runs():
+    """``benchmarks/`` imports cleanly and its cases run (untimed, tiny arrays)."""
+    env = dict(os.environ, FASTACT_BENCH_SIZE="4096", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-p",
+                        "no:randomly", "-k", "relu and not leaky and float32 or copy"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout
