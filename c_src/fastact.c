@@ -32,6 +32,15 @@
 #define FA_IVDEP
 #endif
 
+/* A sum the compiler may split into vector partial sums (OpenMP SIMD,
+   which needs -fopenmp or -fopenmp-simd, no runtime) */
+#define FA_PRAGMA(x) _Pragma(#x)
+#if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
+#define FA_SIMD_SUM(v) FA_PRAGMA(omp simd reduction(+ : v))
+#else
+#define FA_SIMD_SUM(v)
+#endif
+
 /* Independent partial sums in the reductions: 16 float64 fill two AVX-512
    registers and break the add-latency chain (as config.REDUCTION_LANES). */
 #define FA_LANES 16
@@ -66,6 +75,11 @@ typedef struct fa_table {
 /* Each ISA includes the float64 kernels first: the float32 softmax uses
    their exp.  (An #include cannot sit in a macro, hence the repetition.) */
 
+/* fused multiply-add inside the exponentials, where the ISA has one (a
+   libm fma without hardware support would be slow) */
+#define FA_FMA32(a, b, c) ((a) * (b) + (c))
+#define FA_FMA64(a, b, c) ((a) * (b) + (c))
+
 /* --- baseline (SSE2 on x86-64, whatever the compiler targets elsewhere) --- */
 #define FA_ISA baseline
 #define FA_T double
@@ -75,7 +89,7 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#define FA_EXP64(v) FA_CAT3(exp, f64, FA_ISA)(v)
+#define FA_EXP64(v) FA_CAT3(exp_for_f32, f64, FA_ISA)(v)
 #define FA_T float
 #define FA_F32 1
 #define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
@@ -94,6 +108,10 @@ typedef struct fa_table {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
+#undef FA_FMA32
+#undef FA_FMA64
+#define FA_FMA32(a, b, c) __builtin_fmaf(a, b, c)
+#define FA_FMA64(a, b, c) __builtin_fma(a, b, c)
 #define FA_ISA avx2
 #define FA_T double
 #define FA_F32 0
@@ -102,7 +120,7 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#define FA_EXP64(v) FA_CAT3(exp, f64, FA_ISA)(v)
+#define FA_EXP64(v) FA_CAT3(exp_for_f32, f64, FA_ISA)(v)
 #define FA_T float
 #define FA_F32 1
 #define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
@@ -133,7 +151,7 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#define FA_EXP64(v) FA_CAT3(exp, f64, FA_ISA)(v)
+#define FA_EXP64(v) FA_CAT3(exp_for_f32, f64, FA_ISA)(v)
 #define FA_T float
 #define FA_F32 1
 #define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
