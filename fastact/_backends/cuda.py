@@ -255,7 +255,9 @@ def _prelu_kernels(dtype):
                 wc = w[r % C]
                 row0 = r * inner
                 lo = row0 + (q % k) * seg
-                hi = min(lo + seg, row0 + inner)
+                hi = lo + seg
+                if hi > row0 + inner:      # not min(): numba 0.68's built-in target mis-types it
+                    hi = row0 + inner
                 for j in range(lo + lane, hi, group):
                     gj = g[j]
                     xj = x[j]
