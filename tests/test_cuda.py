@@ -78,6 +78,76 @@ def test_device_suite_under_simulator():
     assert int(summary.split(" passed")[0].split()[-1]) >= 70, summary
 
 
+def _compile_every_kernel_to_ptx(cc=(9, 0)):
+    """Type and compile each kernel with NVVM (no GPU needed); return a report.
+
+    Run in a child process: device functions are compiled for a pretend
+    device of compute capability ``cc``.
+    """
+    import re
+
+    from numba import cuda, types as t
+
+    import numba.cuda.dispatcher as dispatcher
+    from fastact._backends import cuda as backend
+    from fastact._registry import REGISTRY
+
+    class PretendDevice:
+        compute_capability = cc
+
+    dispatcher.get_current_device = lambda: PretendDevice()
+    backend._install_fma_switch()
+    i64, lines = t.int64, []
+
+    def compile_(kernel, sig, label):
+        with backend._no_fma():
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+        fmas = len(re.findall(r"\bfma[.]rn", ptx))
+        lines.append(f"{label}: fma={fmas}")
+
+    for dt, nbt in ((np.float32, t.float32), (np.float64, t.float64)):
+        A1, A2, F64 = t.Array(nbt, 1, "C"), t.Array(nbt, 2, "C"), t.Array(t.float64, 1, "C")
+        for name, spec in REGISTRY.items():
+            if spec.kind == "elementwise":
+                P = t.Tuple(tuple(t.uint64 if p == "key" else nbt for p in spec.params))
+                compile_(backend._elementwise_kernel(name, "forward", dt), (A1, A1, P),
+                         f"{name} forward {dt.__name__}")
+                compile_(backend._elementwise_kernel(name, "backward", dt), (A1, A1, A1, P),
+                         f"{name} backward {dt.__name__}")
+        fwd, bwd, channel_sum = backend._prelu_kernels(dt)
+        compile_(fwd, (A1, A1, A1, i64, i64), f"prelu forward {dt.__name__}")
+        compile_(bwd, (A1, A1, A1, A1, F64) + (i64,) * 5, f"prelu backward {dt.__name__}")
+        compile_(channel_sum, (F64, A1) + (i64,) * 4, f"prelu channel_sum {dt.__name__}")
+        sf, sb = backend._softmax_kernels(dt)
+        compile_(sf, (A2, A2, i64), f"softmax forward {dt.__name__}")
+        compile_(sb, (A2, A2, A2, i64), f"softmax backward {dt.__name__}")
+        for kernel, what in zip(backend._copy_kernels(), ("gather", "scatter")):
+            compile_(kernel, (A1, i64, t.UniTuple(i64, 3), t.UniTuple(i64, 3), A1),
+                     f"{what} {dt.__name__}")
+    return lines
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator replaces the compiler")
+def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
+    """Catches typing errors of the real CUDA target on machines without a GPU."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "from numba.cuda.cudadrv.nvvm import NVVM; NVVM()"],
+        capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip("NVVM (CUDA toolkit) not found: "
+                    + (probe.stderr.strip().splitlines() or ["?"])[-1])
+    run = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--ptx"],
+                         capture_output=True, text=True, timeout=600,
+                         cwd=pathlib.Path(__file__).resolve().parent)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    report = dict(line.rsplit(": fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
+    n_elementwise = sum(s.kind == "elementwise" for s in fastact._registry.REGISTRY.values())
+    assert len(report) == 2 * (2 * n_elementwise + 7), run.stdout
+    # NVVM would contract lower + (upper - lower) * u into one FMA: the slopes
+    # would then differ from the CPU backends'
+    assert all(report[k] == "0" for k in report if k.startswith("rrelu_train")), report
+
+
 # --- helpers -----------------------------------------------------------------------
 
 def _cuda():
@@ -314,3 +384,7 @@ def test_result_kind_follows_input():
     dx = to_dev(np.ones(3, np.float32))
     assert DeviceArrays.wrap(dx, dx) is dx
     assert isinstance(fastact.relu(dx), type(dx))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--ptx"]:
+    print("\n".join(_compile_every_kernel_to_ptx()))
