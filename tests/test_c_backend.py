@@ -1,0 +1,415 @@
+"""Tests specific to the C backend: the build helper, instruction-set dispatch
+and its override, threads, the GIL, RReLU bit-identity with the other
+backends, bounds, and (opt-in) a run under AddressSanitizer + UBSan.
+
+The core suite (tests/test_core_*.py) checks the C backend's values against
+the reference on every op, dtype and layout; these tests cover what is
+particular to C.  ``FASTACT_C_SANITIZE=1`` enables the sanitizer run (about a
+minute: it compiles the extension with -fsanitize=address,undefined and runs
+this file and the core suite's C cases under it).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import _registry, _rng, config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ISAS = ("baseline", "avx2", "avx512")
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("_fastact_build", ROOT / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def cb():
+    """The loaded C backend, or a skip with its reason."""
+    st = fastact.backends()["c"]
+    if not st["available"]:
+        pytest.skip(f"C backend unavailable: {st['reason']}")
+    from fastact import _dispatch
+    return _dispatch.get("c")
+
+
+@pytest.fixture
+def isa_level(cb):
+    """Switch the kernels to an instruction set for one test, then restore."""
+    lib = cb._lib
+    before = lib.fa_isa()
+
+    def use(name):
+        return ISAS[lib.fa_set_isa(ISAS.index(name))]
+
+    yield use
+    lib.fa_set_isa(before)
+
+
+def _run_python(code, **env):
+    e = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,
+                          text=True, timeout=120)
+
+
+# --- the build helper -------------------------------------------------------------------
+
+def test_cdef_is_read_from_the_header_and_declares_every_kernel():
+    b = _load_build_module()
+    cdef = b.cdef_text()
+    assert "#include" not in cdef and "#ifndef" not in cdef
+    for op in ("sigmoid", "relu", "leaky_relu", "rrelu_train", "elu", "prelu", "softmax"):
+        for pass_ in ("fwd", "bwd"):
+            for sfx in ("f32", "f64"):
+                assert re.search(rf"\bfa_{op}_{pass_}_{sfx}\(", cdef), (op, pass_, sfx)
+
+
+def test_cdef_without_markers_is_an_error(tmp_path):
+    b = _load_build_module()
+    h = tmp_path / "x.h"
+    h.write_text("int f(void);\n")
+    with pytest.raises(RuntimeError, match="cdef begin"):
+        b.cdef_text(h)
+
+
+def test_compile_flags_keep_fp_contraction_off(monkeypatch):
+    b = _load_build_module()
+    monkeypatch.setenv("FASTACT_C_CFLAGS", "-DFOO=1")
+    cflags, ldflags = b.compile_flags(openmp=True, sanitize=True)
+    assert "-ffp-contract=off" in cflags and "-DFOO=1" in cflags
+    assert "-fopenmp" in cflags and "-fopenmp" in ldflags
+    assert any(f.startswith("-fsanitize=address") for f in ldflags)
+    assert "-fopenmp" not in b.compile_flags(openmp=False)[0]
+
+
+def test_every_header_function_is_in_the_built_module(cb):
+    b = _load_build_module()
+    names = re.findall(r"\b(fa_\w+)\(", b.cdef_text())
+    missing = [n for n in names if not hasattr(cb._lib, n)]
+    assert not missing
+
+
+def test_unbuilt_extension_reports_why(tmp_path):
+    """A missing extension makes the backend unavailable with a reason, not an error."""
+    code = ("import fastact; s = fastact.backends()['c']; "
+            "print(s['available'], s['reason'])")
+    r = _run_python(code, FASTACT_C_LIBRARY=str(tmp_path / "nothing.so"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("False") and "not built" in r.stdout
+    assert fastact.relu(np.array([-1.0, 2.0]))[1] == 2.0
+
+
+# --- instruction sets --------------------------------------------------------------------
+
+def test_describe_reports_the_isa(cb):
+    d = fastact.backends()["c"]
+    assert d["isa"] in ISAS and d["best_isa"] in ISAS
+    assert ISAS.index(d["isa"]) <= ISAS.index(d["best_isa"])
+    assert d["threads"] == fastact.get_num_threads()
+
+
+@pytest.mark.parametrize("want", ISAS)
+def test_env_var_caps_the_isa(cb, want):
+    best = fastact.backends()["c"]["best_isa"]
+    expect = ISAS[min(ISAS.index(want), ISAS.index(best))]
+    r = _run_python("import fastact; print(fastact.backends()['c']['isa'])",
+                    FASTACT_C_ISA=want)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == expect
+
+
+def test_env_var_with_an_unknown_isa_is_reported(cb):
+    r = _run_python("import fastact; print(fastact.backends()['c']['reason'])",
+                    FASTACT_C_ISA="sse9")
+    assert r.returncode == 0, r.stderr
+    assert "FASTACT_C_ISA='sse9'" in r.stdout and "avx512" in r.stdout
+
+
+def _special(dtype, n=4099, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 30).astype(dtype)
+    fi = np.finfo(dtype)
+    x[:12] = [np.nan, -0.0, 0.0, np.inf, -np.inf, fi.tiny, -fi.tiny, fi.max, -fi.max,
+              fi.smallest_subnormal, -fi.smallest_subnormal, -1e-3]
+    return x
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_every_isa_is_bit_exact_where_required(cb, isa_level, isa, dtype):
+    """Each ISA's kernels (including the vector bodies' scalar tails) against the
+    reference: bit for bit on the exact ops, and bit-identical across ISAs there."""
+    used = isa_level(isa)
+    x = _special(dtype)
+    g = np.random.default_rng(1).standard_normal(x.size).astype(dtype)
+    cases = [
+        (fastact.relu, (x,), {}), (fastact.relu_backward, (g, x), {}),
+        (fastact.leaky_relu, (x, 0.1), {}), (fastact.leaky_relu_backward, (g, x, 0.1), {}),
+        (fastact.rrelu, (x,), {"training": True, "seed": 9}),
+        (fastact.rrelu_backward, (g, x), {"training": True, "seed": 9}),
+        (fastact.rrelu, (x, 0.2, 0.4), {}),
+        (fastact.prelu, (x.reshape(1, -1), np.array([0.3], dtype)), {}),
+    ]
+    for fn, args, kw in cases:
+        want = fn(*args, backend="numpy", **kw)
+        got = fn(*args, backend="c", **kw)
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (used, fn.__name__)
+
+
+def _ulp_err(got, want):
+    """|got - want| in ULPs of the want's binade; 0 where both NaN or equal."""
+    got, want = got.astype(np.longdouble), want.astype(np.longdouble)
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    _, e = np.frexp(np.where(same, 1, want).astype(np.float64))
+    return np.where(same, 0, np.abs(got - want) / np.ldexp(1.0, e - 53).astype(np.longdouble))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_every_isa_agrees_on_the_exponential_ops(cb, isa_level, isa):
+    """sigmoid/elu and their gradients, softmax: each ISA within 4 ULP of the
+    float64 reference rounded to float32 (plus its own half ULP)."""
+    isa_level(isa)
+    x = _special(np.float32)[12:]
+    g = np.random.default_rng(2).standard_normal(x.size).astype(np.float32)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    rows = x[:4080].reshape(16, 255) / np.float32(10)
+    ref = {
+        "sigmoid": (fastact.sigmoid(x, backend="c"), fastact.sigmoid(x64, backend="numpy")),
+        "elu": (fastact.elu(x, 0.7, backend="c"), fastact.elu(x64, 0.7, backend="numpy")),
+        "elu_bwd": (fastact.elu_backward(g, x, 0.7, backend="c"),
+                    fastact.elu_backward(g64, x64, 0.7, backend="numpy")),
+        "softmax": (fastact.softmax(rows, backend="c"),
+                    fastact.softmax(rows.astype(np.float64), backend="numpy")),
+    }
+    for name, (got, want) in ref.items():
+        # ULPs of float32: scale float64 ULPs by 2**29
+        err = _ulp_err(got.astype(np.float64), want) / 2.0 ** 29
+        tiny = np.abs(want) < np.finfo(np.float32).tiny      # subnormal spacing
+        err = np.where(tiny, np.abs(got.astype(np.float64) - want)
+                       / np.finfo(np.float32).smallest_subnormal, err)
+        assert float(np.max(err)) <= 4.5, (isa, name, float(np.max(err)))
+
+
+# --- rrelu ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_rrelu_slopes_are_bit_identical_to_reference_and_numba(cb, dtype):
+    n = (1 << 16) + 7                       # parallel path, odd tail
+    x = -np.ones(n, dtype)
+    lower, upper, seed = 0.1, 0.45, 12345
+    got = -fastact.rrelu(x, lower, upper, training=True, seed=seed, backend="c")
+    want = _registry.reference_rrelu_slopes(n, _rng.seed_key(seed), lower, upper, dtype)
+    assert np.array_equal(got, want)
+    if not fastact.backends()["numba"]["available"]:
+        pytest.skip("numba unavailable: compared with the reference only")
+    nb = -fastact.rrelu(x, lower, upper, training=True, seed=seed, backend="numba")
+    assert np.array_equal(got, nb)
+
+
+def test_rrelu_slopes_do_not_depend_on_the_thread_split(cb):
+    x = -np.ones(config.C_PARALLEL_MIN * 3 + 5, np.float32)
+    before = fastact.get_num_threads()
+    try:
+        fastact.set_num_threads(1)
+        one = fastact.rrelu(x, training=True, seed=3, backend="c")
+        fastact.set_num_threads(before)
+        many = fastact.rrelu(x, training=True, seed=3, backend="c")
+    finally:
+        fastact.set_num_threads(before)
+    assert np.array_equal(one, many)
+
+
+# --- threads and the GIL ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_results_do_not_depend_on_the_thread_count(cb, dtype):
+    rng = np.random.default_rng(4)
+    n = config.C_PARALLEL_MIN * 4 + 37
+    x = (rng.standard_normal(n) * 5).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    rows = x[: 97 * 1300].reshape(97, 1300)
+    x3 = x[: 5 * 64 * 211].reshape(5, 64, 211)
+    w = rng.uniform(0, 0.5, 64).astype(dtype)
+    calls = [
+        lambda: fastact.sigmoid(x, backend="c"),
+        lambda: fastact.elu_backward(g, x, backend="c"),
+        lambda: fastact.softmax(rows, backend="c"),
+        lambda: fastact.softmax_backward(g[:rows.size].reshape(rows.shape), rows, backend="c"),
+        lambda: fastact.prelu(x3, w, backend="c"),
+        lambda: fastact.prelu_backward(g[:x3.size].reshape(x3.shape), x3, w, backend="c")[0],
+    ]
+    before = fastact.get_num_threads()
+    try:
+        fastact.set_num_threads(1)
+        serial = [c() for c in calls]
+        fastact.set_num_threads(fastact._threads.max_threads())
+        parallel = [c() for c in calls]
+    finally:
+        fastact.set_num_threads(before)
+    for s, p in zip(serial, parallel):
+        assert np.array_equal(s, p, equal_nan=True)
+
+
+def test_prelu_weight_gradient_is_exact_enough_with_any_split(cb):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 5, config.C_PARALLEL_MIN)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.full(5, 0.25, np.float32)
+    exact = np.where(x > 0, 0, g.astype(np.float64) * x).sum(axis=(0, 2))
+    before = fastact.get_num_threads()
+    try:
+        for nt in range(1, fastact._threads.max_threads() + 1):
+            fastact.set_num_threads(nt)
+            _, gw = fastact.prelu_backward(g, x, w, backend="c")
+            assert np.array_equal(gw, exact.astype(np.float32)), nt
+    finally:
+        fastact.set_num_threads(before)
+
+
+def test_calls_release_the_gil(cb):
+    """A Python thread keeps running while a long C call is in progress."""
+    x = np.random.default_rng(6).standard_normal(1 << 23).reshape(64, -1)
+    out = np.empty_like(x)
+    ticks = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    before = fastact.get_num_threads()
+    t = threading.Thread(target=spin)
+    try:
+        fastact.set_num_threads(1)
+        fastact.softmax(x, out=out, backend="c")       # warm
+        t.start()
+        time.sleep(0.02)
+        t0 = time.perf_counter()
+        fastact.softmax(x, out=out, backend="c")
+        t1 = time.perf_counter()
+    finally:
+        stop.set()
+        t.join()
+        fastact.set_num_threads(before)
+    if t1 - t0 < 0.04:
+        pytest.skip("the C call was too quick to observe")
+    # with the GIL held, the spinning thread would stop for the whole call
+    inside = [t0] + [s for s in ticks if t0 < s < t1] + [t1]
+    assert max(np.diff(inside)) < (t1 - t0) / 2
+
+
+# --- bounds ------------------------------------------------------------------------------------------
+
+GUARD = 64
+
+
+def _guarded(a):
+    """A copy of ``a`` inside a larger buffer whose margins hold a sentinel."""
+    buf = np.full(a.size + 2 * GUARD, 7.25, a.dtype)
+    buf[GUARD:GUARD + a.size] = a.reshape(-1)
+    return buf, buf[GUARD:GUARD + a.size].reshape(a.shape)
+
+
+def _margins_intact(buf):
+    return bool(np.all(buf[:GUARD] == 7.25) and np.all(buf[-GUARD:] == 7.25))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_kernels_write_only_inside_their_buffers(cb, dtype):
+    """Every size from 1 to 70 (vector bodies and tails of every width) and one
+    parallel size: outputs land exactly in the target, margins untouched."""
+    rng = np.random.default_rng(7)
+    for n in list(range(1, 71)) + [config.C_PARALLEL_MIN * 2 + 3]:
+        x = rng.standard_normal(n).astype(dtype)
+        g = rng.standard_normal(n).astype(dtype)
+        for fn, args, kw, exact in [
+            (fastact.sigmoid, (x,), {}, False), (fastact.relu_backward, (g, x), {}, True),
+            (fastact.elu, (x,), {}, False), (fastact.elu_backward, (g, x), {}, False),
+            (fastact.rrelu, (x,), {"training": True, "seed": 1}, True),
+            (fastact.leaky_relu_backward, (g, x, 0.2), {}, True),
+            (fastact.softmax, (x,), {}, False), (fastact.softmax_backward, (g, x), {}, False),
+            (fastact.prelu, (x.reshape(1, -1), np.array([0.5], dtype)), {}, True),
+        ]:
+            buf, out = _guarded(np.zeros_like(args[0]))
+            fn(*args, out=out, backend="c", **kw)
+            assert _margins_intact(buf), (fn.__name__, n)
+            want = fn(*args, backend="numpy", **kw)
+            if exact:
+                np.testing.assert_array_equal(out, want)
+            else:
+                np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 1), (3, 17, 1), (2, 5, 19), (4, 3, 33)])
+def test_prelu_stays_inside_its_buffers(cb, shape):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(shape)
+    w = rng.uniform(0, 1, shape[1])
+    bx, gx = _guarded(np.zeros(shape))
+    bw, gw = _guarded(np.zeros(shape[1]))
+    # inputs inside sentinel margins too: a read past the end would change gw
+    _, xg = _guarded(x)
+    _, gg = _guarded(g)
+    _, wg = _guarded(w)
+    fastact.prelu_backward(gg, xg.reshape(shape), wg, out=(gx, gw), backend="c")
+    assert _margins_intact(bx) and _margins_intact(bw)
+    want_gx, want_gw = fastact.prelu_backward(g, x, w, backend="numpy")
+    np.testing.assert_array_equal(gx, want_gx)
+    np.testing.assert_allclose(gw, want_gw, rtol=1e-14, atol=1e-300)
+
+
+def test_softmax_rows_do_not_read_past_their_end(cb):
+    """Rows followed in memory by huge values: a read past a row would change its max."""
+    buf = np.full(3 * 5 + GUARD, 1e30, np.float32)
+    rows = buf[:15].reshape(3, 5)
+    rows[...] = np.arange(15, dtype=np.float32).reshape(3, 5) / 10
+    got = fastact.softmax(rows, backend="c")
+    want = fastact.softmax(rows.copy(), backend="numpy")
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+# --- sanitizer ------------------------------------------------------------------------------------
+
+def _sanitizer_runtime():
+    r = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True)
+    path = r.stdout.strip()
+    return path if r.returncode == 0 and os.path.isabs(path) and os.path.exists(path) else None
+
+
+@pytest.mark.skipif(os.environ.get("FASTACT_C_SANITIZE", "") != "1",
+                    reason="set FASTACT_C_SANITIZE=1 to build and run the sanitizer variant")
+@pytest.mark.skipif(os.environ.get("FASTACT_C_LIBRARY", "") != "",
+                    reason="already running under a sanitizer build")
+def test_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    asan = _sanitizer_runtime()
+    if asan is None:
+        pytest.skip("gcc has no libasan here")
+    b = _load_build_module()
+    so = b.build(outdir=tmp_path, sanitize=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FASTACT_C_LIBRARY": str(so),
+           "LD_PRELOAD": asan, "FASTACT_BACKEND": "c",
+           # Python's own allocations are not instrumented; leaks at exit are its
+           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         "--benchmark-disable", str(ROOT / "tests" / "test_c_backend.py"),
+         str(ROOT / "tests"), "-k", "c_backend or c-"],
+        env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    report = r.stdout[-4000:] + r.stderr[-4000:]
+    assert "AddressSanitizer" not in report and "runtime error" not in report, report
+    assert r.returncode == 0, report
