@@ -470,8 +470,9 @@ def run(ops, backends, dtypes, size, repeat, references=REFERENCES, progress=Non
                 progress(f"{wl.op} {pass_} {impl} {wl.dtype.name}"
                          + (" (warm-up)" if r == 0 else f" ({r}/{rounds})"))
             if r == 0:
-                call()
-                copy_fn()
+                if impl != "numpy-expr":      # nothing to compile; allocates anew anyway
+                    call()
+                    copy_fn()
             else:
                 s.add(call, None if is_ref else copy_fn)
     results, ref_times = [], {}
@@ -491,8 +492,7 @@ def run(ops, backends, dtypes, size, repeat, references=REFERENCES, progress=Non
 def steps(ops, backends, dtypes, repeat, references=REFERENCES):
     refs = [r for r in references if r != "torch" or torch_available()]
     per = len(dtypes) * len(ops) * len(PASSES)
-    return per * ((len(backends) + len(refs)) + len(backends) * repeat
-                  + len(refs) * min(repeat, 3))
+    return per * (len(backends) * (repeat + 1) + len(refs) * (min(repeat, 3) + 1))
 
 
 # --- reports ---------------------------------------------------------------------------

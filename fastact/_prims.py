@@ -89,13 +89,8 @@ _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_prims(dtype, result=None) -> Prims:
-    """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP).
-
-    ``cpu_prims(np.float64, result=np.float32)`` computes in float64 but only
-    as accurately as a float32 result needs (relative error < 2**-32): a
-    shorter polynomial for kernels that widen float32 data (softmax).
-    """
+def cpu_prims(dtype) -> Prims:
+    """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP)."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -105,6 +100,7 @@ def cpu_prims(dtype, result=None) -> Prims:
     f32 = dt == np.float32
     c = _F32 if f32 else _F64
     nb_f = types.float32 if f32 else types.float64
+    nb_ord = types.int32 if f32 else types.int64
 
     shifter_bits = int(np.array(c["shifter"], dtype=dt).view(np.int32 if f32 else np.int64))
     bias, mbits = c["bias"], c["mbits"]
@@ -150,6 +146,27 @@ def cpu_prims(dtype, result=None) -> Prims:
         return nb_f(nb_f, nb_f), codegen
 
     @intrinsic
+    def ordered(typingctx, x):
+        """The float's bits as a signed int whose order is the float order
+        (NaNs land beyond +-inf); it is its own inverse (see `unordered`)."""
+        def codegen(context, builder, sig, args):
+            ity = ir.IntType(32 if f32 else 64)
+            b = builder.bitcast(args[0], ity)
+            sign = builder.ashr(b, ir.Constant(ity, (32 if f32 else 64) - 1))
+            mask = builder.lshr(sign, ir.Constant(ity, 1))
+            return builder.xor(b, mask)
+        return nb_ord(nb_f), codegen
+
+    @intrinsic
+    def unordered(typingctx, k):
+        def codegen(context, builder, sig, args):
+            ity = ir.IntType(32 if f32 else 64)
+            sign = builder.ashr(args[0], ir.Constant(ity, (32 if f32 else 64) - 1))
+            mask = builder.lshr(sign, ir.Constant(ity, 1))
+            return builder.bitcast(builder.xor(args[0], mask), t_float)
+        return nb_f(nb_ord), codegen
+
+    @intrinsic
     def pow2n(typingctx, t):
         """2**n, n read from the shifter sum t (normal range only)."""
         def codegen(context, builder, sig, args):
@@ -167,12 +184,11 @@ def cpu_prims(dtype, result=None) -> Prims:
                                  4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
     else:
         # Taylor coefficients 1/13! ... 1/2!; truncation error < 2e-17 on |r| <= ln2/2
-        top = 13 if result is None or np.dtype(result) == np.float64 else 8
-        p = tuple(T(1.0 / math.factorial(k)) for k in range(top, 1, -1))
+        p = tuple(T(1.0 / math.factorial(k)) for k in range(13, 1, -1))
 
     # FMA contraction only inside the primitives: it makes them faster and no
     # less accurate, and it never reaches the formulas (RReLU is bit-exact).
-    tag = dt.name if result is None else f"{dt.name}_for_{np.dtype(result).name}"
+    tag = dt.name
     njit = cached_njit(tag, fastmath={"contract"})
 
     @njit
@@ -218,5 +234,33 @@ def cpu_prims(dtype, result=None) -> Prims:
         # 2**n * expm1(r) + (2**n - 1): exact scaling, one rounding in the sum
         return s * e + (s - one)
 
+    @njit
+    def row_max(xr):
+        """Largest element of a 1-D array; vectorizes as an integer max.  If
+        the row holds a NaN the result may or may not be NaN: callers that
+        feed ``x - max`` to exp get NaN either way."""
+        m = ordered(T(-np.inf))
+        for j in range(xr.shape[0]):
+            k = ordered(xr[j])
+            m = k if k > m else m
+        return unordered(m)
+
+    zero = T(0.0)
+
+    @njit
+    def exp_diff(x, m):
+        """exp(x - m) for x <= m, as if x - m were exact: the rounding error of
+        the difference (TwoSum, which contraction leaves exact) is added
+        after the range reduction, where it is no longer swamped."""
+        d = x - m
+        bb = d - x
+        err = (x - (d - bb)) + (-m - bb)
+        dc = lo if d < lo else d
+        err = zero if d < lo else err        # also the NaN of -inf - -inf
+        r, t = _reduce(dc)
+        return scale2n(_expm1_poly(r + err) + one, t)
+
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
-    return Prims(dt, exp, expm1, exp_mul, T, cached_njit(tag))
+    prims = Prims(dt, exp, expm1, exp_mul, T, cached_njit(tag))
+    prims.row_max, prims.exp_diff = row_max, exp_diff
+    return prims

@@ -29,11 +29,6 @@ PARALLEL_MIN = 1 << 15
 #: Below this many elements the C backend stays on the calling thread.
 C_PARALLEL_MIN = 1 << 15
 
-#: Lanes of the multi-accumulator reductions in the row kernels (softmax,
-#: PReLU's weight gradient): 16 independent partial sums fill two AVX-512
-#: registers of float64 and break the add-latency chain.
-REDUCTION_LANES = 16
-
 #: Default CUDA launch shape for the grid-stride elementwise kernels.
 CUDA_THREADS_PER_BLOCK = 256
 

@@ -32,7 +32,7 @@ import threading
 import numpy as np
 
 from .. import config
-from .._prims import math_prims
+from .._prims import Prims, math_prims
 from .._registry import REGISTRY
 from . import Backend
 
@@ -128,8 +128,33 @@ def _kernel(fn):
 
 
 @functools.lru_cache(maxsize=None)
+def _prims(dtype):
+    """:func:`math_prims` with an ``exp_mul`` that keeps its promise on a GPU.
+
+    ``c * exp(x)`` loses all but a few bits where ``exp(x)`` is subnormal and
+    the product is not (elu_backward with a large gradient): float32 works
+    in float64 (one final rounding); float64 splits ``exp(x) = e * e`` with
+    ``e = exp(x / 2)`` normal (within 3 ULP).
+    """
+    p = math_prims(dtype, _device)
+    dt = np.dtype(dtype)
+    if dt == np.float32:
+        def exp_mul(x, c):
+            return np.float32(np.float64(c) * math.exp(np.float64(x)))
+    else:
+        subnormal_exp, half = np.float64(-708.0), np.float64(0.5)
+
+        def exp_mul(x, c):
+            if x < subnormal_exp:
+                e = math.exp(x * half)
+                return (c * e) * e
+            return c * math.exp(x)
+    return Prims(dt, p.exp, p.expm1, _device(exp_mul), p.T, p.jit)
+
+
+@functools.lru_cache(maxsize=None)
 def _formulas(name, dtype):
-    return tuple(_device(f) for f in REGISTRY[name].build(math_prims(dtype, _device)))
+    return tuple(_device(f) for f in REGISTRY[name].build(_prims(np.dtype(dtype).type)))
 
 
 # --- reductions ------------------------------------------------------------------

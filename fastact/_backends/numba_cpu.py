@@ -85,6 +85,7 @@ def _prelu_kernels(dtype, parallel):
     zero = W(0.0)
     # float32 terms summed in float64 are exact enough; float64 sums need Kahan
     compensated = np.dtype(dtype) == np.float64
+    inf = W(np.inf)
 
     def forward(x, w, out):
         outer, C, inner = x.shape
@@ -109,7 +110,8 @@ def _prelu_kernels(dtype, parallel):
                     y = v - comp
                     t = acc + y
                     comp = (t - acc) - y
-                    comp = comp if comp == comp else zero   # NaN once acc is inf
+                    # once acc overflows, comp is inf or NaN: drop it
+                    comp = comp if abs(comp) < inf else zero
                     acc = t
                 else:
                     acc += v
@@ -121,48 +123,38 @@ def _prelu_kernels(dtype, parallel):
 
 @functools.lru_cache(maxsize=None)
 def _softmax_kernels(dtype, parallel):
-    """Row skeletons: max shift, exp, sum, scale; float32 works in float64.
+    """Row skeletons: max shift, exp, sum, scale; sums in float64.
 
-    The reductions are the only code compiled with reassociation allowed, so
-    that LLVM can keep several vector accumulators (a pairwise-like sum,
-    more accurate than one running sum); the max also assumes no NaN, which
-    is safe because a NaN anywhere reaches the sum through ``exp(x - m)``
-    and turns the whole row into NaN, as it should.
+    The sums are the only code compiled with reassociation allowed, so that
+    LLVM can keep several vector accumulators (a pairwise-like sum, more
+    accurate than one running sum); the max is an integer max over the
+    float bits.  A NaN anywhere reaches the sum through ``exp(x - m)`` and
+    turns the whole row into NaN, as it should.
     """
     nb = _numba()
     prange = nb.prange if parallel else range
     T = np.dtype(dtype).type
     W = np.float64
-    exp = cpu_prims(np.float64, dtype).exp
+    prims = cpu_prims(dtype)
+    row_max, exp_diff = prims.row_max, prims.exp_diff
     tag = f"softmax_{np.dtype(dtype).name}"
-    L = config.REDUCTION_LANES
     zero = W(0.0)
 
-    @cached_njit(tag + "_max")
-    def row_max(xr):
-        # L independent running maxima (a NaN-skipping compare) vectorize
-        n = xr.shape[0]
-        lanes = np.full(L, -np.inf, dtype=xr.dtype)
-        for j in range(0, n - n % L, L):
-            blk = xr[j:j + L]
-            for k in range(L):
-                v = blk[k]
-                lanes[k] = v if v > lanes[k] else lanes[k]
-        m = W(-np.inf)
-        for k in range(L):
-            m = W(lanes[k]) if lanes[k] > m else m
-        for j in range(n - n % L, n):
-            m = W(xr[j]) if xr[j] > m else m
-        return m
-
-    @cached_njit(tag + "_expsum", fastmath={"reassoc"})
-    def exp_store_sum(xr, m, orow):
+    @cached_njit(tag + "_sum", fastmath={"reassoc"})
+    def wide_sum(r):
         s = zero
-        for j in range(xr.shape[0]):
-            e = exp(W(xr[j]) - m)
-            orow[j] = T(e)
-            s += e
+        for j in range(r.shape[0]):
+            s += W(r[j])
         return s
+
+    @cached_njit(tag + "_scale", fastmath={"contract"})
+    def scale(r, inv):
+        # r * inv with inv split into two values of the data's width, so the
+        # loop stays in that width: hi*r is exact inside the fused multiply-add
+        hi = T(inv)
+        lo = T(inv - W(hi))
+        for j in range(r.shape[0]):
+            r[j] = r[j] * hi + r[j] * lo
 
     @cached_njit(tag + "_dot", fastmath={"reassoc", "contract"})
     def dot(gr, yr):
@@ -174,9 +166,10 @@ def _softmax_kernels(dtype, parallel):
     def forward(x, out):
         for r in prange(x.shape[0]):
             xr, orow = x[r], out[r]
-            inv = W(1.0) / exp_store_sum(xr, row_max(xr), orow)
-            for j in range(xr.shape[0]):
-                orow[j] = T(W(orow[j]) * inv)
+            m = row_max(xr)
+            for j in range(xr.shape[0]):       # in the data's own width
+                orow[j] = exp_diff(xr[j], m)
+            scale(orow, W(1.0) / wide_sum(orow))
 
     def backward(g, y, out):
         for r in prange(y.shape[0]):
