@@ -59,16 +59,15 @@ def assert_bitwise_equal(got, want):
     got, want = np.asarray(got), np.asarray(want)
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
     assert got.shape == want.shape, (got.shape, want.shape)
-    gn, wn = np.isnan(got), np.isnan(want)
-    assert np.array_equal(gn, wn), f"NaN positions differ: got {got[gn != wn]} want {want[gn != wn]}"
+    got1, want1 = got.reshape(-1), want.reshape(-1)
+    gn, wn = np.isnan(got1), np.isnan(want1)
+    assert np.array_equal(gn, wn), f"NaN positions differ: got {got1[gn != wn]} want {want1[gn != wn]}"
     ui = np.uint32 if got.dtype == np.float32 else np.uint64
-    gb = np.ascontiguousarray(got).view(ui)[~gn]
-    wb = np.ascontiguousarray(want).view(ui)[~wn]
-    bad = gb != wb
+    g, w = got1[~gn], want1[~wn]
+    bad = g.view(ui) != w.view(ui)
     if bad.any():
-        g = np.ascontiguousarray(got)[~gn][bad]
-        w = np.ascontiguousarray(want)[~wn][bad]
-        raise AssertionError(f"{bad.sum()} elements differ bitwise; first: got {g[:5]!r} want {w[:5]!r}")
+        raise AssertionError(f"{bad.sum()} of {got.size} elements differ bitwise; "
+                             f"first: got {g[bad][:5]!r} want {w[bad][:5]!r}")
 
 
 def ulp_of(exact, dtype):
