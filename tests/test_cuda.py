@@ -19,7 +19,8 @@ import pytest
 
 import fastact
 from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, mixed_values,
-                      oracle_softmax, oracle_softmax_backward, softmax_backward_bound)
+                      oracle_elu_backward, oracle_softmax, oracle_softmax_backward,
+                      softmax_backward_bound)
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "") == "1"
 STATUS = fastact.backends()["cuda"]
@@ -218,6 +219,16 @@ def test_rrelu_training_slopes_bit_identical_to_cpu(cpu_backend, dtype):
                                                   0.05, 0.4, dtype)
         minus_one = to_dev(-np.ones(x.size, dtype))
         assert_bitwise_equal(-host(fastact.rrelu(minus_one, **kw)), slopes)
+
+
+@device
+@dtypes
+def test_elu_backward_where_exp_alone_is_subnormal(dtype):
+    # (g alpha) exp(x) is normal though exp(x) is not: one rounding, not a few bits
+    x = np.array([-100.0, -90.0, -720.0, -740.0, -1e4, -np.inf, np.nan, -0.0, 2.0], dtype)
+    g = np.full(x.shape, 1e300 if dtype == np.float64 else 1e30, dtype)
+    got = host(fastact.elu_backward(to_dev(g), to_dev(x), 0.7))
+    assert_ulp(got, oracle_elu_backward(g, x, 0.7), 4, "elu_backward, large gradient")
 
 
 # --- softmax ---------------------------------------------------------------------
