@@ -163,7 +163,9 @@ def _formulas(name, dtype):
 # of times: `group` is uniform over the block.
 
 @functools.lru_cache(maxsize=None)
-def _reducers():
+def _reducers(compensated):
+    """Group reductions; ``add`` is Kahan's for float64 data, a plain float64
+    sum for float32 data (exact enough, and float64 adds are not free)."""
     @_helper
     def group_max(sh, tid, lane, group, v):
         sh[tid] = v
@@ -206,13 +208,15 @@ def _reducers():
         return total
 
     @_helper
-    def kahan(s, e, v):
-        # s + e carries the running sum; e collects what each addition loses
-        y = v + e
-        t = s + y
-        return t, y - (t - s)
+    def add(s, e, v):
+        if compensated:
+            # s + e carries the running sum; e collects what each addition loses
+            y = v + e
+            t = s + y
+            return t, y - (t - s)
+        return s + v, e
 
-    return group_max, group_sum, kahan
+    return group_max, group_sum, add
 
 
 # --- elementwise -----------------------------------------------------------------
@@ -255,7 +259,7 @@ def _elementwise_kernel(name, pass_, dtype):
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype):
     fwd, bwd, wterm = _formulas("prelu", np.dtype(dtype).type)
-    group_max, group_sum, kahan = _reducers()
+    group_max, group_sum, kahan = _reducers(np.dtype(dtype) == np.float64)
     T = np.dtype(dtype).type
     MAX = _MAX_THREADS
 
@@ -318,8 +322,13 @@ def _prelu_kernels(dtype):
 
 @functools.lru_cache(maxsize=None)
 def _softmax_kernels(dtype):
-    """Rows of ``n``; float32 works in float64, float64 sums compensated."""
-    group_max, group_sum, kahan = _reducers()
+    """Rows of ``n``; float32 works in float64, float64 sums compensated.
+
+    The forward pass stores ``exp(x - m)`` while summing and rescales it in
+    place: one float64 exponential per element (two would make float32
+    softmax compute-bound where float64 throughput is low).
+    """
+    group_max, group_sum, kahan = _reducers(np.dtype(dtype) == np.float64)
     T = np.dtype(dtype).type
     MAX = _MAX_THREADS
     exp = math.exp
@@ -347,11 +356,13 @@ def _softmax_kernels(dtype):
                 for j in range(lane, n, group):
                     # the max shift keeps every exponential <= 1; a NaN or an
                     # all -inf row makes the sum (and so every output) NaN
-                    s, e = kahan(s, e, exp(np.float64(x[r, j]) - m))
-            total = group_sum(sh_s, sh_e, tid, lane, group, s, e)
+                    v = exp(np.float64(x[r, j]) - m)
+                    out[r, j] = T(v)
+                    s, e = kahan(s, e, v)
+            inv = 1.0 / group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if active:
                 for j in range(lane, n, group):
-                    out[r, j] = T(exp(np.float64(x[r, j]) - m) / total)
+                    out[r, j] = T(np.float64(out[r, j]) * inv)
 
     def backward(g, y, out, group):
         sh_s = cuda.shared.array(MAX, np.float64)
