@@ -17,7 +17,9 @@ Numba is imported lazily: importing fastact compiles nothing.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import pathlib
 
 import numpy as np
 
@@ -53,23 +55,58 @@ def math_prims(dtype, jit=_identity) -> Prims:
     return Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
 
 
-def cached_njit(tag, **options):
-    """``numba.njit(cache=True)`` for a closure, under a unique name.
+def inner_njit(**options):
+    """``numba.njit`` for scalar helpers that kernels inline.  Not cached on
+    their own: a kernel loaded from the disk cache does not need them."""
+    import numba
+    return numba.njit(error_model="numpy", **options)
 
-    Numba's disk cache files closures by qualified name and line: closures
-    made by one factory for different dtypes or activations would share an
-    index file, and processes filling it at the same time could mix entries
-    up.  A tag per variant gives each its own file.
+
+# Sources whose text decides what a compiled kernel computes.
+_KERNEL_SOURCES = ("_prims.py", "_registry.py", "_rng.py", "_backends/numba_cpu.py")
+
+
+@functools.lru_cache(maxsize=None)
+def _sources_fingerprint() -> str:
+    h = hashlib.sha256()
+    root = pathlib.Path(__file__).parent
+    for name in _KERNEL_SOURCES:
+        h.update((root / name).read_bytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_cache_class():
+    from numba.core.caching import FunctionCache
+
+    class KernelCache(FunctionCache):
+        """Keys a kernel by fastact's sources, not by its closure variables.
+
+        Numba keys a cached closure by its pickled cell contents; a pickled
+        dispatcher carries a random per-instance id, so our kernels (closures
+        over compiled formulas) would miss the cache in every new process.
+        """
+
+        def _index_key(self, sig, codegen):
+            return (sig, codegen.magic_tuple(), _sources_fingerprint())
+
+    return KernelCache
+
+
+def kernel_njit(tag, **options):
+    """``numba.njit`` for a kernel called from Python, cached on disk.
+
+    Numba files a cached function by qualified name and line; the factory
+    closures share both, so each variant gets a unique ``tag`` in its name
+    (its own index file: no two variants, or processes, write one file).
     """
     import numba
 
-    # the options are part of the name too: Numba's cache key ignores them
-    opt = "_".join(f"{k}-{'-'.join(sorted(v)) if isinstance(v, (set, frozenset)) else v}"
-                   for k, v in sorted(options.items()))
-
     def decorate(fn):
-        fn.__qualname__ = f"{fn.__qualname__}__{tag}" + (f"__{opt}" if opt else "")
-        return numba.njit(error_model="numpy", cache=True, **options)(fn)
+        fn.__qualname__ = f"{fn.__qualname__}__{tag}"
+        disp = numba.njit(error_model="numpy", **options)(fn)
+        disp._cache = _kernel_cache_class()(fn)      # what cache=True does
+        return disp
     return decorate
 
 
@@ -188,8 +225,7 @@ def cpu_prims(dtype) -> Prims:
 
     # FMA contraction only inside the primitives: it makes them faster and no
     # less accurate, and it never reaches the formulas (RReLU is bit-exact).
-    tag = dt.name
-    njit = cached_njit(tag, fastmath={"contract"})
+    njit = inner_njit(fastmath={"contract"})
 
     @njit
     def _reduce(x):
@@ -261,6 +297,6 @@ def cpu_prims(dtype) -> Prims:
         return scale2n(_expm1_poly(r + err) + one, t)
 
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
-    prims = Prims(dt, exp, expm1, exp_mul, T, cached_njit(tag))
+    prims = Prims(dt, exp, expm1, exp_mul, T, inner_njit())
     prims.row_max, prims.exp_diff = row_max, exp_diff
     return prims

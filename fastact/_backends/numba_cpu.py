@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from .. import _threads, config
-from .._prims import cached_njit, cpu_prims
+from .._prims import cpu_prims, inner_njit, kernel_njit
 from .._registry import REGISTRY
 from . import Backend
 
@@ -29,13 +29,12 @@ def _numba():
 
 
 def _jit(tag, parallel):
-    return cached_njit(f"{tag}_{'par' if parallel else 'ser'}", parallel=parallel, nogil=True)
+    return kernel_njit(f"{tag}_{'par' if parallel else 'ser'}", parallel=parallel, nogil=True)
 
 
 @functools.lru_cache(maxsize=None)
 def _formulas(name, dtype):
-    tag = f"{name}_{np.dtype(dtype).name}"
-    return tuple(cached_njit(tag)(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
+    return tuple(inner_njit()(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
 
 
 # --- loop skeletons -----------------------------------------------------------
@@ -140,14 +139,14 @@ def _softmax_kernels(dtype, parallel):
     tag = f"softmax_{np.dtype(dtype).name}"
     zero = W(0.0)
 
-    @cached_njit(tag + "_sum", fastmath={"reassoc"})
+    @inner_njit(fastmath={"reassoc"})
     def wide_sum(r):
         s = zero
         for j in range(r.shape[0]):
             s += W(r[j])
         return s
 
-    @cached_njit(tag + "_scale", fastmath={"contract"})
+    @inner_njit(fastmath={"contract"})
     def scale(r, inv):
         # r * inv with inv split into two values of the data's width, so the
         # loop stays in that width: hi*r is exact inside the fused multiply-add
@@ -156,7 +155,7 @@ def _softmax_kernels(dtype, parallel):
         for j in range(r.shape[0]):
             r[j] = r[j] * hi + r[j] * lo
 
-    @cached_njit(tag + "_dot", fastmath={"reassoc", "contract"})
+    @inner_njit(fastmath={"reassoc", "contract"})
     def dot(gr, yr):
         s = zero
         for j in range(gr.shape[0]):
