@@ -29,6 +29,11 @@ PARALLEL_MIN = 1 << 15
 #: Below this many elements the C backend stays on the calling thread.
 C_PARALLEL_MIN = 1 << 15
 
+#: PReLU: channel rows at least this long are one parallel task each;
+#: shorter ones (e.g. (N, C) activations) are processed in blocks of samples,
+#: vectorized across channels.
+PRELU_ROW_MIN = 16
+
 #: Default CUDA launch shape for the grid-stride elementwise kernels.
 CUDA_THREADS_PER_BLOCK = 256
 

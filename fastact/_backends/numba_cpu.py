@@ -86,35 +86,63 @@ def _prelu_kernels(dtype, parallel):
     compensated = np.dtype(dtype) == np.float64
     inf = W(np.inf)
 
+    @inner_njit()
+    def add(acc, comp, v):
+        if compensated:
+            y = v - comp
+            t = acc + y
+            comp = (t - acc) - y
+            # once acc overflows, comp is inf or NaN: drop it
+            return t, (comp if abs(comp) < inf else zero)
+        return acc + v, comp
+
+    # Two shapes of work: long channel rows (inner >= ROW_MIN: one row per
+    # task) or short ones, e.g. (N, C) activations (a block of `outer` per
+    # task, vectorized across channels, the weight gradient summed per block).
+    row_min = config.PRELU_ROW_MIN
+
     def forward(x, w, out):
         outer, C, inner = x.shape
-        for r in prange(outer * C):
-            o, c = r // C, r % C
-            wc = w[c]
-            for j in range(inner):
-                out[o, c, j] = fwd(x[o, c, j], wc)
+        if inner >= row_min:
+            for r in prange(outer * C):
+                o, c = r // C, r % C
+                wc = w[c]
+                for j in range(inner):
+                    out[o, c, j] = fwd(x[o, c, j], wc)
+        else:
+            for o in prange(outer):
+                for c in range(C):
+                    wc = w[c]
+                    for j in range(inner):
+                        out[o, c, j] = fwd(x[o, c, j], wc)
 
-    def backward(g, x, w, gx, rowsum):
+    def backward(g, x, w, gx, partial):
+        """partial: (outer * C,) row sums, or (blocks, C) block sums."""
         outer, C, inner = x.shape
-        for r in prange(outer * C):
-            o, c = r // C, r % C
-            wc = w[c]
-            acc = zero
-            comp = zero
-            for j in range(inner):
-                gj, xj = g[o, c, j], x[o, c, j]
-                gx[o, c, j] = bwd(gj, xj, wc)
-                v = W(wterm(gj, xj))
-                if compensated:
-                    y = v - comp
-                    t = acc + y
-                    comp = (t - acc) - y
-                    # once acc overflows, comp is inf or NaN: drop it
-                    comp = comp if abs(comp) < inf else zero
-                    acc = t
-                else:
-                    acc += v
-            rowsum[r] = acc - comp
+        if inner >= row_min:
+            for r in prange(outer * C):
+                o, c = r // C, r % C
+                wc = w[c]
+                acc, comp = zero, zero
+                for j in range(inner):
+                    gj, xj = g[o, c, j], x[o, c, j]
+                    gx[o, c, j] = bwd(gj, xj, wc)
+                    acc, comp = add(acc, comp, W(wterm(gj, xj)))
+                partial[r, 0] = acc - comp
+        else:
+            nblocks = partial.shape[0]
+            for b in prange(nblocks):
+                acc = np.zeros(C)
+                comp = np.zeros(C)
+                for o in range(b * outer // nblocks, (b + 1) * outer // nblocks):
+                    for c in range(C):
+                        wc = w[c]
+                        for j in range(inner):
+                            gj, xj = g[o, c, j], x[o, c, j]
+                            gx[o, c, j] = bwd(gj, xj, wc)
+                            acc[c], comp[c] = add(acc[c], comp[c], W(wterm(gj, xj)))
+                for c in range(C):
+                    partial[b, c] = acc[c] - comp[c]
 
     tag = f"prelu_{np.dtype(dtype).name}"
     return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
@@ -219,12 +247,16 @@ class NumbaBackend(Backend):
         self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[0], x, w, out)
 
     def prelu_backward(self, g, x, w, gx, gw):
-        outer, C, _ = x.shape
-        rowsum = np.empty(outer * C, dtype=np.float64)
+        outer, C, inner = x.shape
+        if inner >= config.PRELU_ROW_MIN:
+            partial = np.empty((outer * C, 1))
+        else:
+            partial = np.empty((min(outer, 8 * _threads.get_num_threads()), C))
         self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[1],
-                  g, x, w, gx, rowsum)
+                  g, x, w, gx, partial)
         with np.errstate(over="ignore"):        # a float32 sum may overflow to inf
-            gw[...] = rowsum.reshape(outer, C).sum(axis=0)
+            sums = partial.reshape(outer, C) if inner >= config.PRELU_ROW_MIN else partial
+            gw[...] = sums.sum(axis=0)
 
     def softmax_forward(self, x, out):
         self._run(x.size, lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out)
