@@ -297,13 +297,15 @@ def test_softmax_empty_and_0d():
 
 @device
 @dtypes
-@pytest.mark.parametrize("case", ["channels", "scalar-long-row", "last-axis"])
+@pytest.mark.parametrize("case", ["channels", "scalar-long-row", "last-axis", "odd-sizes"])
 def test_prelu(case, dtype):
     rng = np.random.default_rng(6)
     shape, w, axis = {
         "channels": ((2, 3, 20), np.array([0.1, -0.2, 0.3]), 1),
         "scalar-long-row": ((3, 70), np.array([0.25]), 1),       # segments of 16 in the simulator
         "last-axis": ((5, 4), np.array([0.1, 0.2, 0.3, 0.4]), -1),
+        # a grid stride that is no multiple of the row or of the channel period
+        "odd-sizes": ((2, 4, 5, 7), np.array([0.1, 0.2, 0.3, 0.4, 0.5]), 2),
     }[case]
     x = rng.standard_normal(shape).astype(dtype)
     x.reshape(-1)[:2] = [0.0, -0.0]

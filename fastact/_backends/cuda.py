@@ -264,8 +264,26 @@ def _prelu_kernels(dtype):
     MAX = _MAX_THREADS
 
     def forward(x, w, out, C, inner):
-        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-            out[i] = fwd(x[i], w[(i // inner) % C])
+        # the channel (i // inner) % C is stepped along with i: 64-bit integer
+        # division costs dozens of instructions, too many per element
+        i = cuda.grid(1)
+        step = cuda.gridsize(1)
+        q = i // inner
+        rem = i - q * inner
+        c = q % C
+        dq = step // inner
+        drem = step - dq * inner
+        dc = dq % C
+        while i < x.shape[0]:
+            out[i] = fwd(x[i], w[c])
+            i += step
+            rem += drem
+            c += dc
+            if rem >= inner:
+                rem -= inner
+                c += 1
+            if c >= C:          # c <= 2C - 1 here
+                c -= C
 
     def backward(g, x, w, gx, partial, C, inner, seg, nseg, group):
         # pass 1: segment q = (row r = (o, c), part p) of `seg` elements
