@@ -623,7 +623,7 @@ class DeviceArrays:
             return cupy.asarray(result)
         if mod == "torch":
             import torch
-            return torch.as_tensor(result, device="cuda")
+            return torch.as_tensor(result, device=like.device)     # no copy
         return result
 
 
