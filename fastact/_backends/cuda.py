@@ -5,13 +5,17 @@ registry formula is compiled with ``cuda.jit(device=True)`` over the
 ``math`` primitives of :func:`fastact._prims.math_prims` and called from:
 
 * a grid-stride kernel per elementwise forward and backward;
-* a row kernel for softmax, in which a group of ``group`` threads (a power of
-  two, 1 to ``_MAX_THREADS``) owns a row: one warp per short row, a whole
-  block per long row.  Max and sums are shared-memory tree reductions in
-  float64, compensated (two-sum) for float64 data;
+* a row kernel for softmax, in which a group of threads sized to the row (a
+  power of two up to the block) owns a row: short rows share a warp, a long
+  row takes a whole block.  Max and sums are shared-memory tree reductions in
+  float64, compensated (Kahan, then two-sum) for float64 data;
 * PReLU's weight gradient as two passes without atomics: per-segment partial
   sums (pass 1, fused with the input gradient), then one reduction per channel
   (pass 2).
+
+Device arrays of any ``__cuda_array_interface__`` kind are viewed without a
+copy (:class:`DeviceArrays`); kernels and layout copies run on the caller's
+``stream=`` (numba, CuPy or PyTorch stream, or a raw handle).
 
 Every kernel is compiled with FMA contraction off (``-fma=0``), so each
 formula rounds as written: RReLU's slopes ``lower + (upper - lower) * u`` are
