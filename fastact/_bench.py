@@ -601,6 +601,9 @@ def compare(current, baseline, max_regression=MAX_REGRESSION):
     return out
 
 
+_SHORT = {"forward": "fwd", "backward": "bwd"}
+
+
 def plot_results(results, path):
     """A bar chart: each kernel's fraction of the copy roofline, by backend."""
     import matplotlib
@@ -609,11 +612,11 @@ def plot_results(results, path):
 
     labels = []
     for r in results:
-        lab = f"{r.op} {r.pass_[:3]} {r.dtype}"
+        lab = f"{r.op} {_SHORT[r.pass_]} {r.dtype}"
         if lab not in labels:
             labels.append(lab)
     backends = list(dict.fromkeys(r.backend for r in results))
-    vals = {(f"{r.op} {r.pass_[:3]} {r.dtype}", r.backend): r for r in results}
+    vals = {(f"{r.op} {_SHORT[r.pass_]} {r.dtype}", r.backend): r for r in results}
     width = 0.8 / max(len(backends), 1)
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(labels) * max(1, len(backends) / 2)), 5))
     for i, b in enumerate(backends):

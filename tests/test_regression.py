@@ -88,7 +88,7 @@ def test_doctored_baseline_fails(honest_baseline, capsys):
     data = json.loads(honest_baseline.read_text())
     for r in data["results"]:
         if r["op"] == "sigmoid" and r["pass"] == "forward":
-            r["roofline"] *= 1.6          # a baseline 60% better than this machine can do
+            r["roofline"] *= 2.0          # a baseline twice what this machine can do
     honest_baseline.write_text(json.dumps(data))
     status = cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--compare",
                        str(honest_baseline)])
@@ -112,8 +112,8 @@ def test_committed_baseline_covers_the_quick_run():
 def test_benchmark_suite_collects_and_runs():
     """``benchmarks/`` imports cleanly and its cases run (untimed, tiny arrays)."""
     env = dict(os.environ, FASTACT_BENCH_SIZE="4096", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-p",
-                        "no:randomly", "-k", "relu and not leaky and float32 or copy"],
+    cases = "relu-forward and float32 or row16-forward-numba-float32"
+    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-k", cases],
                        cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert " passed" in r.stdout
