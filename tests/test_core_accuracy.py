@@ -92,15 +92,17 @@ def test_softmax_float32_4ulp_2d_rows(host_backend):
         assert_ulp(got, oracle_softmax(x, axis=axis), 4, f"softmax float32 axis={axis}")
 
 
-def test_softmax_float64_no_worse_than_torch(host_backend, torch):
+@pytest.mark.parametrize("rows,n,scale", [(32, 1000, 1.0), (32, 1000, 3.0), (3, 12000, 3.0),
+                                          (200, 17, 10.0)])
+def test_softmax_float64_no_worse_than_torch(host_backend, torch, rows, n, scale):
     """On rows of 1000 normal values torch is ~20 ULP off in float64; we must not be worse."""
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((32, 1000))
+    x = rng.standard_normal((rows, n)) * scale
     exact = oracle_softmax(x)
     ours = ulp_errors(fastact.softmax(x, backend=host_backend), exact)
     theirs = ulp_errors(torch.softmax(torch.from_numpy(x), -1).numpy(), exact)
-    assert ours.max() <= theirs.max(), (float(ours.max()), float(theirs.max()))
-    assert ours.mean() <= theirs.mean(), (float(ours.mean()), float(theirs.mean()))
+    assert ours.max() <= max(theirs.max(), 1), (float(ours.max()), float(theirs.max()))
+    assert ours.mean() <= max(theirs.mean(), 0.5), (float(ours.mean()), float(theirs.mean()))
 
 
 def test_softmax_float64_absolute(host_backend):

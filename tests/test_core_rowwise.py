@@ -403,3 +403,42 @@ def test_rrelu_parameter_errors():
         fastact.rrelu(x, "0.1", 0.3)
     with pytest.raises(TypeError, match="upper must be a real number"):
         fastact.rrelu(x, 0.1, None)
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 33, 100, 1000])
+def test_softmax_special_values_at_every_position(host_backend, dtype, n, torch):
+    """NaN (either sign), +-inf, huge and subnormal values anywhere in rows of every length
+    (scalar tails and vector lanes alike) behave as PyTorch: NaN rows, exact 0/1 splits."""
+    fi = np.finfo(dtype)
+    base = (np.linspace(-1, 1, n) * 0.5).astype(dtype)
+    neg_nan = -np.abs(np.array(np.nan, dtype))
+    assert np.signbit(neg_nan)
+    rows = []
+    for pos in sorted({0, n // 2, n - 1}):
+        for v in (np.nan, neg_nan, np.inf, -np.inf, fi.max, -fi.max, fi.smallest_subnormal):
+            r = base.copy()
+            r[pos] = v
+            rows.append(r)
+    rows += [np.full(n, -np.inf, dtype), np.full(n, np.inf, dtype), np.full(n, fi.max, dtype),
+             np.full(n, -fi.max, dtype), np.zeros(n, dtype), np.full(n, -0.0, dtype)]
+    x = np.array(rows, dtype)
+    y = fastact.softmax(x, backend=host_backend)
+    want = torch.softmax(torch.from_numpy(x.astype(np.float64)), -1).numpy().astype(dtype)
+    bad = np.isnan(y) != np.isnan(want)
+    assert not bad.any(), (x[bad.any(axis=1)][:3], y[bad.any(axis=1)][:3])
+    fin = ~np.isnan(want)
+    np.testing.assert_allclose(y[fin], want[fin], rtol=8 * fi.eps, atol=2 * float(fi.smallest_subnormal))
+    # exact splits where the answer is exact
+    assert_ulp(y[~np.isnan(y).any(axis=1)], oracle_softmax(x[~np.isnan(y).any(axis=1)]),
+               4 if dtype == np.float32 else 16, "special rows")
+
+
+def test_softmax_extreme_rows(host_backend, dtype):
+    fi = np.finfo(dtype)
+    big, tiny = fi.max, fi.smallest_subnormal
+    cases = [([big, -big], [1, 0]), ([-big, big], [0, 1]), ([big, big], [0.5, 0.5]),
+             ([-big, -big], [0.5, 0.5]), ([tiny, -tiny], [0.5, 0.5]), ([big, 0.0, -big], [1, 0, 0]),
+             ([1e4, -1e4], [1, 0]), ([-np.inf, 0.0], [0, 1]), ([-np.inf, -big], [0, 1])]
+    for row, want in cases:
+        y = fastact.softmax(np.array(row, dtype), backend=host_backend)
+        np.testing.assert_array_equal(y, np.array(want, dtype), err_msg=str(row))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import fastact
-from conftest import (ELEMENTWISE_OPS, LAYOUTS, assert_bitwise_equal, assert_ulp,
-                      contiguous_copy, make_layout, mixed_values, special_values)
+from conftest import (ELEMENTWISE_OPS, LAYOUTS, WIDE, assert_bitwise_equal, assert_ulp,
+                      contiguous_copy, make_layout, mixed_values, oracle_softmax,
+                      oracle_softmax_backward, softmax_backward_bound, special_values)
 
 
 def _inputs(op, pass_, dtype, layout):
@@ -144,3 +145,55 @@ def test_python_lists_and_scalars(op):
     y0 = op.fwd(-1.5)
     assert isinstance(y0, np.ndarray) and y0.shape == () and y0.dtype == np.float64
     assert_bitwise_equal(y0.reshape(1), op.fwd(np.array([-1.5])))
+
+
+@pytest.mark.parametrize("n", ["below", "at", "odd_above"])
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+def test_parallel_path_sizes(fast_backend, op, pass_, dtype, n):
+    """Around the parallel threshold (thread chunks, vector tails, rrelu's global index)."""
+    from fastact import config
+    size = {"below": config.PARALLEL_MIN - 1, "at": config.PARALLEL_MIN,
+            "odd_above": 3 * config.PARALLEL_MIN + 7}[n]
+    x = mixed_values(dtype, size, seed=4)
+    if pass_ == "forward":
+        ins = (x,)
+        got = op.fwd(x, backend=fast_backend)
+    else:
+        g = np.random.default_rng(5).standard_normal(size).astype(dtype)
+        s = x if op.saves == "x" else op.fwd(x, backend="numpy")
+        ins = (g, s)
+        got = op.bwd(g, s, backend=fast_backend)
+    _check(op, pass_, got, ins, dtype)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "softmax_backward", "prelu", "prelu_backward"])
+def test_parallel_path_rowwise(fast_backend, dtype, kind):
+    from fastact import config
+    rng = np.random.default_rng(6)
+    for shape in [(3, config.PARALLEL_MIN // 3 + 5), (config.PARALLEL_MIN // 7 + 3, 7)]:
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        if kind.startswith("softmax"):
+            if kind == "softmax":
+                got = fastact.softmax(x, backend=fast_backend)
+                # float64: x - max rounds, so the error grows with |x - max| (the torch
+                # comparison in test_core_accuracy holds the real bound)
+                assert_ulp(got, oracle_softmax(x), 4 if dtype == np.float32 else 32, kind)
+            else:
+                y = rng.uniform(0, 1, shape).astype(dtype)
+                got = fastact.softmax_backward(g, y, backend=fast_backend)
+                err = np.abs(got.astype(WIDE) - oracle_softmax_backward(g, y))
+                assert (err <= softmax_backward_bound(g, y)).all()
+        else:
+            w = rng.uniform(0, 0.5, shape[1]).astype(dtype)
+            if kind == "prelu":
+                assert_bitwise_equal(fastact.prelu(x, w, backend=fast_backend),
+                                     fastact.prelu(x, w, backend="numpy"))
+            else:
+                gx, gw = fastact.prelu_backward(g, x, w, backend=fast_backend)
+                rx, rw = fastact.prelu_backward(g, x, w, backend="numpy")
+                assert_bitwise_equal(gx, rx)
+                terms = np.where(x > 0, 0, g.astype(WIDE) * x)
+                tol = 1e-5 if dtype == np.float32 else 1e-13
+                assert (np.abs(gw - terms.sum(0)) <= tol * np.abs(terms).sum(0)).all()
