@@ -1,0 +1,82 @@
+"""The public API's exact names, signatures, defaults and docstrings (issue 2)."""
+import inspect
+
+import numpy as np
+import pytest
+
+import fastact
+
+P, K = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+E = inspect.Parameter.empty
+
+# name -> [(param, kind, default)], then the shared keyword-only out=None, backend=None
+SIGNATURES = {
+    "sigmoid": [("x", P, E)],
+    "relu": [("x", P, E)],
+    "leaky_relu": [("x", P, E), ("negative_slope", P, 0.01)],
+    "prelu": [("x", P, E), ("weight", P, E), ("axis", K, 1)],
+    "rrelu": [("x", P, E), ("lower", P, 1 / 8), ("upper", P, 1 / 3), ("training", K, False),
+              ("seed", K, None)],
+    "elu": [("x", P, E), ("alpha", P, 1.0)],
+    "softmax": [("x", P, E), ("axis", K, -1)],
+    "sigmoid_backward": [("grad", P, E), ("y", P, E)],
+    "relu_backward": [("grad", P, E), ("y", P, E)],
+    "leaky_relu_backward": [("grad", P, E), ("x", P, E), ("negative_slope", P, 0.01)],
+    "prelu_backward": [("grad", P, E), ("x", P, E), ("weight", P, E), ("axis", K, 1)],
+    "rrelu_backward": [("grad", P, E), ("x", P, E), ("lower", P, 1 / 8), ("upper", P, 1 / 3),
+                       ("training", K, False), ("seed", K, None)],
+    "elu_backward": [("grad", P, E), ("x", P, E), ("alpha", P, 1.0)],
+    "softmax_backward": [("grad", P, E), ("y", P, E), ("axis", K, -1)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_signature(name):
+    fn = getattr(fastact, name)
+    params = inspect.signature(fn).parameters
+    for pname, kind, default in SIGNATURES[name] + [("out", K, None), ("backend", K, None)]:
+        assert pname in params, f"{name} lacks {pname}"
+        p = params[pname]
+        assert p.kind == kind, (name, pname, p.kind)
+        assert p.default == default if default is not E else p.default is E, (name, pname, p.default)
+    positional = [p for p in params.values() if p.kind in (P, inspect.Parameter.POSITIONAL_ONLY)]
+    assert [p.name for p in positional] == [n for n, k, _ in SIGNATURES[name] if k == P]
+    assert name in fastact.__all__
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_docstring_has_formula_and_example(name):
+    doc = getattr(fastact, name).__doc__
+    assert doc and ".. math::" in doc and ">>> " in doc
+
+
+@pytest.mark.parametrize("name,words", [
+    ("relu_backward", ["relu'(0) = 0", "NaN"]),
+    ("leaky_relu_backward", ["f'(0) = a", "NaN"]),
+    ("elu_backward", ["elu'(0) = alpha", "NaN"]),
+    ("prelu_backward", ["x > 0"]),
+    ("rrelu", ["seed", "ValueError", "(lower + upper) / 2"]),
+])
+def test_docstrings_state_kink_conventions(name, words):
+    doc = getattr(fastact, name).__doc__
+    for w in words:
+        assert w in doc, (name, w)
+
+
+def test_package_surface():
+    assert fastact.ACTIVATIONS == ("sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu",
+                                   "softmax")
+    for name in ("backends", "use_backend", "set_num_threads", "get_num_threads",
+                 "BackendUnavailable"):
+        assert name in fastact.__all__ and hasattr(fastact, name)
+    assert issubclass(fastact.BackendUnavailable, Exception)
+    for a in fastact.ACTIVATIONS:
+        assert callable(getattr(fastact, a)) and callable(getattr(fastact, a + "_backward"))
+
+
+def test_positional_parameters_work():
+    x = np.array([-2.0, 3.0])
+    np.testing.assert_array_equal(fastact.leaky_relu(x, 0.5), [-1.0, 3.0])
+    np.testing.assert_allclose(fastact.elu_backward(np.ones(2), x, 2.0),
+                               [2.0 * np.exp(-2.0), 1.0], rtol=4e-16)
+    np.testing.assert_array_equal(fastact.rrelu(x, 0.2, 0.4), [-0.6000000000000001, 3.0])
