@@ -253,7 +253,7 @@ def test_import_compiles_nothing():
     """)
     heavy, dt = out.rsplit("]", 1)
     assert heavy.strip() == "[", f"import fastact imported {heavy}]"
-    assert float(dt) < 2.0
+    assert float(dt) < 5.0      # generous: the point is that nothing compiles
 
 
 def test_backends_structure():
