@@ -72,8 +72,7 @@ typedef struct fa_table {
 #define FA_CAT3_(a, b, c) a##_##b##_##c
 #define FA_CAT3(a, b, c) FA_CAT3_(a, b, c)
 
-/* Each ISA includes the float64 kernels first: the float32 softmax uses
-   their exp.  (An #include cannot sit in a macro, hence the repetition.) */
+/* (An #include cannot sit in a macro, hence the repetition below.) */
 
 /* fused multiply-add inside the exponentials, where the ISA has one (a
    libm fma without hardware support would be slow) */
@@ -89,7 +88,6 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#define FA_EXP64(v) FA_CAT3(exp_for_f32, f64, FA_ISA)(v)
 #define FA_T float
 #define FA_F32 1
 #define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
@@ -97,7 +95,6 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#undef FA_EXP64
 #undef FA_ISA
 
 #if FA_X86
@@ -120,7 +117,6 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#define FA_EXP64(v) FA_CAT3(exp_for_f32, f64, FA_ISA)(v)
 #define FA_T float
 #define FA_F32 1
 #define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
@@ -128,7 +124,6 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#undef FA_EXP64
 #undef FA_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -151,7 +146,6 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#define FA_EXP64(v) FA_CAT3(exp_for_f32, f64, FA_ISA)(v)
 #define FA_T float
 #define FA_F32 1
 #define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
@@ -159,7 +153,6 @@ typedef struct fa_table {
 #undef FA_T
 #undef FA_F32
 #undef FA_NAME
-#undef FA_EXP64
 #undef FA_ISA
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -413,3 +413,5 @@ def test_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     report = r.stdout[-4000:] + r.stderr[-4000:]
     assert "AddressSanitizer" not in report and "runtime error" not in report, report
     assert r.returncode == 0, report
+    ran = re.search(r"(\d+) passed", r.stdout)
+    assert ran and int(ran.group(1)) > 100, report

@@ -63,6 +63,21 @@ def _import_extension():
                           "with a C compiler)") from e
 
 
+def _elementwise_call(fn, ct, fb, pass_):
+    threads = _threads.get_num_threads
+    if pass_ == "forward":
+        def call(ins, out, params):
+            n = out.size
+            fn(fb(ct, ins[0]), fb(ct, out, True), n, *params,
+               threads() if n >= config.C_PARALLEL_MIN else 1)
+    else:
+        def call(ins, out, params):
+            n = out.size
+            fn(fb(ct, ins[0]), fb(ct, ins[1]), fb(ct, out, True), n, *params,
+               threads() if n >= config.C_PARALLEL_MIN else 1)
+    return call
+
+
 class CBackend(Backend):
     name = "c"
 
@@ -76,14 +91,16 @@ class CBackend(Backend):
         lib.fa_isa()                       # resolve now: describe() is then exact
         fb = self._ffi.from_buffer
         self._from_buffer = fb
-        # (name, pass, dtype char) -> C function; the array ctype per dtype
-        self._ew = {(name, pass_, ch): getattr(lib, f"fa_{stem}_{sfx}")
+        self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
+        # (name, pass, dtype char) -> a closure calling its C function with
+        # as little Python in between as possible (small-array overhead)
+        self._ew = {(name, pass_, ch): _elementwise_call(
+                        getattr(lib, f"fa_{stem}_{sfx}"), self._ctype[ch], fb, pass_)
                     for (name, pass_), stem in _ELEMENTWISE.items()
                     for ch, sfx in _SUFFIX.items()}
         self._rowwise = {(op, ch): getattr(lib, f"fa_{op}_{sfx}")
                          for op in ("prelu_fwd", "prelu_bwd", "softmax_fwd", "softmax_bwd")
                          for ch, sfx in _SUFFIX.items()}
-        self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
         return self
 
     @staticmethod
@@ -91,12 +108,7 @@ class CBackend(Backend):
         return _threads.get_num_threads() if n >= config.C_PARALLEL_MIN else 1
 
     def elementwise(self, name, pass_, ins, out, params):
-        ch = out.dtype.char
-        ct = self._ctype[ch]
-        fb = self._from_buffer
-        n = out.size
-        self._ew[name, pass_, ch](*[fb(ct, a) for a in ins], fb(ct, out, True), n,
-                                  *params, self._threads(n))
+        self._ew[name, pass_, out.dtype.char](ins, out, params)
 
     def prelu_forward(self, x, w, out):
         ch = out.dtype.char
