@@ -48,9 +48,21 @@ def math_prims(dtype, jit=_identity) -> Prims:
     """``math.exp``/``math.expm1``; ``jit`` compiles helpers for the target
     (``numba.cuda.jit(device=True)`` on a GPU, nothing in the simulator)."""
     dt = np.dtype(dtype)
+    # c * exp(x) loses all but a few bits where exp(x) alone is subnormal and
+    # the product is not (elu_backward with a large gradient): float32 works
+    # in float64 (one final rounding); float64 splits exp(x) = e * e with
+    # e = exp(x / 2) normal (within 3 ULP).
+    if dt == np.float32:
+        def exp_mul(x, c):
+            return np.float32(np.float64(c) * math.exp(np.float64(x)))
+    else:
+        subnormal_exp, half = np.float64(-708.0), np.float64(0.5)
 
-    def exp_mul(x, c):
-        return c * math.exp(x)
+        def exp_mul(x, c):
+            if x < subnormal_exp:
+                e = math.exp(x * half)
+                return (c * e) * e
+            return c * math.exp(x)
 
     return Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
 

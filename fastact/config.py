@@ -37,6 +37,18 @@ PRELU_ROW_MIN = 16
 #: Default CUDA launch shape for the grid-stride elementwise kernels.
 CUDA_THREADS_PER_BLOCK = 256
 
+#: CUDA shared-memory slots per block: the largest block a row kernel launches.
+CUDA_MAX_THREADS = 256
+
+#: CUDA blocks per multiprocessor for grid-stride launches: enough resident
+#: warps to hide memory latency; more only adds scheduling.  (Not tuned on a
+#: GPU yet: no GPU was available when it was written.)
+CUDA_BLOCKS_PER_SM = 32
+
+#: CUDA PReLU: the weight-gradient pass splits rows longer than this into
+#: segments, so that one long row (a size-1 weight) still fills the GPU.
+CUDA_PRELU_SEGMENT = 8192
+
 
 def env_backend() -> str | None:
     v = os.environ.get("FASTACT_BACKEND", "").strip().lower()

@@ -36,7 +36,7 @@ import threading
 import numpy as np
 
 from .. import config
-from .._prims import Prims, math_prims
+from .._prims import math_prims
 from .._registry import REGISTRY
 from . import Backend
 
@@ -53,14 +53,9 @@ _W = np.float64
 _NEG_INF = _W(-np.inf)
 _ZERO = _W(0.0)
 
-#: Shared-memory slots per block: the largest block any row kernel launches.
-_MAX_THREADS = 256
-#: Blocks per multiprocessor for grid-stride launches: enough resident warps
-#: to hide memory latency; more only adds scheduling.
-_BLOCKS_PER_SM = 32
-#: PReLU pass 1 splits rows longer than this into segments, so that a single
-#: long row (a size-1 weight) still spreads over the whole GPU.
-_PRELU_SEGMENT = 8192
+_MAX_THREADS = config.CUDA_MAX_THREADS
+_BLOCKS_PER_SM = config.CUDA_BLOCKS_PER_SM
+_PRELU_SEGMENT = config.CUDA_PRELU_SEGMENT
 
 
 def _simulating():
@@ -131,29 +126,8 @@ def _kernel(fn):
     return cuda.jit(fn)
 
 
-@functools.lru_cache(maxsize=None)
 def _prims(dtype):
-    """:func:`math_prims` with an ``exp_mul`` that keeps its promise on a GPU.
-
-    ``c * exp(x)`` loses all but a few bits where ``exp(x)`` is subnormal and
-    the product is not (elu_backward with a large gradient): float32 works
-    in float64 (one final rounding); float64 splits ``exp(x) = e * e`` with
-    ``e = exp(x / 2)`` normal (within 3 ULP).
-    """
-    p = math_prims(dtype, _device)
-    dt = np.dtype(dtype)
-    if dt == np.float32:
-        def exp_mul(x, c):
-            return np.float32(np.float64(c) * math.exp(np.float64(x)))
-    else:
-        subnormal_exp, half = np.float64(-708.0), np.float64(0.5)
-
-        def exp_mul(x, c):
-            if x < subnormal_exp:
-                e = math.exp(x * half)
-                return (c * e) * e
-            return c * math.exp(x)
-    return Prims(dt, p.exp, p.expm1, _device(exp_mul), p.T, p.jit)
+    return math_prims(dtype, _device)
 
 
 @functools.lru_cache(maxsize=None)
