@@ -390,3 +390,30 @@ def test_compiled_kernels_are_cached_on_disk():
     assert "data loaded" in out, out[-2000:]
     saved = [ln for ln in out.splitlines() if "data saved" in ln]
     assert not saved, "second process compiled again:\n" + "\n".join(saved[:10])
+
+
+def test_results_do_not_depend_on_thread_count(fast_backend, restore_threads):
+    """Elementwise results and softmax rows are bit-identical for 1 and all threads;
+    PReLU's weight gradient (a reduction split across threads) within its sum bound."""
+    from fastact import _threads
+    n = 3 * config.PARALLEL_MIN + 5
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(n)
+    g = rng.standard_normal(n)
+    w = np.array([0.1, 0.3, 0.7])
+    rows = x[: n - n % 21].reshape(-1, 21)
+    x3, g3 = x[: n - n % 3].reshape(-1, 3), g[: n - n % 3].reshape(-1, 3)
+    runs = []
+    for k in (1, _threads.max_threads()):
+        fastact.set_num_threads(k)
+        runs.append([
+            fastact.rrelu(x, training=True, seed=4, backend=fast_backend),
+            fastact.elu_backward(g, x, backend=fast_backend),
+            fastact.sigmoid(x.astype(np.float32), backend=fast_backend),
+            fastact.softmax(rows, backend=fast_backend),
+            fastact.prelu_backward(g, x, w[:1], backend=fast_backend)[0],
+            fastact.prelu_backward(g3, x3, w, backend=fast_backend)[1],    # last: a reduction
+        ])
+    for a, b in zip(runs[0][:-1], runs[1][:-1]):
+        assert_bitwise_equal(a, b)
+    np.testing.assert_allclose(runs[0][-1], runs[1][-1], rtol=1e-13)

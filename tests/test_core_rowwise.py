@@ -132,7 +132,11 @@ def test_prelu_layouts(host_backend, dtype, layout, per_channel):
     x = make_layout(layout, pool, dtype)
     g = make_layout(layout, np.random.default_rng(4).standard_normal(300), dtype)
     if per_channel and x.ndim < 2:
-        pytest.skip("per-channel weight needs x.ndim >= 2 (error path tested separately)")
+        with pytest.raises(ValueError, match="must have size 1"):
+            fastact.prelu(x, np.ones(3, dtype), backend=host_backend)
+        with pytest.raises(ValueError, match="must have size 1"):
+            fastact.prelu_backward(g, x, np.ones(3, dtype), backend=host_backend)
+        return
     C = x.shape[1] if per_channel else 1
     w = np.linspace(0.05, 0.5, C).astype(dtype)
     y = fastact.prelu(x, w, backend=host_backend)
