@@ -197,3 +197,47 @@ def test_parallel_path_rowwise(fast_backend, dtype, kind):
                 terms = np.where(x > 0, 0, g.astype(WIDE) * x)
                 tol = 1e-5 if dtype == np.float32 else 1e-13
                 assert (np.abs(gw - terms.sum(0)) <= tol * np.abs(terms).sum(0)).all()
+
+
+def _unaligned(n, dtype, offset=1):
+    dt = np.dtype(dtype)
+    a = np.frombuffer(bytearray(n * dt.itemsize + offset), dtype=dt, count=n, offset=offset)
+    assert not a.flags.aligned and a.flags.writeable
+    return a
+
+
+@pytest.mark.parametrize("n", [37, 4099])
+def test_unaligned_inputs_and_out(host_backend, dtype, n):
+    """Arrays on odd byte offsets (np.frombuffer): no aligned-load assumptions."""
+    ref = np.linspace(-3, 3, n).astype(dtype)
+    x = _unaligned(n, dtype)
+    x[:] = ref
+    out = _unaligned(n, dtype, offset=3)
+    for fn in (fastact.sigmoid, fastact.relu, fastact.elu,
+               lambda v, **k: fastact.rrelu(v, training=True, seed=1, **k)):
+        want = fn(ref, backend="numpy")
+        if fn in (fastact.sigmoid, fastact.elu):
+            assert_ulp(fn(x, backend=host_backend), fn(ref, backend="numpy").astype(WIDE), 4, "unaligned")
+        else:
+            assert_bitwise_equal(fn(x, backend=host_backend), want)
+        assert fn(x, out=out, backend=host_backend) is out
+        np.testing.assert_array_max_ulp(out, want, 4)
+    rows = x[: n - n % 37].reshape(-1, 37)
+    np.testing.assert_array_max_ulp(fastact.softmax(rows, backend=host_backend),
+                                    fastact.softmax(np.array(rows), backend="numpy"), 4)
+    gx = fastact.softmax_backward(rows, rows, backend=host_backend)
+    assert gx.shape == rows.shape
+
+
+def test_non_native_byte_order(host_backend, dtype):
+    """A big-endian float array holds float32/float64 values: compute on them (result in the
+    native dtype), or refuse with a message that names the byte order as the problem;
+    calling it an unsupported dtype ('>f8 ... supported dtypes are float32 and float64')
+    is wrong."""
+    x = np.array([-1.5, 0.0, 2.0], dtype=np.dtype(dtype).newbyteorder(">"))
+    try:
+        y = fastact.relu(x, backend=host_backend)
+    except TypeError as e:
+        assert "byte order" in str(e) or "endian" in str(e), str(e)
+    else:
+        assert y.dtype == dtype and y.tolist() == [0.0, 0.0, 2.0]
