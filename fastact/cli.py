@@ -113,7 +113,12 @@ def _parser():
 
 
 def main(argv=None) -> int:
-    """Run the ``fastact`` command line; return the exit status."""
+    """Run the ``fastact`` command line; return the exit status.
+
+    >>> from fastact.cli import main
+    >>> main(["bench", "--ops", "swish"])      # the one-line error goes to stderr
+    2
+    """
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -324,6 +329,11 @@ def _check(results, baseline, max_reg, retries, repeat, path):
     unmatched = [k for k in figures if k not in baseline]
     if unmatched:
         print(f"not in the baseline (not checked): {', '.join(unmatched)}")
+    size = next(iter(current.values())).size
+    missing = [k for k in baseline if k not in figures and f"/{size}/" in k]
+    if missing:
+        print(f"in the baseline but not run here (a backend missing or not selected): "
+              f"{len(missing)} kernels, e.g. {missing[0]}")
     if suspects:
         print(f"regression check FAILED: {len(suspects)} of {len(common)} kernels fell more "
               f"than {100 * max_reg:.0f}% below {path} (figures: % of the copy roofline)")
