@@ -9,7 +9,7 @@ import fastact
 from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, contiguous_copy, oracle_softmax,
                       require_backend)
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FAST = [b for b in ("numba", "c")]
 
