@@ -153,3 +153,16 @@ def test_prelu_weight_grad_sum(host_backend, dtype, shape, axis):
     tol = 1e-5 if dtype == np.float32 else 1e-13
     err = np.abs(gw.astype(WIDE) - exact)
     assert (err <= tol * mag).all(), err / mag
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.7, 3.0])
+def test_elu_backward_huge_gradients(host_backend, dtype, alpha):
+    """g * alpha * exp(x) with g near the largest float: no spurious overflow where the
+    product is finite, and no nonzero result where exp(x) underflows far below it."""
+    fi = np.finfo(dtype)
+    x = whole_range(dtype, 500)
+    x = x[x <= 0]
+    for gv in (fi.max, -fi.max, fi.max / 3):
+        g = np.full_like(x, gv)
+        got = fastact.elu_backward(g, x, alpha, backend=host_backend)
+        assert_ulp(got, oracle_elu_backward(g, x, alpha), 4, f"elu_backward g={gv:g}")
