@@ -16,6 +16,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FA_ATFORK 1
+#endif
 #endif
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -249,9 +253,25 @@ static int fa_team_size(int64_t n, int64_t grain, int nthreads)
     return units < nthreads ? (int)units : nthreads;
 }
 
+#ifdef FA_ATFORK
+/* libgomp's thread pool does not survive fork(): a child process that enters
+   a parallel region after its parent did hangs.  Children run serially (as
+   PyTorch's do). */
+static _Atomic int fa_forked = 0;
+static pthread_once_t fa_atfork_once = PTHREAD_ONCE_INIT;
+static void fa_mark_forked(void) { atomic_store(&fa_forked, 1); }
+static void fa_register_atfork(void) { pthread_atfork(NULL, NULL, fa_mark_forked); }
+#endif
+
 static void fa_parallel(fa_range_fn fn, const fa_args *a, int64_t n, int64_t grain, int nthreads)
 {
     int team = fa_team_size(n, grain, nthreads);
+#ifdef FA_ATFORK
+    if (team > 1) {
+        pthread_once(&fa_atfork_once, fa_register_atfork);
+        if (atomic_load_explicit(&fa_forked, memory_order_relaxed)) team = 1;
+    }
+#endif
 #ifdef _OPENMP
     if (team > 1) {
         int64_t units = (n + grain - 1) / grain;

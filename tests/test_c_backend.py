@@ -62,7 +62,7 @@ def isa_level(cb):
 def _run_python(code, **env):
     e = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=60)
 
 
 # --- the build helper -------------------------------------------------------------------
@@ -309,6 +309,23 @@ def test_calls_release_the_gil(cb):
     # with the GIL held, the spinning thread would stop for the whole call
     inside = [t0] + [s for s in ticks if t0 < s < t1] + [t1]
     assert max(np.diff(inside)) < (t1 - t0) / 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_can_still_run_parallel_kernels(cb):
+    """OpenMP's pool does not survive fork(); the child must not hang."""
+    code = ("import os, numpy as np, fastact\n"
+            "x = np.ones(1 << 20, np.float32)\n"
+            "fastact.sigmoid(x, backend='c')\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    ok = fastact.sigmoid(x, backend='c')[0] == fastact.sigmoid(x[:1], backend='c')[0]\n"
+            "    os._exit(0 if ok else 3)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "print(os.waitstatus_to_exitcode(status))\n")
+    r = _run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0"
 
 
 # --- bounds ------------------------------------------------------------------------------------------

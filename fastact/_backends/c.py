@@ -63,21 +63,6 @@ def _import_extension():
                           "with a C compiler)") from e
 
 
-def _elementwise_call(fn, ct, fb, pass_):
-    threads = _threads.get_num_threads
-    if pass_ == "forward":
-        def call(ins, out, params):
-            n = out.size
-            fn(fb(ct, ins[0]), fb(ct, out, True), n, *params,
-               threads() if n >= config.C_PARALLEL_MIN else 1)
-    else:
-        def call(ins, out, params):
-            n = out.size
-            fn(fb(ct, ins[0]), fb(ct, ins[1]), fb(ct, out, True), n, *params,
-               threads() if n >= config.C_PARALLEL_MIN else 1)
-    return call
-
-
 class CBackend(Backend):
     name = "c"
 
@@ -92,12 +77,13 @@ class CBackend(Backend):
         fb = self._ffi.from_buffer
         self._from_buffer = fb
         self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
-        # (name, pass, dtype char) -> a closure calling its C function with
-        # as little Python in between as possible (small-array overhead)
-        self._ew = {(name, pass_, ch): _elementwise_call(
-                        getattr(lib, f"fa_{stem}_{sfx}"), self._ctype[ch], fb, pass_)
-                    for (name, pass_), stem in _ELEMENTWISE.items()
-                    for ch, sfx in _SUFFIX.items()}
+        # pass -> name -> (float32 kernel, float64 kernel); looked up with as
+        # little Python as possible (small-array call overhead)
+        self._ew = {}
+        for (name, pass_), stem in _ELEMENTWISE.items():
+            self._ew.setdefault(pass_, {})[name] = tuple(
+                (getattr(lib, f"fa_{stem}_{sfx}"), self._ctype[ch])
+                for ch, sfx in _SUFFIX.items())
         self._rowwise = {(op, ch): getattr(lib, f"fa_{op}_{sfx}")
                          for op in ("prelu_fwd", "prelu_bwd", "softmax_fwd", "softmax_bwd")
                          for ch, sfx in _SUFFIX.items()}
@@ -108,7 +94,15 @@ class CBackend(Backend):
         return _threads.get_num_threads() if n >= config.C_PARALLEL_MIN else 1
 
     def elementwise(self, name, pass_, ins, out, params):
-        self._ew[name, pass_, out.dtype.char](ins, out, params)
+        # the public layer passes float32 or float64 only: the item size tells
+        fn, ct = self._ew[pass_][name][out.itemsize == 8]
+        fb = self._from_buffer
+        n = out.size
+        nt = 1 if n < config.C_PARALLEL_MIN else _threads.get_num_threads()
+        if len(ins) == 1:
+            fn(fb(ct, ins[0]), fb(ct, out, True), n, *params, nt)
+        else:
+            fn(fb(ct, ins[0]), fb(ct, ins[1]), fb(ct, out, True), n, *params, nt)
 
     def prelu_forward(self, x, w, out):
         ch = out.dtype.char
