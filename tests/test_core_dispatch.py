@@ -170,6 +170,9 @@ def test_unavailable_backend_raises_with_reason():
         assert isinstance(err, RuntimeError)
         assert err.reason == st[name]["reason"] and err.name == name
         assert name in str(err) and err.reason in str(err)
+        with fastact.use_backend(name):            # entering is fine; computing is not
+            with pytest.raises(fastact.BackendUnavailable):
+                fastact.softmax(x)
 
 
 def _run_py(code, env=None, timeout=120):
