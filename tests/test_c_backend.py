@@ -366,8 +366,8 @@ def test_kernels_write_only_inside_their_buffers(cb, dtype):
             want = fn(*args, backend="numpy", **kw)
             if exact:
                 np.testing.assert_array_equal(out, want)
-            else:
-                np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-30)
+            else:   # softmax_backward cancels: absolute, as the spec's bound
+                np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * n)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 1), (3, 17, 1), (2, 5, 19), (4, 3, 33)])
