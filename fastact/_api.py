@@ -45,7 +45,12 @@ def _inputs(op, named):
         except Exception as e:
             raise TypeError(f"fastact.{op}: {name} is not an array ({type(a).__name__}): {e}") from None
         if arr.dtype not in SUPPORTED:
-            _fail_dtype(op, name, arr.dtype)
+            if not xp.device and not arr.dtype.isnative and \
+                    arr.dtype.newbyteorder("=") in SUPPORTED:
+                # byte-swapped data: computed on a native copy, returned native
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            else:
+                _fail_dtype(op, name, arr.dtype)
         arrs.append(arr)
     first_name, first = named[0][0], arrs[0]
     for (name, _), arr in zip(named[1:], arrs[1:]):

@@ -31,7 +31,7 @@ class Prims:
         self.dtype = np.dtype(dtype)
         self.exp = exp
         self.expm1 = expm1
-        self.exp_mul = exp_mul      # exp_mul(x, c) = c * exp(x), one rounding
+        self.exp_mul = exp_mul      # exp_mul(x, a, b) = a * b * exp(x), x <= 0
         # compiles a formula's own scalar helpers for the same target
         self.jit = jit
         # ``T(1.0)`` yields a scalar of the target dtype: formulas build their
@@ -48,21 +48,23 @@ def math_prims(dtype, jit=_identity) -> Prims:
     """``math.exp``/``math.expm1``; ``jit`` compiles helpers for the target
     (``numba.cuda.jit(device=True)`` on a GPU, nothing in the simulator)."""
     dt = np.dtype(dtype)
-    # c * exp(x) loses all but a few bits where exp(x) alone is subnormal and
-    # the product is not (elu_backward with a large gradient): float32 works
-    # in float64 (one final rounding); float64 splits exp(x) = e * e with
-    # e = exp(x / 2) normal (within 3 ULP).
+    # a * b * exp(x), x <= 0: the naive product loses all but a few bits
+    # where exp(x) alone is subnormal and the product is not (elu_backward
+    # with a large gradient), and overflows where a * b alone does: float32
+    # works in float64 (one final rounding); float64 multiplies in an order
+    # that keeps every step in range, splitting exp(x) = e * e with
+    # e = exp(x / 2) normal where exp(x) would be subnormal (within 3 ULP).
     if dt == np.float32:
-        def exp_mul(x, c):
-            return np.float32(np.float64(c) * math.exp(np.float64(x)))
+        def exp_mul(x, a, b):
+            return np.float32(np.float64(a) * np.float64(b) * math.exp(np.float64(x)))
     else:
         subnormal_exp, half = np.float64(-708.0), np.float64(0.5)
 
-        def exp_mul(x, c):
+        def exp_mul(x, a, b):
             if x < subnormal_exp:
                 e = math.exp(x * half)
-                return (c * e) * e
-            return c * math.exp(x)
+                return ((a * e) * b) * e
+            return (a * math.exp(x)) * b
 
     return Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
 
@@ -128,13 +130,14 @@ def kernel_njit(tag, **options):
 # shifter, exponent bias, mantissa bits, and clamps that keep the polynomial
 # in range: below `lo` exp(x) rounds to 0, below `em1_lo` expm1(x) to -1,
 # below `mul_lo` even c*exp(x) with c the largest float rounds to 0; above
-# `hi` exp overflows to +inf through 2**n.
+# `hi` exp overflows to +inf through 2**n; above `normal_lo` exp is normal.
 _F32 = dict(log2e=1.4426950408889634, ln2hi=0.693359375, ln2lo=-2.12194440e-4,
             shifter=12582912.0, bias=127, mbits=23, lo=-104.0, hi=89.0,
-            em1_lo=-18.0, mul_lo=-200.0)
+            em1_lo=-18.0, mul_lo=-200.0, normal_lo=-87.0)
 _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
             ln2lo=1.90821492927058770002e-10, shifter=6755399441055744.0,
-            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0, mul_lo=-1460.0)
+            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0, mul_lo=-1460.0,
+            normal_lo=-708.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -180,19 +183,23 @@ def cpu_prims(dtype) -> Prims:
         return nb_f(nb_f, nb_f), codegen
 
     @intrinsic
-    def scale3n(typingctx, m, t):
-        """m * 2**n in three factors, for |n| up to ~3 exponent ranges (exp_mul);
-        a result that turns subnormal before the last factor is rounded twice,
-        which costs at most one more unit in the last place."""
+    def scale3n(typingctx, a, b, t):
+        """a * b * 2**n (n <= 0 from the shifter sum t, down to ~3 exponent
+        ranges) as ((a * 2**n1) * b) * 2**n1 * 2**n3; a result that turns
+        subnormal before the last factor is rounded twice, at most one more
+        unit in the last place."""
         def codegen(context, builder, sig, args):
-            ity, n = _exponent(builder, args[1])
-            # n1 = floor(n / 3) for |n| < 2**15, without a division
-            n1 = builder.ashr(builder.mul(n, ir.Constant(ity, 21846)), ir.Constant(ity, 16))
+            ity, n = _exponent(builder, args[2])
+            # n1 = ceil(n / 3) for |n| < 2**15, without a division: for n <= 0
+            # all three factors are <= 1
+            n1 = builder.sub(ir.Constant(ity, 0), builder.ashr(
+                builder.mul(builder.sub(ir.Constant(ity, 0), n), ir.Constant(ity, 21846)),
+                ir.Constant(ity, 16)))
             n3 = builder.sub(n, builder.add(n1, n1))
-            r = builder.fmul(args[0], _pow2(builder, ity, n1))
-            r = builder.fmul(r, _pow2(builder, ity, n1))
-            return builder.fmul(r, _pow2(builder, ity, n3))
-        return nb_f(nb_f, nb_f), codegen
+            s1 = _pow2(builder, ity, n1)
+            r = builder.fmul(builder.fmul(args[0], s1), args[1])
+            return builder.fmul(builder.fmul(r, s1), _pow2(builder, ity, n3))
+        return nb_f(nb_f, nb_f, nb_f), codegen
 
     @intrinsic
     def ordered(typingctx, x):
@@ -226,7 +233,8 @@ def cpu_prims(dtype) -> Prims:
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
-    one = T(1.0)
+    normal_lo = T(c["normal_lo"])
+    one, zero = T(1.0), T(0.0)
     if f32:
         # Cephes expf minimax coefficients on [-ln2/2, ln2/2]
         p = tuple(T(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
@@ -264,13 +272,20 @@ def cpu_prims(dtype) -> Prims:
         return scale2n(_expm1_poly(r) + one, t)
 
     @njit
-    def exp_mul(x, c):
-        """c * exp(x) rounded (nearly) once, also where exp(x) alone would be
-        subnormal but the product is not."""
-        xc = hi if x > hi else x
+    def exp_mul(x, a, b):
+        """a * b * exp(x) for x <= 0.  Where exp(x) is normal: (a e) b, no
+        step overflows unless the result does.  Where exp(x) is subnormal,
+        its 2**n is applied in three factors around the product, so the
+        result is rounded (nearly) once instead of inheriting a subnormal's
+        few bits; a step can then overflow only if |a b| > 2**84 (float32)
+        or 2**680 (float64) times the result."""
+        xc = zero if x > zero else x
         xc = mul_lo if xc < mul_lo else xc
         r, t = _reduce(xc)
-        return scale3n(c * (_expm1_poly(r) + one), t)
+        m = _expm1_poly(r) + one
+        if xc >= normal_lo:
+            return (a * scale2n(m, t)) * b
+        return scale3n(a, m * b, t)
 
     @njit
     def expm1(x):
@@ -292,8 +307,6 @@ def cpu_prims(dtype) -> Prims:
             k = ordered(xr[j])
             m = k if k > m else m
         return unordered(m)
-
-    zero = T(0.0)
 
     @njit
     def exp_diff(x, m):

@@ -202,9 +202,9 @@ def _elu(p):
 
     def backward(g, x, alpha):
         # elu'(0) = alpha; a NaN input passes g through, as PyTorch
-        # (g alpha) exp(x) with one rounding: exact even where exp(x) alone
-        # would be subnormal and the product is not
-        return exp_mul(zero if x > zero else x, g * alpha) if x <= zero else g
+        # g * alpha * exp(x) rounded once: exact also where exp(x) alone
+        # is subnormal or g * alpha alone overflows but the product doesn't
+        return exp_mul(zero if x > zero else x, g, alpha) if x <= zero else g
 
     return forward, backward
 
@@ -217,7 +217,7 @@ def _ref_elu_bwd(g, x, a):
     # in a wider type: the float32/float64 product loses bits where exp(x)
     # is subnormal but the gradient is not
     wide = np.longdouble if x.dtype == np.float64 else np.float64
-    gw = g.astype(wide) * wide(a) * np.exp(np.minimum(x, 0).astype(wide))
+    gw = g.astype(wide) * (wide(a) * np.exp(np.minimum(x, 0).astype(wide)))
     return np.where(x <= 0, gw.astype(x.dtype), g)
 
 
