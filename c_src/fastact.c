@@ -76,6 +76,16 @@ typedef struct fa_table {
 #define FA_CAT3_(a, b, c) a##_##b##_##c
 #define FA_CAT3(a, b, c) FA_CAT3_(a, b, c)
 
+/* the element types at any byte offset (GCC/Clang: a typedef may lower the
+   alignment), so that an unaligned NumPy array is no undefined behaviour */
+#if defined(__GNUC__) || defined(__clang__)
+typedef float fa_float_unaligned __attribute__((aligned(1)));
+typedef double fa_double_unaligned __attribute__((aligned(1)));
+#else
+typedef float fa_float_unaligned;
+typedef double fa_double_unaligned;
+#endif
+
 /* (An #include cannot sit in a macro, hence the repetition below.) */
 
 /* fused multiply-add inside the exponentials, where the ISA has one (a
