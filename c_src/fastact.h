@@ -3,9 +3,10 @@
  * Every kernel exists for float32 (_f32) and float64 (_f64).  Arguments
  * follow one order: upstream gradient first, then the saved tensor, then the
  * output, then sizes, then parameters, then the thread count.  Buffers are
- * contiguous; an output may be exactly the same buffer as an input (in
- * place) but must not overlap it otherwise.  Math conventions (kinks, NaN,
- * guards) are those of fastact/_registry.py.
+ * contiguous and may sit at any byte offset; an output may be exactly the
+ * same buffer as an input (in place) but must not overlap it otherwise.
+ * Math conventions (kinks, NaN, guards) are those of fastact/_registry.py.
+ * Threads are OpenMP; a process forked after using them runs serially.
  *
  * The first call picks the best instruction set of the running CPU
  * (AVX-512, AVX2+FMA or the baseline); FASTACT_C_ISA=avx512|avx2|baseline
