@@ -44,6 +44,12 @@ C_PARALLEL_MIN = 1 << 14
 #: vectorized across channels.
 PRELU_ROW_MIN = 16
 
+#: PReLU weight gradient: terms are summed in vectorized runs of this many,
+#: and the run sums added with compensation (float64): long enough to keep
+#: the vector units busy, short enough that a run's rounding error stays
+#: near eps * sum |terms|.
+PRELU_SUM_CHUNK = 256
+
 #: Default CUDA launch shape for the grid-stride elementwise kernels.
 CUDA_THREADS_PER_BLOCK = 256
 

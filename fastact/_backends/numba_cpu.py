@@ -96,38 +96,50 @@ def _prelu_kernels(dtype, parallel):
             return t, (comp if abs(comp) < inf else zero)
         return acc + v, comp
 
+    @inner_njit(fastmath={"reassoc"})
+    def chunk_sum(gr, xr, lo, hi):
+        # a short run summed by several vector accumulators
+        acc = zero
+        for j in range(lo, hi):
+            acc += W(wterm(gr[j], xr[j]))
+        return acc
+
     # Two shapes of work: long channel rows (inner >= ROW_MIN: one row per
     # task) or short ones, e.g. (N, C) activations (a block of `outer` per
     # task, vectorized across channels, the weight gradient summed per block).
     row_min = config.PRELU_ROW_MIN
+    chunk = config.PRELU_SUM_CHUNK
 
     def forward(x, w, out):
         outer, C, inner = x.shape
         if inner >= row_min:
+            x2, o2 = x.reshape(outer * C, inner), out.reshape(outer * C, inner)
             for r in prange(outer * C):
-                o, c = r // C, r % C
-                wc = w[c]
+                wc, xr, orow = w[r % C], x2[r], o2[r]
                 for j in range(inner):
-                    out[o, c, j] = fwd(x[o, c, j], wc)
+                    orow[j] = fwd(xr[j], wc)
         else:
             for o in prange(outer):
                 for c in range(C):
-                    wc = w[c]
+                    wc, xr, orow = w[c], x[o, c], out[o, c]
                     for j in range(inner):
-                        out[o, c, j] = fwd(x[o, c, j], wc)
+                        orow[j] = fwd(xr[j], wc)
 
     def backward(g, x, w, gx, partial):
-        """partial: (outer * C,) row sums, or (blocks, C) block sums."""
+        """partial: (outer * C, 1) row sums, or (blocks, C) block sums."""
         outer, C, inner = x.shape
         if inner >= row_min:
+            g2, x2 = g.reshape(outer * C, inner), x.reshape(outer * C, inner)
+            gx2 = gx.reshape(outer * C, inner)
             for r in prange(outer * C):
-                o, c = r // C, r % C
-                wc = w[c]
-                acc, comp = zero, zero
+                wc, gr, xr, orow = w[r % C], g2[r], x2[r], gx2[r]
                 for j in range(inner):
-                    gj, xj = g[o, c, j], x[o, c, j]
-                    gx[o, c, j] = bwd(gj, xj, wc)
-                    acc, comp = add(acc, comp, W(wterm(gj, xj)))
+                    orow[j] = bwd(gr[j], xr[j], wc)
+                # vectorized partial sums of `chunk` terms, added up exactly
+                # enough (Kahan for float64): error ~ eps * sum |terms|
+                acc, comp = zero, zero
+                for lo in range(0, inner, chunk):
+                    acc, comp = add(acc, comp, chunk_sum(gr, xr, lo, min(lo + chunk, inner)))
                 partial[r, 0] = acc - comp
         else:
             nblocks = partial.shape[0]
@@ -136,11 +148,10 @@ def _prelu_kernels(dtype, parallel):
                 comp = np.zeros(C)
                 for o in range(b * outer // nblocks, (b + 1) * outer // nblocks):
                     for c in range(C):
-                        wc = w[c]
+                        wc, gr, xr, orow = w[c], g[o, c], x[o, c], gx[o, c]
                         for j in range(inner):
-                            gj, xj = g[o, c, j], x[o, c, j]
-                            gx[o, c, j] = bwd(gj, xj, wc)
-                            acc[c], comp[c] = add(acc[c], comp[c], W(wterm(gj, xj)))
+                            orow[j] = bwd(gr[j], xr[j], wc)
+                        acc[c], comp[c] = add(acc[c], comp[c], chunk_sum(gr, xr, 0, inner))
                 for c in range(C):
                     partial[b, c] = acc[c] - comp[c]
 
