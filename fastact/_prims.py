@@ -130,14 +130,13 @@ def kernel_njit(tag, **options):
 # shifter, exponent bias, mantissa bits, and clamps that keep the polynomial
 # in range: below `lo` exp(x) rounds to 0, below `em1_lo` expm1(x) to -1,
 # below `mul_lo` even c*exp(x) with c the largest float rounds to 0; above
-# `hi` exp overflows to +inf through 2**n; above `normal_lo` exp is normal.
+# `hi` exp overflows to +inf through 2**n.
 _F32 = dict(log2e=1.4426950408889634, ln2hi=0.693359375, ln2lo=-2.12194440e-4,
             shifter=12582912.0, bias=127, mbits=23, lo=-104.0, hi=89.0,
-            em1_lo=-18.0, mul_lo=-200.0, normal_lo=-87.0)
+            em1_lo=-18.0, mul_lo=-200.0)
 _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
             ln2lo=1.90821492927058770002e-10, shifter=6755399441055744.0,
-            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0, mul_lo=-1460.0,
-            normal_lo=-708.0)
+            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0, mul_lo=-1460.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -183,22 +182,26 @@ def cpu_prims(dtype) -> Prims:
         return nb_f(nb_f, nb_f), codegen
 
     @intrinsic
-    def scale3n(typingctx, a, b, t):
-        """a * b * 2**n (n <= 0 from the shifter sum t, down to ~3 exponent
-        ranges) as ((a * 2**n1) * b) * 2**n1 * 2**n3; a result that turns
-        subnormal before the last factor is rounded twice, at most one more
-        unit in the last place."""
+    def scale_mul(typingctx, a, mb, t):
+        """(a * 2**p) * mb * 2**q * 2**s with p + q + s = n <= 0 (n from the
+        shifter sum t).  Where 2**n is normal: p = n, q = s = 0, and no step
+        overflows unless the result does.  Below, down to ~3 exponent ranges:
+        p = q = ceil(3n/8), s = n - 2p, all normal and <= 1, so the result is
+        rounded once, or twice (one more unit in the last place) if it turns
+        subnormal before the last factor; a step can overflow only if |a mb|
+        exceeds the result by more than 2**(|n|/2)."""
         def codegen(context, builder, sig, args):
             ity, n = _exponent(builder, args[2])
-            # n1 = ceil(n / 3) for |n| < 2**15, without a division: for n <= 0
-            # all three factors are <= 1
-            n1 = builder.sub(ir.Constant(ity, 0), builder.ashr(
-                builder.mul(builder.sub(ir.Constant(ity, 0), n), ir.Constant(ity, 21846)),
-                ir.Constant(ity, 16)))
-            n3 = builder.sub(n, builder.add(n1, n1))
-            s1 = _pow2(builder, ity, n1)
-            r = builder.fmul(builder.fmul(args[0], s1), args[1])
-            return builder.fmul(builder.fmul(r, s1), _pow2(builder, ity, n3))
+            zero_i = ir.Constant(ity, 0)
+            normal = builder.icmp_signed(">=", n, ir.Constant(ity, 1 - bias))
+            m3 = builder.sub(builder.mul(n, ir.Constant(ity, -2)), n)       # -3n
+            n1 = builder.sub(zero_i, builder.ashr(m3, ir.Constant(ity, 3)))
+            p = builder.select(normal, n, n1)
+            q = builder.select(normal, zero_i, n1)
+            s = builder.sub(builder.sub(n, p), q)
+            r = builder.fmul(builder.fmul(args[0], _pow2(builder, ity, p)), args[1])
+            r = builder.fmul(r, _pow2(builder, ity, q))
+            return builder.fmul(r, _pow2(builder, ity, s))
         return nb_f(nb_f, nb_f, nb_f), codegen
 
     @intrinsic
@@ -233,7 +236,6 @@ def cpu_prims(dtype) -> Prims:
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
-    normal_lo = T(c["normal_lo"])
     one, zero = T(1.0), T(0.0)
     if f32:
         # Cephes expf minimax coefficients on [-ln2/2, ln2/2]
@@ -273,19 +275,13 @@ def cpu_prims(dtype) -> Prims:
 
     @njit
     def exp_mul(x, a, b):
-        """a * b * exp(x) for x <= 0.  Where exp(x) is normal: (a e) b, no
-        step overflows unless the result does.  Where exp(x) is subnormal,
-        its 2**n is applied in three factors around the product, so the
-        result is rounded (nearly) once instead of inheriting a subnormal's
-        few bits; a step can then overflow only if |a b| > 2**84 (float32)
-        or 2**680 (float64) times the result."""
+        """a * b * exp(x) for x <= 0, rounded (nearly) once: also where exp(x)
+        alone is subnormal or a * b alone overflows but the product is
+        neither (see `scale_mul`)."""
         xc = zero if x > zero else x
         xc = mul_lo if xc < mul_lo else xc
         r, t = _reduce(xc)
-        m = _expm1_poly(r) + one
-        if xc >= normal_lo:
-            return (a * scale2n(m, t)) * b
-        return scale3n(a, m * b, t)
+        return scale_mul(a, (_expm1_poly(r) + one) * b, t)
 
     @njit
     def expm1(x):
