@@ -140,5 +140,6 @@ class CBackend(Backend):
         lib = self._lib
         return {"isa": self._ffi.string(lib.fa_isa_name(lib.fa_isa())).decode(),
                 "best_isa": self._ffi.string(lib.fa_isa_name(lib.fa_best_isa())).decode(),
-                "threads": _threads.get_num_threads(),
+                # built without OpenMP, every call runs on the calling thread
+                "threads": _threads.get_num_threads() if lib.fa_openmp() else 1,
                 "openmp": bool(lib.fa_openmp())}
