@@ -241,14 +241,14 @@ def _bench(parser, args):
     finally:
         # --threads and --quick change the thread count for this command only
         _threads._setting.update(saved)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(torch_threads or _threads.get_num_threads())
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(torch_threads or _threads.get_num_threads())
 
 
 def _torch_threads():
-    if "torch" not in sys.modules:
-        return None
-    return sys.modules["torch"].get_num_threads()
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.get_num_threads()
 
 
 def _bench_run(args):
