@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from .. import _threads, config
-from .._prims import cpu_prims, inner_njit, kernel_njit
+from .._prims import cpu_prims, inner_njit, kernel_njit, wide_vectors
 from .._registry import REGISTRY
 from . import Backend
 
@@ -41,26 +41,32 @@ def _formulas(name, dtype):
 
 def _make_unary(tag, f, indexed, parallel):
     prange = _numba().prange if parallel else range
+    wide = wide_vectors()
     if indexed:
         def loop(x, out, params):
             for i in prange(x.shape[0]):
+                wide()
                 out[i] = f(x[i], i, *params)
     else:
         def loop(x, out, params):
             for i in prange(x.shape[0]):
+                wide()
                 out[i] = f(x[i], *params)
     return _jit(tag, parallel)(loop)
 
 
 def _make_binary(tag, f, indexed, parallel):
     prange = _numba().prange if parallel else range
+    wide = wide_vectors()
     if indexed:
         def loop(g, s, out, params):
             for i in prange(g.shape[0]):
+                wide()
                 out[i] = f(g[i], s[i], i, *params)
     else:
         def loop(g, s, out, params):
             for i in prange(g.shape[0]):
+                wide()
                 out[i] = f(g[i], s[i], *params)
     return _jit(tag, parallel)(loop)
 
@@ -133,14 +139,15 @@ def _prelu_kernels(dtype, parallel):
             gx2 = gx.reshape(outer * C, inner)
             for r in prange(outer * C):
                 wc, gr, xr, orow = w[r % C], g2[r], x2[r], gx2[r]
-                for j in range(inner):
-                    orow[j] = bwd(gr[j], xr[j], wc)
-                # vectorized partial sums of `chunk` terms, added up exactly
-                # enough (Kahan for float64): error ~ eps * sum |terms|
+                # the sum first: gx may be g or x (in place).  Vectorized
+                # partial sums of `chunk` terms, added up exactly enough
+                # (Kahan for float64): error ~ eps * sum |terms|
                 acc, comp = zero, zero
                 for lo in range(0, inner, chunk):
                     acc, comp = add(acc, comp, chunk_sum(gr, xr, lo, min(lo + chunk, inner)))
                 partial[r, 0] = acc - comp
+                for j in range(inner):
+                    orow[j] = bwd(gr[j], xr[j], wc)
         else:
             nblocks = partial.shape[0]
             for b in prange(nblocks):
@@ -149,9 +156,9 @@ def _prelu_kernels(dtype, parallel):
                 for o in range(b * outer // nblocks, (b + 1) * outer // nblocks):
                     for c in range(C):
                         wc, gr, xr, orow = w[c], g[o, c], x[o, c], gx[o, c]
+                        acc[c], comp[c] = add(acc[c], comp[c], chunk_sum(gr, xr, 0, inner))
                         for j in range(inner):
                             orow[j] = bwd(gr[j], xr[j], wc)
-                        acc[c], comp[c] = add(acc[c], comp[c], chunk_sum(gr, xr, 0, inner))
                 for c in range(C):
                     partial[b, c] = acc[c] - comp[c]
 
