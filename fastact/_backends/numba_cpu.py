@@ -103,10 +103,11 @@ def _prelu_kernels(dtype, parallel):
         return acc + v, comp
 
     @inner_njit(fastmath={"reassoc"})
-    def chunk_sum(gr, xr, lo, hi):
-        # a short run summed by several vector accumulators
+    def chunk_sum(gr, xr):
+        # a short run summed by several vector accumulators (a loop from 0:
+        # with another start Numba's negative-index check blocks vectorizing)
         acc = zero
-        for j in range(lo, hi):
+        for j in range(gr.shape[0]):
             acc += W(wterm(gr[j], xr[j]))
         return acc
 
@@ -144,7 +145,8 @@ def _prelu_kernels(dtype, parallel):
                 # (Kahan for float64): error ~ eps * sum |terms|
                 acc, comp = zero, zero
                 for lo in range(0, inner, chunk):
-                    acc, comp = add(acc, comp, chunk_sum(gr, xr, lo, min(lo + chunk, inner)))
+                    hi = min(lo + chunk, inner)
+                    acc, comp = add(acc, comp, chunk_sum(gr[lo:hi], xr[lo:hi]))
                 partial[r, 0] = acc - comp
                 for j in range(inner):
                     orow[j] = bwd(gr[j], xr[j], wc)
@@ -156,7 +158,7 @@ def _prelu_kernels(dtype, parallel):
                 for o in range(b * outer // nblocks, (b + 1) * outer // nblocks):
                     for c in range(C):
                         wc, gr, xr, orow = w[c], g[o, c], x[o, c], gx[o, c]
-                        acc[c], comp[c] = add(acc[c], comp[c], chunk_sum(gr, xr, 0, inner))
+                        acc[c], comp[c] = add(acc[c], comp[c], chunk_sum(gr, xr))
                         for j in range(inner):
                             orow[j] = bwd(gr[j], xr[j], wc)
                 for c in range(C):
