@@ -33,7 +33,11 @@ _FACTORIES = {
 _loaded: dict = {}
 _failed: dict = {}
 _load_lock = threading.Lock()
-_local = threading.local()
+class _Local(threading.local):
+    stack: list = []        # class-level default: reading it costs no exception
+
+
+_local = _Local()
 
 
 def _check_name(name):
@@ -77,7 +81,7 @@ def status() -> dict:
 def use_backend(name):
     """Run the calls in a ``with`` block on backend ``name`` (this thread)."""
     _check_name(name)
-    stack = getattr(_local, "stack", None)
+    stack = _local.__dict__.get("stack")
     if stack is None:
         stack = _local.stack = []
     stack.append(name)
@@ -90,6 +94,7 @@ def use_backend(name):
 _auto: dict = {}
 # read once, at import: a process picks its default backend when it starts
 _ENV_BACKEND = config.env_backend()
+_PARALLEL_MIN = config.PARALLEL_MIN
 
 
 def _first_available(names):
@@ -111,7 +116,7 @@ def choose(backend, size):
     """The backend object for one call on host arrays."""
     name = backend
     if name is None:
-        stack = getattr(_local, "stack", None)
+        stack = _local.stack
         if stack:
             name = stack[-1]
         elif _ENV_BACKEND is not None:
@@ -120,8 +125,11 @@ def choose(backend, size):
                 valid = ", ".join(repr(n) for n in config.BACKEND_NAMES)
                 raise ValueError(f"FASTACT_BACKEND={name!r} is not a fastact backend; "
                                  f"valid names: {valid}")
-    if name is not None:
-        b = _loaded.get(name)
-        return b if b is not None else get(name)
-    return _first_available(config.AUTO_LARGE if size >= config.PARALLEL_MIN
-                            else config.AUTO_SMALL)
+        else:
+            b = _auto.get(size >= _PARALLEL_MIN)
+            if b is None:
+                b = _auto[size >= _PARALLEL_MIN] = _first_available(
+                    config.AUTO_LARGE if size >= _PARALLEL_MIN else config.AUTO_SMALL)
+            return b
+    b = _loaded.get(name)
+    return b if b is not None else get(name)

@@ -15,21 +15,25 @@ import os
 #: Backend names in the order ``fastact.backends()`` lists them.
 BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 
-#: Automatic choice for host arrays with at least ``SMALL_MAX`` elements, and
-#: below it.  The reference is last: used only when nothing else loads.
-#: "c" first (measured on the 2-core AVX-512 build machine, float32, fastact
-#: backend calls side by side): at 1024 elements its per-call cost equals
-#: Numba's (5.5 vs 5.7 us relu, 5.7 vs 5.7 us sigmoid through the public API)
-#: and its first call needs no JIT or cache load (26 ms vs 660 ms); at 2**24
-#: elements on both cores it is as fast as Numba within noise on every
-#: kernel and faster on prelu_backward (1.6x) and rrelu (1.0-1.3x).
-AUTO_LARGE = ("c", "numba", "numpy")
-AUTO_SMALL = ("c", "numba", "numpy")
+#: Automatic choice for host arrays of at least ``PARALLEL_MIN`` elements,
+#: and below it; the first that loads wins, the reference comes last (used
+#: only when nothing else loads).  Numba leads both: measured in one process
+#: on the 2-core build machine (float32, out= given, microseconds per call,
+#: numba / c): relu 3.18 / 3.29 at 1024 elements, 4.98 / 6.26 at 2**14,
+#: 200 / 196 at 2**20; sigmoid 3.65 / 3.77, 11.1 / 12.5, 415 / 441;
+#: elu_backward 6.90 / 7.47, 15.0 / 15.4, 419 / 504; softmax (rows of 256)
+#: 9.22 / 9.91, 23.5 / 24.6, 780 / 848.  The C backend takes over where
+#: Numba is missing, and has no compile/cache-load latency on a process's
+#: first call (26 ms against ~0.7 s): ``FASTACT_BACKEND=c`` for short scripts.
+AUTO_LARGE = ("numba", "c", "numpy")
+AUTO_SMALL = ("numba", "c", "numpy")
 
-#: Below this many elements the Numba backend runs its serial kernels: the
-#: cost of waking the thread pool (~5-10 us measured on the 2-core build
-#: machine) exceeds the work.  Measured with ``fastact bench`` size sweeps:
-#: relu/sigmoid at 2**15 float32 run equally fast serial and parallel.
+#: Below this many elements the Numba backend runs its serial kernels and
+#: the dispatcher uses ``AUTO_SMALL``.  Serial / 2-thread kernel times on the
+#: 2-core build machine (float32, microseconds): relu 2.8/4.8 at 2**14,
+#: 4.5/5.5 at 2**15, 9.0/8.0 at 2**16; sigmoid 11.2/8.5 at 2**14, 21.4/13.8
+#: at 2**15.  Memory-bound kernels break even near 2**16, exp kernels near
+#: 2**13; 2**15 costs each at most ~2.5 us at the crossover.
 PARALLEL_MIN = 1 << 15
 
 #: Below this many elements the C backend stays on the calling thread.

@@ -254,7 +254,7 @@ class NumbaBackend(Backend):
     def elementwise(self, name, pass_, ins, out, params):
         n = out.shape[0]
         if n < config.PARALLEL_MIN:         # the low-overhead path
-            key = (name, pass_, out.dtype.char)
+            key = (name, pass_, out.itemsize)
             k = self._serial.get(key)
             if k is None:
                 k = self._serial[key] = _elementwise_kernel(name, pass_, out.dtype.type, False)
