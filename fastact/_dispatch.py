@@ -71,9 +71,14 @@ def status() -> dict:
     for name in config.BACKEND_NAMES:
         try:
             b = get(name)
-            out[name] = {"available": True, "reason": None, **b.describe()}
         except BackendUnavailable as e:
             out[name] = {"available": False, "reason": e.reason}
+            continue
+        try:
+            details = b.describe()
+        except Exception as e:               # a report must not fail the caller
+            details = {"describe_error": f"{type(e).__name__}: {e}"}
+        out[name] = {"available": True, "reason": None, **details}
     return out
 
 
