@@ -29,7 +29,7 @@ C_SRC = ROOT / "c_src"
 HEADER = C_SRC / "fastact.h"
 MODULE = "fastact._backends._cfastact"
 SOURCES = ["c_src/fastact.c"]
-DEPENDS = ["c_src/fastact.h", "c_src/kernels.inc"]
+DEPENDS = ["c_src/fastact.h", "c_src/kernels.inc", "c_src/both_dtypes.inc"]
 #: written next to the module when the build fails; the backend reports it
 UNBUILT_NOTE = "_cfastact.unbuilt"
 

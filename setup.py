@@ -35,24 +35,24 @@ class optional_build_ext(build_ext):
             self._give_up(e)
 
     def build_extension(self, ext):
-        try:
-            super().build_extension(ext)
-            self._note().unlink(missing_ok=True)
-            return
-        except Exception as e:
-            first = e
-        if "-fopenmp" in ext.extra_compile_args:
-            self.warn(f"fastact: C backend failed to build with OpenMP ({first}); "
+        err = self._try_build(ext)
+        if err is not None and "-fopenmp" in ext.extra_compile_args:
+            self.warn(f"fastact: C backend failed to build with OpenMP ({err}); "
                       "retrying without threads")
             ext.extra_compile_args = [a for a in ext.extra_compile_args if a != "-fopenmp"]
             ext.extra_link_args = [a for a in ext.extra_link_args if a != "-fopenmp"]
-            try:
-                super().build_extension(ext)
-                self._note().unlink(missing_ok=True)
-                return
-            except Exception as e:
-                first = e
-        self._give_up(first)
+            err = self._try_build(ext)
+        if err is not None:
+            self._give_up(err)
+
+    def _try_build(self, ext):
+        """None when the extension built, else the error."""
+        try:
+            super().build_extension(ext)
+        except Exception as e:
+            return e
+        self._note().unlink(missing_ok=True)
+        return None
 
     def _note(self):
         base = HERE if self.inplace else pathlib.Path(self.build_lib)

@@ -86,8 +86,6 @@ typedef float fa_float_unaligned;
 typedef double fa_double_unaligned;
 #endif
 
-/* (An #include cannot sit in a macro, hence the repetition below.) */
-
 /* fused multiply-add inside the exponentials, where the ISA has one (a
    libm fma without hardware support would be slow) */
 #define FA_FMA32(a, b, c) ((a) * (b) + (c))
@@ -95,20 +93,7 @@ typedef double fa_double_unaligned;
 
 /* --- baseline (SSE2 on x86-64, whatever the compiler targets elsewhere) --- */
 #define FA_ISA baseline
-#define FA_T double
-#define FA_F32 0
-#define FA_NAME(b) FA_CAT3(b, f64, FA_ISA)
-#include "kernels.inc"
-#undef FA_T
-#undef FA_F32
-#undef FA_NAME
-#define FA_T float
-#define FA_F32 1
-#define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
-#include "kernels.inc"
-#undef FA_T
-#undef FA_F32
-#undef FA_NAME
+#include "both_dtypes.inc"
 #undef FA_ISA
 
 #if FA_X86
@@ -124,20 +109,7 @@ typedef double fa_double_unaligned;
 #define FA_FMA32(a, b, c) __builtin_fmaf(a, b, c)
 #define FA_FMA64(a, b, c) __builtin_fma(a, b, c)
 #define FA_ISA avx2
-#define FA_T double
-#define FA_F32 0
-#define FA_NAME(b) FA_CAT3(b, f64, FA_ISA)
-#include "kernels.inc"
-#undef FA_T
-#undef FA_F32
-#undef FA_NAME
-#define FA_T float
-#define FA_F32 1
-#define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
-#include "kernels.inc"
-#undef FA_T
-#undef FA_F32
-#undef FA_NAME
+#include "both_dtypes.inc"
 #undef FA_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -153,20 +125,7 @@ typedef double fa_double_unaligned;
 #pragma GCC target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")
 #endif
 #define FA_ISA avx512
-#define FA_T double
-#define FA_F32 0
-#define FA_NAME(b) FA_CAT3(b, f64, FA_ISA)
-#include "kernels.inc"
-#undef FA_T
-#undef FA_F32
-#undef FA_NAME
-#define FA_T float
-#define FA_F32 1
-#define FA_NAME(b) FA_CAT3(b, f32, FA_ISA)
-#include "kernels.inc"
-#undef FA_T
-#undef FA_F32
-#undef FA_NAME
+#include "both_dtypes.inc"
 #undef FA_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
