@@ -10,7 +10,7 @@ import operator
 
 import numpy as np
 
-from . import _dispatch, _rng
+from . import _dispatch, _rng, config
 from ._arrays import HOST, SUPPORTED
 
 
@@ -157,55 +157,52 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _ND = np.ndarray
 
 
-def _fast_host_arrays(named, out):
-    """The inputs when a call needs no conversion, copy or temporary, else None.
-
-    That is: NumPy arrays of one supported dtype and shape, C-contiguous,
-    and an ``out`` that is None, or such an array aliasing no input except
-    by being it.  Everything else takes the general path, which validates.
-    Written for the call overhead of small arrays: every test is one of the
-    cheapest NumPy offers.
-    """
-    x = named[0][1]
-    if type(x) is not _ND:
-        return None
-    dt = x.dtype
-    if (dt is not _F32 and dt is not _F64) or not x.flags.c_contiguous:
-        return None
-    if len(named) == 1:
-        arrs = (x,)
-    else:
-        a = named[1][1]
-        if (type(a) is not _ND or a.dtype is not dt or a.shape != x.shape
-                or not a.flags.c_contiguous):
-            return None
-        arrs = (x, a)
-    if out is not None:
-        if type(out) is not _ND or out.dtype is not dt or out.shape != x.shape:
-            return None
-        f = out.flags
-        if not (f.c_contiguous and f.writeable):
-            return None
-        for a in arrs:
-            if a is not out and np.may_share_memory(a, out):
-                return None
-    return arrs
+_PARALLEL_MIN = config.PARALLEL_MIN
+_may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch.choose
+_kernels: dict = {}     # (backend, name, pass, dtype, small) -> f(*ins, out, params)
 
 
 def _elementwise(op, name, pass_, named, params, out, backend, stream=None):
-    if stream is None:
-        arrs = _fast_host_arrays(named, out)
-        if arrs is not None:
-            x = arrs[0]
-            b = _dispatch.choose(backend, x.size)
-            if b.name != "cuda":
-                if params:
-                    T = x.dtype.type
-                    params = tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
-                res = np.empty_like(x) if out is None else out
-                if x.size:
-                    b.elementwise(name, pass_, [a.ravel() for a in arrs], res.ravel(), params)
-                return res
+    # The fast path, written for the call overhead of small arrays (every
+    # test is one of the cheapest NumPy offers): NumPy arrays of one native
+    # float dtype and shape, C-contiguous, and an ``out`` that is None or
+    # such an array aliasing no input except by being it.  Anything else
+    # takes the general path below, which validates and explains.
+    x = named[0][1]
+    if stream is None and type(x) is _ND:
+        dt = x.dtype
+        if (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
+            fast = True
+            if len(named) == 2:
+                s = named[1][1]
+                fast = (type(s) is _ND and s.dtype is dt and s.shape == x.shape
+                        and s.flags.c_contiguous)
+            if fast and out is not None:
+                fast = type(out) is _ND and out.dtype is dt and out.shape == x.shape
+                if fast:
+                    f = out.flags
+                    fast = f.c_contiguous and f.writeable and (
+                        out is x or not _may_share(x, out)) and (
+                        len(named) == 1 or out is s or not _may_share(s, out))
+            if fast:
+                n = x.size
+                b = _choose(backend, n)
+                if b.name != "cuda":
+                    if params:
+                        T = dt.type
+                        params = tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
+                    res = _empty_like(x) if out is None else out
+                    if n:
+                        key = (b, name, pass_, dt, n < _PARALLEL_MIN)
+                        k = _kernels.get(key)
+                        if k is None:
+                            k = _kernels[key] = b.elementwise_kernel(
+                                name, pass_, dt.type, key[-1])
+                        if len(named) == 1:
+                            k(x.ravel(), res.ravel(), params)
+                        else:
+                            k(x.ravel(), s.ravel(), res.ravel(), params)
+                    return res
     xp, arrs = _inputs(op, named)
     x = arrs[-1]
     shape, dtype = x.shape, x.dtype

@@ -27,15 +27,33 @@ def calls(monkeypatch):
     """Records, per thread, the name of every backend that computed something."""
     log = []
 
+    # the public layer keeps elementwise kernels from `elementwise_kernel`:
+    # start from an empty cache so that every call goes through the spies,
+    # and log only the outermost spied call of a thread (a backend's kernel
+    # may call its own `elementwise`)
+    monkeypatch.setattr(fastact._api, "_kernels", {})
+    depth = threading.local()
+
+    def logging(fn, name):
+        def spied(*a, **k):
+            d = getattr(depth, "n", 0)
+            if d == 0:
+                log.append((threading.get_ident(), name))
+            depth.n = d + 1
+            try:
+                return fn(*a, **k)
+            finally:
+                depth.n = d
+        return spied
+
     for name in _available():
         b = _dispatch.get(name)
         for m in METHODS:
-            orig = getattr(b, m)
+            monkeypatch.setattr(b, m, logging(getattr(b, m), name))
 
-            def spy(*a, _orig=orig, _name=name, **k):
-                log.append((threading.get_ident(), _name))
-                return _orig(*a, **k)
-            monkeypatch.setattr(b, m, spy)
+        def kernel_spy(*a, _orig=b.elementwise_kernel, _name=name, **k):
+            return logging(_orig(*a, **k), _name)
+        monkeypatch.setattr(b, "elementwise_kernel", kernel_spy)
 
     def names(clear=True):
         me = threading.get_ident()
@@ -219,8 +237,12 @@ def test_env_var_sets_default_backend():
         used = []
         for name in ("numpy", "numba"):
             b = _dispatch.get(name)
-            orig = b.elementwise
-            b.elementwise = lambda *a, _o=orig, _n=name, **k: (used.append(_n), _o(*a, **k))
+            orig = b.elementwise_kernel     # what the public layer calls for these arrays
+
+            def spy(*a, _o=orig, _n=name):
+                kernel = _o(*a)
+                return lambda *args: (used.append(_n), kernel(*args))
+            b.elementwise_kernel = spy
         fastact.relu(np.ones(3))
         fastact.relu(np.ones(3), backend="numba")
         with fastact.use_backend("numba"):

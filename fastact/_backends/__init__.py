@@ -14,6 +14,12 @@ outputs, and parameters already cast to that dtype (the RReLU key as
 ``softmax_forward(x, out)`` / ``softmax_backward(g, y, out)``
     Rows along the last axis of 2-D arrays.
 
+``elementwise_kernel(name, pass_, dtype, small)`` (optional)
+    A callable ``f(*ins, out, params)`` doing what ``elementwise`` does, for
+    the public layer to keep and call directly: the per-call overhead of
+    small arrays.  ``small`` says the arrays have fewer than
+    ``config.PARALLEL_MIN`` elements.
+
 ``load()`` returns the ready backend or raises an exception whose message
 says why it is unavailable; ``describe()`` returns a dict for ``fastact info``.
 """
@@ -28,3 +34,10 @@ class Backend:
 
     def describe(self) -> dict:
         return {}
+
+    def elementwise_kernel(self, name, pass_, dtype, small):
+        elementwise = self.elementwise
+
+        def run(*args):
+            elementwise(name, pass_, args[:-2], args[-2], args[-1])
+        return run

@@ -236,7 +236,6 @@ class NumbaBackend(Backend):
     def load(self):
         nb = _numba()          # ImportError says why
         self._nb = nb
-        self._serial = {}
         return self
 
     def _run(self, n, get_kernel, *args):
@@ -253,15 +252,17 @@ class NumbaBackend(Backend):
 
     def elementwise(self, name, pass_, ins, out, params):
         n = out.shape[0]
-        if n < config.PARALLEL_MIN:         # the low-overhead path
-            key = (name, pass_, out.itemsize)
-            k = self._serial.get(key)
-            if k is None:
-                k = self._serial[key] = _elementwise_kernel(name, pass_, out.dtype.type, False)
-            k(*ins, out, params)
-        else:
-            self._run(n, lambda par: _elementwise_kernel(name, pass_, out.dtype.type, par),
-                      *ins, out, params)
+        self.elementwise_kernel(name, pass_, out.dtype.type, n < config.PARALLEL_MIN)(
+            *ins, out, params)
+
+    def elementwise_kernel(self, name, pass_, dtype, small):
+        if small:             # the low-overhead path: the compiled loop itself
+            return _elementwise_kernel(name, pass_, dtype, False)
+
+        def run(*args):
+            self._run(args[-2].shape[0],
+                      lambda par: _elementwise_kernel(name, pass_, dtype, par), *args)
+        return run
 
     def prelu_forward(self, x, w, out):
         self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[0], x, w, out)
