@@ -316,6 +316,8 @@ def cpu_prims(dtype) -> Prims:
         # 2**n * expm1(r) + (2**n - 1): exact scaling, one rounding in the sum
         return s * e + (s - one)
 
+    wide = wide_vectors()
+
     @njit
     def row_max(xr):
         """Largest element of a 1-D array; vectorizes as an integer max.  If
@@ -323,6 +325,7 @@ def cpu_prims(dtype) -> Prims:
         feed ``x - max`` to exp get NaN either way."""
         m = ordered(T(-np.inf))
         for j in range(xr.shape[0]):
+            wide()
             k = ordered(xr[j])
             m = k if k > m else m
         return unordered(m)

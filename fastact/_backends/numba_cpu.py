@@ -91,6 +91,7 @@ def _prelu_kernels(dtype, parallel):
     # float32 terms summed in float64 are exact enough; float64 sums need Kahan
     compensated = np.dtype(dtype) == np.float64
     inf = W(np.inf)
+    wide = wide_vectors()
 
     @inner_njit()
     def add(acc, comp, v):
@@ -108,6 +109,7 @@ def _prelu_kernels(dtype, parallel):
         # with another start Numba's negative-index check blocks vectorizing)
         acc = zero
         for j in range(gr.shape[0]):
+            wide()
             acc += W(wterm(gr[j], xr[j]))
         return acc
 
@@ -124,6 +126,7 @@ def _prelu_kernels(dtype, parallel):
             for r in prange(outer * C):
                 wc, xr, orow = w[r % C], x2[r], o2[r]
                 for j in range(inner):
+                    wide()
                     orow[j] = fwd(xr[j], wc)
         else:
             for o in prange(outer):
@@ -149,6 +152,7 @@ def _prelu_kernels(dtype, parallel):
                     acc, comp = add(acc, comp, chunk_sum(gr[lo:hi], xr[lo:hi]))
                 partial[r, 0] = acc - comp
                 for j in range(inner):
+                    wide()
                     orow[j] = bwd(gr[j], xr[j], wc)
         else:
             nblocks = partial.shape[0]
@@ -186,11 +190,13 @@ def _softmax_kernels(dtype, parallel):
     row_max, exp_diff = prims.row_max, prims.exp_diff
     tag = f"softmax_{np.dtype(dtype).name}"
     zero = W(0.0)
+    wide = wide_vectors()
 
     @inner_njit(fastmath={"reassoc"})
     def wide_sum(r):
         s = zero
         for j in range(r.shape[0]):
+            wide()
             s += W(r[j])
         return s
 
@@ -201,12 +207,14 @@ def _softmax_kernels(dtype, parallel):
         hi = T(inv)
         lo = T(inv - W(hi))
         for j in range(r.shape[0]):
+            wide()
             r[j] = r[j] * hi + r[j] * lo
 
     @inner_njit(fastmath={"reassoc", "contract"})
     def dot(gr, yr):
         s = zero
         for j in range(gr.shape[0]):
+            wide()
             s += W(gr[j]) * W(yr[j])
         return s
 
@@ -215,15 +223,19 @@ def _softmax_kernels(dtype, parallel):
             xr, orow = x[r], out[r]
             m = row_max(xr)
             for j in range(xr.shape[0]):       # in the data's own width
+                wide()
                 orow[j] = exp_diff(xr[j], m)
             scale(orow, W(1.0) / wide_sum(orow))
 
     def backward(g, y, out):
         for r in prange(y.shape[0]):
             gr, yr, orow = g[r], y[r], out[r]
-            d = dot(gr, yr)
+            # the dot product in float64, the rest in the data's width: the
+            # rounding of d is within the bound 4 eps |y| (|g| + sum |g y|)
+            d = T(dot(gr, yr))
             for j in range(yr.shape[0]):
-                orow[j] = T(W(yr[j]) * (W(gr[j]) - d))
+                wide()
+                orow[j] = yr[j] * (gr[j] - d)
 
     return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
 
