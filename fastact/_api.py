@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _dispatch, _rng, config
 from ._arrays import HOST, SUPPORTED
+from ._registry import REGISTRY
 
 
 # --- validation ---------------------------------------------------------------
@@ -162,19 +163,21 @@ _may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch
 _kernels: dict = {}     # (backend, name, pass, dtype, small) -> f(*ins, out, params)
 
 
-def _elementwise(op, name, pass_, named, params, out, backend, stream=None):
+def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
+    """One elementwise call: ``arrays`` is ``(x,)`` forward, ``(grad, saved)``
+    backward (named as the registry's ``saves`` says, for error messages)."""
     # The fast path, written for the call overhead of small arrays (every
     # test is one of the cheapest NumPy offers): NumPy arrays of one native
     # float dtype and shape, C-contiguous, and an ``out`` that is None or
     # such an array aliasing no input except by being it.  Anything else
     # takes the general path below, which validates and explains.
-    x = named[0][1]
+    x = arrays[0]
     if stream is None and type(x) is _ND:
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
             fast = True
-            if len(named) == 2:
-                s = named[1][1]
+            if len(arrays) == 2:
+                s = arrays[1]
                 fast = (type(s) is _ND and s.dtype is dt and s.shape == x.shape
                         and s.flags.c_contiguous)
             if fast and out is not None:
@@ -183,7 +186,7 @@ def _elementwise(op, name, pass_, named, params, out, backend, stream=None):
                     f = out.flags
                     fast = f.c_contiguous and f.writeable and (
                         out is x or not _may_share(x, out)) and (
-                        len(named) == 1 or out is s or not _may_share(s, out))
+                        len(arrays) == 1 or out is s or not _may_share(s, out))
             if fast:
                 n = x.size
                 b = _choose(backend, n)
@@ -198,11 +201,13 @@ def _elementwise(op, name, pass_, named, params, out, backend, stream=None):
                         if k is None:
                             k = _kernels[key] = b.elementwise_kernel(
                                 name, pass_, dt.type, key[-1])
-                        if len(named) == 1:
+                        if len(arrays) == 1:
                             k(x.ravel(), res.ravel(), params)
                         else:
                             k(x.ravel(), s.ravel(), res.ravel(), params)
                     return res
+    names = ("x",) if pass_ == "forward" else ("grad", REGISTRY[name].saves)
+    named = list(zip(names, arrays))
     xp, arrs = _inputs(op, named)
     x = arrs[-1]
     shape, dtype = x.shape, x.dtype
@@ -237,7 +242,7 @@ def sigmoid(x, *, out=None, backend=None, stream=None):
     >>> fastact.sigmoid(np.array([-np.inf, 0.0, 2.0, np.inf]))
     array([0.        , 0.5       , 0.88079708, 1.        ])
     """
-    return _elementwise("sigmoid", "sigmoid", "forward", [("x", x)], (), out, backend, stream)
+    return _elementwise("sigmoid", "sigmoid", "forward", (x,), (), out, backend, stream)
 
 
 def sigmoid_backward(grad, y, *, out=None, backend=None, stream=None):
@@ -250,7 +255,7 @@ def sigmoid_backward(grad, y, *, out=None, backend=None, stream=None):
     array([0.25])
     """
     return _elementwise("sigmoid_backward", "sigmoid", "backward",
-                        [("grad", grad), ("y", y)], (), out, backend, stream)
+                        (grad, y), (), out, backend, stream)
 
 
 def relu(x, *, out=None, backend=None, stream=None):
@@ -264,7 +269,7 @@ def relu(x, *, out=None, backend=None, stream=None):
     >>> fastact.relu(np.array([-2.0, 0.0, 3.0]))
     array([0., 0., 3.])
     """
-    return _elementwise("relu", "relu", "forward", [("x", x)], (), out, backend, stream)
+    return _elementwise("relu", "relu", "forward", (x,), (), out, backend, stream)
 
 
 def relu_backward(grad, y, *, out=None, backend=None, stream=None):
@@ -280,7 +285,7 @@ def relu_backward(grad, y, *, out=None, backend=None, stream=None):
     array([0., 0., 1.])
     """
     return _elementwise("relu_backward", "relu", "backward",
-                        [("grad", grad), ("y", y)], (), out, backend, stream)
+                        (grad, y), (), out, backend, stream)
 
 
 def leaky_relu(x, negative_slope=0.01, *, out=None, backend=None, stream=None):
@@ -293,7 +298,7 @@ def leaky_relu(x, negative_slope=0.01, *, out=None, backend=None, stream=None):
     array([-0.2,  3. ])
     """
     a = _real("leaky_relu", "negative_slope", negative_slope)
-    return _elementwise("leaky_relu", "leaky_relu", "forward", [("x", x)], (a,),
+    return _elementwise("leaky_relu", "leaky_relu", "forward", (x,), (a,),
                         out, backend, stream)
 
 
@@ -310,7 +315,7 @@ def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None, backend=None,
     """
     a = _real("leaky_relu_backward", "negative_slope", negative_slope)
     return _elementwise("leaky_relu_backward", "leaky_relu", "backward",
-                        [("grad", grad), ("x", x)], (a,), out, backend, stream)
+                        (grad, x), (a,), out, backend, stream)
 
 
 def _rrelu_params(op, lower, upper, training, seed):
@@ -349,7 +354,7 @@ def rrelu(x, lower=1 / 8, upper=1 / 3, *, training=False, seed=None, out=None,
     True
     """
     name, p = _rrelu_params("rrelu", lower, upper, training, seed)
-    return _elementwise("rrelu", name, "forward", [("x", x)], p, out, backend, stream)
+    return _elementwise("rrelu", name, "forward", (x,), p, out, backend, stream)
 
 
 def rrelu_backward(grad, x, lower=1 / 8, upper=1 / 3, *, training=False, seed=None,
@@ -367,7 +372,7 @@ def rrelu_backward(grad, x, lower=1 / 8, upper=1 / 3, *, training=False, seed=No
     """
     name, p = _rrelu_params("rrelu_backward", lower, upper, training, seed)
     return _elementwise("rrelu_backward", name, "backward",
-                        [("grad", grad), ("x", x)], p, out, backend, stream)
+                        (grad, x), p, out, backend, stream)
 
 
 def elu(x, alpha=1.0, *, out=None, backend=None, stream=None):
@@ -383,7 +388,7 @@ def elu(x, alpha=1.0, *, out=None, backend=None, stream=None):
     array([-1.    , -0.6321,  2.    ])
     """
     a = _real("elu", "alpha", alpha)
-    return _elementwise("elu", "elu", "forward", [("x", x)], (a,), out, backend, stream)
+    return _elementwise("elu", "elu", "forward", (x,), (a,), out, backend, stream)
 
 
 def elu_backward(grad, x, alpha=1.0, *, out=None, backend=None, stream=None):
@@ -399,7 +404,7 @@ def elu_backward(grad, x, alpha=1.0, *, out=None, backend=None, stream=None):
     array([2., 1.])
     """
     a = _real("elu_backward", "alpha", alpha)
-    return _elementwise("elu_backward", "elu", "backward", [("grad", grad), ("x", x)],
+    return _elementwise("elu_backward", "elu", "backward", (grad, x),
                         (a,), out, backend, stream)
 
 
