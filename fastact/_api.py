@@ -10,9 +10,9 @@ import operator
 
 import numpy as np
 
-from . import _dispatch, _rng, config
+from . import _dispatch, _rng
 from ._arrays import HOST, SUPPORTED
-from ._registry import REGISTRY
+from ._registry import REGISTRY, parallel_min
 
 
 # --- validation ---------------------------------------------------------------
@@ -158,7 +158,7 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _ND = np.ndarray
 
 
-_PARALLEL_MIN = config.PARALLEL_MIN
+_PARALLEL_MIN = {name: parallel_min(name) for name in REGISTRY}
 _may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch.choose
 _kernels: dict = {}     # (backend, name, pass, dtype, small) -> f(*ins, out, params)
 
@@ -196,7 +196,7 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                         params = tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
                     res = _empty_like(x) if out is None else out
                     if n:
-                        key = (b, name, pass_, dt, n < _PARALLEL_MIN)
+                        key = (b, name, pass_, dt, n < _PARALLEL_MIN[name])
                         k = _kernels.get(key)
                         if k is None:
                             k = _kernels[key] = b.elementwise_kernel(

@@ -37,6 +37,13 @@ class Spec:
     reference_forward: Callable | None = None
     reference_backward: Callable | None = None
     indexed: bool = False           # formula also takes the flat C-order index
+    compute_bound: bool = False     # an exp or a hash per element: worth threads sooner
+
+
+def parallel_min(name: str) -> int:
+    """Elements from which the parallel CPU kernels of ``name`` pay off."""
+    from . import config
+    return config.PARALLEL_MIN_COMPUTE if REGISTRY[name].compute_bound else config.PARALLEL_MIN
 
 
 REGISTRY: dict[str, Spec] = {}
@@ -71,7 +78,7 @@ def _ref_sigmoid(x):
 
 
 _register(Spec(
-    "sigmoid", "elementwise", saves="y", build=_sigmoid,
+    "sigmoid", "elementwise", saves="y", build=_sigmoid, compute_bound=True,
     reference_forward=_ref_sigmoid,
     reference_backward=lambda g, y: g * ((1 - y) * y),
 ))
@@ -184,7 +191,7 @@ def _ref_rrelu_bwd(g, x, key, lower, upper):
 
 _register(Spec(
     "rrelu_train", "elementwise", saves="x", params=("key", "lower", "upper"),
-    build=_rrelu_train, indexed=True,
+    build=_rrelu_train, indexed=True, compute_bound=True,
     reference_forward=_ref_rrelu_fwd, reference_backward=_ref_rrelu_bwd,
 ))
 
@@ -222,7 +229,7 @@ def _ref_elu_bwd(g, x, a):
 
 
 _register(Spec(
-    "elu", "elementwise", saves="x", params=("alpha",), build=_elu,
+    "elu", "elementwise", saves="x", params=("alpha",), build=_elu, compute_bound=True,
     reference_forward=_ref_elu_fwd, reference_backward=_ref_elu_bwd,
 ))
 
@@ -275,6 +282,6 @@ def _ref_softmax_bwd(g, y):
 
 
 _register(Spec(
-    "softmax", "rowwise", saves="y",
+    "softmax", "rowwise", saves="y", compute_bound=True,
     reference_forward=_ref_softmax_fwd, reference_backward=_ref_softmax_bwd,
 ))

@@ -28,13 +28,16 @@ BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 AUTO_LARGE = ("numba", "c", "numpy")
 AUTO_SMALL = ("numba", "c", "numpy")
 
-#: Below this many elements the Numba backend runs its serial kernels and
-#: the dispatcher uses ``AUTO_SMALL``.  Serial / 2-thread kernel times on the
-#: 2-core build machine (float32, microseconds): relu 2.8/4.8 at 2**14,
-#: 4.5/5.5 at 2**15, 9.0/8.0 at 2**16; sigmoid 11.2/8.5 at 2**14, 21.4/13.8
-#: at 2**15.  Memory-bound kernels break even near 2**16, exp kernels near
-#: 2**13; 2**15 costs each at most ~2.5 us at the crossover.
-PARALLEL_MIN = 1 << 15
+#: Below this many elements the Numba backend runs its serial kernels (and
+#: the dispatcher uses ``AUTO_SMALL``): memory-bound kernels, then kernels
+#: whose arithmetic dominates (an exponential or a hash per element:
+#: ``Spec.compute_bound``).  Serial / 2-thread kernel times on the 2-core build
+#: machine (float32, microseconds): relu 4.8/5.5 at 2**15, 8.7/8.2 at 2**16;
+#: leaky_relu 5.7/6.5, 9.4/7.7; sigmoid 4.6/4.9 at 2**13, 9.3/7.3 at 2**14;
+#: rrelu (training) 6.4/6.7, 12.5/10.9; softmax (rows of 256) 6.6/5.6,
+#: 12.3/8.4; elu 4.4/6.1, 5.1/5.2.
+PARALLEL_MIN = 1 << 16
+PARALLEL_MIN_COMPUTE = 1 << 14
 
 #: Below this many elements the C backend stays on the calling thread.
 #: Size sweep, C backend, float32, serial vs 2 OpenMP threads (best of 15

@@ -18,7 +18,7 @@ outputs, and parameters already cast to that dtype (the RReLU key as
     A callable ``f(*ins, out, params)`` doing what ``elementwise`` does, for
     the public layer to keep and call directly: the per-call overhead of
     small arrays.  ``small`` says the arrays have fewer than
-    ``config.PARALLEL_MIN`` elements.
+    ``_registry.parallel_min(name)`` elements.
 
 ``load()`` returns the ready backend or raises an exception whose message
 says why it is unavailable; ``describe()`` returns a dict for ``fastact info``.

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _threads, config
 from .._prims import cpu_prims, inner_njit, kernel_njit, wide_vectors
-from .._registry import REGISTRY
+from .._registry import REGISTRY, parallel_min
 from . import Backend
 
 # A parallel region entered from two Python threads at once is not safe on
@@ -250,8 +250,8 @@ class NumbaBackend(Backend):
         self._nb = nb
         return self
 
-    def _run(self, n, get_kernel, *args):
-        if n >= config.PARALLEL_MIN and _pool_lock.acquire(blocking=False):
+    def _run(self, n, threshold, get_kernel, *args):
+        if n >= threshold and _pool_lock.acquire(blocking=False):
             try:
                 want = _threads.get_num_threads()
                 if self._nb.get_num_threads() != want:
@@ -264,20 +264,23 @@ class NumbaBackend(Backend):
 
     def elementwise(self, name, pass_, ins, out, params):
         n = out.shape[0]
-        self.elementwise_kernel(name, pass_, out.dtype.type, n < config.PARALLEL_MIN)(
+        self.elementwise_kernel(name, pass_, out.dtype.type, n < parallel_min(name))(
             *ins, out, params)
 
     def elementwise_kernel(self, name, pass_, dtype, small):
         if small:             # the low-overhead path: the compiled loop itself
             return _elementwise_kernel(name, pass_, dtype, False)
 
+        threshold = parallel_min(name)
+
         def run(*args):
-            self._run(args[-2].shape[0],
+            self._run(args[-2].shape[0], threshold,
                       lambda par: _elementwise_kernel(name, pass_, dtype, par), *args)
         return run
 
     def prelu_forward(self, x, w, out):
-        self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[0], x, w, out)
+        self._run(x.size, parallel_min("prelu"),
+                  lambda par: _prelu_kernels(x.dtype.type, par)[0], x, w, out)
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
@@ -285,17 +288,19 @@ class NumbaBackend(Backend):
             partial = np.empty((outer * C, 1))
         else:
             partial = np.empty((min(outer, 8 * _threads.get_num_threads()), C))
-        self._run(x.size, lambda par: _prelu_kernels(x.dtype.type, par)[1],
-                  g, x, w, gx, partial)
+        self._run(x.size, parallel_min("prelu"),
+                  lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial)
         with np.errstate(over="ignore"):        # a float32 sum may overflow to inf
             sums = partial.reshape(outer, C) if inner >= config.PRELU_ROW_MIN else partial
             gw[...] = sums.sum(axis=0)
 
     def softmax_forward(self, x, out):
-        self._run(x.size, lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out)
+        self._run(x.size, parallel_min("softmax"),
+                  lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out)
 
     def softmax_backward(self, g, y, out):
-        self._run(y.size, lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out)
+        self._run(y.size, parallel_min("softmax"),
+                  lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out)
 
     def describe(self):
         nb = _numba()
