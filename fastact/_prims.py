@@ -7,7 +7,8 @@ they receive a :class:`Prims` object for one (target, dtype) pair and use its
 * ``cpu_prims(dtype)``: exponentials written as a range-reduced polynomial
   whose ``2**n`` factor is built with a bit-cast intrinsic.  Unlike Numba's
   ``np.exp`` (a call into libm, without SVML on our machines) these inline and
-  vectorize, so the kernels run at memory speed.
+  vectorize.  They also carry ``row_max`` and ``exp_diff`` (exp of an exact
+  difference) for the softmax row skeleton.
 * ``math_prims(dtype)``: the ``math`` module, for CUDA (where ``expf`` is a
   fast hardware-assisted routine) and for numba's CUDA simulator, which runs
   kernels as plain Python.
