@@ -158,6 +158,12 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _ND = np.ndarray
 
 
+def _cast_params(params, dtype):
+    """Scalar parameters in the data's dtype (the RReLU key stays uint64)."""
+    T = dtype.type
+    return tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
+
+
 _PARALLEL_MIN = {name: parallel_min(name) for name in REGISTRY}
 _may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch.choose
 _kernels: dict = {}     # (backend, name, pass, dtype, small) -> f(*ins, out, params)
@@ -192,8 +198,7 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                 b = _choose(backend, n)
                 if b.name != "cuda":
                     if params:
-                        T = dt.type
-                        params = tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
+                        params = _cast_params(params, dt)
                     res = _empty_like(x) if out is None else out
                     if n:
                         key = (b, name, pass_, dt, n < _PARALLEL_MIN[name])
@@ -215,8 +220,7 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     _check_stream(op, xp, stream)
     b = _backend(op, xp, backend, x.size)
     flats = [xp.flat(a) for a in arrs]
-    T = dtype.type
-    p = tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
+    p = _cast_params(params, dtype)
     kw = {"stream": stream} if xp.device else {}
 
     def compute(target):

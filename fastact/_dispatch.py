@@ -96,25 +96,19 @@ def use_backend(name):
         stack.pop()
 
 
-_auto: dict = {}
+_auto: dict = {}         # large array? -> the backend the automatic choice settled on
 # read once, at import: a process picks its default backend when it starts
 _ENV_BACKEND = config.env_backend()
 _PARALLEL_MIN = config.PARALLEL_MIN
 
 
 def _first_available(names):
-    b = _auto.get(names)
-    if b is None:
-        for name in names:
-            try:
-                b = get(name)
-                break
-            except BackendUnavailable:
-                continue
-        else:
-            b = get("numpy")
-        _auto[names] = b
-    return b
+    for name in names:
+        try:
+            return get(name)
+        except BackendUnavailable:
+            continue
+    return get("numpy")
 
 
 def choose(backend, size):
@@ -131,10 +125,11 @@ def choose(backend, size):
                 raise ValueError(f"FASTACT_BACKEND={name!r} is not a fastact backend; "
                                  f"valid names: {valid}")
         else:
-            b = _auto.get(size >= _PARALLEL_MIN)
+            large = size >= _PARALLEL_MIN
+            b = _auto.get(large)
             if b is None:
-                b = _auto[size >= _PARALLEL_MIN] = _first_available(
-                    config.AUTO_LARGE if size >= _PARALLEL_MIN else config.AUTO_SMALL)
+                b = _auto[large] = _first_available(
+                    config.AUTO_LARGE if large else config.AUTO_SMALL)
             return b
     b = _loaded.get(name)
     return b if b is not None else get(name)
