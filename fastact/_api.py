@@ -166,7 +166,7 @@ def _cast_params(params, dtype):
 
 _PARALLEL_MIN = {name: parallel_min(name) for name in REGISTRY}
 _may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch.choose
-_kernels: dict = {}     # (backend, name, pass, dtype, small) -> f(*ins, out, params)
+_kernels: dict = {}     # (backend, name, pass, dtype char, small) -> f(*ins, out, params)
 
 
 def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
@@ -190,9 +190,13 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                 fast = type(out) is _ND and out.dtype is dt and out.shape == x.shape
                 if fast:
                     f = out.flags
+                    # two arrays that own their memory (base None) cannot
+                    # overlap: may_share_memory costs more than the kernel
+                    own = out.base is None
                     fast = f.c_contiguous and f.writeable and (
-                        out is x or not _may_share(x, out)) and (
-                        len(arrays) == 1 or out is s or not _may_share(s, out))
+                        out is x or (own and x.base is None) or not _may_share(x, out)) and (
+                        len(arrays) == 1 or out is s or (own and s.base is None)
+                        or not _may_share(s, out))
             if fast:
                 n = x.size
                 b = _choose(backend, n)
@@ -201,15 +205,18 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                         params = _cast_params(params, dt)
                     res = _empty_like(x) if out is None else out
                     if n:
-                        key = (b, name, pass_, dt, n < _PARALLEL_MIN[name])
+                        # dt.char hashes faster than the dtype
+                        key = (b, name, pass_, dt.char, n < _PARALLEL_MIN[name])
                         k = _kernels.get(key)
                         if k is None:
                             k = _kernels[key] = b.elementwise_kernel(
                                 name, pass_, dt.type, key[-1])
+                        flat = x.ndim == 1
                         if len(arrays) == 1:
-                            k(x.ravel(), res.ravel(), params)
+                            k(x if flat else x.ravel(), res if flat else res.ravel(), params)
                         else:
-                            k(x.ravel(), s.ravel(), res.ravel(), params)
+                            k(x if flat else x.ravel(), s if flat else s.ravel(),
+                              res if flat else res.ravel(), params)
                     return res
     names = ("x",) if pass_ == "forward" else ("grad", REGISTRY[name].saves)
     named = list(zip(names, arrays))

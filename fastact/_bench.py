@@ -310,6 +310,34 @@ def copy_call(dtype, n):
     return call
 
 
+@functools.lru_cache(maxsize=None)
+def _stream_copy_kernel(dtype):
+    from ._backends import numba_cpu
+    from ._prims import inner_njit
+    return numba_cpu._make_streaming("bench_copy", inner_njit()(lambda x: x), False, False,
+                                     np.dtype(dtype).type)
+
+
+def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):
+    """GB/s of a parallel copy written with streaming stores (the way large
+    outputs of memory-bound kernels are written), best of ``repeat``; None
+    where streaming stores are not used (not x86-64)."""
+    import fastact
+    import numba
+    from ._prims import streaming_supported
+    if not streaming_supported():
+        return None
+    src = _base_data(np.dtype(dtype).name, n)[0]
+    dst = np.empty_like(src)
+    kernel, threads = _stream_copy_kernel(np.dtype(dtype).name), fastact.get_num_threads()
+
+    def call():
+        numba.set_num_threads(threads)
+        kernel(src, dst, (), threads)
+    call()
+    return copy_traffic(dtype, n) / min(_seconds(call) for _ in range(max(repeat, 1))) / 1e9
+
+
 def copy_traffic(dtype, n):
     return 2 * n * np.dtype(dtype).itemsize
 

@@ -148,6 +148,111 @@ def wide_vectors():
     return wide_vectors
 
 
+def streaming_supported() -> bool:
+    """Non-temporal stores are emitted on x86-64 only (``movnt*``)."""
+    import platform
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+@functools.lru_cache(maxsize=None)
+def array_address():
+    """``address(a)``: the address of an array's first element, an integer."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def address(typingctx, a):
+        if not isinstance(a, types.Array):
+            return None
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            return builder.ptrtoint(data, ir.IntType(64))
+        return types.int64(a), codegen
+
+    return address
+
+
+@functools.lru_cache(maxsize=None)
+def streaming():
+    """``(stream_copy, store_fence)`` intrinsics for kernels whose output is
+    too big for the caches.
+
+    ``stream_copy(dst, lo, src, m)`` copies ``src[:m]`` to ``dst[lo:lo+m]``
+    (1-D, contiguous, same dtype) with non-temporal vector stores: the cache
+    lines of ``dst`` are written without first being read (no read for
+    ownership), which saves a third of the memory traffic of a copy.  The
+    vector loop is written here in LLVM IR with explicit 64-byte alignment:
+    a head of ordinary stores runs up to the first aligned element (all of
+    ``dst`` if its address is not a multiple of the item size), whole
+    64-byte vectors are streamed, and a tail of ordinary stores follows.
+    ``store_fence()`` (``sfence``) orders a thread's streamed stores before
+    anything it does next; kernels call it once per thread, before the
+    parallel region ends.
+    """
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def stream_copy(typingctx, dst, lo, src, m):
+        if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+                and dst.dtype == src.dtype and dst.ndim == src.ndim == 1):
+            return None
+
+        def codegen(context, builder, sig, args):
+            dst_a = context.make_array(sig.args[0])(context, builder, args[0])
+            src_a = context.make_array(sig.args[2])(context, builder, args[2])
+            lo_v, m_v = args[1], args[3]
+            i64 = ir.IntType(64)
+            elt = context.get_data_type(sig.args[0].dtype)
+            size = context.get_abi_sizeof(elt)
+            lanes = 64 // size
+            vty = ir.VectorType(elt, lanes)
+            c = lambda v: ir.Constant(i64, v)      # noqa: E731
+            dptr = builder.gep(dst_a.data, [lo_v])
+            sptr = src_a.data
+            addr = builder.ptrtoint(dptr, i64)
+            fits = builder.icmp_unsigned("==", builder.and_(addr, c(size - 1)), c(0))
+            head = builder.udiv(builder.and_(builder.sub(c(0), addr), c(63)), c(size))
+            head = builder.select(fits, head, m_v)
+            head = builder.select(builder.icmp_signed("<", head, m_v), head, m_v)
+            nvec = builder.sdiv(builder.sub(m_v, head), c(lanes))
+            vend = builder.add(head, builder.mul(nvec, c(lanes)))
+            nt = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+
+            def scalar(k):
+                v = builder.load(builder.gep(sptr, [k]))
+                builder.store(v, builder.gep(dptr, [k]))
+
+            with cgutils.for_range(builder, head) as loop:
+                scalar(loop.index)
+            with cgutils.for_range(builder, nvec) as loop:
+                k = builder.add(head, builder.mul(loop.index, c(lanes)))
+                v = builder.load(builder.bitcast(builder.gep(sptr, [k]), vty.as_pointer()),
+                                 align=size)
+                st = builder.store(v, builder.bitcast(builder.gep(dptr, [k]), vty.as_pointer()),
+                                   align=64)
+                st.set_metadata("nontemporal", nt)
+            with cgutils.for_range(builder, m_v, start=vend) as loop:
+                scalar(loop.index)
+            return context.get_dummy_value()
+        return types.none(dst, types.intp, src, types.intp), codegen
+
+    @intrinsic
+    def store_fence(typingctx):
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+            return context.get_dummy_value()
+        return types.none(), codegen
+
+    return stream_copy, store_fence
+
+
 # --- polynomial exponentials for the CPU -----------------------------------
 
 # Constants per dtype: log2(e), ln2 split hi/lo (Cody-Waite), the rounding

@@ -37,13 +37,26 @@ class Spec:
     reference_forward: Callable | None = None
     reference_backward: Callable | None = None
     indexed: bool = False           # formula also takes the flat C-order index
-    compute_bound: bool = False     # an exp or a hash per element: worth threads sooner
+    # passes with an exp or a hash per element: worth threads sooner; their
+    # outputs are not streamed (the arithmetic, not the memory, bounds them)
+    compute_bound: tuple = ()
 
 
 def parallel_min(name: str) -> int:
     """Elements from which the parallel CPU kernels of ``name`` pay off."""
     from . import config
     return config.PARALLEL_MIN_COMPUTE if REGISTRY[name].compute_bound else config.PARALLEL_MIN
+
+
+def streamed(name: str, pass_: str) -> bool:
+    """Whether a large output of ``name``'s ``pass_`` is worth streaming
+    stores: yes where memory bounds the kernel.  Measured on the 2-core
+    build machine (Numba, float32, 2**24 elements, 2 threads, GB/s regular /
+    streamed, interleaved rounds): relu forward 23.6 / 26.7, backward 25.7 /
+    27.8, sigmoid backward 26.7 / 27.7, softmax backward 23.5 / 27.7; but
+    sigmoid forward 17.1 / 14.0, elu forward 21.6 / 17.3, elu backward
+    23.8 / 20.1, rrelu forward 16.3 / 13.6, softmax forward 13.8 / 12.0."""
+    return pass_ not in REGISTRY[name].compute_bound
 
 
 REGISTRY: dict[str, Spec] = {}
@@ -78,7 +91,7 @@ def _ref_sigmoid(x):
 
 
 _register(Spec(
-    "sigmoid", "elementwise", saves="y", build=_sigmoid, compute_bound=True,
+    "sigmoid", "elementwise", saves="y", build=_sigmoid, compute_bound=("forward",),
     reference_forward=_ref_sigmoid,
     reference_backward=lambda g, y: g * ((1 - y) * y),
 ))
@@ -191,7 +204,7 @@ def _ref_rrelu_bwd(g, x, key, lower, upper):
 
 _register(Spec(
     "rrelu_train", "elementwise", saves="x", params=("key", "lower", "upper"),
-    build=_rrelu_train, indexed=True, compute_bound=True,
+    build=_rrelu_train, indexed=True, compute_bound=("forward", "backward"),
     reference_forward=_ref_rrelu_fwd, reference_backward=_ref_rrelu_bwd,
 ))
 
@@ -229,7 +242,8 @@ def _ref_elu_bwd(g, x, a):
 
 
 _register(Spec(
-    "elu", "elementwise", saves="x", params=("alpha",), build=_elu, compute_bound=True,
+    "elu", "elementwise", saves="x", params=("alpha",), build=_elu,
+    compute_bound=("forward", "backward"),
     reference_forward=_ref_elu_fwd, reference_backward=_ref_elu_bwd,
 ))
 
@@ -282,6 +296,6 @@ def _ref_softmax_bwd(g, y):
 
 
 _register(Spec(
-    "softmax", "rowwise", saves="y", compute_bound=True,
+    "softmax", "rowwise", saves="y", compute_bound=("forward",),
     reference_forward=_ref_softmax_fwd, reference_backward=_ref_softmax_bwd,
 ))

@@ -253,7 +253,7 @@ def _torch_threads():
 
 def _bench_run(args):
     import fastact
-    from . import _bench
+    from . import _bench, config
 
     ops, backends, dtypes, size, repeat = _choose(args)
     max_reg = args.max_regression if args.max_regression is not None else _bench.MAX_REGRESSION
@@ -277,6 +277,11 @@ def _bench_run(args):
           f"(softmax rows of {min(size, _bench.SOFTMAX_ROW)}), {repeat} rounds, "
           f"{fastact.get_num_threads()} thread(s), {_bench.clock_name()} clock")
     print(f"parallel copy roofline: {_bench.copy_summary(results)}")
+    streamed = {d: _bench.stream_copy_gbs(d, size, repeat) for d in dtypes}
+    if all(v is not None for v in streamed.values()):
+        print("the same copy with streaming stores (how outputs of at least "
+              f"{config.STREAM_MIN_BYTES >> 20} MiB of memory-bound kernels are written): "
+              + "; ".join(f"{d}: {v:.2f} GB/s" for d, v in streamed.items()))
     print(_bench.table(results, with_torch))
     print("GB/s: nominal traffic (forward: read x + write y; backward: read grad + saved + "
           "write grad_x) over the best time of the rounds; % copy: of a parallel copy of "

@@ -46,6 +46,23 @@ PARALLEL_MIN_COMPUTE = 1 << 14
 #: 2**15 (2**14: 9.7 vs 10.2 us).  2**14 favours the exp kernels.
 C_PARALLEL_MIN = 1 << 14
 
+#: Outputs of at least this many bytes are written with non-temporal
+#: (streaming) stores, which skip reading the output's cache lines before
+#: writing them.  Parallel copy on the 2-core build machine, float32, GB/s,
+#: regular / streaming stores: 2**24 elements 27-32 / 40-50 (2 threads);
+#: 2**20 (4 MiB out) 25 / 41 (2 threads), 13 / 22 (1 thread); 2**18
+#: (1 MiB) 35 / 25 (2 threads): below a few MiB the output stays in cache
+#: and a streamed store only evicts it.  x86-64 only; -1 disables.
+STREAM_MIN_BYTES = 1 << 22
+
+#: Streaming kernels compute a block of this many output bytes into a
+#: per-thread buffer that stays in the L1 cache, then stream it out.
+STREAM_BLOCK_BYTES = 1 << 12
+
+#: Softmax rows longer than this (bytes) are not streamed: the row buffer
+#: would no longer fit in the L2 cache.
+STREAM_ROW_MAX_BYTES = 1 << 16
+
 #: PReLU: channel rows at least this long are one parallel task each;
 #: shorter ones (e.g. (N, C) activations) are processed in blocks of samples,
 #: vectorized across channels.

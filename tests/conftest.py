@@ -47,6 +47,14 @@ def fast_backend(request):
     return require_backend(request.param)
 
 
+@pytest.fixture
+def restore_threads():
+    """Puts fastact's thread count back after a test that changes it."""
+    n = fastact.get_num_threads()
+    yield
+    fastact.set_num_threads(n)
+
+
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)

@@ -306,13 +306,6 @@ def test_automatic_choice_is_not_the_reference(calls, n):
 
 # --- threads ------------------------------------------------------------------------
 
-@pytest.fixture
-def restore_threads():
-    n = fastact.get_num_threads()
-    yield
-    fastact.set_num_threads(n)
-
-
 def test_set_num_threads_validation(restore_threads):
     from fastact import _threads
     hi = _threads.max_threads()

@@ -13,8 +13,9 @@ import threading
 import numpy as np
 
 from .. import _threads, config
-from .._prims import cpu_prims, inner_njit, kernel_njit, wide_vectors
-from .._registry import REGISTRY, parallel_min
+from .._prims import (array_address, cpu_prims, inner_njit, kernel_njit, streaming,
+                      streaming_supported, wide_vectors)
+from .._registry import REGISTRY, parallel_min, streamed
 from . import Backend
 
 # A parallel region entered from two Python threads at once is not safe on
@@ -69,6 +70,87 @@ def _make_binary(tag, f, indexed, parallel):
                 wide()
                 out[i] = f(g[i], s[i], *params)
     return _jit(tag, parallel)(loop)
+
+
+@functools.lru_cache(maxsize=None)
+def _stream_blocks(dtype):
+    """``(block, blocks, span)`` for streamed outputs of ``dtype``: thread
+    ``t`` of ``nthreads`` takes blocks ``b0 <= b < b1`` of ``out``, where
+    ``(first, b0, b1) = blocks(out, t, nthreads)``, and block ``b`` is
+    ``out[lo:hi]``, ``(lo, hi) = span(b, first, n)``.  Blocks of ``block``
+    elements start at 64-byte boundaries of ``out`` (block 0 is what comes
+    before the first one), so the streamed stores need no unaligned head."""
+    size = np.dtype(dtype).itemsize
+    block = max(64, config.STREAM_BLOCK_BYTES // size)
+    address = array_address()
+
+    @inner_njit()
+    def blocks(out, t, nthreads):
+        n = out.shape[0]
+        a = address(out)
+        first = min(n, (-a & 63) // size if a % size == 0 else 0)
+        nblk = 1 + (n - first + block - 1) // block
+        return first, t * nblk // nthreads, (t + 1) * nblk // nthreads
+
+    @inner_njit()
+    def span(b, first, n):
+        return (0 if b == 0 else first + (b - 1) * block), min(n, first + b * block)
+
+    return block, blocks, span
+
+
+def _make_streaming(tag, f, indexed, binary, dtype):
+    """The parallel loop for outputs too big for the caches: one task per
+    thread; each computes blocks of its share into an L1-resident buffer and
+    streams them out (:func:`fastact._prims.streaming`).  A block is read in
+    full before it is written, so in-place calls stay correct."""
+    prange = _numba().prange
+    wide = wide_vectors()
+    stream, fence = streaming()
+    T = np.dtype(dtype).type
+    block, blocks, span = _stream_blocks(dtype)
+    if indexed:
+        fi = f
+    elif binary:                     # the index is dead code, removed by LLVM
+        fi = inner_njit()(lambda g, s, i, *params: f(g, s, *params))
+    else:
+        fi = inner_njit()(lambda x, i, *params: f(x, *params))
+
+    if binary:
+        def loop(g, s, out, params, nthreads):
+            for t in prange(nthreads):
+                buf = np.empty(block, T)
+                first, b0, b1 = blocks(out, t, nthreads)
+                for b in range(b0, b1):
+                    lo, hi = span(b, first, out.shape[0])
+                    gs, ss = g[lo:hi], s[lo:hi]
+                    for j in range(hi - lo):
+                        wide()
+                        buf[j] = fi(gs[j], ss[j], lo + j, *params)
+                    stream(out, lo, buf, hi - lo)
+                fence()
+    else:
+        def loop(x, out, params, nthreads):
+            for t in prange(nthreads):
+                buf = np.empty(block, T)
+                first, b0, b1 = blocks(out, t, nthreads)
+                for b in range(b0, b1):
+                    lo, hi = span(b, first, out.shape[0])
+                    xs = x[lo:hi]
+                    for j in range(hi - lo):
+                        wide()
+                        buf[j] = fi(xs[j], lo + j, *params)
+                    stream(out, lo, buf, hi - lo)
+                fence()
+    return _jit(tag + "_stream", True)(loop)
+
+
+@functools.lru_cache(maxsize=None)
+def _streaming_kernel(name, pass_, dtype):
+    fwd, bwd = _formulas(name, dtype)
+    tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
+    return _make_streaming(tag, fwd if pass_ == "forward" else bwd, REGISTRY[name].indexed,
+                           pass_ == "backward", dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,6 +257,9 @@ def _prelu_kernels(dtype, parallel):
 @functools.lru_cache(maxsize=None)
 def _softmax_kernels(dtype, parallel):
     """Row skeletons: max shift, exp, sum, scale; sums in float64.
+    ``parallel``: False (serial), True (``prange`` over rows) or
+    ``"stream"`` (the backward only: one task per thread, rows streamed out
+    of a row buffer).
 
     The sums are the only code compiled with reassociation allowed, so that
     LLVM can keep several vector accumulators (a pairwise-like sum, more
@@ -237,10 +322,48 @@ def _softmax_kernels(dtype, parallel):
                 wide()
                 orow[j] = yr[j] * (gr[j] - d)
 
-    return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
+    if parallel != "stream":
+        return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
+
+    # Streaming variants (outputs too big for the caches): one task per
+    # thread, each row computed into a row buffer and streamed out.
+    prange = nb.prange
+    stream, fence = streaming()
+
+    def backward_stream(g, y, out, nthreads):
+        rows = y.shape[0]
+        for t in prange(nthreads):
+            buf = np.empty(y.shape[1], T)
+            for r in range(t * rows // nthreads, (t + 1) * rows // nthreads):
+                gr, yr = g[r], y[r]
+                d = T(dot(gr, yr))
+                for j in range(yr.shape[0]):
+                    wide()
+                    buf[j] = yr[j] * (gr[j] - d)
+                stream(out[r], 0, buf, buf.shape[0])
+            fence()
+
+    # the forward is not streamed: its exponentials, not memory, bound it
+    return None, _jit(tag + "_bwd_stream", True)(backward_stream)
 
 
 # --- the backend ------------------------------------------------------------------
+
+_STREAMING = streaming_supported()
+
+
+def _streams(out):
+    """Whether ``out`` is written with streaming stores (config.STREAM_MIN_BYTES)."""
+    return _STREAMING and 0 <= config.STREAM_MIN_BYTES <= out.nbytes
+
+
+def _stream_rows(pass_, out):
+    """``out``, if softmax's ``pass_`` streams and the rows are short enough
+    for a row buffer, else None."""
+    if streamed("softmax", pass_) and out.shape[1] * out.itemsize <= config.STREAM_ROW_MAX_BYTES:
+        return out
+    return None
+
 
 class NumbaBackend(Backend):
     name = "numba"
@@ -250,13 +373,20 @@ class NumbaBackend(Backend):
         self._nb = nb
         return self
 
-    def _run(self, n, threshold, get_kernel, *args):
+    def _run(self, n, threshold, get_kernel, *args, stream_out=None):
+        """``get_kernel(True)``, the parallel kernel, from ``threshold``
+        elements on; ``get_kernel("stream")``, called with the thread count
+        too, where ``stream_out`` is big enough to be streamed; else, or
+        while another thread holds the pool, ``get_kernel(False)``."""
         if n >= threshold and _pool_lock.acquire(blocking=False):
             try:
                 want = _threads.get_num_threads()
                 if self._nb.get_num_threads() != want:
                     self._nb.set_num_threads(want)
-                get_kernel(True)(*args)
+                if stream_out is not None and _streams(stream_out):
+                    get_kernel("stream")(*args, want)
+                else:
+                    get_kernel(True)(*args)
             finally:
                 _pool_lock.release()
         else:
@@ -272,10 +402,17 @@ class NumbaBackend(Backend):
             return _elementwise_kernel(name, pass_, dtype, False)
 
         threshold = parallel_min(name)
+        stream = streamed(name, pass_)
+
+        def kernel(variant):
+            if variant == "stream":
+                return _streaming_kernel(name, pass_, dtype)
+            return _elementwise_kernel(name, pass_, dtype, variant)
 
         def run(*args):
-            self._run(args[-2].shape[0], threshold,
-                      lambda par: _elementwise_kernel(name, pass_, dtype, par), *args)
+            # args: inputs..., out, params
+            self._run(args[-2].shape[0], threshold, kernel, *args,
+                      stream_out=args[-2] if stream else None)
         return run
 
     def prelu_forward(self, x, w, out):
@@ -296,11 +433,13 @@ class NumbaBackend(Backend):
 
     def softmax_forward(self, x, out):
         self._run(x.size, parallel_min("softmax"),
-                  lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out)
+                  lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out,
+                  stream_out=_stream_rows("forward", out))
 
     def softmax_backward(self, g, y, out):
         self._run(y.size, parallel_min("softmax"),
-                  lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out)
+                  lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out,
+                  stream_out=_stream_rows("backward", out))
 
     def describe(self):
         nb = _numba()

@@ -1,0 +1,134 @@
+"""Streaming (non-temporal) stores of the Numba backend.
+
+Outputs of at least ``config.STREAM_MIN_BYTES`` bytes of memory-bound
+kernels are computed block by block into a buffer and written with
+streaming stores (:func:`fastact._prims.streaming`).  These tests force that
+path on arrays just big enough for the parallel kernels, for every formula
+(also the compute-bound ones, which are not streamed by default), and check
+it against the regular path bit for bit: outputs at odd offsets, sizes that
+leave heads and tails, in place, one and two threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import _api, _registry, config
+from fastact._prims import streaming_supported
+
+from conftest import ELEMENTWISE_OPS, assert_bitwise_equal, mixed_values, require_backend
+
+pytestmark = pytest.mark.skipif(not streaming_supported(),
+                                reason="streaming stores are used on x86-64 only")
+
+N = config.PARALLEL_MIN + 37        # parallel kernels; blocks with a head and a tail
+
+
+@pytest.fixture
+def numba_backend():
+    return require_backend("numba")
+
+
+@pytest.fixture
+def spy(monkeypatch, numba_backend):
+    """Streaming forced for every pass; records which kernels streamed."""
+    from fastact._backends import numba_cpu
+    calls = []
+    real = numba_cpu._streaming_kernel
+
+    def recording(name, pass_, dtype):
+        calls.append((name, pass_))
+        return real(name, pass_, dtype)
+
+    monkeypatch.setattr(numba_cpu, "_streaming_kernel", recording)
+    monkeypatch.setattr(numba_cpu, "streamed", lambda name, pass_: True)
+    monkeypatch.setattr(_api, "_kernels", {})        # closures made before the patch
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
+    return calls
+
+
+def _regular(monkeypatch, fn):
+    with monkeypatch.context() as m:
+        m.setattr(config, "STREAM_MIN_BYTES", -1)
+        m.setattr(_api, "_kernels", {})
+        return fn()
+
+
+def _out(kind, n, dtype, src=None):
+    if kind == "fresh":
+        return np.empty(n, dtype)
+    if kind == "offset":             # C-contiguous, not 64-byte aligned
+        return np.empty(n + 1, dtype)[1:]
+    return src                       # in place
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+@pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_elementwise_matches_the_regular_path(op, dtype, out_kind, threads, spy,
+                                                       monkeypatch, restore_threads):
+    fastact.set_num_threads(threads)
+    x = mixed_values(dtype, N, seed=1)
+    g = mixed_values(dtype, N, seed=2)
+    s = x if op.saves == "x" else op.fwd(x, backend="numpy")
+    for fn, args in ((op.fwd, (x,)), (op.bwd, (g, s))):
+        want = _regular(monkeypatch, lambda: fn(*args, backend="numba"))
+        src = args[0].copy()
+        call_args = (src,) + args[1:]
+        out = _out(out_kind, N, dtype, src)
+        got = fn(*call_args, out=out, backend="numba")
+        assert got is out
+        assert_bitwise_equal(got, want)
+        if op.exact:
+            assert_bitwise_equal(got, fn(*args, backend="numpy"))
+    assert len(spy) == 2, spy
+
+
+@pytest.mark.parametrize("cols", [256, 1000, 4099])
+@pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
+def test_streamed_softmax_backward_matches_the_regular_path(dtype, cols, out_kind, spy,
+                                                            monkeypatch, restore_threads):
+    fastact.set_num_threads(2)
+    rows = -(-N // cols)
+    x = mixed_values(dtype, rows * cols, seed=3).reshape(rows, cols)
+    x[np.isnan(x) | np.isinf(x)] = 0
+    y = fastact.softmax(x, backend="numpy")
+    g = mixed_values(dtype, rows * cols, seed=4).reshape(rows, cols)
+    g[np.isnan(g) | np.isinf(g)] = 1
+    want = _regular(monkeypatch, lambda: fastact.softmax_backward(g, y, backend="numba"))
+    src = g.copy()
+    out = _out(out_kind, rows * cols, dtype, src.ravel()).reshape(rows, cols)
+    got = fastact.softmax_backward(src, y, out=out, backend="numba")
+    assert_bitwise_equal(got, want)
+
+
+def test_streaming_follows_the_registry_and_the_size_threshold(monkeypatch, numba_backend):
+    from fastact._backends import numba_cpu
+    calls = []
+    real = numba_cpu._streaming_kernel
+    monkeypatch.setattr(numba_cpu, "_streaming_kernel",
+                        lambda *a: calls.append(a[:2]) or real(*a))
+    monkeypatch.setattr(_api, "_kernels", {})
+    x = np.ones(N, np.float32)
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", x.nbytes)
+    fastact.relu(x, backend="numba")
+    fastact.relu_backward(x, x, backend="numba")
+    fastact.sigmoid(x, backend="numba")               # compute-bound: not streamed
+    fastact.sigmoid_backward(x, x, backend="numba")
+    assert calls == [("relu", "forward"), ("relu", "backward"), ("sigmoid", "backward")]
+    assert not _registry.streamed("sigmoid", "forward")
+    assert _registry.streamed("softmax", "backward")
+    calls.clear()
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", x.nbytes + 1)   # just too small
+    fastact.relu(x, backend="numba")
+    assert calls == []
+
+
+def test_long_softmax_rows_are_not_streamed(monkeypatch, numba_backend):
+    from fastact._backends import numba_cpu
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
+    y = np.full((2, config.STREAM_ROW_MAX_BYTES // 4 + 1), 1e-5, np.float32)
+    assert numba_cpu._stream_rows("backward", y) is None
+    assert numba_cpu._stream_rows("backward", y[:, :16]) is not None
+    assert numba_cpu._stream_rows("forward", y[:, :16]) is None
