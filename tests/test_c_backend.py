@@ -1,6 +1,7 @@
 """Tests specific to the C backend: the build helper, instruction-set dispatch
 and its override, threads, the GIL, RReLU bit-identity with the other
-backends, bounds, and (opt-in) a run under AddressSanitizer + UBSan.
+backends, streaming stores, bounds, and (opt-in) a run under AddressSanitizer
++ UBSan.
 
 The core suite (tests/test_core_*.py) checks the C backend's values against
 the reference on every op, dtype and layout; these tests cover what is
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 
 import fastact
+from conftest import ELEMENTWISE_OPS, assert_bitwise_equal, mixed_values
 from fastact import _registry, _rng, config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -326,6 +328,168 @@ def test_a_forked_child_can_still_run_parallel_kernels(cb):
     r = _run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0"
+
+
+# --- streaming stores ------------------------------------------------------------------------
+# The kernels write outputs of at least fa_stream_min() bytes block by block
+# through a buffer, with non-temporal stores.  The threshold is forced to 0
+# here, so that small arrays exercise every block, head and tail; the results
+# must be bit-identical to regular stores.
+
+@pytest.fixture
+def stream_min(cb):
+    """Set the streaming threshold (output bytes; negative: never) for one
+    test, then restore it."""
+    lib = cb._lib
+    before = lib.fa_stream_min()
+    yield lib.fa_set_stream_min
+    lib.fa_set_stream_min(before)
+
+
+@pytest.fixture
+def two_threads():
+    """Two threads (where the machine has them) for arrays of at least
+    config.C_PARALLEL_MIN elements; smaller ones run on one."""
+    before = fastact.get_num_threads()
+    fastact.set_num_threads(min(2, fastact._threads.max_threads()))
+    yield
+    fastact.set_num_threads(before)
+
+
+#: 1, a short vector tail, several 64-byte lines, two float32 blocks (16 KiB)
+#: and a tail, and a size split across threads
+STREAM_SIZES = (1, 17, 1003, 2 * 4096 + 5, 2 * config.C_PARALLEL_MIN + 3)
+#: where the output goes: a new array, one element or one byte past a 64-byte
+#: boundary (margins checked), or over the first input (in place)
+STREAM_OUTS = ("new", "element", "byte", "in_place")
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).tobytes()
+
+
+def _offset_out(kind, shape, dtype):
+    """An output view one element or one byte past a 64-byte boundary inside a
+    byte buffer, and a check that the buffer's margins are untouched."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dt.itemsize
+    raw = np.full(nbytes + 256, 0xA5, np.uint8)
+    off = (-raw.ctypes.data) % 64 + 64 + (dt.itemsize if kind == "element" else 1)
+    out = raw[off:off + nbytes].view(dt).reshape(shape)
+    return out, lambda: bool(np.all(raw[:off] == 0xA5) and np.all(raw[off + nbytes:] == 0xA5))
+
+
+def _check_streamed(fn, ins, exact, stream_min, what):
+    """fn(*ins, out=..., backend="c") streamed into every output kind equals,
+    bit for bit, the same call with regular stores (and the reference where
+    the op is exact)."""
+    stream_min(-1)
+    want = fn(*ins, backend="c")
+    ref = fn(*ins, backend="numpy") if exact else None
+    stream_min(0)
+    for kind in STREAM_OUTS:
+        margins_ok = None
+        if kind == "new":
+            got = fn(*ins, backend="c")
+        elif kind == "in_place":
+            own = tuple(a.copy() for a in ins)
+            got = fn(*own, out=own[0], backend="c")
+            assert got is own[0], what
+        else:
+            out, margins_ok = _offset_out(kind, want.shape, want.dtype)
+            got = fn(*ins, out=out, backend="c")
+        assert _bits(got) == _bits(want), (what, kind)
+        if margins_ok is not None:
+            assert margins_ok(), (what, kind)
+        if exact:
+            assert_bitwise_equal(got, ref)
+
+
+def test_stream_threshold_comes_from_config_and_is_described(cb, stream_min):
+    want = getattr(config, "STREAM_MIN_BYTES", 1 << 22)
+    assert cb._lib.fa_stream_min() == want
+    assert fastact.backends()["c"]["stream_min_bytes"] == want
+    stream_min(-1)
+    assert cb.describe()["stream_min_bytes"] == -1
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_streamed_elementwise_kernels_are_bit_identical(cb, stream_min, isa_level, two_threads,
+                                                        isa, dtype):
+    used = isa_level(isa)
+    for n in STREAM_SIZES:
+        x = mixed_values(dtype, n, seed=n)
+        g = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        for op in ELEMENTWISE_OPS:
+            s = op.fwd(x, backend="numpy") if op.saves == "y" else x
+            _check_streamed(op.fwd, (x,), op.exact, stream_min, (used, op.id, "fwd", n))
+            _check_streamed(op.bwd, (g, s), op.exact, stream_min, (used, op.id, "bwd", n))
+
+
+#: (outer, C, inner): inner == 1 (runs over channels), short segments, and
+#: segments longer than a block, cut by blocks and by the thread split
+PRELU_SHAPES = [(1, 1, 1), (1, 17, 1), (59, 17, 1), (2000, 17, 1), (3, 5, 67), (1, 2, 1003),
+                (2, 2, 9001)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_streamed_prelu_is_bit_identical(cb, stream_min, isa_level, two_threads, isa, dtype):
+    """gx streamed equals gx stored (and the reference), and the weight
+    gradient's sums do not depend on where the blocks cut the channels: its
+    terms +-2**k of wide range cancel, so that a changed order of additions
+    would show."""
+    used = isa_level(isa)
+    rng = np.random.default_rng(11)
+    for shape in PRELU_SHAPES:
+        n = int(np.prod(shape))
+        x = mixed_values(dtype, n, seed=3).reshape(shape)
+        w = rng.uniform(0, 0.5, shape[1]).astype(dtype)
+        _check_streamed(lambda x, **k: fastact.prelu(x, w, **k), (x,), True, stream_min,
+                        (used, "prelu", shape))
+        x = (rng.choice([-1.0, 1.0], n) * 2.0 ** rng.integers(-30, 30, n)).astype(dtype)
+        x = x.reshape(shape)
+        g = rng.choice([-1.0, 1.0], shape).astype(dtype)
+        stream_min(-1)
+        want_gx, want_gw = fastact.prelu_backward(g, x, w, backend="c")
+        ref_gx, _ = fastact.prelu_backward(g, x, w, backend="numpy")
+        stream_min(0)
+        for kind in STREAM_OUTS:
+            gw = np.empty_like(w)
+            if kind == "in_place":
+                gx = g.copy()
+                fastact.prelu_backward(gx, x, w, out=(gx, gw), backend="c")
+            elif kind == "new":
+                gx, gw = fastact.prelu_backward(g, x, w, backend="c")
+            else:
+                gx, margins_ok = _offset_out(kind, shape, dtype)
+                fastact.prelu_backward(g, x, w, out=(gx, gw), backend="c")
+                assert margins_ok(), (used, shape, kind)
+            assert _bits(gx) == _bits(want_gx), (used, shape, kind)
+            assert _bits(gw) == _bits(want_gw), (used, shape, kind)
+            assert_bitwise_equal(gx, ref_gx)
+
+
+#: rows of 1 and 17, many rows per block, rows of exactly one block
+#: (32 KiB: float32 8192, float64 4096), and rows too long to stream
+SOFTMAX_SHAPES = [(1, 1), (1, 17), (17, 59), (64, 515), (3, 4096), (2, 8192), (2, 9001)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_streamed_softmax_is_bit_identical(cb, stream_min, isa_level, two_threads, isa, dtype):
+    used = isa_level(isa)
+    rng = np.random.default_rng(12)
+    for shape in SOFTMAX_SHAPES:
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        x.reshape(-1)[:5] = [np.inf, -np.inf, np.nan, 0.0, -0.0][:x.size]
+        g = rng.standard_normal(shape).astype(dtype)
+        y = fastact.softmax(x, backend="numpy")
+        _check_streamed(lambda x, **k: fastact.softmax(x, **k), (x,), False, stream_min,
+                        (used, "softmax", shape))
+        _check_streamed(lambda g, y, **k: fastact.softmax_backward(g, y, **k), (g, y), False,
+                        stream_min, (used, "softmax_backward", shape))
 
 
 # --- bounds ------------------------------------------------------------------------------------------
