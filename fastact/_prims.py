@@ -269,10 +269,27 @@ _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
 
 
 @functools.lru_cache(maxsize=None)
+def _has_scalef() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512F, whose ``vscalef``
+    scales by 2**n in one instruction (``llvm.ldexp`` is a library call per
+    element elsewhere).  A CPU set with ``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES`` (portable caches) is taken at its word."""
+    from numba.core import config as nb_config
+    feats = nb_config.CPU_FEATURES
+    if feats is not None:
+        return "+avx512f" in feats.split(",")
+    if nb_config.CPU_NAME not in (None, "host"):
+        return False
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+@functools.lru_cache(maxsize=None)
 def cpu_prims(dtype) -> Prims:
     """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP)."""
     from llvmlite import ir
     from numba import types
+    from numba.core import cgutils
     from numba.extending import intrinsic
 
     dt = np.dtype(dtype)
@@ -299,12 +316,21 @@ def cpu_prims(dtype) -> Prims:
 
     t_float = ir.FloatType() if f32 else ir.DoubleType()
 
+    scalef = _has_scalef()
+
     @intrinsic
     def scale2n(typingctx, m, t):
-        """m * 2**n, n read from the shifter sum t, as (m * 2**n1) * 2**(n-n1)
-        so that subnormal results and overflow to inf are rounded once."""
+        """m * 2**n, n read from the shifter sum t, rounded once (subnormal
+        results and overflow to inf included): ``llvm.ldexp``, one
+        ``vscalefps/pd`` per vector where AVX-512 has it; elsewhere
+        (m * 2**n1) * 2**(n-n1), two normal factors built from bits."""
         def codegen(context, builder, sig, args):
             ity, n = _exponent(builder, args[1])
+            if scalef:
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(t_float, [t_float, ir.IntType(32)]),
+                    f"llvm.ldexp.{'f32' if f32 else 'f64'}.i32")
+                return builder.call(fn, [args[0], n if f32 else builder.trunc(n, ir.IntType(32))])
             n1 = builder.ashr(n, ir.Constant(ity, 1))
             s1, s2 = _pow2(builder, ity, n1), _pow2(builder, ity, builder.sub(n, n1))
             return builder.fmul(builder.fmul(args[0], s1), s2)
