@@ -11,7 +11,6 @@
 
 #include <math.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,22 +59,14 @@
    registers and break the add-latency chain (as config.REDUCTION_LANES). */
 #define FA_LANES 16
 
-/* prelu backward's scratch per thread: C partial sums, C compensations, and
-   the lane sums of a channel segment left open at the end of a streamed block */
-#define FA_PRELU_SCRATCH(C) (2 * (C) + 2 * FA_LANES)
-
-/* Everything a range worker needs; unused fields are ignored.  Inputs are
-   read at the global index i, the output is written at out[i - obase]: when
-   streaming, out is a block buffer whose first element is output element
-   obase (a pointer to out[-obase] would point outside the buffer). */
+/* Everything a range worker needs; unused fields are ignored. */
 typedef struct fa_args {
     const void *in0, *in1;      /* x, or (g, s) */
     const void *w;              /* prelu weight */
-    void *out;                  /* the output, or a streamed block's buffer */
+    void *out;
     double *scratch;            /* prelu backward: per-thread partial sums */
     int64_t n, C, inner;        /* softmax row length; prelu layout */
-    int64_t obase;              /* output index of out[0]; 0 unless streaming */
-    int64_t span_lo, span_hi;   /* the thread's whole range; a call may get a block of it */
+    int stream;                 /* write out with non-temporal stores (FA_STORE_LOOP) */
     double p0, p1;              /* parameters, exact in the kernel's dtype */
     uint64_t key;               /* rrelu stream key */
 } fa_args;
@@ -111,36 +102,25 @@ typedef double fa_double_unaligned;
 #define FA_FMA32(a, b, c) ((a) * (b) + (c))
 #define FA_FMA64(a, b, c) ((a) * (b) + (c))
 
-/* --- streaming stores ---------------------------------------------------------------
- * fa_stream_copy_<isa>(dst, src, bytes) copies a computed block out with
- * non-temporal stores of W-byte vectors: regular stores up to dst's first
- * W-aligned byte and for the tail.  Byte copies, so one serves both dtypes;
- * src is best aligned as dst mod 64 (fa_run_span arranges it), so that the
- * loads are aligned too.
- */
-typedef void (*fa_copy_fn)(void *dst, const void *src, size_t bytes);
-
-#define FA_DEFINE_STREAM_COPY(isa, W, LOADU, STREAM)                                  \
-    static void fa_stream_copy_##isa(void *dst, const void *src, size_t bytes)       \
-    {                                                                                 \
-        unsigned char *d = (unsigned char *)dst;                                      \
-        const unsigned char *s = (const unsigned char *)src;                          \
-        size_t k = (W - (uintptr_t)d % W) % W;                                        \
-        if (k > bytes) k = bytes;                                                     \
-        memcpy(d, s, k);                                                              \
-        for (; k + W <= bytes; k += W)                                                \
-            STREAM((void *)(d + k), LOADU((const void *)(s + k)));                    \
-        memcpy(d + k, s + k, bytes - k);                                              \
-    }
+/* Streamed outputs (FA_STORE_LOOP in kernels.inc) are computed in chunks of
+   this many bytes into a local array, then stored line by line with
+   FA_NT_LINE(dst, src): a 64-byte line, both ends 64-byte aligned, with the
+   non-temporal stores of the instruction set being compiled.  Small chunks
+   keep the loads of the next chunk overlapping the stores of the last: relu,
+   2**24 float32 elements, 2 threads, C microbenchmark, 55-60 GB/s with 1 KiB
+   chunks, 42-46 with 4 KiB, 36-38 with 16 KiB (256 bytes: slightly slower). */
+#define FA_STREAM_CHUNK 1024
 
 #if FA_NT
-FA_DEFINE_STREAM_COPY(baseline, 16, _mm_loadu_si128, _mm_stream_si128)
+#define FA_NT_LINE(dst, src)                                                           \
+    do {                                                                               \
+        __m128i *d_ = (__m128i *)(void *)(dst);                                        \
+        const __m128i *s_ = (const __m128i *)(const void *)(src);                      \
+        for (int l_ = 0; l_ < 4; l_++) _mm_stream_si128(d_ + l_, _mm_load_si128(s_ + l_)); \
+    } while (0)
 #else
 /* no portable non-temporal store: a plain copy keeps the baseline buildable */
-static void fa_stream_copy_baseline(void *dst, const void *src, size_t bytes)
-{
-    memcpy(dst, src, bytes);
-}
+#define FA_NT_LINE(dst, src) memcpy((void *)(dst), (const void *)(src), 64)
 #endif
 
 /* --- baseline (SSE2 on x86-64, whatever the compiler targets elsewhere) --- */
@@ -160,7 +140,14 @@ static void fa_stream_copy_baseline(void *dst, const void *src, size_t bytes)
 #undef FA_FMA64
 #define FA_FMA32(a, b, c) __builtin_fmaf(a, b, c)
 #define FA_FMA64(a, b, c) __builtin_fma(a, b, c)
-FA_DEFINE_STREAM_COPY(avx2, 32, _mm256_loadu_si256, _mm256_stream_si256)
+#undef FA_NT_LINE
+#define FA_NT_LINE(dst, src)                                                           \
+    do {                                                                               \
+        __m256i *d_ = (__m256i *)(void *)(dst);                                        \
+        const __m256i *s_ = (const __m256i *)(const void *)(src);                      \
+        for (int l_ = 0; l_ < 2; l_++)                                                 \
+            _mm256_stream_si256(d_ + l_, _mm256_load_si256(s_ + l_));                  \
+    } while (0)
 #define FA_ISA avx2
 #include "both_dtypes.inc"
 #undef FA_ISA
@@ -177,7 +164,9 @@ FA_DEFINE_STREAM_COPY(avx2, 32, _mm256_loadu_si256, _mm256_stream_si256)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")
 #endif
-FA_DEFINE_STREAM_COPY(avx512, 64, _mm512_loadu_si512, _mm512_stream_si512)
+#undef FA_NT_LINE
+#define FA_NT_LINE(dst, src) \
+    _mm512_stream_si512((void *)(dst), _mm512_load_si512((const void *)(src)))
 #define FA_ISA avx512
 #include "both_dtypes.inc"
 #undef FA_ISA
@@ -197,14 +186,6 @@ static const fa_table *const fa_tables[3][2] = {
 #if FA_X86
     {&table_f32_avx2, &table_f64_avx2},
     {&table_f32_avx512, &table_f64_avx512},
-#endif
-};
-
-static const fa_copy_fn fa_stream_copies[3] = {
-    fa_stream_copy_baseline,
-#if FA_X86
-    fa_stream_copy_avx2,
-    fa_stream_copy_avx512,
 #endif
 };
 
@@ -295,15 +276,22 @@ static void fa_register_atfork(void) { pthread_atfork(NULL, NULL, fa_mark_forked
 #endif
 
 /* --- streaming ---------------------------------------------------------------------
- * An output of at least fa_stream_min() bytes is computed block by block into
- * a buffer on the thread's stack, which stays in L1, and copied out with
- * non-temporal stores: they skip the read-for-ownership of each output line.
- * C microbenchmark, 2 threads, AVX-512, float32: a copy of 2**24 elements
- * moves 27-32 GB/s with regular stores, 40-50 with streaming ones
- * (relu_backward 30-34 vs 42-48); of 2**20 (4 MiB out) 25 vs 41; of 2**18
- * (1 MiB, stays in L2) 35 vs 25, so the default threshold is 4 MiB.
- * A block's inputs are read before its output is written, so in-place calls
- * stay correct; results are bit-identical to regular stores.
+ * The output of a memory-bound kernel, when at least fa_stream_min() bytes,
+ * is written with non-temporal stores, which skip the read-for-ownership of
+ * each output line: chunks of FA_STREAM_CHUNK bytes are computed into a
+ * local array and stored line by line (FA_STORE_LOOP in kernels.inc).
+ * Results are bit-identical to regular stores.
+ *
+ * Measured on the 2-core build machine (AVX-512, float32, 2 threads, outputs
+ * preallocated, GB/s of inputs + output, regular / streamed, best of 7
+ * interleaved rounds; runs vary by 10%): at 2**24 elements relu 26.8 / 49.7,
+ * relu_backward 24.8 / 37.8, leaky_relu 22.2 / 38.4, its backward
+ * 23.5 / 32.4, sigmoid_backward 28.7 / 40.3, prelu (64, 64, 4096)
+ * 21.7 / 33.2, softmax_backward (4096 rows of 4096) 17.3 / 23.2; one thread
+ * relu 11.8 / 17.9.  By output size, relu and relu_backward: 1 MiB
+ * 29.1 / 23.0 and 39.5 / 34.9 (the data stay in L2, which streamed stores
+ * bypass), 2 MiB 27.2 / 25.1 and 29.4 / 46.3, 4 MiB 19.9 / 28.7 and
+ * 27.5 / 49.9: the threshold (config.STREAM_MIN_BYTES) is 4 MiB.
  */
 
 static _Atomic int64_t fa_stream_min_bytes = (int64_t)1 << 22;
@@ -312,75 +300,41 @@ void fa_set_stream_min(int64_t bytes) { atomic_store(&fa_stream_min_bytes, bytes
 
 int64_t fa_stream_min(void) { return atomic_load(&fa_stream_min_bytes); }
 
-/* Output bytes per block: 16 KiB stays in L1 (48 KiB here) beside the
-   inputs.  A softmax row is never cut: rows up to FA_STREAM_ROW_MAX make
-   blocks of whole rows, longer ones are not streamed. */
-#define FA_STREAM_BLOCK (16 << 10)
-#define FA_STREAM_ROW_MAX (32 << 10)
-
-typedef struct fa_stream {
-    fa_copy_fn copy;
-    int fence;                      /* sfence after the last copy */
-    int64_t unit_elems, unit_bytes; /* output per work unit: an element or a row */
-    int64_t block_units;            /* units per block */
-} fa_stream;
-
-/* a streaming plan in *st for `units` work units of unit_elems elements, or
-   NULL where regular stores are used */
-static const fa_stream *fa_stream_plan(fa_stream *st, int level, int64_t units,
-                                       int64_t unit_elems, int64_t elsize)
-{
-    int64_t min = fa_stream_min(), unit_bytes = unit_elems * elsize;
-    if (min < 0 || units <= 0 || unit_bytes <= 0 || unit_bytes > FA_STREAM_ROW_MAX ||
-        units * unit_bytes < min)
-        return NULL;
-    st->copy = fa_stream_copies[level];
-    st->fence = FA_NT || level > FA_ISA_BASELINE;
-    st->unit_elems = unit_elems;
-    st->unit_bytes = unit_bytes;
-    st->block_units = unit_bytes < FA_STREAM_BLOCK ? FA_STREAM_BLOCK / unit_bytes : 1;
-    return st;
-}
+/* Kernels whose output is streamed (their workers write it with
+   FA_STORE_LOOP).  Not those bound by their arithmetic (an exp, a hash per
+   element), where streaming gained nothing, measured as above with them
+   streamed: sigmoid 15.7 / 15.6, elu 22.2 / 23.8, elu_backward 22.7 / 22.7,
+   rrelu (training) 16.0 / 15.5, its backward 21.7 / 21.2.  Nor softmax
+   (exp, then a second pass over the row) and prelu_backward (gx beside the
+   weight-gradient sums), which lost streamed through a buffer:
+   16.7 / 14.4 and 28.2 / 24.1. */
+static const unsigned char fa_streamed[FA_K_COUNT] = {
+    [FA_K_SIGMOID_BWD] = 1, [FA_K_RELU_FWD] = 1, [FA_K_RELU_BWD] = 1,
+    [FA_K_LEAKY_FWD] = 1,   [FA_K_LEAKY_BWD] = 1, [FA_K_PRELU_FWD] = 1,
+    [FA_K_SOFTMAX_BWD] = 1,
+};
 
 #if FA_X86
 /* SSE: present wherever a level with non-temporal stores runs */
 __attribute__((target("sse"))) static void fa_sfence(void) { _mm_sfence(); }
 #endif
 
-/* One thread's range [lo, hi): whole, or block by block through a buffer */
-static void fa_run_span(fa_range_fn fn, const fa_args *a, int64_t lo, int64_t hi, int tid,
-                        const fa_stream *st)
+/* fn over one thread's range; non-temporal stores are weakly ordered, so a
+   streaming thread drains them before the parallel region's barrier (or
+   the return) lets anyone read the output */
+static void fa_run_range(fa_range_fn fn, const fa_args *a, int64_t lo, int64_t hi, int tid,
+                         int fence)
 {
-    fa_args b = *a;
-    b.span_lo = lo;
-    b.span_hi = hi;
-    if (st == NULL) {
-        fn(&b, lo, hi, tid);
-        return;
-    }
-    /* a block starts at its destination's offset mod 64, so that the copy's
-       loads are aligned as its stores */
-    _Alignas(64) unsigned char buf[FA_STREAM_ROW_MAX + 64];
-    unsigned char *out = (unsigned char *)a->out;
-    for (int64_t blo = lo; blo < hi;) {
-        int64_t bhi = hi - blo > st->block_units ? blo + st->block_units : hi;
-        unsigned char *dst = out + blo * st->unit_bytes;
-        unsigned char *block = buf + (uintptr_t)dst % 64;
-        b.out = block;
-        b.obase = blo * st->unit_elems;
-        fn(&b, blo, bhi, tid);
-        st->copy(dst, block, (size_t)((bhi - blo) * st->unit_bytes));
-        blo = bhi;
-    }
+    fn(a, lo, hi, tid);
 #if FA_X86
-    /* non-temporal stores are weakly ordered: drain them before the parallel
-       region's barrier (or the return) lets anyone read the output */
-    if (st->fence) fa_sfence();
+    if (fence) fa_sfence();
+#else
+    (void)fence;
 #endif
 }
 
 static void fa_parallel(fa_range_fn fn, const fa_args *a, int64_t n, int64_t grain, int nthreads,
-                        const fa_stream *st)
+                        int fence)
 {
     int team = fa_team_size(n, grain, nthreads);
 #ifdef FA_ATFORK
@@ -397,25 +351,25 @@ static void fa_parallel(fa_range_fn fn, const fa_args *a, int64_t n, int64_t gra
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
             int64_t lo = units * t / nt * grain, hi = units * (t + 1) / nt * grain;
             if (hi > n) hi = n;
-            if (lo < hi) fa_run_span(fn, a, lo, hi, t, st);
+            if (lo < hi) fa_run_range(fn, a, lo, hi, t, fence);
         }
         return;
     }
 #endif
     (void)team;
-    fa_run_span(fn, a, 0, n, 0, st);
+    fa_run_range(fn, a, 0, n, 0, fence);
 }
 
 /* kernel `k` of the current level over `units` work units of unit_elems
-   output elements (1, or a softmax row) */
-static void fa_launch(int dtype, int k, const fa_args *a, int64_t units, int64_t grain,
+   output elements (1, or a softmax row); streamed where it pays */
+static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain,
                       int64_t unit_elems, int nthreads)
 {
     int level = fa_isa();
-    fa_stream st;
-    const fa_stream *plan = fa_stream_plan(&st, level, units, unit_elems,
-                                           dtype == FA_F32_IDX ? 4 : 8);
-    fa_parallel(fa_tables[level][dtype]->fn[k], a, units, grain, nthreads, plan);
+    int64_t min = fa_stream_min(), bytes = units * unit_elems * (dtype == FA_F32_IDX ? 4 : 8);
+    a->stream = fa_streamed[k] && min >= 0 && bytes > 0 && bytes >= min;
+    fa_parallel(fa_tables[level][dtype]->fn[k], a, units, grain, nthreads,
+                a->stream && (FA_NT || level > FA_ISA_BASELINE));
 }
 
 /* --- public entry points ------------------------------------------------------------ */
@@ -488,8 +442,7 @@ static void fa_launch(int dtype, int k, const fa_args *a, int64_t units, int64_t
     {                                                                                         \
         int64_t n = outer * C * inner;                                                        \
         int team = fa_team_size(n, FA_ELEMENTWISE_GRAIN, nthreads);                           \
-        const int64_t stride = FA_PRELU_SCRATCH(C);                                           \
-        double *scratch = (double *)calloc((size_t)team * (size_t)stride, sizeof(double));    \
+        double *scratch = (double *)calloc((size_t)team * 2 * (size_t)C, sizeof(double));     \
         if (scratch == NULL) return -1;                                                       \
         fa_args a = {.in0 = g, .in1 = x, .w = w, .out = gx, .scratch = scratch, .C = C,       \
                      .inner = inner};                                                         \
@@ -499,7 +452,7 @@ static void fa_launch(int dtype, int k, const fa_args *a, int64_t units, int64_t
         for (int64_t c = 0; c < C; c++) {                                                     \
             double s = 0.0, comp = 0.0;                                                       \
             for (int t = 0; t < team; t++) {                                                  \
-                const double *part = scratch + (int64_t)t * stride;                           \
+                const double *part = scratch + (int64_t)t * 2 * C;                            \
                 double v = part[c] - part[C + c] - comp;                                      \
                 double u = s + v;                                                             \
                 comp = (u - s) - v;                                                           \

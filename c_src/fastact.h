@@ -10,8 +10,9 @@
  *
  * The first call picks the best instruction set of the running CPU
  * (AVX-512, AVX2+FMA or the baseline); FASTACT_C_ISA=avx512|avx2|baseline
- * caps it.  nthreads <= 1 runs on the calling thread.  Large outputs are
- * written with streaming stores (fa_set_stream_min); results are the same.
+ * caps it.  nthreads <= 1 runs on the calling thread.  Large outputs of the
+ * memory-bound kernels are written with streaming stores (fa_set_stream_min);
+ * results are the same.
  *
  * The text between the cdef markers is read by build.py as the cffi cdef,
  * so it holds only declarations cffi can parse.
@@ -37,9 +38,11 @@ int fa_set_isa(int level);        /* use min(level, best); returns the level use
 const char *fa_isa_name(int level);
 int fa_openmp(void);              /* 1 when built with OpenMP threads */
 
-/* Outputs of at least this many bytes are written with non-temporal
-   (streaming) stores, which skip the read-for-ownership of the output's cache
-   lines; a negative value never streams.  Default 1 << 22 (4 MiB). */
+/* Outputs of at least this many bytes of the memory-bound kernels (relu,
+   leaky_relu and prelu forward; sigmoid, relu, leaky_relu and softmax
+   backward) are written with non-temporal (streaming) stores, which skip the
+   read-for-ownership of the output's cache lines; a negative value never
+   streams.  Default 1 << 22 (4 MiB). */
 void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
 

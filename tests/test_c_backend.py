@@ -331,10 +331,12 @@ def test_a_forked_child_can_still_run_parallel_kernels(cb):
 
 
 # --- streaming stores ------------------------------------------------------------------------
-# The kernels write outputs of at least fa_stream_min() bytes block by block
-# through a buffer, with non-temporal stores.  The threshold is forced to 0
-# here, so that small arrays exercise every block, head and tail; the results
-# must be bit-identical to regular stores.
+# The memory-bound kernels (fa_streamed in c_src/fastact.c) write outputs of at
+# least fa_stream_min() bytes with non-temporal stores, in chunks between a
+# head and a tail of regular stores.  The threshold is forced to 0 here, so
+# that small arrays exercise every head, chunk and tail; the results must be
+# bit-identical to regular stores.  Every kernel is checked, so that one added
+# to fa_streamed is covered.
 
 @pytest.fixture
 def stream_min(cb):
@@ -356,8 +358,8 @@ def two_threads():
     fastact.set_num_threads(before)
 
 
-#: 1, a short vector tail, several 64-byte lines, two float32 blocks (16 KiB)
-#: and a tail, and a size split across threads
+#: 1, a short vector tail, a few 1 KiB chunks (between a head and a tail of
+#: regular stores), more of them, and a size split across threads
 STREAM_SIZES = (1, 17, 1003, 2 * 4096 + 5, 2 * config.C_PARALLEL_MIN + 3)
 #: where the output goes: a new array, one element or one byte past a 64-byte
 #: boundary (margins checked), or over the first input (in place)
@@ -406,7 +408,7 @@ def _check_streamed(fn, ins, exact, stream_min, what):
 
 
 def test_stream_threshold_comes_from_config_and_is_described(cb, stream_min):
-    want = getattr(config, "STREAM_MIN_BYTES", 1 << 22)
+    want = config.STREAM_MIN_BYTES
     assert cb._lib.fa_stream_min() == want
     assert fastact.backends()["c"]["stream_min_bytes"] == want
     stream_min(-1)
@@ -427,19 +429,19 @@ def test_streamed_elementwise_kernels_are_bit_identical(cb, stream_min, isa_leve
             _check_streamed(op.bwd, (g, s), op.exact, stream_min, (used, op.id, "bwd", n))
 
 
-#: (outer, C, inner): inner == 1 (runs over channels), short segments, and
-#: segments longer than a block, cut by blocks and by the thread split
-PRELU_SHAPES = [(1, 1, 1), (1, 17, 1), (59, 17, 1), (2000, 17, 1), (3, 5, 67), (1, 2, 1003),
+#: (outer, C, inner): inner == 1 (runs over channels, short or of several
+#: chunks), short channel rows, and rows of many chunks, cut by the thread split
+PRELU_SHAPES = [(1, 1, 1), (1, 17, 1), (59, 17, 1), (40, 1000, 1), (3, 5, 67), (1, 2, 1003),
                 (2, 2, 9001)]
 
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_streamed_prelu_is_bit_identical(cb, stream_min, isa_level, two_threads, isa, dtype):
-    """gx streamed equals gx stored (and the reference), and the weight
-    gradient's sums do not depend on where the blocks cut the channels: its
-    terms +-2**k of wide range cancel, so that a changed order of additions
-    would show."""
+    """prelu's output streamed equals it stored (and the reference).  The
+    backward is not streamed (no faster, measured); were it, its weight
+    gradient must not change: terms +-2**k of wide range cancel, so that
+    another order of additions would show."""
     used = isa_level(isa)
     rng = np.random.default_rng(11)
     for shape in PRELU_SHAPES:
@@ -471,8 +473,8 @@ def test_streamed_prelu_is_bit_identical(cb, stream_min, isa_level, two_threads,
             assert_bitwise_equal(gx, ref_gx)
 
 
-#: rows of 1 and 17, many rows per block, rows of exactly one block
-#: (32 KiB: float32 8192, float64 4096), and rows too long to stream
+#: rows of 1 and 17 (too short for a chunk), many rows per thread, and long
+#: rows, each with its own head, chunks and tail
 SOFTMAX_SHAPES = [(1, 1), (1, 17), (17, 59), (64, 515), (3, 4096), (2, 8192), (2, 9001)]
 
 

@@ -7,10 +7,11 @@ AVX2+FMA and a portable baseline; the first call picks the best one the CPU
 supports, capped by ``FASTACT_C_ISA=avx512|avx2|baseline``.  ``describe()``
 reports the choice.  Calls release the GIL (cffi's out-of-line API mode);
 arrays of at least ``config.C_PARALLEL_MIN`` elements are split across
-``fastact.get_num_threads()`` threads.  Outputs of at least
-``config.STREAM_MIN_BYTES`` bytes are written with non-temporal (streaming)
-stores, which skip reading the output's cache lines before writing them:
-faster once the output no longer fits the caches, the same results.
+``fastact.get_num_threads()`` threads.  The memory-bound kernels write
+outputs of at least ``config.STREAM_MIN_BYTES`` bytes with non-temporal
+(streaming) stores, which skip reading the output's cache lines before
+writing them: faster once the output no longer fits the caches, the same
+results.
 
 ``FASTACT_C_LIBRARY=/path/to/_cfastact*.so`` loads another build of the
 extension (the sanitizer build of the tests) instead of the installed one.
@@ -77,7 +78,7 @@ class CBackend(Backend):
         if requested is not None:
             lib.fa_set_isa(ISA_LEVELS.index(requested))
         lib.fa_isa()                       # resolve now: describe() is then exact
-        lib.fa_set_stream_min(getattr(config, "STREAM_MIN_BYTES", 1 << 22))
+        lib.fa_set_stream_min(config.STREAM_MIN_BYTES)
         fb = self._ffi.from_buffer
         self._from_buffer = fb
         self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
