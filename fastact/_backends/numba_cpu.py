@@ -108,6 +108,9 @@ def _make_streaming(tag, f, indexed, binary, dtype):
     wide = wide_vectors()
     stream, fence = streaming()
     T = np.dtype(dtype).type
+    # unsigned offsets index the inputs (no negative-index check: the loops
+    # vectorize) instead of block slices, which cost reference counting
+    U = np.uint64
     block, blocks, span = _stream_blocks(dtype)
     if indexed:
         fi = f
@@ -123,10 +126,10 @@ def _make_streaming(tag, f, indexed, binary, dtype):
                 first, b0, b1 = blocks(out, t, nthreads)
                 for b in range(b0, b1):
                     lo, hi = span(b, first, out.shape[0])
-                    gs, ss = g[lo:hi], s[lo:hi]
                     for j in range(hi - lo):
                         wide()
-                        buf[j] = fi(gs[j], ss[j], lo + j, *params)
+                        k = U(lo) + U(j)
+                        buf[j] = fi(g[k], s[k], lo + j, *params)
                     stream(out, lo, buf, hi - lo)
                 fence()
     else:
@@ -136,10 +139,10 @@ def _make_streaming(tag, f, indexed, binary, dtype):
                 first, b0, b1 = blocks(out, t, nthreads)
                 for b in range(b0, b1):
                     lo, hi = span(b, first, out.shape[0])
-                    xs = x[lo:hi]
                     for j in range(hi - lo):
                         wide()
-                        buf[j] = fi(xs[j], lo + j, *params)
+                        k = U(lo) + U(j)
+                        buf[j] = fi(x[k], lo + j, *params)
                     stream(out, lo, buf, hi - lo)
                 fence()
     return _jit(tag + "_stream", True)(loop)
@@ -325,22 +328,29 @@ def _softmax_kernels(dtype, parallel):
     if parallel != "stream":
         return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
 
-    # Streaming variants (outputs too big for the caches): one task per
-    # thread, each row computed into a row buffer and streamed out.
+    # Streaming variant (outputs too big for the caches): one task per
+    # thread, each row computed block by block into a buffer and streamed out.
     prange = nb.prange
     stream, fence = streaming()
 
+    U = np.uint64
+    block = max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
+
     def backward_stream(g, y, out, nthreads):
-        rows = y.shape[0]
+        rows, n = y.shape
         for t in prange(nthreads):
-            buf = np.empty(y.shape[1], T)
+            buf = np.empty(block, T)
             for r in range(t * rows // nthreads, (t + 1) * rows // nthreads):
-                gr, yr = g[r], y[r]
+                gr, yr, orow = g[r], y[r], out[r]
                 d = T(dot(gr, yr))
-                for j in range(yr.shape[0]):
-                    wide()
-                    buf[j] = yr[j] * (gr[j] - d)
-                stream(out[r], 0, buf, buf.shape[0])
+                # blocks of the row into an L1 buffer, each streamed out
+                for lo in range(0, n, block):
+                    m = min(block, n - lo)
+                    for j in range(m):
+                        wide()
+                        k = U(lo) + U(j)
+                        buf[j] = yr[k] * (gr[k] - d)
+                    stream(orow, lo, buf, m)
             fence()
 
     # the forward is not streamed: its exponentials, not memory, bound it
@@ -355,14 +365,6 @@ _STREAMING = streaming_supported()
 def _streams(out):
     """Whether ``out`` is written with streaming stores (config.STREAM_MIN_BYTES)."""
     return _STREAMING and 0 <= config.STREAM_MIN_BYTES <= out.nbytes
-
-
-def _stream_rows(pass_, out):
-    """``out``, if softmax's ``pass_`` streams and the rows are short enough
-    for a row buffer, else None."""
-    if streamed("softmax", pass_) and out.shape[1] * out.itemsize <= config.STREAM_ROW_MAX_BYTES:
-        return out
-    return None
 
 
 class NumbaBackend(Backend):
@@ -434,12 +436,12 @@ class NumbaBackend(Backend):
     def softmax_forward(self, x, out):
         self._run(x.size, parallel_min("softmax"),
                   lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out,
-                  stream_out=_stream_rows("forward", out))
+                  stream_out=out if streamed("softmax", "forward") else None)
 
     def softmax_backward(self, g, y, out):
         self._run(y.size, parallel_min("softmax"),
                   lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out,
-                  stream_out=_stream_rows("backward", out))
+                  stream_out=out if streamed("softmax", "backward") else None)
 
     def describe(self):
         nb = _numba()
