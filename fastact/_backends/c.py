@@ -23,6 +23,8 @@ import importlib.util
 import os
 import pathlib
 
+import numpy as np
+
 from .. import _threads, config
 from . import Backend
 
@@ -99,15 +101,24 @@ class CBackend(Backend):
         return _threads.get_num_threads() if n >= config.C_PARALLEL_MIN else 1
 
     def elementwise(self, name, pass_, ins, out, params):
-        # the public layer passes float32 or float64 only: the item size tells
-        fn, ct = self._ew[pass_][name][out.itemsize == 8]
-        fb = self._from_buffer
-        n = out.size
-        nt = 1 if n < config.C_PARALLEL_MIN else _threads.get_num_threads()
-        if len(ins) == 1:
-            fn(fb(ct, ins[0]), fb(ct, out, True), n, *params, nt)
+        self.elementwise_kernel(name, pass_, out.dtype.type, False)(*ins, out, params)
+
+    def elementwise_kernel(self, name, pass_, dtype, small):
+        # everything looked up once: a call is the from_buffer of each array
+        # (about 0.25 us apiece) and the C call itself
+        fn, ct = self._ew[pass_][name][np.dtype(dtype).itemsize == 8]
+        fb, threads = self._from_buffer, _threads.get_num_threads
+        cmin = config.C_PARALLEL_MIN
+        if pass_ == "forward":
+            def run(x, out, params):
+                n = out.shape[0]
+                fn(fb(ct, x), fb(ct, out, True), n, *params, 1 if n < cmin else threads())
         else:
-            fn(fb(ct, ins[0]), fb(ct, ins[1]), fb(ct, out, True), n, *params, nt)
+            def run(g, s, out, params):
+                n = out.shape[0]
+                fn(fb(ct, g), fb(ct, s), fb(ct, out, True), n, *params,
+                   1 if n < cmin else threads())
+        return run
 
     def prelu_forward(self, x, w, out):
         ch = out.dtype.char
