@@ -388,6 +388,18 @@ def cpu_prims(dtype) -> Prims:
             return _pow2(builder, ity, n)
         return nb_f(nb_f), codegen
 
+    @intrinsic
+    def pow2n_wide(typingctx, t):
+        """2**n as a float64, n read from the float32 shifter sum t (any n
+        of a float32 exponential: all normal in float64)."""
+        def codegen(context, builder, sig, args):
+            _, n = _exponent(builder, args[0])
+            i64 = ir.IntType(64)
+            e = builder.shl(builder.add(builder.sext(n, i64), ir.Constant(i64, 1023)),
+                            ir.Constant(i64, 52))
+            return builder.bitcast(e, ir.DoubleType())
+        return types.float64(nb_f), codegen
+
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
@@ -436,7 +448,13 @@ def cpu_prims(dtype) -> Prims:
         xc = zero if x > zero else x
         xc = mul_lo if xc < mul_lo else xc
         r, t = _reduce(xc)
-        return scale_mul(a, (_expm1_poly(r) + one) * b, t)
+        mb = (_expm1_poly(r) + one) * b
+        if f32:
+            # float32: a * mb is exact in float64 and so is the scaling by
+            # 2**n (n >= -289), so the result is rounded once, by the
+            # conversion; cheaper than three scalings in float32
+            return T(np.float64(a) * np.float64(mb) * pow2n_wide(t))
+        return scale_mul(a, mb, t)
 
     @njit
     def expm1(x):
