@@ -314,8 +314,8 @@ def copy_call(dtype, n):
 def _stream_copy_kernel(dtype):
     from ._backends import numba_cpu
     from ._prims import inner_njit
-    return numba_cpu._make_streaming("bench_copy", inner_njit()(lambda x: x), False, False,
-                                     np.dtype(dtype).type)
+    return numba_cpu._make_blocked("bench_copy", inner_njit()(lambda x: x), False, False,
+                                   np.dtype(dtype).type, True)
 
 
 def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):

@@ -175,6 +175,40 @@ def array_address():
 
 
 @functools.lru_cache(maxsize=None)
+def prefetchers():
+    """``(prefetch_read, prefetch_write)``: ``f(a, i)`` asks for the cache
+    line of ``a[i]`` (1-D), to read or to write (``prefetchw``: the line
+    arrives owned, so a store to it need not wait for it).  Hints only: they
+    never fault and change no result."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    def make(rw):
+        @intrinsic
+        def prefetch(typingctx, a, i):
+            if not isinstance(a, types.Array):
+                return None
+
+            def codegen(context, builder, sig, args):
+                data = context.make_array(sig.args[0])(context, builder, args[0]).data
+                i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                    "llvm.prefetch.p0")
+                ptr = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+                # rw, locality 3 (keep in all levels), data cache
+                builder.call(fn, [ptr, ir.Constant(i32, rw), ir.Constant(i32, 3),
+                                  ir.Constant(i32, 1)])
+                return context.get_dummy_value()
+            return types.none(a, types.intp), codegen
+        return prefetch
+
+    return make(0), make(1)
+
+
+@functools.lru_cache(maxsize=None)
 def streaming():
     """``(stream_copy, store_fence)`` intrinsics for kernels whose output is
     too big for the caches.

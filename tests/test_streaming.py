@@ -1,12 +1,12 @@
-"""Streaming (non-temporal) stores of the Numba backend.
+"""The Numba backend's kernels for big outputs.
 
-Outputs of at least ``config.STREAM_MIN_BYTES`` bytes of memory-bound
-kernels are computed block by block into a buffer and written with
-streaming stores (:func:`fastact._prims.streaming`).  These tests force that
-path on arrays just big enough for the parallel kernels, for every formula
-(also the compute-bound ones, which are not streamed by default), and check
-it against the regular path bit for bit: outputs at odd offsets, sizes that
-leave heads and tails, in place, one and two threads.
+Outputs of at least ``config.STREAM_MIN_BYTES`` bytes are written in blocks:
+memory-bound kernels compute a block into a buffer and write it with
+streaming stores (:func:`fastact._prims.streaming`); kernels bound by their
+arithmetic write in place and prefetch the blocks ahead.  These tests force
+either way on arrays just big enough for the parallel kernels, for every
+formula, and check it against the regular path bit for bit: outputs at odd
+offsets, sizes that leave heads and tails, in place, one and two threads.
 """
 from __future__ import annotations
 
@@ -30,19 +30,21 @@ def numba_backend():
     return require_backend("numba")
 
 
-@pytest.fixture
-def spy(monkeypatch, numba_backend):
-    """Streaming forced for every pass; records which kernels streamed."""
+@pytest.fixture(params=["stream", "prefetch"])
+def spy(request, monkeypatch, numba_backend):
+    """Blocked kernels forced for every pass, streamed or prefetched (the
+    parameter); records which kernels ran."""
     from fastact._backends import numba_cpu
     calls = []
-    real = numba_cpu._streaming_kernel
+    real = numba_cpu._blocked_kernel
+    stream = request.param == "stream"
 
-    def recording(name, pass_, dtype):
-        calls.append((name, pass_))
-        return real(name, pass_, dtype)
+    def recording(name, pass_, dtype, streamed):
+        calls.append((name, pass_, streamed))
+        return real(name, pass_, dtype, streamed)
 
-    monkeypatch.setattr(numba_cpu, "_streaming_kernel", recording)
-    monkeypatch.setattr(numba_cpu, "streamed", lambda name, pass_: True)
+    monkeypatch.setattr(numba_cpu, "_blocked_kernel", recording)
+    monkeypatch.setattr(numba_cpu, "streamed", lambda name, pass_: stream)
     monkeypatch.setattr(_api, "_kernels", {})        # closures made before the patch
     monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
     return calls
@@ -66,7 +68,7 @@ def _out(kind, n, dtype, src=None):
 @pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
 @pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_streamed_elementwise_matches_the_regular_path(op, dtype, out_kind, threads, spy,
+def test_blocked_elementwise_matches_the_regular_path(op, dtype, out_kind, threads, spy,
                                                        monkeypatch, restore_threads):
     fastact.set_num_threads(threads)
     x = mixed_values(dtype, N, seed=1)
@@ -82,7 +84,7 @@ def test_streamed_elementwise_matches_the_regular_path(op, dtype, out_kind, thre
         assert_bitwise_equal(got, want)
         if op.exact:
             assert_bitwise_equal(got, fn(*args, backend="numpy"))
-    assert len(spy) == 2, spy
+    assert len(spy) == 2 and len({c[2] for c in spy}) == 1, spy
 
 
 @pytest.mark.parametrize("cols", [256, 1000, 4099])
@@ -103,23 +105,26 @@ def test_streamed_softmax_backward_matches_the_regular_path(dtype, cols, out_kin
     assert_bitwise_equal(got, want)
 
 
-def test_streaming_follows_the_registry_and_the_size_threshold(monkeypatch, numba_backend):
+def test_blocked_kernels_follow_the_registry_and_the_size_threshold(monkeypatch, numba_backend):
     from fastact._backends import numba_cpu
     calls = []
-    real = numba_cpu._streaming_kernel
-    monkeypatch.setattr(numba_cpu, "_streaming_kernel",
-                        lambda *a: calls.append(a[:2]) or real(*a))
+    real = numba_cpu._blocked_kernel
+    monkeypatch.setattr(numba_cpu, "_blocked_kernel",
+                        lambda *a: calls.append((a[0], a[1], a[3])) or real(*a))
     monkeypatch.setattr(_api, "_kernels", {})
     x = np.ones(N, np.float32)
     monkeypatch.setattr(config, "STREAM_MIN_BYTES", x.nbytes)
     fastact.relu(x, backend="numba")
     fastact.relu_backward(x, x, backend="numba")
-    fastact.sigmoid(x, backend="numba")               # compute-bound: not streamed
+    fastact.sigmoid(x, backend="numba")               # compute-bound: prefetched
     fastact.sigmoid_backward(x, x, backend="numba")
-    assert calls == [("relu", "forward"), ("relu", "backward"), ("sigmoid", "backward")]
+    assert calls == [("relu", "forward", True), ("relu", "backward", True),
+                     ("sigmoid", "forward", False), ("sigmoid", "backward", True)]
     assert not _registry.streamed("sigmoid", "forward")
     assert _registry.streamed("softmax", "backward")
+    assert not _registry.streamed("softmax", "forward")
     calls.clear()
     monkeypatch.setattr(config, "STREAM_MIN_BYTES", x.nbytes + 1)   # just too small
     fastact.relu(x, backend="numba")
+    fastact.sigmoid(x, backend="numba")
     assert calls == []

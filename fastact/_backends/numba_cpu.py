@@ -13,8 +13,8 @@ import threading
 import numpy as np
 
 from .. import _threads, config
-from .._prims import (array_address, cpu_prims, inner_njit, kernel_njit, streaming,
-                      streaming_supported, wide_vectors)
+from .._prims import (array_address, cpu_prims, inner_njit, kernel_njit, prefetchers,
+                      streaming, streaming_supported, wide_vectors)
 from .._registry import REGISTRY, parallel_min, streamed
 from . import Backend
 
@@ -99,19 +99,27 @@ def _stream_blocks(dtype):
     return block, blocks, span
 
 
-def _make_streaming(tag, f, indexed, binary, dtype):
+def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     """The parallel loop for outputs too big for the caches: one task per
-    thread; each computes blocks of its share into an L1-resident buffer and
-    streams them out (:func:`fastact._prims.streaming`).  A block is read in
-    full before it is written, so in-place calls stay correct."""
+    thread, each taking its share in blocks.
+
+    ``streamed`` (memory-bound formulas): a block is computed into an
+    L1-resident buffer and streamed out (:func:`fastact._prims.streaming`);
+    it is read in full before it is written, so in-place calls stay correct.
+    Otherwise (an exp or a hash per element) the block is written in place
+    while the lines ``config.PREFETCH_BLOCKS`` blocks ahead are prefetched,
+    the output's for writing: a store then finds its line owned instead of
+    waiting for it, which keeps the arithmetic and the memory traffic
+    overlapping."""
     prange = _numba().prange
     wide = wide_vectors()
-    stream, fence = streaming()
     T = np.dtype(dtype).type
-    # unsigned offsets index the inputs (no negative-index check: the loops
+    # unsigned offsets index the arrays (no negative-index check: the loops
     # vectorize) instead of block slices, which cost reference counting
     U = np.uint64
     block, blocks, span = _stream_blocks(dtype)
+    line = 64 // np.dtype(dtype).itemsize
+    ahead = config.PREFETCH_BLOCKS * block
     if indexed:
         fi = f
     elif binary:                     # the index is dead code, removed by LLVM
@@ -119,41 +127,88 @@ def _make_streaming(tag, f, indexed, binary, dtype):
     else:
         fi = inner_njit()(lambda x, i, *params: f(x, *params))
 
+    if streamed:
+        stream, fence = streaming()
+
+        @inner_njit()
+        def target(out, buf, lo):
+            return buf, 0
+
+        @inner_njit()
+        def prepare(a, b, out, lo):
+            pass
+
+        @inner_njit()
+        def finish_block(out, lo, buf, m):
+            stream(out, lo, buf, m)
+
+        @inner_njit()
+        def finish():
+            fence()
+    else:
+        pf_read, pf_write = prefetchers()
+
+        @inner_njit()
+        def target(out, buf, lo):
+            return out, lo
+
+        @inner_njit()
+        def prepare(a, b, out, lo):
+            pf = lo + ahead
+            if pf + block <= out.shape[0]:
+                for q in range(0, block, line):
+                    pf_read(a, pf + q)
+                    pf_read(b, pf + q)
+                    pf_write(out, pf + q)
+
+        @inner_njit()
+        def finish_block(out, lo, buf, m):
+            pass
+
+        @inner_njit()
+        def finish():
+            pass
+
     if binary:
         def loop(g, s, out, params, nthreads):
             for t in prange(nthreads):
-                buf = np.empty(block, T)
+                buf = np.empty(block if streamed else 0, T)
                 first, b0, b1 = blocks(out, t, nthreads)
                 for b in range(b0, b1):
                     lo, hi = span(b, first, out.shape[0])
+                    prepare(g, s, out, lo)
+                    dst, d0 = target(out, buf, lo)
                     for j in range(hi - lo):
                         wide()
                         k = U(lo) + U(j)
-                        buf[j] = fi(g[k], s[k], lo + j, *params)
-                    stream(out, lo, buf, hi - lo)
-                fence()
+                        dst[U(d0) + U(j)] = fi(g[k], s[k], lo + j, *params)
+                    finish_block(out, lo, buf, hi - lo)
+                finish()
     else:
         def loop(x, out, params, nthreads):
             for t in prange(nthreads):
-                buf = np.empty(block, T)
+                buf = np.empty(block if streamed else 0, T)
                 first, b0, b1 = blocks(out, t, nthreads)
                 for b in range(b0, b1):
                     lo, hi = span(b, first, out.shape[0])
+                    prepare(x, x, out, lo)
+                    dst, d0 = target(out, buf, lo)
                     for j in range(hi - lo):
                         wide()
                         k = U(lo) + U(j)
-                        buf[j] = fi(x[k], lo + j, *params)
-                    stream(out, lo, buf, hi - lo)
-                fence()
-    return _jit(tag + "_stream", True)(loop)
+                        dst[U(d0) + U(j)] = fi(x[k], lo + j, *params)
+                    finish_block(out, lo, buf, hi - lo)
+                finish()
+    return _jit(tag + ("_stream" if streamed else "_prefetch"), True)(loop)
 
 
 @functools.lru_cache(maxsize=None)
-def _streaming_kernel(name, pass_, dtype):
+def _blocked_kernel(name, pass_, dtype, stream):
+    """The big-output kernel of ``name``'s ``pass_``, streamed or prefetched."""
     fwd, bwd = _formulas(name, dtype)
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
-    return _make_streaming(tag, fwd if pass_ == "forward" else bwd, REGISTRY[name].indexed,
-                           pass_ == "backward", dtype)
+    return _make_blocked(tag, fwd if pass_ == "forward" else bwd, REGISTRY[name].indexed,
+                         pass_ == "backward", dtype, stream)
 
 
 @functools.lru_cache(maxsize=None)
@@ -362,8 +417,9 @@ def _softmax_kernels(dtype, parallel):
 _STREAMING = streaming_supported()
 
 
-def _streams(out):
-    """Whether ``out`` is written with streaming stores (config.STREAM_MIN_BYTES)."""
+def _big(out):
+    """Whether ``out`` is big enough for the blocked kernels (streamed or
+    prefetched; config.STREAM_MIN_BYTES)."""
     return _STREAMING and 0 <= config.STREAM_MIN_BYTES <= out.nbytes
 
 
@@ -377,15 +433,15 @@ class NumbaBackend(Backend):
 
     def _run(self, n, threshold, get_kernel, *args, stream_out=None):
         """``get_kernel(True)``, the parallel kernel, from ``threshold``
-        elements on; ``get_kernel("stream")``, called with the thread count
-        too, where ``stream_out`` is big enough to be streamed; else, or
-        while another thread holds the pool, ``get_kernel(False)``."""
+        elements on; ``get_kernel("stream")``, the blocked kernel, called
+        with the thread count too, where ``stream_out`` is big (``_big``);
+        else, or while another thread holds the pool, ``get_kernel(False)``."""
         if n >= threshold and _pool_lock.acquire(blocking=False):
             try:
                 want = _threads.get_num_threads()
                 if self._nb.get_num_threads() != want:
                     self._nb.set_num_threads(want)
-                if stream_out is not None and _streams(stream_out):
+                if stream_out is not None and _big(stream_out):
                     get_kernel("stream")(*args, want)
                 else:
                     get_kernel(True)(*args)
@@ -404,17 +460,18 @@ class NumbaBackend(Backend):
             return _elementwise_kernel(name, pass_, dtype, False)
 
         threshold = parallel_min(name)
+        # big outputs: streamed where memory bounds the pass, else prefetched
         stream = streamed(name, pass_)
 
         def kernel(variant):
             if variant == "stream":
-                return _streaming_kernel(name, pass_, dtype)
+                return _blocked_kernel(name, pass_, dtype, stream)
             return _elementwise_kernel(name, pass_, dtype, variant)
 
         def run(*args):
             # args: inputs..., out, params
             self._run(args[-2].shape[0], threshold, kernel, *args,
-                      stream_out=args[-2] if stream else None)
+                      stream_out=args[-2])
         return run
 
     def prelu_forward(self, x, w, out):
