@@ -361,13 +361,36 @@ def _softmax_kernels(dtype, parallel):
             s += W(gr[j]) * W(yr[j])
         return s
 
-    def forward(x, out):
-        for r in prange(x.shape[0]):
-            xr, orow = x[r], out[r]
-            m = row_max(xr)
-            for j in range(xr.shape[0]):       # in the data's own width
+    # The parallel forward (big arrays, bound by its exponentials) asks, while
+    # it works on a row, for the next row's lines: x's to read, out's to
+    # write (see _make_blocked).  Spread over the row in chunks of `block`.
+    U = np.uint64
+    pf_read, pf_write = prefetchers()
+    line = 64 // np.dtype(dtype).itemsize
+    block = max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
+
+    @inner_njit()
+    def exp_row(xr, m, orow, xn, on):
+        """orow = exp(xr - m) in the data's own width"""
+        n = xr.shape[0]
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            if parallel:
+                for q in range(lo, hi, line):
+                    pf_read(xn, q)
+                    pf_write(on, q)
+            for j in range(hi - lo):
                 wide()
-                orow[j] = exp_diff(xr[j], m)
+                k = U(lo) + U(j)
+                orow[k] = exp_diff(xr[k], m)
+
+    def forward(x, out):
+        rows = x.shape[0]
+        for r in prange(rows):
+            xr, orow = x[r], out[r]
+            rn = min(r + 1, rows - 1)
+            m = row_max(xr)
+            exp_row(xr, m, orow, x[rn], out[rn])
             scale(orow, W(1.0) / wide_sum(orow))
 
     def backward(g, y, out):
@@ -395,12 +418,18 @@ def _softmax_kernels(dtype, parallel):
         rows, n = y.shape
         for t in prange(nthreads):
             buf = np.empty(block, T)
-            for r in range(t * rows // nthreads, (t + 1) * rows // nthreads):
+            r0, r1 = t * rows // nthreads, (t + 1) * rows // nthreads
+            for r in range(r0, r1):
                 gr, yr, orow = g[r], y[r], out[r]
+                gn, yn = g[min(r + 1, r1 - 1)], y[min(r + 1, r1 - 1)]
                 d = T(dot(gr, yr))
-                # blocks of the row into an L1 buffer, each streamed out
+                # blocks of the row into an L1 buffer, each streamed out,
+                # while the next row's lines are asked for
                 for lo in range(0, n, block):
                     m = min(block, n - lo)
+                    for q in range(lo, lo + m, line):
+                        pf_read(gn, q)
+                        pf_read(yn, q)
                     for j in range(m):
                         wide()
                         k = U(lo) + U(j)
