@@ -128,3 +128,25 @@ def test_blocked_kernels_follow_the_registry_and_the_size_threshold(monkeypatch,
     fastact.relu(x, backend="numba")
     fastact.sigmoid(x, backend="numba")
     assert calls == []
+
+
+@pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
+@pytest.mark.parametrize("inner", [config.PRELU_ROW_MIN, 1000 + 3])
+def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, monkeypatch, numba_backend,
+                                         restore_threads):
+    from fastact._backends import numba_cpu
+    calls = []
+    real = numba_cpu._prelu_kernels
+    monkeypatch.setattr(numba_cpu, "_prelu_kernels",
+                        lambda dt, v: calls.append(v) or real(dt, v))
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
+    fastact.set_num_threads(2)
+    outer = -(-N // (3 * inner))
+    x = mixed_values(dtype, outer * 3 * inner, seed=5).reshape(outer, 3, inner)
+    w = np.array([0.25, -0.5, 2.0], dtype)
+    want = fastact.prelu(x, w, backend="numpy")
+    src = x.copy()
+    out = _out(out_kind, x.size, dtype, src.ravel()).reshape(x.shape)
+    got = fastact.prelu(src, w, out=out, backend="numba")
+    assert_bitwise_equal(got, want)
+    assert calls == ["stream"]

@@ -223,6 +223,8 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
 
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
+    """(forward, backward) PReLU kernels: serial (``parallel`` False),
+    ``prange`` (True), or ``"stream"`` (forward only, (streamed, None))."""
     fwd, bwd, wterm = _formulas("prelu", dtype)
     nb = _numba()
     prange = nb.prange if parallel else range
@@ -309,7 +311,35 @@ def _prelu_kernels(dtype, parallel):
                     partial[b, c] = acc[c] - comp[c]
 
     tag = f"prelu_{np.dtype(dtype).name}"
-    return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
+    if parallel != "stream":
+        return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
+
+    # Streamed forward (big outputs, channel rows of at least ROW_MIN): one
+    # task per thread, each row computed block by block into a buffer and
+    # streamed out.  The backward is not streamed (its gx pass is interleaved
+    # with the weight-gradient sums).
+    stream, fence = streaming()
+    T = np.dtype(dtype).type
+    U = np.uint64
+    block = max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
+
+    def forward_stream(x, w, out, nthreads):
+        outer, C, inner = x.shape
+        rows = outer * C
+        x2, o2 = x.reshape(rows, inner), out.reshape(rows, inner)
+        for t in prange(nthreads):
+            buf = np.empty(block, T)
+            for r in range(t * rows // nthreads, (t + 1) * rows // nthreads):
+                wc, xr, orow = w[r % C], x2[r], o2[r]
+                for lo in range(0, inner, block):
+                    m = min(block, inner - lo)
+                    for j in range(m):
+                        wide()
+                        buf[j] = fwd(xr[U(lo) + U(j)], wc)
+                    stream(orow, lo, buf, m)
+            fence()
+
+    return _jit(tag + "_fwd_stream", True)(forward_stream), None
 
 
 @functools.lru_cache(maxsize=None)
@@ -504,8 +534,10 @@ class NumbaBackend(Backend):
         return run
 
     def prelu_forward(self, x, w, out):
+        rows = x.shape[2] >= config.PRELU_ROW_MIN       # the streamed kernel's layout
         self._run(x.size, parallel_min("prelu"),
-                  lambda par: _prelu_kernels(x.dtype.type, par)[0], x, w, out)
+                  lambda v: _prelu_kernels(x.dtype.type, v)[0], x, w, out,
+                  stream_out=out if rows and streamed("prelu", "forward") else None)
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
