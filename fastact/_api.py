@@ -181,8 +181,9 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     if stream is None and type(x) is _ND:
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
+            unary = len(arrays) == 1
             fast = True
-            if len(arrays) == 2:
+            if not unary:
                 s = arrays[1]
                 fast = (type(s) is _ND and s.dtype is dt and s.shape == x.shape
                         and s.flags.c_contiguous)
@@ -195,28 +196,30 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                     own = out.base is None
                     fast = f.c_contiguous and f.writeable and (
                         out is x or (own and x.base is None) or not _may_share(x, out)) and (
-                        len(arrays) == 1 or out is s or (own and s.base is None)
+                        unary or out is s or (own and s.base is None)
                         or not _may_share(s, out))
             if fast:
                 n = x.size
                 b = _choose(backend, n)
-                if b.name != "cuda":
+                # dt.char hashes faster than the dtype; device backends
+                # (cuda) have no entry and take the general path
+                key = (b, name, pass_, dt.char, n < _PARALLEL_MIN[name])
+                k = _kernels.get(key)
+                if k is None and b.name != "cuda":
+                    k = _kernels[key] = b.elementwise_kernel(name, pass_, dt.type, key[-1])
+                if k is not None:
                     if params:
                         params = _cast_params(params, dt)
                     res = _empty_like(x) if out is None else out
                     if n:
-                        # dt.char hashes faster than the dtype
-                        key = (b, name, pass_, dt.char, n < _PARALLEL_MIN[name])
-                        k = _kernels.get(key)
-                        if k is None:
-                            k = _kernels[key] = b.elementwise_kernel(
-                                name, pass_, dt.type, key[-1])
-                        flat = x.ndim == 1
-                        if len(arrays) == 1:
-                            k(x if flat else x.ravel(), res if flat else res.ravel(), params)
+                        if x.ndim != 1:
+                            x, res1 = x.ravel(), res.ravel()
                         else:
-                            k(x if flat else x.ravel(), s if flat else s.ravel(),
-                              res if flat else res.ravel(), params)
+                            res1 = res
+                        if unary:
+                            k(x, res1, params)
+                        else:
+                            k(x, s if s.ndim == 1 else s.ravel(), res1, params)
                     return res
     names = ("x",) if pass_ == "forward" else ("grad", REGISTRY[name].saves)
     named = list(zip(names, arrays))
