@@ -72,6 +72,11 @@ def _make_binary(tag, f, indexed, parallel):
     return _jit(tag, parallel)(loop)
 
 
+def _block_elems(dtype):
+    """Elements in one block of the big-output kernels (config.STREAM_BLOCK_BYTES)."""
+    return max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
+
+
 @functools.lru_cache(maxsize=None)
 def _stream_blocks(dtype):
     """``(block, blocks, span)`` for streamed outputs of ``dtype``: thread
@@ -81,7 +86,7 @@ def _stream_blocks(dtype):
     elements start at 64-byte boundaries of ``out`` (block 0 is what comes
     before the first one), so the streamed stores need no unaligned head."""
     size = np.dtype(dtype).itemsize
-    block = max(64, config.STREAM_BLOCK_BYTES // size)
+    block = _block_elems(dtype)
     address = array_address()
 
     @inner_njit()
@@ -321,7 +326,7 @@ def _prelu_kernels(dtype, parallel):
     stream, fence = streaming()
     T = np.dtype(dtype).type
     U = np.uint64
-    block = max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
+    block = _block_elems(dtype)
 
     def forward_stream(x, w, out, nthreads):
         outer, C, inner = x.shape
@@ -397,7 +402,7 @@ def _softmax_kernels(dtype, parallel):
     U = np.uint64
     pf_read, pf_write = prefetchers()
     line = 64 // np.dtype(dtype).itemsize
-    block = max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
+    block = _block_elems(dtype)
 
     @inner_njit()
     def exp_row(xr, m, orow, xn, on):
@@ -440,9 +445,6 @@ def _softmax_kernels(dtype, parallel):
     # thread, each row computed block by block into a buffer and streamed out.
     prange = nb.prange
     stream, fence = streaming()
-
-    U = np.uint64
-    block = max(64, config.STREAM_BLOCK_BYTES // np.dtype(dtype).itemsize)
 
     def backward_stream(g, y, out, nthreads):
         rows, n = y.shape
@@ -490,17 +492,17 @@ class NumbaBackend(Backend):
         self._nb = nb
         return self
 
-    def _run(self, n, threshold, get_kernel, *args, stream_out=None):
+    def _run(self, n, threshold, get_kernel, *args, big_out=None):
         """``get_kernel(True)``, the parallel kernel, from ``threshold``
         elements on; ``get_kernel("stream")``, the blocked kernel, called
-        with the thread count too, where ``stream_out`` is big (``_big``);
+        with the thread count too, where ``big_out`` is big (``_big``);
         else, or while another thread holds the pool, ``get_kernel(False)``."""
         if n >= threshold and _pool_lock.acquire(blocking=False):
             try:
                 want = _threads.get_num_threads()
                 if self._nb.get_num_threads() != want:
                     self._nb.set_num_threads(want)
-                if stream_out is not None and _big(stream_out):
+                if big_out is not None and _big(big_out):
                     get_kernel("stream")(*args, want)
                 else:
                     get_kernel(True)(*args)
@@ -530,14 +532,14 @@ class NumbaBackend(Backend):
         def run(*args):
             # args: inputs..., out, params
             self._run(args[-2].shape[0], threshold, kernel, *args,
-                      stream_out=args[-2])
+                      big_out=args[-2])
         return run
 
     def prelu_forward(self, x, w, out):
         rows = x.shape[2] >= config.PRELU_ROW_MIN       # the streamed kernel's layout
         self._run(x.size, parallel_min("prelu"),
                   lambda v: _prelu_kernels(x.dtype.type, v)[0], x, w, out,
-                  stream_out=out if rows and streamed("prelu", "forward") else None)
+                  big_out=out if rows and streamed("prelu", "forward") else None)
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
@@ -554,12 +556,12 @@ class NumbaBackend(Backend):
     def softmax_forward(self, x, out):
         self._run(x.size, parallel_min("softmax"),
                   lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out,
-                  stream_out=out if streamed("softmax", "forward") else None)
+                  big_out=out if streamed("softmax", "forward") else None)
 
     def softmax_backward(self, g, y, out):
         self._run(y.size, parallel_min("softmax"),
                   lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out,
-                  stream_out=out if streamed("softmax", "backward") else None)
+                  big_out=out if streamed("softmax", "backward") else None)
 
     def describe(self):
         nb = _numba()
