@@ -66,7 +66,7 @@ typedef struct fa_args {
     void *out;
     double *scratch;            /* prelu backward: per-thread partial sums */
     int64_t n, C, inner;        /* softmax row length; prelu layout */
-    int stream;                 /* write out with non-temporal stores (FA_STORE_LOOP) */
+    int stream;                 /* how `out` is written: FA_OUT_* (FA_STORE_LOOP) */
     double p0, p1;              /* parameters, exact in the kernel's dtype */
     uint64_t key;               /* rrelu stream key */
 } fa_args;
@@ -110,6 +110,12 @@ typedef double fa_double_unaligned;
    2**24 float32 elements, 2 threads, C microbenchmark, 55-60 GB/s with 1 KiB
    chunks, 42-46 with 4 KiB, 36-38 with 16 KiB (256 bytes: slightly slower). */
 #define FA_STREAM_CHUNK 1024
+
+/* fa_args.stream: regular stores, non-temporal stores (memory-bound kernels),
+   or regular stores with the lines FA_PREFETCH_CHUNKS chunks ahead
+   prefetched (kernels bound by their arithmetic); see fa_launch */
+enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
+#define FA_PREFETCH_CHUNKS 4
 
 #if FA_NT
 #define FA_NT_LINE(dst, src)                                                           \
@@ -159,10 +165,10 @@ typedef double fa_double_unaligned;
 
 /* --- AVX-512 (Skylake-X set: F, CD, BW, DQ, VL), full-width vectors --- */
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prefer-vector-width=512"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prfchw,prefer-vector-width=512"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")
+#pragma GCC target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prfchw,prefer-vector-width=512")
 #endif
 #undef FA_NT_LINE
 #define FA_NT_LINE(dst, src) \
@@ -314,6 +320,16 @@ static const unsigned char fa_streamed[FA_K_COUNT] = {
     [FA_K_SOFTMAX_BWD] = 1,
 };
 
+/* The kernels bound by their arithmetic write big outputs in place, in
+   chunks, with the lines a few chunks ahead prefetched (FA_STORE_LOOP_PF;
+   the output's for writing, prefetchw on AVX-512): the stores then find
+   their lines owned, and the arithmetic overlaps the memory traffic.  2**24
+   float32 elements, 2 threads, GB/s, regular / prefetched, best of 9
+   interleaved rounds: see the commit that added this table. */
+static const unsigned char fa_prefetched[FA_K_COUNT] = {
+    [FA_K_SIGMOID_FWD] = 1, [FA_K_ELU_FWD] = 1, [FA_K_SOFTMAX_FWD] = 1,
+};
+
 #if FA_X86
 /* SSE: present wherever a level with non-temporal stores runs */
 __attribute__((target("sse"))) static void fa_sfence(void) { _mm_sfence(); }
@@ -367,9 +383,11 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
 {
     int level = fa_isa();
     int64_t min = fa_stream_min(), bytes = units * unit_elems * (dtype == FA_F32_IDX ? 4 : 8);
-    a->stream = fa_streamed[k] && min >= 0 && bytes > 0 && bytes >= min;
+    int big = min >= 0 && bytes > 0 && bytes >= min;
+    a->stream = !big ? FA_OUT_REGULAR : fa_streamed[k] ? FA_OUT_STREAM
+              : fa_prefetched[k] ? FA_OUT_PREFETCH : FA_OUT_REGULAR;
     fa_parallel(fa_tables[level][dtype]->fn[k], a, units, grain, nthreads,
-                a->stream && (FA_NT || level > FA_ISA_BASELINE));
+                a->stream == FA_OUT_STREAM && (FA_NT || level > FA_ISA_BASELINE));
 }
 
 /* --- public entry points ------------------------------------------------------------ */
