@@ -4,6 +4,12 @@ Out-of-line API mode: the cdef is read from ``c_src/fastact.h`` (between its
 ``cdef begin`` / ``cdef end`` markers) and the kernels in ``c_src/`` are
 compiled into the extension, which releases the GIL on every call.
 
+Beside it, ``fastact._backends._cfastcall`` (``c_src/fastcall.c``, a plain
+CPython extension built with NumPy's headers) is the elementwise kernels' call
+path: it reads the arrays' pointers through the NumPy C API instead of
+``ffi.from_buffer``.  It is optional: without it the backend calls through
+cffi, a little slower on small arrays.
+
 * ``setup.py`` calls :func:`extension` so that ``pip install .`` and
   ``pip install -e .`` compile it as part of the normal build.
 * ``python build.py`` rebuilds it in place for development;
@@ -29,6 +35,8 @@ C_SRC = ROOT / "c_src"
 HEADER = C_SRC / "fastact.h"
 MODULE = "fastact._backends._cfastact"
 SOURCES = ["c_src/fastact.c"]
+FASTCALL_MODULE = "fastact._backends._cfastcall"
+FASTCALL_SOURCES = ["c_src/fastcall.c"]
 DEPENDS = ["c_src/fastact.h", "c_src/kernels.inc", "c_src/both_dtypes.inc"]
 #: written next to the module when the build fails; the backend reports it
 UNBUILT_NOTE = "_cfastact.unbuilt"
@@ -104,6 +112,39 @@ def extension(openmp: bool = True):
                      depends=DEPENDS, extra_compile_args=cflags, extra_link_args=ldflags)
 
 
+def fastcall_extension(relative: bool = True):
+    """The setuptools ``Extension`` of ``_cfastcall`` (needs NumPy's headers;
+    ImportError without NumPy)."""
+    import numpy
+    from setuptools import Extension
+
+    root = pathlib.Path(".") if relative else ROOT
+    cflags = ["-std=c11", "-O2", "-Wall", "-Werror=implicit-function-declaration"]
+    cflags += shlex.split(os.environ.get("FASTACT_C_CFLAGS", ""))
+    return Extension(FASTCALL_MODULE, sources=[str(root / s) for s in FASTCALL_SOURCES],
+                     include_dirs=[numpy.get_include()], extra_compile_args=cflags)
+
+
+def build_fastcall(verbose: bool = False) -> pathlib.Path:
+    """Compile ``_cfastcall`` in place and return its path."""
+    from setuptools import Distribution
+
+    ext = fastcall_extension(relative=False)
+    dist = Distribution({"name": "fastact-fastcall", "ext_modules": [ext]})
+    cmd = dist.get_command_obj("build_ext")
+    cmd.build_temp = str(ROOT / "build" / "fastcall-temp")
+    cmd.build_lib = str(ROOT / "build" / "fastcall-lib")
+    cmd.verbose = verbose
+    cmd.ensure_finalized()
+    cmd.run()
+    so = pathlib.Path(cmd.get_ext_fullpath(ext.name))
+    dest = ROOT / "fastact" / "_backends" / so.name
+    tmp_dest = dest.with_suffix(".tmp")
+    tmp_dest.write_bytes(so.read_bytes())
+    os.replace(tmp_dest, dest)
+    return dest
+
+
 def build(outdir: pathlib.Path | None = None, openmp: bool | None = None,
           sanitize: bool = False, verbose: bool = False) -> pathlib.Path:
     """Compile the extension into ``outdir`` (default: in place, next to
@@ -150,6 +191,12 @@ def main(argv=None):
     path = build(args.outdir, openmp=False if args.no_openmp else None,
                  sanitize=args.sanitize, verbose=args.verbose)
     print(path)
+    if args.outdir is None:
+        try:
+            print(build_fastcall(verbose=args.verbose))
+        except Exception as e:       # optional: the backend calls through cffi
+            print(f"fastact: {FASTCALL_MODULE} not built ({type(e).__name__}: {e}); "
+                  "the C backend calls its kernels through cffi", file=sys.stderr)
 
 
 if __name__ == "__main__":

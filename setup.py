@@ -35,6 +35,13 @@ class optional_build_ext(build_ext):
             self._give_up(e)
 
     def build_extension(self, ext):
+        if ext.name.endswith("._cfastcall"):
+            # optional: without it the C backend calls through cffi
+            try:
+                super().build_extension(ext)
+            except Exception as e:
+                self.warn(f"fastact: the C backend's fast call path was not built ({e})")
+            return
         err = self._try_build(ext)
         if err is not None and "-fopenmp" in ext.extra_compile_args:
             self.warn(f"fastact: C backend failed to build with OpenMP ({err}); "
@@ -70,10 +77,16 @@ class optional_build_ext(build_ext):
 def _extensions():
     try:
         b = _builder()
-        return [b.extension(openmp=b.want_openmp())]
+        exts = [b.extension(openmp=b.want_openmp())]
     except Exception as e:                # cffi missing or the header unreadable
         print(f"fastact: the C backend will not be built: {e}", file=sys.stderr)
         return []
+    try:
+        exts.append(b.fastcall_extension())
+    except Exception as e:                # NumPy's headers missing
+        print(f"fastact: the C backend's fast call path will not be built: {e}",
+              file=sys.stderr)
+    return exts
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": optional_build_ext})

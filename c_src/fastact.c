@@ -73,12 +73,7 @@ typedef struct fa_args {
 
 typedef void (*fa_range_fn)(const fa_args *, int64_t lo, int64_t hi, int tid);
 
-enum {
-    FA_K_SIGMOID_FWD, FA_K_SIGMOID_BWD, FA_K_RELU_FWD, FA_K_RELU_BWD,
-    FA_K_LEAKY_FWD, FA_K_LEAKY_BWD, FA_K_RRELU_FWD, FA_K_RRELU_BWD,
-    FA_K_ELU_FWD, FA_K_ELU_BWD, FA_K_PRELU_FWD, FA_K_PRELU_BWD,
-    FA_K_SOFTMAX_FWD, FA_K_SOFTMAX_BWD, FA_K_COUNT
-};
+/* kernel ids FA_K_*: fastact.h */
 
 typedef struct fa_table {
     fa_range_fn fn[FA_K_COUNT];
@@ -185,7 +180,7 @@ enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
 
 /* --- the resolver ---------------------------------------------------------------- */
 
-enum { FA_F32_IDX, FA_F64_IDX };
+/* dtype ids FA_F32_IDX, FA_F64_IDX: fastact.h */
 
 static const fa_table *const fa_tables[3][2] = {
     {&table_f32_baseline, &table_f64_baseline},
@@ -496,3 +491,14 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
 
 FA_DEFINE_DTYPE(float, f32, FA_F32_IDX)
 FA_DEFINE_DTYPE(double, f64, FA_F64_IDX)
+
+int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
+                   double p0, double p1, uint64_t key, int nthreads)
+{
+    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || kernel < 0 ||
+        kernel > FA_K_ELU_BWD || n < 0)
+        return -1;
+    fa_args a = {.in0 = in0, .in1 = in1, .out = out, .p0 = p0, .p1 = p1, .key = key};
+    fa_launch(dtype, kernel, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);
+    return 0;
+}

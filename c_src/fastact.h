@@ -46,6 +46,24 @@ int fa_openmp(void);              /* 1 when built with OpenMP threads */
 void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
 
+/* kernel ids (fa_elementwise takes the first ten) and dtype ids */
+enum {
+    FA_K_SIGMOID_FWD, FA_K_SIGMOID_BWD, FA_K_RELU_FWD, FA_K_RELU_BWD,
+    FA_K_LEAKY_FWD, FA_K_LEAKY_BWD, FA_K_RRELU_FWD, FA_K_RRELU_BWD,
+    FA_K_ELU_FWD, FA_K_ELU_BWD, FA_K_PRELU_FWD, FA_K_PRELU_BWD,
+    FA_K_SOFTMAX_FWD, FA_K_SOFTMAX_BWD, FA_K_COUNT
+};
+enum { FA_F32_IDX, FA_F64_IDX };
+
+/* Any elementwise kernel by id, for callers that hold one function pointer
+   (the small-array entry, c_src/fastcall.c): in0 is x (forward) or the
+   upstream gradient, in1 the saved array (backward; NULL forward); p0 the
+   slope or alpha (leaky_relu, elu) or lower (rrelu, with p1 = upper and the
+   stream key), exact in the dtype.  Returns 0, or -1 for an unknown dtype or
+   kernel id or a negative n (nothing is touched). */
+int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
+                   double p0, double p1, uint64_t key, int nthreads);
+
 void fa_sigmoid_fwd_f32(const float *x, float *y, int64_t n, int nthreads);
 void fa_sigmoid_bwd_f32(const float *g, const float *y, float *gx, int64_t n, int nthreads);
 void fa_relu_fwd_f32(const float *x, float *y, int64_t n, int nthreads);

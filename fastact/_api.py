@@ -5,6 +5,7 @@ message a user can see is written here, once.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -161,12 +162,46 @@ _ND = np.ndarray
 def _cast_params(params, dtype):
     """Scalar parameters in the data's dtype (the RReLU key stays uint64)."""
     T = dtype.type
+    if len(params) == 1:          # slope, alpha: without a generator's cost
+        return (T(params[0]),)
     return tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
 
 
 _PARALLEL_MIN = {name: parallel_min(name) for name in REGISTRY}
 _may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch.choose
-_kernels: dict = {}     # (backend, name, pass, dtype char, small) -> f(*ins, out, params)
+# (backend, name, pass, dtype char, small) -> (f(*ins, out, params), typed_params)
+_kernels: dict = {}
+
+
+def _direct(arrays, out):
+    """The fast paths' test: the dtype of ``arrays`` when they are NumPy
+    arrays of one native float dtype and one shape, C-contiguous, and ``out``
+    is None or such an array aliasing no input except by being it; else
+    None (the general path validates and explains).  Two arrays that own
+    their memory (base None) cannot overlap: may_share_memory costs more
+    than a small kernel."""
+    x = arrays[0]
+    if type(x) is not _ND:
+        return None
+    dt = x.dtype
+    if not (dt is _F32 or dt is _F64) or not x.flags.c_contiguous:
+        return None
+    shape = x.shape
+    for a in arrays[1:]:
+        if not (type(a) is _ND and a.dtype is dt and a.shape == shape
+                and a.flags.c_contiguous):
+            return None
+    if out is not None:
+        if not (type(out) is _ND and out.dtype is dt and out.shape == shape):
+            return None
+        f = out.flags
+        if not (f.c_contiguous and f.writeable):
+            return None
+        own = out.base is None
+        for a in arrays:
+            if not (out is a or (own and a.base is None) or not _may_share(a, out)):
+                return None
+    return dt
 
 
 def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
@@ -204,11 +239,13 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                 # dt.char hashes faster than the dtype; device backends
                 # (cuda) have no entry and take the general path
                 key = (b, name, pass_, dt.char, n < _PARALLEL_MIN[name])
-                k = _kernels.get(key)
-                if k is None and b.name != "cuda":
-                    k = _kernels[key] = b.elementwise_kernel(name, pass_, dt.type, key[-1])
-                if k is not None:
-                    if params:
+                entry = _kernels.get(key)
+                if entry is None and b.name != "cuda":
+                    entry = _kernels[key] = (
+                        b.elementwise_kernel(name, pass_, dt.type, key[-1]), b.typed_params)
+                if entry is not None:
+                    k, typed = entry
+                    if params and typed:
                         params = _cast_params(params, dt)
                     res = _empty_like(x) if out is None else out
                     if n:
@@ -448,9 +485,35 @@ def _prelu_layout(op, xp, x, weight, axis):
     if tuple(w.shape) != (C,):
         raise ValueError(f"fastact.{op}: weight has shape {tuple(w.shape)}; expected size 1 "
                          f"or ({C},) for x of shape {tuple(x.shape)} with axis={axis}")
-    outer = int(np.prod(x.shape[:ax], dtype=np.int64))
-    inner = int(np.prod(x.shape[ax + 1:], dtype=np.int64))
+    outer = math.prod(x.shape[:ax])
+    inner = math.prod(x.shape[ax + 1:])
     return xp.flat(w), (outer, C, inner), w.shape
+
+
+def _prelu_direct(x, weight, axis, out, grad=None):
+    """The (outer, C, inner) shape for prelu's fast path (small arrays' call
+    overhead): x (and grad) pass _direct with ``out``, the weight is a
+    C-contiguous array of x's dtype with size 1 or shape (C,) on the default
+    or another valid integer axis; else None (the general path validates)."""
+    if type(x) is not _ND or type(weight) is not _ND or type(axis) is not int or not x.size:
+        return None
+    if _direct((x,) if grad is None else (grad, x), out) is None:
+        return None
+    if weight.dtype is not x.dtype or not weight.flags.c_contiguous:
+        return None
+    if out is not None and not (out.base is None and weight.base is None) and \
+            _may_share(weight, out):
+        return None
+    if weight.size == 1:
+        return (1, 1, x.size)
+    nd = x.ndim
+    if nd < 2 or not -nd <= axis < nd:
+        return None
+    ax = axis % nd
+    C = x.shape[ax]
+    if weight.shape != (C,):
+        return None
+    return (math.prod(x.shape[:ax]), C, math.prod(x.shape[ax + 1:]))
 
 
 def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
@@ -467,6 +530,14 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
            [ 2. , -1.5]])
     """
     op = "prelu"
+    if stream is None:
+        shape3 = _prelu_direct(x, weight, axis, out)
+        if shape3 is not None:
+            b = _choose(backend, x.size)
+            if b.name != "cuda":
+                res = _empty_like(x) if out is None else out
+                b.prelu_forward(x.reshape(shape3), weight.reshape(-1), res.reshape(shape3))
+                return res
     xp, (xa,) = _inputs(op, [("x", x)])
     _check_out(op, xp, out, xa.shape, xa.dtype)
     _check_stream(op, xp, stream)
@@ -501,6 +572,23 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     (array([0.5, 0.5, 1. ]), array([-3.]))
     """
     op = "prelu_backward"
+    if stream is None:
+        out_x, out_w = out if type(out) is tuple and len(out) == 2 else (out, None)
+        shape3 = _prelu_direct(x, weight, axis, out_x, grad) if type(out) is not _ND else None
+        if shape3 is not None and (out_w is None or (
+                type(out_w) is _ND and out_w.dtype is x.dtype and out_w.shape == weight.shape
+                and out_w.flags.writeable)):
+            b = _choose(backend, x.size)
+            if b.name != "cuda":
+                gx = _empty_like(x) if out_x is None else out_x
+                gw = np.empty(shape3[1], x.dtype)
+                b.prelu_backward(grad.reshape(shape3), x.reshape(shape3), weight.reshape(-1),
+                                 gx.reshape(shape3), gw)
+                gw = gw.reshape(weight.shape)
+                if out_w is not None:
+                    out_w[...] = gw
+                    gw = out_w
+                return gx, gw
     xp, (ga, xa) = _inputs(op, [("grad", grad), ("x", x)])
     if out is None:
         out_x = out_w = None
@@ -537,6 +625,19 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
 # --- softmax --------------------------------------------------------------------------
 
 def _rowwise(op, method, named, axis, out, backend, stream):
+    # fast path (small arrays' call overhead): rows along the last axis of
+    # arrays that pass _direct, on a host backend
+    a0 = named[0][1]
+    if stream is None and type(axis) is int and type(a0) is _ND and a0.size and a0.ndim and (
+            axis == -1 or axis == a0.ndim - 1):
+        arrays = [a for _, a in named]
+        if _direct(arrays, out) is not None:
+            b = _choose(backend, a0.size)
+            if b.name != "cuda":
+                n = a0.shape[-1]
+                res = _empty_like(a0) if out is None else out
+                getattr(b, method)(*[a.reshape(-1, n) for a in arrays], res.reshape(-1, n))
+                return res
     xp, arrs = _inputs(op, named)
     a0 = arrs[0]
     shape, dtype = a0.shape, a0.dtype

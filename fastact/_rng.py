@@ -13,6 +13,8 @@ SplitMix64 mix of the user's seed, computed once in Python (:func:`seed_key`).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 GOLDEN = 0x9E3779B97F4A7C15
@@ -28,6 +30,7 @@ def mix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
+@functools.lru_cache(maxsize=1024)
 def seed_key(seed: int) -> np.uint64:
     """Key of the stream for an integer ``seed``: any Python int.
 

@@ -281,9 +281,11 @@ def test_prelu_weight_gradient_is_exact_enough_with_any_split(cb):
         fastact.set_num_threads(before)
 
 
-def test_calls_release_the_gil(cb):
-    """A Python thread keeps running while a long C call is in progress."""
-    x = np.random.default_rng(6).standard_normal(1 << 23).reshape(64, -1)
+@pytest.mark.parametrize("op", [fastact.softmax, fastact.sigmoid], ids=["cffi", "fastcall"])
+def test_calls_release_the_gil(cb, op):
+    """A Python thread keeps running while a long C call is in progress
+    (softmax goes through cffi, sigmoid through _cfastcall)."""
+    x = np.random.default_rng(6).standard_normal(1 << 24).reshape(64, -1)
     out = np.empty_like(x)
     ticks = []
     stop = threading.Event()
@@ -296,17 +298,18 @@ def test_calls_release_the_gil(cb):
     t = threading.Thread(target=spin)
     try:
         fastact.set_num_threads(1)
-        fastact.softmax(x, out=out, backend="c")       # warm
+        op(x, out=out, backend="c")       # warm
         t.start()
         time.sleep(0.02)
         t0 = time.perf_counter()
-        fastact.softmax(x, out=out, backend="c")
+        op(x, out=out, backend="c")
         t1 = time.perf_counter()
     finally:
         stop.set()
         t.join()
         fastact.set_num_threads(before)
-    if t1 - t0 < 0.04:
+    # a thread holding the GIL would hand it over every switch interval
+    if t1 - t0 < 4 * sys.getswitchinterval():
         pytest.skip("the C call was too quick to observe")
     # with the GIL held, the spinning thread would stop for the whole call
     inside = [t0] + [s for s in ticks if t0 < s < t1] + [t1]
@@ -328,6 +331,114 @@ def test_a_forked_child_can_still_run_parallel_kernels(cb):
     r = _run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0"
+
+
+# --- the fast call path (c_src/fastcall.c) ---------------------------------------------------
+# The elementwise kernels are called through _cfastcall, which reads the
+# arrays' pointers with the NumPy C API; cffi's from_buffer path stays for
+# builds without it.  Both must compute the same bits, and the kernel objects
+# must refuse anything the C code could not take.
+
+def test_fast_call_path_is_built_and_used(cb):
+    d = cb.describe()
+    assert d["fastcall"], f"the C backend calls through cffi: {d['fastcall_reason']}"
+    k = cb.elementwise_kernel("relu", "forward", np.float32, True)
+    assert "fastact C relu_fwd" in repr(k)
+
+
+def test_fast_call_path_can_be_turned_off():
+    r = _run_python("import fastact, json; print(json.dumps(fastact.backends()['c']))",
+                    FASTACT_C_FASTCALL="0")
+    assert r.returncode == 0, r.stderr
+    assert '"fastcall": false' in r.stdout and "FASTACT_C_FASTCALL=0" in r.stdout
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_fast_call_and_cffi_paths_agree_bitwise(cb, monkeypatch, two_threads, dtype):
+    """Every elementwise op, both passes, small and split across threads:
+    the same bits through _cfastcall as through cffi's from_buffer."""
+    for n in (0, 1, 1003, 2 * config.C_PARALLEL_MIN + 3):
+        x = mixed_values(dtype, n, seed=n)
+        g = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        for op in ELEMENTWISE_OPS:
+            s = op.fwd(x, backend="numpy") if op.saves == "y" else x
+            fast = (op.fwd(x, backend="c"), op.bwd(g, s, backend="c"))
+            with monkeypatch.context() as m:
+                m.setattr(cb, "_fastcall", None)
+                m.setattr(fastact._api, "_kernels", {})     # the API's kernel cache
+                slow = (op.fwd(x, backend="c"), op.bwd(g, s, backend="c"))
+            for a, b in zip(fast, slow):
+                assert_bitwise_equal(a, b)
+
+
+def _fast_kernels(cb):
+    fwd = cb.elementwise_kernel("leaky_relu", "forward", np.float32, True)
+    bwd = cb.elementwise_kernel("relu", "backward", np.float32, True)
+    rr = cb.elementwise_kernel("rrelu_train", "forward", np.float64, True)
+    return fwd, bwd, rr
+
+
+def test_fast_kernels_compute_what_they_are_given(cb):
+    fwd, bwd, rr = _fast_kernels(cb)
+    x = np.array([-2.0, 0.0, 3.0], np.float32)
+    out = np.empty_like(x)
+    assert fwd(x, out, (np.float32(0.5),)) is None
+    assert_bitwise_equal(out, np.array([-1.0, 0.0, 3.0], np.float32))
+    bwd(np.ones(3, np.float32), x, out, ())
+    assert_bitwise_equal(out, np.array([0.0, 0.0, 1.0], np.float32))
+    xd = np.full(5, -1.0)
+    got = np.empty_like(xd)
+    key = _rng.seed_key(7)
+    rr(xd, got, (key, 0.125, 1 / 3))
+    assert_bitwise_equal(got, fastact.rrelu(xd, training=True, seed=7, backend="numpy"))
+
+
+def test_fast_kernels_refuse_what_c_cannot_take(cb):
+    """Every check of c_src/fastcall.c raises, and nothing is written."""
+    fwd, bwd, rr = _fast_kernels(cb)
+    x = np.ones(8, np.float32)
+    out = np.zeros(8, np.float32)
+    p = (np.float32(0.5),)
+    ro = np.zeros(8, np.float32)
+    ro.flags.writeable = False
+    bad = [
+        ((x.tolist(), out, p), TypeError, "x must be a numpy.ndarray"),
+        ((x.astype(np.float64), out, p), TypeError, "x has the wrong dtype"),
+        ((x.astype(">f4"), out, p), TypeError, "x has the wrong dtype"),
+        ((x, out.astype(np.float64), p), TypeError, "out has the wrong dtype"),
+        ((np.ones(16, np.float32)[::2], out, p), ValueError, "x is not C-contiguous"),
+        ((x, ro, p), ValueError, "out is read-only"),
+        ((np.ones(9, np.float32), out, p), ValueError, "differ in size"),
+        ((x, out, ()), TypeError, "a tuple of 1 values"),
+        ((x, out, [0.5]), TypeError, "a tuple of 1 values"),
+        ((x, out, ("a",)), TypeError, "real numbers"),
+        ((x, out), TypeError, "takes 3 positional arguments"),
+    ]
+    for args, exc, msg in bad:
+        with pytest.raises(exc, match=msg):
+            fwd(*args)
+    with pytest.raises(TypeError, match="takes 3 positional"):
+        fwd(x, out=out, params=p)
+    with pytest.raises(ValueError, match="s is not C-contiguous"):
+        bwd(x, np.ones(16, np.float32)[::2], out, ())
+    with pytest.raises(ValueError, match="differ in size"):
+        bwd(x, np.ones(7, np.float32), out, ())
+    assert not out.any()
+    xd = np.ones(4)
+    with pytest.raises(OverflowError):
+        rr(xd, np.empty_like(xd), (-1, 0.1, 0.3))          # the key is a uint64
+    with pytest.raises(TypeError):
+        rr(xd, np.empty_like(xd), (0.5, 0.1, 0.3))         # ... an integer
+
+
+def test_fast_kernel_factory_rejects_bad_arguments(cb):
+    mk = cb._fastcall.make_kernel
+    ok = dict(address=1, kernel=2, dtype=np.float32, binary=False, nparams=0, has_key=False,
+              parallel_min=1, threads=lambda: 1, name="k")
+    for change in (dict(address=0), dict(dtype=np.int32), dict(nparams=3),
+                   dict(has_key=True, nparams=0), dict(threads=None)):
+        with pytest.raises((ValueError, TypeError)):
+            mk(**{**ok, **change})
 
 
 # --- streaming stores ------------------------------------------------------------------------

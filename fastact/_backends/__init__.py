@@ -28,6 +28,11 @@ from __future__ import annotations
 
 class Backend:
     name = "?"
+    #: whether the kernels of ``elementwise_kernel`` want their scalar
+    #: parameters as scalars of the data's dtype (Numba compiles one kernel
+    #: per argument type); the C kernels take Python floats and round them to
+    #: the dtype themselves, exactly as the cast would
+    typed_params = True
 
     def load(self) -> "Backend":
         return self
