@@ -260,6 +260,18 @@ def _prelu_kernels(dtype, parallel):
             acc += W(wterm(gr[j], xr[j]))
         return acc
 
+    @inner_njit(fastmath={"reassoc"})
+    def chunk_fused(gr, xr, orow, wc):
+        # the sum of a short run and its gradients in one pass (the run's g
+        # and x stay in registers); reassociation touches only the sum
+        acc = zero
+        for j in range(gr.shape[0]):
+            wide()
+            gj, xj = gr[j], xr[j]
+            acc += W(wterm(gj, xj))
+            orow[j] = bwd(gj, xj, wc)
+        return acc
+
     # Two shapes of work: long channel rows (inner >= ROW_MIN: one row per
     # task) or short ones, e.g. (N, C) activations (a block of `outer` per
     # task, vectorized across channels, the weight gradient summed per block).
@@ -290,17 +302,16 @@ def _prelu_kernels(dtype, parallel):
             gx2 = gx.reshape(outer * C, inner)
             for r in prange(outer * C):
                 wc, gr, xr, orow = w[r % C], g2[r], x2[r], gx2[r]
-                # the sum first: gx may be g or x (in place).  Vectorized
-                # partial sums of `chunk` terms, added up exactly enough
-                # (Kahan for float64): error ~ eps * sum |terms|
+                # runs of `chunk` terms: each summed in vector partial sums
+                # while its gradients are written (an element is read before
+                # it is written: gx may be g or x), the run sums added up
+                # exactly enough (Kahan for float64): error ~ eps * sum |terms|
                 acc, comp = zero, zero
                 for lo in range(0, inner, chunk):
                     hi = min(lo + chunk, inner)
-                    acc, comp = add(acc, comp, chunk_sum(gr[lo:hi], xr[lo:hi]))
+                    acc, comp = add(acc, comp,
+                                    chunk_fused(gr[lo:hi], xr[lo:hi], orow[lo:hi], wc))
                 partial[r, 0] = acc - comp
-                for j in range(inner):
-                    wide()
-                    orow[j] = bwd(gr[j], xr[j], wc)
         else:
             nblocks = partial.shape[0]
             for b in prange(nblocks):
