@@ -17,16 +17,23 @@ BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 
 #: Automatic choice for host arrays of at least ``PARALLEL_MIN`` elements,
 #: and below it; the first that loads wins, the reference comes last (used
-#: only when nothing else loads).  Numba leads both: measured in one process
-#: on the 2-core build machine (float32, out= given, microseconds per call,
-#: numba / c): relu 3.18 / 3.29 at 1024 elements, 4.98 / 6.26 at 2**14,
-#: 200 / 196 at 2**20; sigmoid 3.65 / 3.77, 11.1 / 12.5, 415 / 441;
-#: elu_backward 6.90 / 7.47, 15.0 / 15.4, 419 / 504; softmax (rows of 256)
-#: 9.22 / 9.91, 23.5 / 24.6, 780 / 848.  The C backend takes over where
-#: Numba is missing, and has no compile/cache-load latency on a process's
-#: first call (26 ms against ~0.7 s): ``FASTACT_BACKEND=c`` for short scripts.
+#: only when nothing else loads).
+#:
+#: Small arrays go to C: its elementwise kernels are called through
+#: ``_cfastcall`` (the NumPy C API, no ``ffi.from_buffer``), its threads start
+#: sooner than Numba's parallel region, and it has no compile/cache-load
+#: latency on a process's first call (26 ms against ~0.7 s).  Public calls,
+#: float32, ``out=`` given, microseconds, numba / c, best of 7 interleaved
+#: rounds on the 2-core build machine: 1024 elements relu 1.90 / 1.55,
+#: sigmoid 2.23 / 1.95, elu_backward 3.59 / 2.51, softmax (rows of 256)
+#: 6.20 / 5.74, prelu (1, 16, 64) 6.26 / 5.41; 2**14 relu 4.39 / 4.92,
+#: sigmoid 11.5 / 7.1, elu_backward 15.3 / 9.7, softmax 18.2 / 16.1, prelu
+#: 13.7 / 10.7; 2**15 relu 9.65 / 9.19, sigmoid 22.9 / 15.3, softmax
+#: 33.9 / 35.0.  Big arrays go to Numba, ahead on the kernels bound by an
+#: exponential (``fastact bench``: sigmoid and softmax forward), about even
+#: elsewhere.
 AUTO_LARGE = ("numba", "c", "numpy")
-AUTO_SMALL = ("numba", "c", "numpy")
+AUTO_SMALL = ("c", "numba", "numpy")
 
 #: Below this many elements the Numba backend runs its serial kernels (and
 #: the dispatcher uses ``AUTO_SMALL``): memory-bound kernels, then kernels
