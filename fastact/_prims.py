@@ -423,16 +423,25 @@ def cpu_prims(dtype) -> Prims:
         return nb_f(nb_f), codegen
 
     @intrinsic
-    def pow2n_wide(typingctx, t):
-        """2**n as a float64, n read from the float32 shifter sum t (any n
-        of a float32 exponential: all normal in float64)."""
+    def scale2n_wide(typingctx, v, t):
+        """v * 2**n in float64, n read from the float32 shifter sum t (any n
+        of a float32 exponential: 2**n is normal in float64, and so is the
+        product of two float32 by it, so the scaling is exact).  One
+        ``vscalefpd`` per vector where AVX-512 has it (``llvm.ldexp``), else
+        a multiply by 2**n built from bits."""
         def codegen(context, builder, sig, args):
-            _, n = _exponent(builder, args[0])
+            _, n = _exponent(builder, args[1])
+            if scalef:
+                fn = cgutils.get_or_insert_function(
+                    builder.module,
+                    ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), ir.IntType(32)]),
+                    "llvm.ldexp.f64.i32")
+                return builder.call(fn, [args[0], n])
             i64 = ir.IntType(64)
             e = builder.shl(builder.add(builder.sext(n, i64), ir.Constant(i64, 1023)),
                             ir.Constant(i64, 52))
-            return builder.bitcast(e, ir.DoubleType())
-        return types.float64(nb_f), codegen
+            return builder.fmul(args[0], builder.bitcast(e, ir.DoubleType()))
+        return types.float64(types.float64, nb_f), codegen
 
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
@@ -487,7 +496,7 @@ def cpu_prims(dtype) -> Prims:
             # float32: a * mb is exact in float64 and so is the scaling by
             # 2**n (n >= -289), so the result is rounded once, by the
             # conversion; cheaper than three scalings in float32
-            return T(np.float64(a) * np.float64(mb) * pow2n_wide(t))
+            return T(scale2n_wide(np.float64(a) * np.float64(mb), t))
         return scale_mul(a, mb, t)
 
     @njit
