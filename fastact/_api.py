@@ -391,10 +391,12 @@ def rrelu(x, lower=1 / 8, upper=1 / 3, *, training=False, seed=None, out=None,
     .. math:: f(x) = x \text{ if } x > 0 \text{ else } a x
 
     In evaluation (``training=False``) ``a = (lower + upper) / 2``.  In
-    training each element draws ``a ~ U[lower, upper]`` from SplitMix64 at
-    position ``(seed, flat C-order index)``: reproducible, identical on every
-    backend and layout, and recomputed by :func:`rrelu_backward` with the
-    same seed.  Training without an integer ``seed`` is a ``ValueError``.
+    training each element draws ``a ~ U[lower, upper]`` from a counter-based
+    generator at position ``(seed, flat C-order index)`` (float32: a 32-bit
+    counter hash with 24 random bits; float64: SplitMix64 with 53; see
+    :mod:`fastact._rng`): reproducible, identical on every backend and
+    layout, and recomputed by :func:`rrelu_backward` with the same seed.
+    Training without an integer ``seed`` is a ``ValueError``.
 
     >>> import numpy as np, fastact
     >>> x = np.array([-1.0, 2.0])

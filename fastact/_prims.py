@@ -38,6 +38,30 @@ class Prims:
         # ``T(1.0)`` yields a scalar of the target dtype: formulas build their
         # constants with it so float32 arithmetic is never promoted to float64.
         self.T = T
+        # float32 only: hash24(i, key) -> the 24 random bits of RReLU draw i
+        # (fastact._rng), as a float32 holding that integer exactly
+        self.hash24 = None
+
+
+def _hash24_python(jit):
+    """:func:`fastact._rng.hash24` in uint64 arithmetic masked to 32 bits
+    (for the CUDA target and its simulator)."""
+    from . import _rng
+    U = np.uint64
+    m32, k32, f1, f2 = U(_rng.MASK32), U(_rng.K32), U(_rng.F1), U(_rng.F2)
+    s32, s16, s13, s8 = U(32), U(16), U(13), U(8)
+
+    def hash24(i, key):
+        h = ((i & m32) + (key & m32)) & m32
+        h ^= (((i >> s32) + (key >> s32)) * k32) & m32
+        h ^= h >> s16
+        h = (h * f1) & m32
+        h ^= h >> s13
+        h = (h * f2) & m32
+        h ^= h >> s16
+        return np.float32(h >> s8)
+
+    return jit(hash24)
 
 
 def _identity(fn):
@@ -67,7 +91,10 @@ def math_prims(dtype, jit=_identity) -> Prims:
                 return ((a * e) * b) * e
             return (a * math.exp(x)) * b
 
-    return Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
+    prims = Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
+    if dt == np.float32:
+        prims.hash24 = _hash24_python(jit)
+    return prims
 
 
 def inner_njit(**options):
@@ -326,6 +353,8 @@ def cpu_prims(dtype) -> Prims:
     from numba.core import cgutils
     from numba.extending import intrinsic
 
+    from . import _rng
+
     dt = np.dtype(dtype)
     T = dt.type
     f32 = dt == np.float32
@@ -536,7 +565,34 @@ def cpu_prims(dtype) -> Prims:
         r, t = _reduce(dc)
         return scale2n(_expm1_poly(r + err) + one, t)
 
+    @intrinsic
+    def hash24(typingctx, i, key):
+        """fastact._rng.hash24 on 32-bit integers (uint64 i and key in,
+        float32 out): vectorizes on 32-bit lanes."""
+        def codegen(context, builder, sig, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+
+            def c32(v):
+                return ir.Constant(i32, v)
+
+            def halves(v):
+                return (builder.trunc(v, i32),
+                        builder.trunc(builder.lshr(v, ir.Constant(i64, 32)), i32))
+
+            (lo, hi), (k0, k1) = halves(args[0]), halves(args[1])
+            h = builder.xor(builder.add(lo, k0),
+                            builder.mul(builder.add(hi, k1), c32(_rng.K32)))
+            h = builder.xor(h, builder.lshr(h, c32(16)))
+            h = builder.mul(h, c32(_rng.F1))
+            h = builder.xor(h, builder.lshr(h, c32(13)))
+            h = builder.mul(h, c32(_rng.F2))
+            h = builder.xor(h, builder.lshr(h, c32(16)))
+            return builder.uitofp(builder.lshr(h, c32(8)), ir.FloatType())
+        return types.float32(types.uint64, types.uint64), codegen
+
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
     prims = Prims(dt, exp, expm1, exp_mul, T, inner_njit())
     prims.row_max, prims.exp_diff = row_max, exp_diff
+    if f32:
+        prims.hash24 = hash24
     return prims

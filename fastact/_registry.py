@@ -146,9 +146,21 @@ _register(Spec(
 # --- rrelu in training mode ----------------------------------------------------
 
 def _rrelu_slope(p):
-    """Scalar slope for flat index ``i`` (see :mod:`fastact._rng`)."""
+    """Scalar slope for flat index ``i`` (see :mod:`fastact._rng`): a 32-bit
+    counter hash for float32 (``p.hash24``, a primitive: written in Python,
+    Numba would widen its 32-bit arithmetic to 64 bits), SplitMix64 for
+    float64."""
     T = p.T
     U = np.uint64
+    if p.dtype == np.float32:
+        hash24, scale24 = p.hash24, T(2.0 ** -24)
+
+        @p.jit
+        def slope24(i, key, lower, upper):
+            u = hash24(U(i), key) * scale24
+            return lower + (upper - lower) * u
+
+        return slope24
     golden, m1, m2 = U(_rng.GOLDEN), U(_rng.M1), U(_rng.M2)
     s30, s27, s31, one_u = U(30), U(27), U(31), U(1)
     bits = _rng.uniform_bits(p.dtype)
@@ -182,13 +194,26 @@ def _rrelu_train(p):
 def reference_rrelu_slopes(n, key, lower, upper, dtype):
     """The slopes of flat indices ``0..n-1`` as a NumPy array of ``dtype``."""
     dt = np.dtype(dtype)
+    lower, upper = dt.type(lower), dt.type(upper)
+    if dt == np.float32:
+        U = np.uint64
+        m32, key = U(_rng.MASK32), U(key)
+        i = np.arange(n, dtype=U)
+        h = ((i & m32) + (key & m32)) & m32
+        h ^= (((i >> U(32)) + (key >> U(32))) * U(_rng.K32)) & m32
+        h ^= h >> U(16)
+        h = (h * U(_rng.F1)) & m32
+        h ^= h >> U(13)
+        h = (h * U(_rng.F2)) & m32
+        h ^= h >> U(16)
+        u = (h >> U(8)).astype(dt) * dt.type(2.0 ** -24)
+        return lower + (upper - lower) * u
     bits = _rng.uniform_bits(dt)
     z = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_rng.GOLDEN) + np.uint64(key)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(_rng.M1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(_rng.M2)
     z = z ^ (z >> np.uint64(31))
     u = (z >> np.uint64(64 - bits)).astype(dt) * dt.type(2.0 ** -bits)
-    lower, upper = dt.type(lower), dt.type(upper)
     return lower + (upper - lower) * u
 
 

@@ -1,15 +1,26 @@
-"""Counter-based random numbers for RReLU: SplitMix64 at a given position.
+"""Counter-based random numbers for RReLU: draw ``i`` of a stream is a pure
+function of ``(key, i)``.
 
-The ``i``-th draw of a stream is a pure function of ``(seed, i)``, so every
-backend computes bit-identical slopes for any element, in any order and on
-any thread, and the backward pass recomputes them instead of storing them.
+Every backend computes bit-identical slopes for any element, in any order
+and on any thread, and the backward pass recomputes them instead of storing
+them.  The key is the SplitMix64 mix of the user's seed, computed once in
+Python (:func:`seed_key`).
+
+float32 (24 random bits): a 32-bit counter hash, so that the kernels
+vectorize on 32-bit lanes (a SplitMix64 draw costs four 64-bit multiplies
+per pair of float32 lanes, which bounded the kernel)::
+
+    h = (lo(i) + lo(key)) ^ ((hi(i) + hi(key)) * K32)     (mod 2**32)
+    h = fmix32(h)                                         (MurmurHash3's finalizer)
+    u = (h >> 8) * 2**-24
+
+float64 (53 random bits): SplitMix64 at position ``i``::
 
     z = key + (i + 1) * GOLDEN                   (mod 2**64)
     z = (z ^ (z >> 30)) * M1; z = (z ^ (z >> 27)) * M2; z ^= z >> 31
-    u = (z >> (64 - b)) * 2**-b                  b = 24 (float32) or 53 (float64)
+    u = (z >> 11) * 2**-53
 
-``u`` is exact in the target dtype and lies in [0, 1).  The key is the
-SplitMix64 mix of the user's seed, computed once in Python (:func:`seed_key`).
+``u`` is exact in the target dtype and lies in [0, 1).
 """
 from __future__ import annotations
 
@@ -21,6 +32,11 @@ GOLDEN = 0x9E3779B97F4A7C15
 M1 = 0xBF58476D1CE4E5B9
 M2 = 0x94D049BB133111EB
 MASK = (1 << 64) - 1
+# float32 draws: 32-bit counter hash
+K32 = 0x9E3779B9
+F1 = 0x85EBCA6B
+F2 = 0xC2B2AE35
+MASK32 = (1 << 32) - 1
 
 
 def mix64(z: int) -> int:
@@ -47,6 +63,18 @@ def seed_key(seed: int) -> np.uint64:
         z = mix64(z ^ (mag & MASK))
         mag >>= 64
     return np.uint64(z)
+
+
+def hash24(i: int, key: int) -> int:
+    """The 24 random bits of float32 draw ``i`` (0 <= i < 2**64) of ``key``."""
+    h = ((i & MASK32) + (key & MASK32)) & MASK32
+    h ^= (((i >> 32) + (key >> 32)) * K32) & MASK32
+    h ^= h >> 16
+    h = (h * F1) & MASK32
+    h ^= h >> 13
+    h = (h * F2) & MASK32
+    h ^= h >> 16
+    return h >> 8
 
 
 def uniform_bits(dtype) -> int:

@@ -355,6 +355,35 @@ def test_rrelu_slope_depends_on_flat_c_index(host_backend, dtype):
         assert_bitwise_equal(gb.ravel(), a[:v.size])
 
 
+def test_rrelu_float32_draws_agree_past_2_32_elements():
+    """The float32 generator's three compiled forms (Numba's 32-bit IR, the
+    masked uint64 Python of the CUDA target, NumPy's reference) agree with
+    fastact._rng.hash24 on indices no test array reaches: the index's high
+    half must take part, or arrays of 2**32 elements and more would repeat."""
+    import numba
+    from fastact import _prims, _registry, _rng
+
+    key = int(_rng.seed_key(99))
+    idx = [0, 1, 12345, 2**32 - 1, 2**32, 2**32 + 1, 2**32 + 12345, 2**40 + 3,
+           2**63 + 12345, 2**64 - 1]
+    want = [_rng.hash24(i, key) for i in idx]
+    assert want[2] != want[6] and want[1] != want[5]      # the high half matters
+    cpu = _prims.cpu_prims(np.float32).hash24
+
+    @numba.njit
+    def numba_hash(i, k):
+        return cpu(i, k)
+
+    py = _prims.math_prims(np.float32).hash24
+    for i, w in zip(idx, want):
+        assert numba_hash(np.uint64(i), np.uint64(key)) == w, i
+        assert py(np.uint64(i), np.uint64(key)) == w, i
+    # the reference's first draws are the documented function's
+    ref = _registry.reference_rrelu_slopes(5, key, 0.0, 1.0, np.float32)
+    assert_bitwise_equal(ref, np.array([_rng.hash24(i, key) * 2.0**-24 for i in range(5)],
+                                       np.float32))
+
+
 def test_rrelu_backward_uses_forward_slopes(host_backend, dtype):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((7, 9)).astype(dtype)
