@@ -55,10 +55,6 @@
 #define FA_SIMD_SUM(v)
 #endif
 
-/* Independent partial sums in the reductions: 16 float64 fill two AVX-512
-   registers and break the add-latency chain (as config.REDUCTION_LANES). */
-#define FA_LANES 16
-
 /* Everything a range worker needs; unused fields are ignored. */
 typedef struct fa_args {
     const void *in0, *in1;      /* x, or (g, s) */
