@@ -216,8 +216,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_cfastcall",
-    "The C backend's call path for elementwise kernels (see c_src/fastcall.c).", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_cfastcall",
+    .m_doc = "The C backend's call path for elementwise kernels (see c_src/fastcall.c).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__cfastcall(void)
