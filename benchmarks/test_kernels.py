@@ -55,6 +55,23 @@ def test_softmax_rows(benchmark, workload, copy_gbs, dtype, row, pass_, impl):
     _run(benchmark, wl, pass_, impl, copy_gbs, f"softmax {pass_} {dtype} rows of {row}")
 
 
+@pytest.mark.parametrize("impl", HOST_BACKENDS + ["automatic", "torch", "np.maximum"])
+def test_call_overhead(benchmark, impl):
+    """Call overhead: relu on 1024 float32 elements into a preallocated output
+    (the core issue's bound: 2 microseconds), per backend, through the
+    automatic choice, and PyTorch's / NumPy's own call for scale."""
+    calls = _bench.overhead_calls([b for b in HOST_BACKENDS if b == impl])
+    if impl not in calls:
+        pytest.skip(f"{impl} is not available here")
+    if impl in HOST_BACKENDS:
+        implementation_or_skip(impl)
+    fn = calls[impl]
+    fn()
+    benchmark.group = f"call overhead, relu on {_bench.OVERHEAD_SIZE} float32"
+    benchmark(fn)
+    benchmark.extra_info.update(impl=impl, elements=_bench.OVERHEAD_SIZE)
+
+
 @pytest.mark.parametrize("impl", ["parallel", "numpy-copyto"])
 @pytest.mark.parametrize("dtype", _bench.DTYPES)
 def test_copy(benchmark, copy_gbs, dtype, impl):

@@ -339,6 +339,43 @@ def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):
     return copy_traffic(dtype, n) / min(_seconds(call) for _ in range(4 * max(repeat, 1))) / 1e9
 
 
+#: the call-overhead case: relu on this many float32 elements, out= given
+OVERHEAD_SIZE = 1024
+
+
+def overhead_calls(backends):
+    """``{name: call}`` for the call-overhead line: relu on ``OVERHEAD_SIZE``
+    float32 elements into a preallocated output, through each backend,
+    through the automatic choice, PyTorch (if installed) and NumPy's
+    ``np.maximum`` (the floor of a Python-level NumPy call)."""
+    import fastact
+    x = _base_data("float32", OVERHEAD_SIZE)[0]
+    out = np.empty_like(x)
+    calls = {b: (lambda b=b: fastact.relu(x, out=out, backend=b)) for b in backends}
+    calls["automatic"] = lambda: fastact.relu(x, out=out)
+    if torch_available():
+        import torch
+        tx, tout = torch.from_numpy(x), torch.from_numpy(out)
+        clamp_min = torch.ops.aten.clamp_min.out      # relu with out=, as in torch_call
+        calls["torch"] = lambda: clamp_min(tx, 0, out=tout)
+    calls["np.maximum"] = lambda: np.maximum(x, 0, out=out)
+    return calls
+
+
+def call_overhead(backends, rounds=7, number=2000):
+    """Microseconds per call of :func:`overhead_calls`, each the best of
+    ``rounds`` rounds of ``number`` calls, the rounds interleaved."""
+    import timeit
+    calls = overhead_calls(backends)
+    for fn in calls.values():
+        fn()                        # compile, load, warm
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            best[name] = min(best[name], timeit.timeit(fn, number=number) / number)
+    return {name: t * 1e6 for name, t in best.items()}
+
+
 def copy_traffic(dtype, n):
     return 2 * n * np.dtype(dtype).itemsize
 

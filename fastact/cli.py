@@ -283,6 +283,10 @@ def _bench_run(args):
               f"{config.STREAM_MIN_BYTES >> 20} MiB of memory-bound kernels are written): "
               + "; ".join(f"{d}: {v:.2f} GB/s" for d, v in streamed.items()))
     print(_bench.table(results, with_torch))
+    overhead = _bench.call_overhead(backends)
+    print(f"call overhead, relu on {_bench.OVERHEAD_SIZE} float32 elements with out= "
+          "(microseconds, best of 7 interleaved rounds): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in overhead.items()))
     print("GB/s: nominal traffic (forward: read x + write y; backward: read grad + saved + "
           "write grad_x) over the best time of the rounds; % copy: of a parallel copy of "
           "the same size timed just before each kernel; vs NumPy / vs torch: their time "
@@ -296,6 +300,7 @@ def _bench_run(args):
 
     if args.json:
         meta = _bench.metadata(size, repeat, args.quick)
+        meta["call_overhead_us"] = {k: round(v, 3) for k, v in overhead.items()}
         with open(args.json, "w") as f:
             json.dump(_bench.dump(results, meta), f, indent=1)
         print(f"results written to {args.json}")
