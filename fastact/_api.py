@@ -211,7 +211,10 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     # test is one of the cheapest NumPy offers): NumPy arrays of one native
     # float dtype and shape, C-contiguous, and an ``out`` that is None or
     # such an array aliasing no input except by being it.  Anything else
-    # takes the general path below, which validates and explains.
+    # takes the general path below, which validates and explains.  The
+    # tests are _direct's, written out: calling it (and looping over the
+    # arrays) cost 0.3 us more per call (relu, 1024 float32: 1.79 against
+    # 1.48 us on the C backend).
     x = arrays[0]
     if stream is None and type(x) is _ND:
         dt = x.dtype
