@@ -172,3 +172,27 @@ def test_prelu_in_place_with_weight(host_backend, dtype):
     assert_bitwise_equal(gw, gw_want)
     assert fastact.prelu(x, w, out=x, backend=host_backend) is x
     assert_bitwise_equal(x, want)
+
+
+@pytest.mark.parametrize("shift", [0, 1, -1])
+def test_prelu_out_overlapping_the_weight(host_backend, dtype, shift):
+    """out may share memory with the weight (a shifted view of one buffer):
+    the result is as if the weight had been read first."""
+    C = 37
+    rng = np.random.default_rng(10)
+    buf = rng.uniform(0.05, 0.5, C + 4).astype(dtype)
+    w = buf[2:2 + C]
+    out = buf[2 + shift:2 + shift + C].reshape(1, C)
+    x = -rng.uniform(0.5, 2.0, (1, C)).astype(dtype)
+    want = fastact.prelu(x, w.copy(), backend="numpy")
+    assert fastact.prelu(x, w, out=out, backend=host_backend) is out
+    assert_bitwise_equal(out, want)
+    gbuf = rng.uniform(0.05, 0.5, C + 4).astype(dtype)
+    wb = gbuf[2:2 + C]
+    gout = gbuf[2 + shift:2 + shift + C].reshape(1, C)
+    g = rng.standard_normal((1, C)).astype(dtype)
+    gx_want, gw_want = fastact.prelu_backward(g, x, wb.copy(), backend="numpy")
+    gx, gw = fastact.prelu_backward(g, x, wb, out=(gout, None), backend=host_backend)
+    assert gx is gout
+    assert_bitwise_equal(gx, gx_want)
+    assert_bitwise_equal(gw, gw_want)
