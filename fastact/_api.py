@@ -639,9 +639,13 @@ def _rowwise(op, method, named, axis, out, backend, stream):
         if _direct(arrays, out) is not None:
             b = _choose(backend, a0.size)
             if b.name != "cuda":
-                n = a0.shape[-1]
                 res = _empty_like(a0) if out is None else out
-                getattr(b, method)(*[a.reshape(-1, n) for a in arrays], res.reshape(-1, n))
+                if a0.ndim == 2:           # rows already: no reshapes
+                    getattr(b, method)(*arrays, res)
+                else:
+                    n = a0.shape[-1]
+                    getattr(b, method)(*[a.reshape(-1, n) for a in arrays],
+                                       res.reshape(-1, n))
                 return res
     xp, arrs = _inputs(op, named)
     a0 = arrs[0]
