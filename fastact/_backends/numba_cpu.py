@@ -125,12 +125,15 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
-    if indexed:
-        fi = f
-    elif binary:                     # the index is dead code, removed by LLVM
-        fi = inner_njit()(lambda g, s, i, *params: f(g, s, *params))
+    # one formula shape for both arities, fi(a, b, i, *params): the index is
+    # dead code where the formula takes none, and so is b for a unary
+    # formula (whose kernel passes x as both), both removed by LLVM
+    if binary:
+        fi = f if indexed else inner_njit()(lambda g, s, i, *params: f(g, s, *params))
+    elif indexed:
+        fi = inner_njit()(lambda x, b, i, *params: f(x, i, *params))
     else:
-        fi = inner_njit()(lambda x, i, *params: f(x, *params))
+        fi = inner_njit()(lambda x, b, i, *params: f(x, *params))
 
     if streamed:
         stream, fence = streaming()
@@ -163,7 +166,8 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
             if pf + block <= out.shape[0]:
                 for q in range(0, block, line):
                     pf_read(a, pf + q)
-                    pf_read(b, pf + q)
+                    if binary:               # a unary kernel's b is a again
+                        pf_read(b, pf + q)
                     pf_write(out, pf + q)
 
         @inner_njit()
@@ -174,36 +178,30 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
         def finish():
             pass
 
+    @inner_njit()
+    def thread_blocks(a, b, out, params, t, nthreads):
+        """Thread ``t``'s share of the blocks of ``out``."""
+        buf = np.empty(block if streamed else 0, T)
+        first, b0, b1 = blocks(out, t, nthreads)
+        for blk in range(b0, b1):
+            lo, hi = span(blk, first, out.shape[0])
+            prepare(a, b, out, lo)
+            dst, d0 = target(out, buf, lo)
+            for j in range(hi - lo):
+                wide()
+                k = U(lo) + U(j)
+                dst[U(d0) + U(j)] = fi(a[k], b[k], lo + j, *params)
+            finish_block(out, lo, buf, hi - lo)
+        finish()
+
     if binary:
         def loop(g, s, out, params, nthreads):
             for t in prange(nthreads):
-                buf = np.empty(block if streamed else 0, T)
-                first, b0, b1 = blocks(out, t, nthreads)
-                for b in range(b0, b1):
-                    lo, hi = span(b, first, out.shape[0])
-                    prepare(g, s, out, lo)
-                    dst, d0 = target(out, buf, lo)
-                    for j in range(hi - lo):
-                        wide()
-                        k = U(lo) + U(j)
-                        dst[U(d0) + U(j)] = fi(g[k], s[k], lo + j, *params)
-                    finish_block(out, lo, buf, hi - lo)
-                finish()
+                thread_blocks(g, s, out, params, t, nthreads)
     else:
         def loop(x, out, params, nthreads):
             for t in prange(nthreads):
-                buf = np.empty(block if streamed else 0, T)
-                first, b0, b1 = blocks(out, t, nthreads)
-                for b in range(b0, b1):
-                    lo, hi = span(b, first, out.shape[0])
-                    prepare(x, x, out, lo)
-                    dst, d0 = target(out, buf, lo)
-                    for j in range(hi - lo):
-                        wide()
-                        k = U(lo) + U(j)
-                        dst[U(d0) + U(j)] = fi(x[k], lo + j, *params)
-                    finish_block(out, lo, buf, hi - lo)
-                finish()
+                thread_blocks(x, x, out, params, t, nthreads)
     return _jit(tag + ("_stream" if streamed else "_prefetch"), True)(loop)
 
 
