@@ -307,7 +307,7 @@ int64_t fa_stream_min(void) { return atomic_load(&fa_stream_min_bytes); }
    16.7 / 14.4 and 28.2 / 24.1. */
 static const unsigned char fa_streamed[FA_K_COUNT] = {
     [FA_K_SIGMOID_BWD] = 1, [FA_K_RELU_FWD] = 1, [FA_K_RELU_BWD] = 1,
-    [FA_K_LEAKY_FWD] = 1,   [FA_K_LEAKY_BWD] = 1, [FA_K_PRELU_FWD] = 1,
+    [FA_K_LEAKY_RELU_FWD] = 1, [FA_K_LEAKY_RELU_BWD] = 1, [FA_K_PRELU_FWD] = 1,
     [FA_K_SOFTMAX_BWD] = 1,
 };
 
@@ -409,25 +409,25 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
     void fa_leaky_relu_fwd_##SFX(const T *x, T *y, int64_t n, T slope, int nthreads)          \
     {                                                                                         \
         fa_args a = {.in0 = x, .out = y, .p0 = slope};                                        \
-        fa_launch(IDX, FA_K_LEAKY_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);             \
+        fa_launch(IDX, FA_K_LEAKY_RELU_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);        \
     }                                                                                         \
     void fa_leaky_relu_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T slope,           \
                                  int nthreads)                                                \
     {                                                                                         \
         fa_args a = {.in0 = g, .in1 = x, .out = gx, .p0 = slope};                             \
-        fa_launch(IDX, FA_K_LEAKY_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);             \
+        fa_launch(IDX, FA_K_LEAKY_RELU_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);        \
     }                                                                                         \
     void fa_rrelu_train_fwd_##SFX(const T *x, T *y, int64_t n, uint64_t key, T lower,         \
                                   T upper, int nthreads)                                      \
     {                                                                                         \
         fa_args a = {.in0 = x, .out = y, .p0 = lower, .p1 = upper, .key = key};               \
-        fa_launch(IDX, FA_K_RRELU_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);             \
+        fa_launch(IDX, FA_K_RRELU_TRAIN_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);       \
     }                                                                                         \
     void fa_rrelu_train_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, uint64_t key,     \
                                   T lower, T upper, int nthreads)                             \
     {                                                                                         \
         fa_args a = {.in0 = g, .in1 = x, .out = gx, .p0 = lower, .p1 = upper, .key = key};    \
-        fa_launch(IDX, FA_K_RRELU_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);             \
+        fa_launch(IDX, FA_K_RRELU_TRAIN_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);       \
     }                                                                                         \
     void fa_elu_fwd_##SFX(const T *x, T *y, int64_t n, T alpha, int nthreads)                 \
     {                                                                                         \

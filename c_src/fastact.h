@@ -46,10 +46,11 @@ int fa_openmp(void);              /* 1 when built with OpenMP threads */
 void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
 
-/* kernel ids (fa_elementwise takes the first ten) and dtype ids */
+/* kernel ids (fa_elementwise takes the first ten; each is FA_K_ and the
+   upper-cased stem of the kernel's entry point fa_<stem>_f32) and dtype ids */
 enum {
     FA_K_SIGMOID_FWD, FA_K_SIGMOID_BWD, FA_K_RELU_FWD, FA_K_RELU_BWD,
-    FA_K_LEAKY_FWD, FA_K_LEAKY_BWD, FA_K_RRELU_FWD, FA_K_RRELU_BWD,
+    FA_K_LEAKY_RELU_FWD, FA_K_LEAKY_RELU_BWD, FA_K_RRELU_TRAIN_FWD, FA_K_RRELU_TRAIN_BWD,
     FA_K_ELU_FWD, FA_K_ELU_BWD, FA_K_PRELU_FWD, FA_K_PRELU_BWD,
     FA_K_SOFTMAX_FWD, FA_K_SOFTMAX_BWD, FA_K_COUNT
 };

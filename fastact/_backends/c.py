@@ -152,8 +152,7 @@ class CBackend(Backend):
         k = self._fast_kernels.get(key)
         if k is None:
             stem = _ELEMENTWISE[name, pass_]
-            kid = getattr(self._lib, "FA_K_" + stem.upper().replace("LEAKY_RELU", "LEAKY")
-                          .replace("RRELU_TRAIN", "RRELU"))
+            kid = getattr(self._lib, "FA_K_" + stem.upper())
             nparams = len(REGISTRY[name].params)
             address = int(self._ffi.cast("uintptr_t",
                                          self._ffi.addressof(self._lib, "fa_elementwise")))
