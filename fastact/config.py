@@ -29,9 +29,11 @@ BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 #: 6.20 / 5.74, prelu (1, 16, 64) 6.26 / 5.41; 2**14 relu 4.39 / 4.92,
 #: sigmoid 11.5 / 7.1, elu_backward 15.3 / 9.7, softmax 18.2 / 16.1, prelu
 #: 13.7 / 10.7; 2**15 relu 9.65 / 9.19, sigmoid 22.9 / 15.3, softmax
-#: 33.9 / 35.0.  Big arrays go to Numba, ahead on the kernels bound by an
-#: exponential (``fastact bench``: sigmoid and softmax forward), about even
-#: elsewhere.
+#: 33.9 / 35.0.  Big arrays go to Numba (the core issue's choice).  There
+#: C is ahead on the memory-bound kernels and about even on the others
+#: (``fastact bench``, 2**24 float32, 2 threads, C / Numba: relu forward
+#: 1.1-1.5, softmax forward 0.93-0.97, sigmoid forward 0.90-1.12); an
+#: op-aware choice would need the op in ``choose``.
 AUTO_LARGE = ("numba", "c", "numpy")
 AUTO_SMALL = ("c", "numba", "numpy")
 

@@ -460,13 +460,10 @@ def stream_min(cb):
 
 
 @pytest.fixture
-def two_threads():
+def two_threads(restore_threads):
     """Two threads (where the machine has them) for arrays of at least
     config.C_PARALLEL_MIN elements; smaller ones run on one."""
-    before = fastact.get_num_threads()
     fastact.set_num_threads(min(2, fastact._threads.max_threads()))
-    yield
-    fastact.set_num_threads(before)
 
 
 #: 1, a short vector tail, a few 1 KiB chunks (between a head and a tail of
