@@ -122,7 +122,8 @@ def fastcall_extension(relative: bool = True):
     cflags = ["-std=c11", "-O2", "-Wall", "-Werror=implicit-function-declaration"]
     cflags += shlex.split(os.environ.get("FASTACT_C_CFLAGS", ""))
     return Extension(FASTCALL_MODULE, sources=[str(root / s) for s in FASTCALL_SOURCES],
-                     include_dirs=[numpy.get_include()], extra_compile_args=cflags)
+                     include_dirs=[numpy.get_include(), str(root / "c_src")],
+                     depends=[str(root / "c_src" / "fastact.h")], extra_compile_args=cflags)
 
 
 def build_fastcall(verbose: bool = False) -> pathlib.Path:

@@ -23,9 +23,16 @@
 
 #include <stdint.h>
 
+#include "fastact.h"
+
+/* fa_elementwise is not linked here: it is called through the address c.py
+   passes in, as this type, which the compiler holds to the header's
+   declaration (unevaluated: no reference to the symbol) */
 typedef int (*fa_elementwise_fn)(int dtype, int kernel, const void *in0, const void *in1,
                                  void *out, int64_t n, double p0, double p1, uint64_t key,
                                  int nthreads);
+_Static_assert(_Generic(&fa_elementwise, fa_elementwise_fn: 1, default: 0),
+               "fa_elementwise_fn must match fastact.h");
 
 typedef struct {
     PyObject_HEAD
@@ -195,7 +202,7 @@ static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
         return NULL;
     k->fn = (fa_elementwise_fn)(uintptr_t)address;
     k->kernel = kernel;
-    k->dtype = type_num == NPY_FLOAT32 ? 0 : 1;      /* FA_F32_IDX, FA_F64_IDX */
+    k->dtype = type_num == NPY_FLOAT32 ? FA_F32_IDX : FA_F64_IDX;
     k->type_num = type_num;
     k->binary = binary;
     k->has_key = has_key;
