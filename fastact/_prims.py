@@ -28,9 +28,10 @@ import numpy as np
 class Prims:
     """Typed constants and exponentials for one dtype on one target."""
 
-    def __init__(self, dtype, exp, expm1, exp_mul, T, jit):
+    def __init__(self, dtype, exp, exp_neg, expm1, exp_mul, T, jit):
         self.dtype = np.dtype(dtype)
         self.exp = exp
+        self.exp_neg = exp_neg      # exp_neg(a) = exp(-a), a >= 0 or NaN
         self.expm1 = expm1
         self.exp_mul = exp_mul      # exp_mul(x, a, b) = a * b * exp(x), x <= 0
         # compiles a formula's own scalar helpers for the same target
@@ -78,7 +79,9 @@ def math_prims(dtype, jit=_identity) -> Prims:
     # with a large gradient), and overflows where a * b alone does: float32
     # works in float64 (one final rounding); float64 multiplies in an order
     # that keeps every step in range, splitting exp(x) = e * e with
-    # e = exp(x / 2) normal where exp(x) would be subnormal (within 3 ULP).
+    # e = exp(x / 2) normal where exp(x) would be subnormal (within 3 ULP;
+    # not where a is subnormal and b large: the CPU kernels normalize a
+    # first, this one does not).
     if dt == np.float32:
         def exp_mul(x, a, b):
             return np.float32(np.float64(a) * np.float64(b) * math.exp(np.float64(x)))
@@ -91,7 +94,10 @@ def math_prims(dtype, jit=_identity) -> Prims:
                 return ((a * e) * b) * e
             return (a * math.exp(x)) * b
 
-    prims = Prims(dt, math.exp, math.expm1, jit(exp_mul), dt.type, jit)
+    def exp_neg(a):
+        return math.exp(-a)
+
+    prims = Prims(dt, math.exp, jit(exp_neg), math.expm1, jit(exp_mul), dt.type, jit)
     if dt == np.float32:
         prims.hash24 = _hash24_python(jit)
     return prims
@@ -400,27 +406,34 @@ def cpu_prims(dtype) -> Prims:
         return nb_f(nb_f, nb_f), codegen
 
     @intrinsic
-    def scale_mul(typingctx, a, mb, t):
-        """(a * 2**p) * mb * 2**q * 2**s with p + q + s = n <= 0 (n from the
-        shifter sum t).  Where 2**n is normal: p = n, q = s = 0, and no step
-        overflows unless the result does.  Below, down to ~3 exponent ranges:
-        p = q = ceil(3n/8), s = n - 2p, all normal and <= 1, so the result is
-        rounded once, or twice (one more unit in the last place) if it turns
-        subnormal before the last factor; a step can overflow only if |a mb|
-        exceeds the result by more than 2**(|n|/2)."""
+    def scale2nk(typingctx, m, t, ka, kb):
+        """m * 2**(n + ka + kb) (ka, kb int32), n read from the shifter sum
+        t: rounded once (``llvm.ldexp``, one ``vscalefps/pd``) where AVX-512
+        has it; elsewhere by three normal factors 2**e1 * 2**e2 * 2**e3, the
+        exponent first raised to ``floor`` (-280 in float32, -1900 in
+        float64; exp_mul's |m| < 2**97 / 2**769, so the result rounds to zero
+        either way), rounded once more at most per factor in the subnormal
+        range."""
         def codegen(context, builder, sig, args):
-            ity, n = _exponent(builder, args[2])
-            zero_i = ir.Constant(ity, 0)
-            normal = builder.icmp_signed(">=", n, ir.Constant(ity, 1 - bias))
-            m3 = builder.sub(builder.mul(n, ir.Constant(ity, -2)), n)       # -3n
-            n1 = builder.sub(zero_i, builder.ashr(m3, ir.Constant(ity, 3)))
-            p = builder.select(normal, n, n1)
-            q = builder.select(normal, zero_i, n1)
-            s = builder.sub(builder.sub(n, p), q)
-            r = builder.fmul(builder.fmul(args[0], _pow2(builder, ity, p)), args[1])
-            r = builder.fmul(r, _pow2(builder, ity, q))
-            return builder.fmul(r, _pow2(builder, ity, s))
-        return nb_f(nb_f, nb_f, nb_f), codegen
+            ity, n = _exponent(builder, args[1])
+            if not f32:
+                n = builder.trunc(n, ir.IntType(32))
+            e = builder.add(builder.add(n, args[2]), args[3])
+            if scalef:
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(t_float, [t_float, ir.IntType(32)]),
+                    f"llvm.ldexp.{'f32' if f32 else 'f64'}.i32")
+                return builder.call(fn, [args[0], e])
+            floor = ir.Constant(e.type, -280 if f32 else -1900)
+            e = builder.select(builder.icmp_signed("<", e, floor), floor, e)
+            e1 = builder.ashr(e, ir.Constant(e.type, 2))
+            e2 = builder.ashr(builder.sub(e, e1), ir.Constant(e.type, 1))
+            e3 = builder.sub(builder.sub(e, e1), e2)
+            r = args[0]
+            for ek in (e1, e2, e3):
+                r = builder.fmul(r, _pow2(builder, ity, builder.sext(ek, ity) if not f32 else ek))
+            return r
+        return nb_f(nb_f, nb_f, types.int32, types.int32), codegen
 
     @intrinsic
     def ordered(typingctx, x):
@@ -451,38 +464,31 @@ def cpu_prims(dtype) -> Prims:
             return _pow2(builder, ity, n)
         return nb_f(nb_f), codegen
 
-    @intrinsic
-    def scale2n_wide(typingctx, v, t):
-        """v * 2**n in float64, n read from the float32 shifter sum t (any n
-        of a float32 exponential: 2**n is normal in float64, and so is the
-        product of two float32 by it, so the scaling is exact).  One
-        ``vscalefpd`` per vector where AVX-512 has it (``llvm.ldexp``), else
-        a multiply by 2**n built from bits."""
-        def codegen(context, builder, sig, args):
-            _, n = _exponent(builder, args[1])
-            if scalef:
-                fn = cgutils.get_or_insert_function(
-                    builder.module,
-                    ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), ir.IntType(32)]),
-                    "llvm.ldexp.f64.i32")
-                return builder.call(fn, [args[0], n])
-            i64 = ir.IntType(64)
-            e = builder.shl(builder.add(builder.sext(n, i64), ir.Constant(i64, 1023)),
-                            ir.Constant(i64, 52))
-            return builder.fmul(args[0], builder.bitcast(e, ir.DoubleType()))
-        return types.float64(types.float64, nb_f), codegen
-
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     shifter = T(c["shifter"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
-    one, zero = T(1.0), T(0.0)
+    one, zero, neg_lo = T(1.0), T(0.0), T(-c["lo"])
+    neg_log2e = T(-c["log2e"])
+    S = 64 if f32 else 512                # exp_mul's scaling step
+    two_S, two_mS, two_hS, two_mhS = (T(2.0 ** e) for e in (S, -S, S // 2, -S // 2))
+    kS, kmS, k0 = np.int32(S), np.int32(-S), np.int32(0)
+    if f32:
+        # exp(r) = 1 + r + c2 r**2 + ... + c6 r**6 on |r| <= ln2/2: a
+        # near-minimax fit of the relative error (3.1e-9), 0.71 ULP at most
+        # in float32 Horner with FMA (checked on 2e6 points of the interval)
+        p = tuple(T(v) for v in (1.3817227445542812e-3, 8.368715643882751e-3,
+                                 4.166834056377411e-2, 1.666652113199234e-1,
+                                 4.999999403953552e-1))
+    else:
+        # Taylor coefficients 1/13! ... 1/2!; truncation error < 5e-18 on |r| <= ln2/2
+        p = tuple(T(1.0 / math.factorial(k)) for k in range(13, 1, -1))
+    # expm1's polynomial: r + r**2 * q(r), which keeps its accuracy near 0
     if f32:
         # Cephes expf minimax coefficients on [-ln2/2, ln2/2]
-        p = tuple(T(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
-                                 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+        pm = tuple(T(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                  4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
     else:
-        # Taylor coefficients 1/13! ... 1/2!; truncation error < 2e-17 on |r| <= ln2/2
-        p = tuple(T(1.0 / math.factorial(k)) for k in range(13, 1, -1))
+        pm = p
 
     # FMA contraction only inside the primitives: it makes them faster and no
     # less accurate, and it never reaches the formulas (RReLU is bit-exact).
@@ -498,11 +504,20 @@ def cpu_prims(dtype) -> Prims:
         return r, t
 
     @njit
-    def _expm1_poly(r):
-        # expm1(r) = r + r**2 * (1/2 + r/6 + ...) on |r| <= ln2/2
+    def _exp_poly(r):
+        # exp(r) on |r| <= ln2/2 in plain Horner form: one FMA a coefficient
         q = p[0]
         for k in range(1, len(p)):
             q = q * r + p[k]
+        q = q * r + one
+        return q * r + one
+
+    @njit
+    def _expm1_poly(r):
+        # expm1(r) = r + r**2 * (1/2 + r/6 + ...) on |r| <= ln2/2
+        q = pm[0]
+        for k in range(1, len(pm)):
+            q = q * r + pm[k]
         return r + (r * r) * q
 
     @njit
@@ -510,23 +525,62 @@ def cpu_prims(dtype) -> Prims:
         xc = hi if x > hi else x
         xc = lo if xc < lo else xc          # NaN passes through both tests
         r, t = _reduce(xc)
-        return scale2n(_expm1_poly(r) + one, t)
+        return scale2n(_exp_poly(r), t)
+
+    # the same polynomial in -r: exp_neg works on r' = -r (no negation)
+    pn = tuple(v if k % 2 == 0 else -v for k, v in enumerate(p[::-1]))[::-1]
+
+    @njit
+    def exp_neg(a):
+        """exp(-a) for a >= 0 or NaN, written on a itself: the clamp is one
+        ``min`` and no negation is computed (a clamp of -a, or -a in the
+        reduction, costs a negation and a compare-and-blend once LLVM has
+        pushed the negation through the select)."""
+        ac = neg_lo if a > neg_lo else a    # NaN passes
+        t = ac * neg_log2e + shifter
+        nf = t - shifter
+        rn = (ac + nf * ln2hi) + nf * ln2lo  # -r, rounded as r would be
+        q = pn[0]
+        for k in range(1, len(pn)):
+            q = q * rn + pn[k]
+        q = q * rn - one
+        return scale2n(q * rn + one, t)
+
+    @njit
+    def _normalize(v):
+        """(v', k) with v = v' * 2**k: v * 2**-S (k = S) if |v| >= 2**(S/2),
+        v * 2**S (k = -S) if |v| < 2**(-S/2), else v itself (k = 0)."""
+        av = abs(v)
+        if av >= two_hS:
+            return v * two_mS, kS
+        if av < two_mhS:
+            return v * two_S, kmS
+        return v, k0
 
     @njit
     def exp_mul(x, a, b):
-        """a * b * exp(x) for x <= 0, rounded (nearly) once: also where exp(x)
-        alone is subnormal or a * b alone overflows but the product is
-        neither (see `scale_mul`)."""
+        """a * b * exp(x) for x <= 0, accurate (within ~2 ULP) also where
+        exp(x) alone is subnormal or a * b alone overflows but the product
+        is neither."""
         xc = zero if x > zero else x
         xc = mul_lo if xc < mul_lo else xc
         r, t = _reduce(xc)
-        mb = (_expm1_poly(r) + one) * b
-        if f32:
-            # float32: a * mb is exact in float64 and so is the scaling by
-            # 2**n (n >= -289), so the result is rounded once, by the
-            # conversion; cheaper than three scalings in float32
-            return T(scale2n_wide(np.float64(a) * np.float64(mb), t))
-        return scale_mul(a, mb, t)
+        # (a' * (exp(r) * b')) * 2**(n + ka + kb), rounded once in the
+        # product and once by the scaling (scale2nk): within ~2 ULP.  With
+        # S = 64 (float32) or 512 (float64): a' = a * 2**-S (ka = S) if
+        # |a| >= 1, else a * 2**S (ka = -S), so |a'| is in [2**-85, 2**64)
+        # (float32; [2**-562, 2**512) in float64) or 0, inf, NaN; b' is b
+        # brought into [2**-S/2, 2**S/2) in two such steps (b, alpha, is the
+        # same for every element: hoisted out of the loop).  The product is
+        # then normal and finite whenever a and b are: nothing overflows or
+        # loses bits to the subnormal range before the one scaling.  (float32
+        # through float64 cost 15 instructions a vector in conversions.)
+        b1, kb1 = _normalize(b)
+        bs, kb2 = _normalize(b1)
+        big = abs(a) >= one
+        ka = kS if big else kmS
+        as_ = a * (two_mS if big else two_S)
+        return scale2nk(as_ * (_exp_poly(r) * bs), t, ka, kb1 + kb2)
 
     @njit
     def expm1(x):
@@ -563,7 +617,7 @@ def cpu_prims(dtype) -> Prims:
         dc = lo if d < lo else d
         err = zero if d < lo else err        # also the NaN of -inf - -inf
         r, t = _reduce(dc)
-        return scale2n(_expm1_poly(r + err) + one, t)
+        return scale2n(_exp_poly(r + err), t)
 
     @intrinsic
     def hash24(typingctx, i, key):
@@ -591,7 +645,7 @@ def cpu_prims(dtype) -> Prims:
         return types.float32(types.uint64, types.uint64), codegen
 
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
-    prims = Prims(dt, exp, expm1, exp_mul, T, inner_njit())
+    prims = Prims(dt, exp, exp_neg, expm1, exp_mul, T, inner_njit())
     prims.row_max, prims.exp_diff = row_max, exp_diff
     if f32:
         prims.hash24 = hash24

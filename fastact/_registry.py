@@ -71,13 +71,13 @@ def _register(spec: Spec) -> Spec:
 # --- sigmoid ----------------------------------------------------------------
 
 def _sigmoid(p):
-    T, exp = p.T, p.exp
+    T, exp_neg = p.T, p.exp_neg
     zero, one = T(0.0), T(1.0)
 
     def forward(x):
         # exp(-|x|) <= 1 never overflows; the sign picks 1/(1+e) or e/(1+e),
         # which keeps full relative accuracy down into the subnormal range.
-        e = exp(-abs(x))
+        e = exp_neg(abs(x))
         return (one if x >= zero else e) / (one + e)
 
     def backward(g, y):

@@ -7,7 +7,8 @@ import pytest
 import fastact
 from conftest import (ELEMENTWISE_OPS, LAYOUTS, WIDE, assert_bitwise_equal, assert_ulp,
                       contiguous_copy, make_layout, mixed_values, oracle_softmax,
-                      oracle_softmax_backward, softmax_backward_bound, special_values)
+                      oracle_elu_backward, oracle_softmax_backward, softmax_backward_bound,
+                      special_values)
 
 
 def _inputs(op, pass_, dtype, layout):
@@ -325,3 +326,20 @@ def test_rowwise_backward_non_finite(host_backend, dtype, kind, torch):
         torch.nn.functional.prelu(t, tw).backward(torch.from_numpy(G))
         np.testing.assert_array_equal(gx, t.grad.numpy())
         np.testing.assert_array_equal(np.isnan(gw), np.isnan(tw.grad.numpy()))
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 3.0, 1e-20, 1e20])
+def test_elu_backward_extreme_products(host_backend, dtype, alpha):
+    """g * alpha * exp(x) within 4 ULP where g * alpha * exp(r) alone overflows
+    (g near the largest float, exp(x) < 1 scales it back into range) or where
+    exp(x) alone is subnormal and the product is not: the float32 kernels
+    scale by 2**n after the product, or before it where the product
+    overflows."""
+    fi = np.finfo(dtype)
+    lim = float(np.log(fi.smallest_subnormal)) * 1.5
+    x = -np.concatenate([np.linspace(0, 3, 301), np.geomspace(3, -lim, 400)]).astype(dtype)
+    g = np.array([fi.max, -fi.max / 3, fi.max / 1e10, 1e20, 1.0, 1e-20, fi.tiny,
+                  fi.smallest_subnormal * 7], dtype)
+    G, X = (a.copy() for a in np.meshgrid(g, x, indexing="ij"))
+    got = fastact.elu_backward(G, X, alpha, backend=host_backend)
+    assert_ulp(got, oracle_elu_backward(G, X, alpha), 4, f"elu_backward alpha={alpha}")
