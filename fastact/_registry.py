@@ -192,18 +192,19 @@ def _rrelu_train(p):
     return forward, backward
 
 
-def reference_rrelu_slopes(n, key, lower, upper, dtype):
-    """The slopes of flat indices ``0..n-1`` as a NumPy array of ``dtype``."""
+def reference_rrelu_slopes(n, key, lower, upper, dtype, start=0):
+    """The slopes of flat indices ``start..start+n-1`` as a NumPy array of ``dtype``."""
     dt = np.dtype(dtype)
     lower, upper = dt.type(lower), dt.type(upper)
+    idx = np.arange(start, start + n, dtype=np.uint64)
     if dt == np.float32:
         # the masked uint64 form of the CUDA target works on arrays as on
         # scalars; the tests hold it to fastact._rng.hash24
         hash24 = math_prims(dt).hash24
-        u = hash24(np.arange(n, dtype=np.uint64), np.uint64(key)) * dt.type(2.0 ** -24)
+        u = hash24(idx, np.uint64(key)) * dt.type(2.0 ** -24)
         return lower + (upper - lower) * u
     bits = _rng.uniform_bits(dt)
-    z = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_rng.GOLDEN) + np.uint64(key)
+    z = (idx + np.uint64(1)) * np.uint64(_rng.GOLDEN) + np.uint64(key)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(_rng.M1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(_rng.M2)
     z = z ^ (z >> np.uint64(31))

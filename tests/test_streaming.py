@@ -150,3 +150,24 @@ def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, monkeypatch, nu
     got = fastact.prelu(src, w, out=out, backend="numba")
     assert_bitwise_equal(got, want)
     assert calls == ["stream"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("start", [2**32 - 300, 2 * 2**32 - 1, 2**33 + 5])
+def test_block_runs_across_multiples_of_2_32(numba_backend, dtype, start):
+    """The blocked loops cut an indexed formula's range at multiples of 2**32
+    and rebuild each index from its halves: RReLU slopes on a range crossing
+    one (through ``base``, the array offset the kernels leave at 0) are those
+    of the reference at the same flat indices."""
+    import numba
+
+    from fastact._backends import numba_cpu
+    fwd, _ = numba_cpu._formulas("rrelu_train", dtype)
+    fi = numba.njit(lambda x, b, i, *params: fwd(x, i, *params))
+    run = numba_cpu._block_runs(fi, True)
+    n, key, lower, upper = 600, np.uint64(0x1234_5678_9ABC_DEF0), dtype(0.1), dtype(0.4)
+    x = -np.ones(n, dtype)
+    out = np.zeros(n, dtype)
+    run(x, x, out, 0, start, start + n, start, (key, lower, upper))
+    want = _registry.reference_rrelu_slopes(n, key, lower, upper, dtype, start)
+    assert_bitwise_equal(out, -want)

@@ -104,6 +104,43 @@ def _stream_blocks(dtype):
     return block, blocks, span
 
 
+def _block_runs(fi, indexed):
+    """``run(a, b, dst, d0, lo, hi, base, params)``: ``dst[d0 + k - lo] =
+    fi(a[k - base], b[k - base], k, *params)`` for ``lo <= k < hi`` (the
+    blocked kernels pass ``base = 0``; the tests a ``base`` near 2**32).
+
+    Unsigned offsets index the arrays (no negative-index check: the loops
+    vectorize) instead of block slices, which cost reference counting.
+    For an indexed formula the range is cut at multiples of 2**32 and each
+    run's index written as ``(high half << 32) | uint32(k)``: LLVM then sees
+    the high half constant in the loop (the counter hash's high-half product
+    leaves it) and counts the low half in 32-bit vector lanes."""
+    wide = wide_vectors()
+    U = np.uint64
+    if indexed:
+        U32 = np.uint32
+
+        @inner_njit()
+        def run(a, b, dst, d0, lo, hi, base, params):
+            s = lo
+            while s < hi:
+                e = min(hi, (s | 0xFFFFFFFF) + 1)
+                top = (U(s) >> U(32)) << U(32)
+                for k in range(U(s), U(e)):        # k itself the loop's induction
+                    wide()
+                    dst[U(d0) - U(lo) + k] = fi(a[k - U(base)], b[k - U(base)],
+                                                top | U(U32(k)), *params)
+                s = e
+    else:
+        @inner_njit()
+        def run(a, b, dst, d0, lo, hi, base, params):
+            for j in range(hi - lo):
+                wide()
+                k = U(lo) + U(j)
+                dst[U(d0) + U(j)] = fi(a[k - U(base)], b[k - U(base)], lo + j, *params)
+    return run
+
+
 def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     """The parallel loop for outputs too big for the caches: one task per
     thread, each taking its share in blocks.
@@ -117,11 +154,7 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     waiting for it, which keeps the arithmetic and the memory traffic
     overlapping."""
     prange = _numba().prange
-    wide = wide_vectors()
     T = np.dtype(dtype).type
-    # unsigned offsets index the arrays (no negative-index check: the loops
-    # vectorize) instead of block slices, which cost reference counting
-    U = np.uint64
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
@@ -178,6 +211,8 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
         def finish():
             pass
 
+    run = _block_runs(fi, indexed)
+
     @inner_njit()
     def thread_blocks(a, b, out, params, t, nthreads):
         """Thread ``t``'s share of the blocks of ``out``."""
@@ -187,10 +222,7 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
             lo, hi = span(blk, first, out.shape[0])
             prepare(a, b, out, lo)
             dst, d0 = target(out, buf, lo)
-            for j in range(hi - lo):
-                wide()
-                k = U(lo) + U(j)
-                dst[U(d0) + U(j)] = fi(a[k], b[k], lo + j, *params)
+            run(a, b, dst, d0, lo, hi, 0, params)
             finish_block(out, lo, buf, hi - lo)
         finish()
 
