@@ -322,17 +322,15 @@ def streaming():
 
 # --- polynomial exponentials for the CPU -----------------------------------
 
-# Constants per dtype: log2(e), ln2 split hi/lo (Cody-Waite), the rounding
-# shifter, exponent bias, mantissa bits, and clamps that keep the polynomial
-# in range: below `lo` exp(x) rounds to 0, below `em1_lo` expm1(x) to -1,
+# Constants per dtype: log2(e), ln2 split hi/lo (Cody-Waite), exponent bias,
+# mantissa bits, and clamps that keep the polynomial in range: below `lo` exp(x) rounds to 0, below `em1_lo` expm1(x) to -1,
 # below `mul_lo` even c*exp(x) with c the largest float rounds to 0; above
 # `hi` exp overflows to +inf through 2**n.
 _F32 = dict(log2e=1.4426950408889634, ln2hi=0.693359375, ln2lo=-2.12194440e-4,
-            shifter=12582912.0, bias=127, mbits=23, lo=-104.0, hi=89.0,
-            em1_lo=-18.0, mul_lo=-200.0)
+            bias=127, mbits=23, lo=-104.0, hi=89.0, em1_lo=-18.0, mul_lo=-200.0)
 _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
-            ln2lo=1.90821492927058770002e-10, shifter=6755399441055744.0,
-            bias=1023, mbits=52, lo=-746.0, hi=710.0, em1_lo=-38.0, mul_lo=-1460.0)
+            ln2lo=1.90821492927058770002e-10, bias=1023, mbits=52, lo=-746.0, hi=710.0,
+            em1_lo=-38.0, mul_lo=-1460.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -368,72 +366,80 @@ def cpu_prims(dtype) -> Prims:
     nb_f = types.float32 if f32 else types.float64
     nb_ord = types.int32 if f32 else types.int64
 
-    shifter_bits = int(np.array(c["shifter"], dtype=dt).view(np.int32 if f32 else np.int64))
     bias, mbits = c["bias"], c["mbits"]
+    i32 = ir.IntType(32)
+    t_float = ir.FloatType() if f32 else ir.DoubleType()
+    ity = ir.IntType(32 if f32 else 64)          # the float's own width
 
-    # Integer work on the exponent is done here, in the float's own width:
-    # written in Python, Numba would widen int32 to int64 and cost
-    # conversions in every vector lane.
-    def _exponent(builder, t):
-        ity = ir.IntType(32 if f32 else 64)
-        n = builder.sub(builder.bitcast(t, ity), ir.Constant(ity, shifter_bits))
-        return ity, n
-
-    def _pow2(builder, ity, n):
+    # The exponent n of 2**n is an int32 (round_int); integer work on it is
+    # done here, in LLVM IR: written in Python, Numba would widen int32 to
+    # int64 and cost conversions in every vector lane.
+    def _pow2(builder, n):
+        """2**n from bits, n an i32 in the normal range."""
+        n = n if f32 else builder.sext(n, ity)
         e = builder.shl(builder.add(n, ir.Constant(ity, bias)), ir.Constant(ity, mbits))
         return builder.bitcast(e, t_float)
 
-    t_float = ir.FloatType() if f32 else ir.DoubleType()
+    def _ldexp(builder, m, n):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(t_float, [t_float, i32]),
+            f"llvm.ldexp.{'f32' if f32 else 'f64'}.i32")
+        return builder.call(fn, [m, n])
 
     scalef = _has_scalef()
 
     @intrinsic
-    def scale2n(typingctx, m, t):
-        """m * 2**n, n read from the shifter sum t, rounded once (subnormal
-        results and overflow to inf included): ``llvm.ldexp``, one
-        ``vscalefps/pd`` per vector where AVX-512 has it; elsewhere
-        (m * 2**n1) * 2**(n-n1), two normal factors built from bits."""
+    def round_int(typingctx, x):
+        """x rounded to the nearest integer (ties to even), an int32
+        (``llvm.lrint``: one ``vcvtps2dq`` a vector, where the shifter trick
+        took an FMA, a subtraction and an integer subtraction; converted
+        back, the same integer serves the reduction and, in ``vscalef``,
+        the scaling).  |x| < 2**31."""
         def codegen(context, builder, sig, args):
-            ity, n = _exponent(builder, args[1])
-            if scalef:
-                fn = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(t_float, [t_float, ir.IntType(32)]),
-                    f"llvm.ldexp.{'f32' if f32 else 'f64'}.i32")
-                return builder.call(fn, [args[0], n if f32 else builder.trunc(n, ir.IntType(32))])
-            n1 = builder.ashr(n, ir.Constant(ity, 1))
-            s1, s2 = _pow2(builder, ity, n1), _pow2(builder, ity, builder.sub(n, n1))
-            return builder.fmul(builder.fmul(args[0], s1), s2)
-        return nb_f(nb_f, nb_f), codegen
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(i32, [t_float]),
+                f"llvm.lrint.i32.{'f32' if f32 else 'f64'}")
+            return builder.call(fn, [args[0]])
+        return types.int32(nb_f), codegen
 
     @intrinsic
-    def scale2nk(typingctx, m, t, ka, kb):
-        """m * 2**(n + ka + kb) (ka, kb int32), n read from the shifter sum
-        t: rounded once (``llvm.ldexp``, one ``vscalefps/pd``) where AVX-512
-        has it; elsewhere by three normal factors 2**e1 * 2**e2 * 2**e3, the
+    def scale2n(typingctx, m, n):
+        """m * 2**n (n int32), rounded once (subnormal results and overflow
+        to inf included): ``llvm.ldexp``, one ``vscalefps/pd`` per vector
+        where AVX-512 has it; elsewhere (m * 2**n1) * 2**(n-n1), two normal
+        factors built from bits (|n| <= 2 * 126 / 2 * 1022)."""
+        def codegen(context, builder, sig, args):
+            m, n = args
+            if scalef:
+                return _ldexp(builder, m, n)
+            n1 = builder.ashr(n, ir.Constant(i32, 1))
+            s1, s2 = _pow2(builder, n1), _pow2(builder, builder.sub(n, n1))
+            return builder.fmul(builder.fmul(m, s1), s2)
+        return nb_f(nb_f, types.int32), codegen
+
+    @intrinsic
+    def scale2nk(typingctx, m, n, ka, kb):
+        """m * 2**(n + ka + kb) (int32 n, ka, kb): rounded once
+        (``llvm.ldexp``, one ``vscalefps/pd``) where AVX-512 has it;
+        elsewhere by three normal factors 2**e1 * 2**e2 * 2**e3, the
         exponent first raised to ``floor`` (-280 in float32, -1900 in
         float64; exp_mul's |m| < 2**97 / 2**769, so the result rounds to zero
         either way), rounded once more at most per factor in the subnormal
         range."""
         def codegen(context, builder, sig, args):
-            ity, n = _exponent(builder, args[1])
-            if not f32:
-                n = builder.trunc(n, ir.IntType(32))
-            e = builder.add(builder.add(n, args[2]), args[3])
+            e = builder.add(builder.add(args[1], args[2]), args[3])
             if scalef:
-                fn = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(t_float, [t_float, ir.IntType(32)]),
-                    f"llvm.ldexp.{'f32' if f32 else 'f64'}.i32")
-                return builder.call(fn, [args[0], e])
-            floor = ir.Constant(e.type, -280 if f32 else -1900)
+                return _ldexp(builder, args[0], e)
+            floor = ir.Constant(i32, -280 if f32 else -1900)
             e = builder.select(builder.icmp_signed("<", e, floor), floor, e)
-            e1 = builder.ashr(e, ir.Constant(e.type, 2))
-            e2 = builder.ashr(builder.sub(e, e1), ir.Constant(e.type, 1))
+            e1 = builder.ashr(e, ir.Constant(i32, 2))
+            e2 = builder.ashr(builder.sub(e, e1), ir.Constant(i32, 1))
             e3 = builder.sub(builder.sub(e, e1), e2)
             r = args[0]
             for ek in (e1, e2, e3):
-                r = builder.fmul(r, _pow2(builder, ity, builder.sext(ek, ity) if not f32 else ek))
+                r = builder.fmul(r, _pow2(builder, ek))
             return r
-        return nb_f(nb_f, nb_f, types.int32, types.int32), codegen
+        return nb_f(nb_f, types.int32, types.int32, types.int32), codegen
 
     @intrinsic
     def ordered(typingctx, x):
@@ -457,15 +463,13 @@ def cpu_prims(dtype) -> Prims:
         return nb_f(nb_ord), codegen
 
     @intrinsic
-    def pow2n(typingctx, t):
-        """2**n, n read from the shifter sum t (normal range only)."""
+    def pow2n(typingctx, n):
+        """2**n (n int32, normal range only)."""
         def codegen(context, builder, sig, args):
-            ity, n = _exponent(builder, args[0])
-            return _pow2(builder, ity, n)
-        return nb_f(nb_f), codegen
+            return _pow2(builder, args[0])
+        return nb_f(types.int32), codegen
 
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
-    shifter = T(c["shifter"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
     one, zero, neg_lo = T(1.0), T(0.0), T(-c["lo"])
     neg_log2e = T(-c["log2e"])
@@ -496,12 +500,12 @@ def cpu_prims(dtype) -> Prims:
 
     @njit
     def _reduce(x):
-        # n = round(x / ln2) without a float->int conversion: adding the
-        # shifter leaves n in the low mantissa bits of t (|n| < 2**22).
-        t = x * log2e + shifter
-        nf = t - shifter
+        # x = n ln2 + r, |r| <= ln2/2 (a hair more where x / ln2 rounds to a
+        # tie): Cody-Waite with ln2 in two parts, n an int32
+        n = round_int(x * log2e)
+        nf = T(n)
         r = (x - nf * ln2hi) - nf * ln2lo
-        return r, t
+        return r, n
 
     @njit
     def _exp_poly(r):
@@ -524,8 +528,8 @@ def cpu_prims(dtype) -> Prims:
     def exp(x):
         xc = hi if x > hi else x
         xc = lo if xc < lo else xc          # NaN passes through both tests
-        r, t = _reduce(xc)
-        return scale2n(_exp_poly(r), t)
+        r, n = _reduce(xc)
+        return scale2n(_exp_poly(r), n)
 
     # the same polynomial in -r: exp_neg works on r' = -r (no negation)
     pn = tuple(v if k % 2 == 0 else -v for k, v in enumerate(p[::-1]))[::-1]
@@ -537,14 +541,14 @@ def cpu_prims(dtype) -> Prims:
         reduction, costs a negation and a compare-and-blend once LLVM has
         pushed the negation through the select)."""
         ac = neg_lo if a > neg_lo else a    # NaN passes
-        t = ac * neg_log2e + shifter
-        nf = t - shifter
+        n = round_int(ac * neg_log2e)
+        nf = T(n)
         rn = (ac + nf * ln2hi) + nf * ln2lo  # -r, rounded as r would be
         q = pn[0]
         for k in range(1, len(pn)):
             q = q * rn + pn[k]
         q = q * rn - one
-        return scale2n(q * rn + one, t)
+        return scale2n(q * rn + one, n)
 
     @njit
     def _normalize(v):
@@ -564,7 +568,7 @@ def cpu_prims(dtype) -> Prims:
         is neither."""
         xc = zero if x > zero else x
         xc = mul_lo if xc < mul_lo else xc
-        r, t = _reduce(xc)
+        r, n = _reduce(xc)
         # (a' * (exp(r) * b')) * 2**(n + ka + kb), rounded once in the
         # product and once by the scaling (scale2nk): within ~2 ULP.  With
         # S = 64 (float32) or 512 (float64): a' = a * 2**-S (ka = S) if
@@ -580,15 +584,15 @@ def cpu_prims(dtype) -> Prims:
         big = abs(a) >= one
         ka = kS if big else kmS
         as_ = a * (two_mS if big else two_S)
-        return scale2nk(as_ * (_exp_poly(r) * bs), t, ka, kb1 + kb2)
+        return scale2nk(as_ * (_exp_poly(r) * bs), n, ka, kb1 + kb2)
 
     @njit
     def expm1(x):
         """exp(x) - 1 accurate near 0; valid for x <= ln(max float) - 1."""
         xc = em1_lo if x < em1_lo else x
-        r, t = _reduce(xc)
+        r, n = _reduce(xc)
         e = _expm1_poly(r)
-        s = pow2n(t)
+        s = pow2n(n)
         # 2**n * expm1(r) + (2**n - 1): exact scaling, one rounding in the sum
         return s * e + (s - one)
 
@@ -616,8 +620,8 @@ def cpu_prims(dtype) -> Prims:
         err = (x - (d - bb)) + (-m - bb)
         dc = lo if d < lo else d
         err = zero if d < lo else err        # also the NaN of -inf - -inf
-        r, t = _reduce(dc)
-        return scale2n(_exp_poly(r + err), t)
+        r, n = _reduce(dc)
+        return scale2n(_exp_poly(r + err), n)
 
     @intrinsic
     def hash24(typingctx, i, key):
