@@ -464,8 +464,12 @@ def cpu_prims(dtype) -> Prims:
 
     @intrinsic
     def pow2n(typingctx, n):
-        """2**n (n int32, normal range only)."""
+        """2**n (n int32, normal range only): ``vscalef`` of 1 where AVX-512
+        has it (one instruction: the float n it needs is the reduction's),
+        else built from bits (an add and a shift)."""
         def codegen(context, builder, sig, args):
+            if scalef:
+                return _ldexp(builder, ir.Constant(t_float, 1.0), args[0])
             return _pow2(builder, args[0])
         return nb_f(types.int32), codegen
 
@@ -488,9 +492,12 @@ def cpu_prims(dtype) -> Prims:
         p = tuple(T(1.0 / math.factorial(k)) for k in range(13, 1, -1))
     # expm1's polynomial: r + r**2 * q(r), which keeps its accuracy near 0
     if f32:
-        # Cephes expf minimax coefficients on [-ln2/2, ln2/2]
-        pm = tuple(T(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
-                                  4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+        # q of degree 4: a near-minimax fit of expm1's relative error on
+        # |r| <= ln2/2 (1.3e-8; 0.94 ULP at most in float32 with FMA, checked
+        # on 2e6 points), one FMA fewer than Cephes' degree 5
+        pm = tuple(T(v) for v in (1.3882515486329794e-3, 8.366580121219158e-3,
+                                  4.166720062494278e-2, 1.666654348373413e-1,
+                                  4.999999701976776e-1))
     else:
         pm = p
 
