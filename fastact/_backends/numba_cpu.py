@@ -273,6 +273,7 @@ def _prelu_kernels(dtype, parallel):
     compensated = np.dtype(dtype) == np.float64
     inf = W(np.inf)
     wide = wide_vectors()
+    U = np.uint64
 
     @inner_njit()
     def add(acc, comp, v):
@@ -331,7 +332,26 @@ def _prelu_kernels(dtype, parallel):
     def backward(g, x, w, gx, partial):
         """partial: (outer * C, 1) row sums, or (blocks, C) block sums."""
         outer, C, inner = x.shape
-        if inner >= row_min:
+        if inner >= row_min and not compensated:
+            # float32: each row summed in float64 while its gradients are
+            # written, in one vectorized loop (the kernel is compiled with
+            # reassociation, which only the sum can use: the formulas are
+            # compiled apart, with their own flags); flat arrays addressed
+            # by offset, no row slices (each costs atomic reference counts
+            # on counters both threads share)
+            n = outer * C * inner
+            g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
+            for r in prange(outer * C):
+                wc, base = w[r % C], U(r * inner)
+                acc = zero
+                for j in range(inner):
+                    wide()
+                    k = base + U(j)
+                    gj, xj = g1[k], x1[k]
+                    acc += W(wterm(gj, xj))
+                    o1[k] = bwd(gj, xj, wc)
+                partial[r, 0] = acc
+        elif inner >= row_min:
             g2, x2 = g.reshape(outer * C, inner), x.reshape(outer * C, inner)
             gx2 = gx.reshape(outer * C, inner)
             for r in prange(outer * C):
@@ -362,7 +382,9 @@ def _prelu_kernels(dtype, parallel):
 
     tag = f"prelu_{np.dtype(dtype).name}"
     if parallel != "stream":
-        return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
+        bwd_jit = kernel_njit(f"{tag}_bwd_{'par' if parallel else 'ser'}", parallel=parallel,
+                              nogil=True, fastmath={"reassoc"} if not compensated else set())
+        return _jit(tag + "_fwd", parallel)(forward), bwd_jit(backward)
 
     # Streamed forward (big outputs, channel rows of at least ROW_MIN): one
     # task per thread, the flat output taken in the elementwise kernels'
@@ -374,7 +396,6 @@ def _prelu_kernels(dtype, parallel):
     # is interleaved with the weight-gradient sums).
     stream, fence = streaming()
     T = np.dtype(dtype).type
-    U = np.uint64
     block, blocks, span = _stream_blocks(dtype)
 
     def forward_stream(x, w, out, nthreads):
