@@ -519,31 +519,50 @@ def _softmax_kernels(dtype, parallel):
         return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
 
     # Streaming variant (outputs too big for the caches): one task per
-    # thread, each row computed block by block into a buffer and streamed out.
+    # thread, each row computed block by block into a buffer and streamed
+    # out.  A row's blocks start at 64-byte boundaries of the output (a head
+    # block runs up to the first), so no line is written partly streamed and
+    # partly not; the arrays are flat views made once, addressed by offset
+    # (row slices in the loop cost atomic reference counts both threads share).
     prange = nb.prange
     stream, fence = streaming()
+    address = array_address()
+    size = np.dtype(dtype).itemsize
+
+    @inner_njit(fastmath={"reassoc", "contract"})
+    def dot_at(g1, y1, base, n):
+        s = zero
+        for j in range(n):
+            wide()
+            k = U(base) + U(j)
+            s += W(g1[k]) * W(y1[k])
+        return s
 
     def backward_stream(g, y, out, nthreads):
         rows, n = y.shape
+        total = rows * n
+        g1, y1, o1 = g.reshape(total), y.reshape(total), out.reshape(total)
+        a0 = address(o1)
         for t in prange(nthreads):
             buf = np.empty(block, T)
             r0, r1 = t * rows // nthreads, (t + 1) * rows // nthreads
             for r in range(r0, r1):
-                gr, yr, orow = g[r], y[r], out[r]
-                gn, yn = g[min(r + 1, r1 - 1)], y[min(r + 1, r1 - 1)]
-                d = T(dot(gr, yr))
-                # blocks of the row into an L1 buffer, each streamed out,
-                # while the next row's lines are asked for
-                for lo in range(0, n, block):
-                    m = min(block, n - lo)
-                    for q in range(lo, lo + m, line):
-                        pf_read(gn, q)
-                        pf_read(yn, q)
-                    for j in range(m):
+                base, nxt = r * n, min(r + 1, r1 - 1) * n
+                d = T(dot_at(g1, y1, base, n))
+                head = min(n, ((-(a0 + base * size)) & 63) // size) if a0 % size == 0 else 0
+                lo = 0
+                while lo < n:
+                    hi = head if lo == 0 and head > 0 else min(n, lo + block)
+                    # while the next row's lines are asked for
+                    for q in range(lo, hi, line):
+                        pf_read(g1, nxt + q)
+                        pf_read(y1, nxt + q)
+                    for j in range(hi - lo):
                         wide()
-                        k = U(lo) + U(j)
-                        buf[j] = yr[k] * (gr[k] - d)
-                    stream(orow, lo, buf, m)
+                        k = U(base + lo) + U(j)
+                        buf[j] = y1[k] * (g1[k] - d)
+                    stream(o1, base + lo, buf, hi - lo)
+                    lo = hi
             fence()
 
     # the forward is not streamed: its exponentials, not memory, bound it
