@@ -73,12 +73,15 @@ STREAM_MIN_BYTES = 1 << 22
 STREAM_BLOCK_BYTES = 1 << 10
 
 #: Kernels bound by their arithmetic (an exp or a hash per element) write
-#: big outputs in place, in the same blocks, prefetching the lines this many
-#: blocks ahead (inputs to read, the output to write, so that stores find
-#: their lines owned).  Float32 2**24, 2 threads, GB/s without / with,
+#: big outputs in place, in the same blocks, prefetching the input lines this
+#: many blocks ahead.  Float32 2**24, 2 threads, GB/s without / with,
 #: interleaved: sigmoid forward 18.7 / 23.1, 16.5 / 18.3 (4 blocks ahead),
 #: 16.7 / 18.7 (2), 18.2 / 18.9 (8), 19.6 / 22.6 (16); elu forward
-#: 21.1 / 25.9 (4), 20.8 / 22.2 (2), 20.7 / 21.4 (8).
+#: 21.1 / 25.9 (4), 20.8 / 22.2 (2), 20.7 / 21.4 (8).  Prefetching the
+#: output's lines for writing too (``prefetchw``) cost more than it saved
+#: once the kernels got cheaper: % of the copy, 3 processes, with / without:
+#: elu backward 89-92 / 93-96, sigmoid forward 89-93 / 93-96, rrelu forward
+#: 94-96 / 94-99, elu forward 92-94 / 91-93.
 PREFETCH_BLOCKS = 4
 
 #: PReLU: channel rows at least this long are one parallel task each;

@@ -153,9 +153,8 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     L1-resident buffer and streamed out (:func:`fastact._prims.streaming`);
     it is read in full before it is written, so in-place calls stay correct.
     Otherwise (an exp or a hash per element) the block is written in place
-    while the lines ``config.PREFETCH_BLOCKS`` blocks ahead are prefetched,
-    the output's for writing: a store then finds its line owned instead of
-    waiting for it, which keeps the arithmetic and the memory traffic
+    while the input lines ``config.PREFETCH_BLOCKS`` blocks ahead are
+    prefetched, which keeps the arithmetic and the memory traffic
     overlapping."""
     prange = _numba().prange
     T = np.dtype(dtype).type
@@ -191,7 +190,7 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
         def finish():
             fence()
     else:
-        pf_read, pf_write = prefetchers()
+        pf_read = prefetchers()[0]
 
         @inner_njit()
         def target(out, buf, lo):
@@ -205,7 +204,6 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
                     pf_read(a, pf + q)
                     if binary:               # a unary kernel's b is a again
                         pf_read(b, pf + q)
-                    pf_write(out, pf + q)
 
         @inner_njit()
         def finish_block(out, lo, buf, m):
