@@ -423,7 +423,7 @@ def cpu_prims(dtype) -> Prims:
         (``llvm.ldexp``, one ``vscalefps/pd``) where AVX-512 has it;
         elsewhere by three normal factors 2**e1 * 2**e2 * 2**e3, the
         exponent first raised to ``floor`` (-280 in float32, -1900 in
-        float64; exp_mul's |m| < 2**97 / 2**769, so the result rounds to zero
+        float64; exp_mul's |m| < 2**67 / 2**515, so the result rounds to zero
         either way), rounded once more at most per factor in the subnormal
         range."""
         def codegen(context, builder, sig, args):
@@ -463,6 +463,25 @@ def cpu_prims(dtype) -> Prims:
         return nb_f(nb_ord), codegen
 
     @intrinsic
+    def exponent(typingctx, v):
+        """v's binary exponent from its bits, clamped into [2 - bias,
+        bias - 1] (an int32 e): v * 2**-e is then exact and |v * 2**-e| in
+        [1, 2) for normal v, [2**-(mbits+1), 1) near and below the smallest
+        normal, [2, 4) for the largest exponent; 0, inf and NaN stay
+        themselves.  No branches: the
+        loop around it stays vectorizable."""
+        def codegen(context, builder, sig, args):
+            b = builder.bitcast(args[0], ity)
+            field = builder.and_(builder.lshr(b, ir.Constant(ity, mbits)),
+                                 ir.Constant(ity, 2 * bias + 1))
+            e = builder.sub(field, ir.Constant(ity, bias))
+            e = e if f32 else builder.trunc(e, i32)
+            lo_e, hi_e = ir.Constant(i32, 2 - bias), ir.Constant(i32, bias - 1)
+            e = builder.select(builder.icmp_signed("<", e, lo_e), lo_e, e)
+            return builder.select(builder.icmp_signed(">", e, hi_e), hi_e, e)
+        return types.int32(nb_f), codegen
+
+    @intrinsic
     def pow2n(typingctx, n):
         """2**n (n int32, normal range only): ``vscalef`` of 1 where AVX-512
         has it (one instruction: the float n it needs is the reduction's),
@@ -478,8 +497,8 @@ def cpu_prims(dtype) -> Prims:
     one, zero, neg_lo = T(1.0), T(0.0), T(-c["lo"])
     neg_log2e = T(-c["log2e"])
     S = 64 if f32 else 512                # exp_mul's scaling step
-    two_S, two_mS, two_hS, two_mhS = (T(2.0 ** e) for e in (S, -S, S // 2, -S // 2))
-    kS, kmS, k0 = np.int32(S), np.int32(-S), np.int32(0)
+    two_S, two_mS = T(2.0 ** S), T(2.0 ** -S)
+    kS, kmS = np.int32(S), np.int32(-S)
     if f32:
         # exp(r) = 1 + r + c2 r**2 + ... + c6 r**6 on |r| <= ln2/2: a
         # near-minimax fit of the relative error (3.1e-9), 0.71 ULP at most
@@ -558,17 +577,6 @@ def cpu_prims(dtype) -> Prims:
         return scale2n(q * rn + one, n)
 
     @njit
-    def _normalize(v):
-        """(v', k) with v = v' * 2**k: v * 2**-S (k = S) if |v| >= 2**(S/2),
-        v * 2**S (k = -S) if |v| < 2**(-S/2), else v itself (k = 0)."""
-        av = abs(v)
-        if av >= two_hS:
-            return v * two_mS, kS
-        if av < two_mhS:
-            return v * two_S, kmS
-        return v, k0
-
-    @njit
     def exp_mul(x, a, b):
         """a * b * exp(x) for x <= 0, accurate (within ~2 ULP) also where
         exp(x) alone is subnormal or a * b alone overflows but the product
@@ -581,17 +589,18 @@ def cpu_prims(dtype) -> Prims:
         # S = 64 (float32) or 512 (float64): a' = a * 2**-S (ka = S) if
         # |a| >= 1, else a * 2**S (ka = -S), so |a'| is in [2**-85, 2**64)
         # (float32; [2**-562, 2**512) in float64) or 0, inf, NaN; b' is b
-        # brought into [2**-S/2, 2**S/2) in two such steps (b, alpha, is the
-        # same for every element: hoisted out of the loop).  The product is
-        # then normal and finite whenever a and b are: nothing overflows or
-        # loses bits to the subnormal range before the one scaling.  (float32
-        # through float64 cost 15 instructions a vector in conversions.)
-        b1, kb1 = _normalize(b)
-        bs, kb2 = _normalize(b1)
+        # over 2**kb, kb its own exponent (|b'| in [2**-23, 4); b, alpha, is
+        # the same for every element, and this leaves the loop).  The
+        # product is then normal and finite whenever a and b are: nothing
+        # overflows or loses bits to the subnormal range before the one
+        # scaling.  (float32 through float64 cost 15 instructions a vector
+        # in conversions.)
+        kb = exponent(b)
+        bs = b * pow2n(-kb)
         big = abs(a) >= one
         ka = kS if big else kmS
         as_ = a * (two_mS if big else two_S)
-        return scale2nk(as_ * (_exp_poly(r) * bs), n, ka, kb1 + kb2)
+        return scale2nk(as_ * (_exp_poly(r) * bs), n, ka, kb)
 
     @njit
     def expm1(x):
