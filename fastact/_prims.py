@@ -5,9 +5,9 @@ they receive a :class:`Prims` object for one (target, dtype) pair and use its
 ``exp``/``expm1`` and its typed constants.  Two families exist:
 
 * ``cpu_prims(dtype)``: exponentials written as a range-reduced polynomial
-  whose ``2**n`` factor is built with a bit-cast intrinsic.  Unlike Numba's
-  ``np.exp`` (a call into libm, without SVML on our machines) these inline and
-  vectorize.  They also carry ``row_max`` and ``exp_diff`` (exp of an exact
+  whose ``2**n`` factor is applied by ``vscalef`` where AVX-512 has it, else
+  built from bits with a bit-cast intrinsic.  Unlike Numba's ``np.exp`` (a
+  call into libm, without SVML on our machines) these inline and vectorize.  They also carry ``row_max`` and ``exp_diff`` (exp of an exact
   difference) for the softmax row skeleton.
 * ``math_prims(dtype)``: the ``math`` module, for CUDA (where ``expf`` is a
   fast hardware-assisted routine) and for numba's CUDA simulator, which runs
@@ -351,7 +351,9 @@ def _has_scalef() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def cpu_prims(dtype) -> Prims:
-    """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP)."""
+    """Vectorizable exp/expm1 for float32 or float64 (max error ~1 ULP;
+    measured on the accuracy tests' whole-range grid: sigmoid 1.8, elu 1.3,
+    elu_backward 2.1 ULP)."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
