@@ -243,7 +243,7 @@ def prefetchers():
 
 @functools.lru_cache(maxsize=None)
 def streaming():
-    """``(stream_copy, store_fence)`` intrinsics for kernels whose output is
+    """``(stream_copy, store_fence, store_nt)`` intrinsics for kernels whose output is
     too big for the caches.
 
     ``stream_copy(dst, lo, src, m)`` copies ``src[:m]`` to ``dst[lo:lo+m]``
@@ -254,6 +254,8 @@ def streaming():
     a head of ordinary stores runs up to the first aligned element (all of
     ``dst`` if its address is not a multiple of the item size), whole
     64-byte vectors are streamed, and a tail of ordinary stores follows.
+    ``store_nt(dst, i, v)`` streams one element, for loops that compute as
+    they stream (see its docstring).
     ``store_fence()`` (``sfence``) orders a thread's streamed stores before
     anything it does next; kernels call it once per thread, before the
     parallel region ends.
@@ -309,6 +311,27 @@ def streaming():
         return types.none(dst, types.intp, src, types.intp), codegen
 
     @intrinsic
+    def store_nt(typingctx, dst, i, v):
+        """``dst[i] = v`` (1-D, contiguous) as a non-temporal store that
+        claims 64-byte alignment: in a loop over a range that starts at a
+        64-byte boundary of ``dst``, LLVM vectorizes it into one aligned
+        streaming store (``vmovntps``) per 64 bytes, interleaved with the
+        arithmetic; any scalar remainder is an ordinary-width store, which
+        needs no alignment.  Callers keep ranges that do not start at a
+        64-byte boundary to ordinary stores."""
+        if not (isinstance(dst, types.Array) and dst.ndim == 1):
+            return None
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            st = builder.store(context.cast(builder, args[2], sig.args[2], sig.args[0].dtype),
+                               builder.gep(data, [args[1]]), align=64)
+            st.set_metadata("nontemporal",
+                            builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+            return context.get_dummy_value()
+        return types.none(dst, types.uint64, dst.dtype), codegen
+
+    @intrinsic
     def store_fence(typingctx):
         def codegen(context, builder, sig, args):
             fn = cgutils.get_or_insert_function(
@@ -317,7 +340,7 @@ def streaming():
             return context.get_dummy_value()
         return types.none(), codegen
 
-    return stream_copy, store_fence
+    return stream_copy, store_fence, store_nt
 
 
 # --- polynomial exponentials for the CPU -----------------------------------

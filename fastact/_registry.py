@@ -39,7 +39,7 @@ class Spec:
     reference_backward: Callable | None = None
     indexed: bool = False           # formula also takes the flat C-order index
     # passes with an exp or a hash per element: worth threads sooner; their
-    # outputs are not streamed (the arithmetic, not the memory, bounds them)
+    # big outputs are not streamed through a buffer (see `streamed`)
     compute_bound: tuple = ()
 
 
@@ -56,7 +56,10 @@ def streamed(name: str, pass_: str) -> bool:
     streamed, interleaved rounds): relu forward 23.6 / 26.7, backward 25.7 /
     27.8, sigmoid backward 26.7 / 27.7, softmax backward 23.5 / 27.7; but
     sigmoid forward 17.1 / 14.0, elu forward 21.6 / 17.3, elu backward
-    23.8 / 20.1, rrelu forward 16.3 / 13.6, softmax forward 13.8 / 12.0."""
+    23.8 / 20.1, rrelu forward 16.3 / 13.6, softmax forward 13.8 / 12.0.
+    Those (the compute-bound passes) have the Numba backend stream each
+    vector as it is computed instead, with the input lines prefetched (see
+    numba_cpu._make_blocked)."""
     return pass_ not in REGISTRY[name].compute_bound
 
 

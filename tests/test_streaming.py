@@ -3,7 +3,8 @@
 Outputs of at least ``config.STREAM_MIN_BYTES`` bytes are written in blocks:
 memory-bound kernels compute a block into a buffer and write it with
 streaming stores (:func:`fastact._prims.streaming`); kernels bound by their
-arithmetic write in place and prefetch the blocks ahead.  These tests force
+arithmetic prefetch the blocks ahead and stream each vector as they compute
+it (ordinary stores before the first 64-byte boundary).  These tests force
 either way on arrays just big enough for the parallel kernels, for every
 formula, and check it against the regular path bit for bit: outputs at odd
 offsets, sizes that leave heads and tails, in place, one and two threads.
