@@ -289,7 +289,8 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
     """(forward, backward) PReLU kernels: serial (``parallel`` False),
-    ``prange`` (True), or ``"stream"`` (forward only, (streamed, None))."""
+    ``prange`` (True), or ``"stream"`` (big outputs; the backward for
+    float32 only, else None)."""
     fwd, bwd, wterm = _formulas("prelu", dtype)
     nb = _numba()
     prange = nb.prange if parallel else range
@@ -423,6 +424,7 @@ def _prelu_kernels(dtype, parallel):
     stream, fence = streaming()[:2]
     T = np.dtype(dtype).type
     block, blocks, span = _stream_blocks(dtype)
+    line = 64 // np.dtype(dtype).itemsize
 
     def forward_stream(x, w, out, nthreads):
         outer, C, inner = x.shape
@@ -447,7 +449,50 @@ def _prelu_kernels(dtype, parallel):
                 stream(o1, lo, buf, hi - lo)
             fence()
 
-    return _jit(tag + "_fwd_stream", True)(forward_stream), None
+    if compensated:
+        return _jit(tag + "_fwd_stream", True)(forward_stream), None
+
+    # Streamed backward (float32, long channel rows, big outputs): each row
+    # as in `backward`, its gradients between the row's first and last
+    # 64-byte boundaries streamed as they are computed (store_nt), the head
+    # and the tail stored as usual; the sum runs on through all three.
+    store_nt = streaming()[2]
+    address, size = array_address(), np.dtype(dtype).itemsize
+
+    def backward_stream(g, x, w, gx, partial, nthreads):
+        outer, C, inner = x.shape
+        n = outer * C * inner
+        g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
+        a0 = address(o1)
+        for r in prange(outer * C):
+            wc, base = w[r % C], r * inner
+            head = min(inner, ((-(a0 + base * size)) & 63) // size) if a0 % size == 0 else inner
+            body = head + (inner - head) // line * line
+            acc = zero
+            for j in range(head):
+                wide()
+                k = U(base) + U(j)
+                gj, xj = g1[k], x1[k]
+                acc += W(wterm(gj, xj))
+                o1[k] = bwd(gj, xj, wc)
+            for j in range(body - head):
+                wide()
+                k = U(base + head) + U(j)
+                gj, xj = g1[k], x1[k]
+                acc += W(wterm(gj, xj))
+                store_nt(o1, k, bwd(gj, xj, wc))
+            for j in range(inner - body):
+                wide()
+                k = U(base + body) + U(j)
+                gj, xj = g1[k], x1[k]
+                acc += W(wterm(gj, xj))
+                o1[k] = bwd(gj, xj, wc)
+            partial[r, 0] = acc
+            fence()
+
+    bwd_stream = kernel_njit(f"{tag}_bwd_stream", parallel=True, nogil=True,
+                             fastmath={"reassoc"})(backward_stream)
+    return _jit(tag + "_fwd_stream", True)(forward_stream), bwd_stream
 
 
 @functools.lru_cache(maxsize=None)
@@ -669,8 +714,12 @@ class NumbaBackend(Backend):
             partial = np.empty((outer * C, 1))
         else:
             partial = np.empty((min(outer, 8 * _threads.get_num_threads()), C))
+        # float32 long rows: big outputs streamed (float64 sums need Kahan's
+        # runs, which the streamed kernel does not have)
+        stream = inner >= config.PRELU_ROW_MIN and x.dtype == np.float32
         self._run(x.size, parallel_min("prelu"),
-                  lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial)
+                  lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial,
+                  big_out=gx if stream else None)
         with np.errstate(over="ignore"):        # a float32 sum may overflow to inf
             sums = partial.reshape(outer, C) if inner >= config.PRELU_ROW_MIN else partial
             gw[...] = sums.sum(axis=0)
