@@ -40,14 +40,28 @@ def _formulas(name, dtype):
 
 # --- loop skeletons -----------------------------------------------------------
 
+#: the largest array whose flat indices all fit in 32 bits
+_INDEX32 = 1 << 32
+
+
 def _make_unary(tag, f, indexed, parallel):
     prange = _numba().prange if parallel else range
     wide = wide_vectors()
     if indexed:
+        U, U32 = np.uint64, np.uint32
+
         def loop(x, out, params):
-            for i in prange(x.shape[0]):
-                wide()
-                out[i] = f(x[i], i, *params)
+            n = x.shape[0]
+            if n <= _INDEX32:
+                # indices below 2**32: their high half is 0, which LLVM sees
+                # (the hash's high-half product leaves the loop)
+                for i in prange(n):
+                    wide()
+                    out[i] = f(x[i], U(U32(i)), *params)
+            else:
+                for i in prange(n):
+                    wide()
+                    out[i] = f(x[i], i, *params)
     else:
         def loop(x, out, params):
             for i in prange(x.shape[0]):
@@ -60,10 +74,18 @@ def _make_binary(tag, f, indexed, parallel):
     prange = _numba().prange if parallel else range
     wide = wide_vectors()
     if indexed:
+        U, U32 = np.uint64, np.uint32
+
         def loop(g, s, out, params):
-            for i in prange(g.shape[0]):
-                wide()
-                out[i] = f(g[i], s[i], i, *params)
+            n = g.shape[0]
+            if n <= _INDEX32:                 # as in _make_unary
+                for i in prange(n):
+                    wide()
+                    out[i] = f(g[i], s[i], U(U32(i)), *params)
+            else:
+                for i in prange(n):
+                    wide()
+                    out[i] = f(g[i], s[i], i, *params)
     else:
         def loop(g, s, out, params):
             for i in prange(g.shape[0]):
