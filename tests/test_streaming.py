@@ -131,10 +131,10 @@ def test_blocked_kernels_follow_the_registry_and_the_size_threshold(monkeypatch,
     assert calls == []
 
 
-@pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
-@pytest.mark.parametrize("inner", [config.PRELU_ROW_MIN, 1000 + 3])
-def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, monkeypatch, numba_backend,
-                                         restore_threads):
+@pytest.fixture
+def prelu_calls(monkeypatch, numba_backend, restore_threads):
+    """Every output streamed (threshold 0), two threads; records which PReLU
+    kernels (serial, parallel, "stream") were asked for."""
     from fastact._backends import numba_cpu
     calls = []
     real = numba_cpu._prelu_kernels
@@ -142,6 +142,12 @@ def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, monkeypatch, nu
                         lambda dt, v: calls.append(v) or real(dt, v))
     monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
     fastact.set_num_threads(2)
+    return calls
+
+
+@pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
+@pytest.mark.parametrize("inner", [config.PRELU_ROW_MIN, 1000 + 3])
+def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, prelu_calls):
     outer = -(-N // (3 * inner))
     x = mixed_values(dtype, outer * 3 * inner, seed=5).reshape(outer, 3, inner)
     w = np.array([0.25, -0.5, 2.0], dtype)
@@ -150,23 +156,15 @@ def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, monkeypatch, nu
     out = _out(out_kind, x.size, dtype, src.ravel()).reshape(x.shape)
     got = fastact.prelu(src, w, out=out, backend="numba")
     assert_bitwise_equal(got, want)
-    assert calls == ["stream"]
+    assert prelu_calls == ["stream"]
 
 
 @pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
 @pytest.mark.parametrize("inner", [config.PRELU_ROW_MIN, 1000 + 3, 4096])
-def test_streamed_prelu_backward_is_exact(out_kind, inner, monkeypatch, numba_backend,
-                                          restore_threads):
+def test_streamed_prelu_backward_is_exact(out_kind, inner, prelu_calls):
     """float32 long rows, big outputs: the gradients streamed between each
     row's 64-byte boundaries equal the reference bit for bit (offset and
     in-place outputs included), and the weight gradient holds its bound."""
-    from fastact._backends import numba_cpu
-    calls = []
-    real = numba_cpu._prelu_kernels
-    monkeypatch.setattr(numba_cpu, "_prelu_kernels",
-                        lambda dt, v: calls.append(v) or real(dt, v))
-    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
-    fastact.set_num_threads(2)
     dtype = np.float32
     outer = -(-N // (3 * inner))
     rng = np.random.default_rng(6)
@@ -180,7 +178,7 @@ def test_streamed_prelu_backward_is_exact(out_kind, inner, monkeypatch, numba_ba
     assert_bitwise_equal(gx, want_gx)
     terms = np.abs(g.astype(np.float64) * np.where(x > 0, 0, x)).sum(axis=(0, 2))
     assert np.all(np.abs(gw.astype(np.float64) - want_gw.astype(np.float64)) <= 1e-5 * terms)
-    assert "stream" in calls
+    assert "stream" in prelu_calls
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
