@@ -7,8 +7,9 @@ they receive a :class:`Prims` object for one (target, dtype) pair and use its
 * ``cpu_prims(dtype)``: exponentials written as a range-reduced polynomial
   whose ``2**n`` factor is applied by ``vscalef`` where AVX-512 has it, else
   built from bits with a bit-cast intrinsic.  Unlike Numba's ``np.exp`` (a
-  call into libm, without SVML on our machines) these inline and vectorize.  They also carry ``row_max`` and ``exp_diff`` (exp of an exact
-  difference) for the softmax row skeleton.
+  call into libm, without SVML on our machines) these inline and vectorize.
+  They also carry ``row_max`` and ``exp_diff`` (exp of an exact difference)
+  for the softmax row skeleton.
 * ``math_prims(dtype)``: the ``math`` module, for CUDA (where ``expf`` is a
   fast hardware-assisted routine) and for numba's CUDA simulator, which runs
   kernels as plain Python.
@@ -243,8 +244,8 @@ def prefetchers():
 
 @functools.lru_cache(maxsize=None)
 def streaming():
-    """``(stream_copy, store_fence, store_nt)`` intrinsics for kernels whose output is
-    too big for the caches.
+    """``(stream_copy, store_fence, store_nt)`` intrinsics for kernels whose
+    output is too big for the caches.
 
     ``stream_copy(dst, lo, src, m)`` copies ``src[:m]`` to ``dst[lo:lo+m]``
     (1-D, contiguous, same dtype) with non-temporal vector stores: the cache
@@ -346,9 +347,10 @@ def streaming():
 # --- polynomial exponentials for the CPU -----------------------------------
 
 # Constants per dtype: log2(e), ln2 split hi/lo (Cody-Waite), exponent bias,
-# mantissa bits, and clamps that keep the polynomial in range: below `lo` exp(x) rounds to 0, below `em1_lo` expm1(x) to -1,
-# below `mul_lo` even c*exp(x) with c the largest float rounds to 0; above
-# `hi` exp overflows to +inf through 2**n.
+# mantissa bits, and clamps that keep the polynomial in range: below `lo`
+# exp(x) rounds to 0, below `em1_lo` expm1(x) to -1, below `mul_lo` even
+# c*exp(x) with c the largest float rounds to 0; above `hi` exp overflows to
+# +inf through 2**n.
 _F32 = dict(log2e=1.4426950408889634, ln2hi=0.693359375, ln2lo=-2.12194440e-4,
             bias=127, mbits=23, lo=-104.0, hi=89.0, em1_lo=-18.0, mul_lo=-200.0)
 _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
@@ -493,8 +495,7 @@ def cpu_prims(dtype) -> Prims:
         bias - 1] (an int32 e): v * 2**-e is then exact and |v * 2**-e| in
         [1, 2) for normal v, [2**-(mbits+1), 1) near and below the smallest
         normal, [2, 4) for the largest exponent; 0, inf and NaN stay
-        themselves.  No branches: the
-        loop around it stays vectorizable."""
+        themselves.  No branches: the loop around it stays vectorizable."""
         def codegen(context, builder, sig, args):
             b = builder.bitcast(args[0], ity)
             field = builder.and_(builder.lshr(b, ir.Constant(ity, mbits)),
@@ -582,24 +583,17 @@ def cpu_prims(dtype) -> Prims:
         r, n = _reduce(xc)
         return scale2n(_exp_poly(r), n)
 
-    # the same polynomial in -r: exp_neg works on r' = -r (no negation)
-    pn = tuple(v if k % 2 == 0 else -v for k, v in enumerate(p[::-1]))[::-1]
-
     @njit
     def exp_neg(a):
         """exp(-a) for a >= 0 or NaN, written on a itself: the clamp is one
-        ``min`` and no negation is computed (a clamp of -a, or -a in the
-        reduction, costs a negation and a compare-and-blend once LLVM has
-        pushed the negation through the select)."""
+        ``min`` (a clamp of -a costs a negation and a compare-and-blend once
+        LLVM has pushed the negation through the select); the negations
+        below fold into the FMAs."""
         ac = neg_lo if a > neg_lo else a    # NaN passes
         n = round_int(ac * neg_log2e)
         nf = T(n)
-        rn = (ac + nf * ln2hi) + nf * ln2lo  # -r, rounded as r would be
-        q = pn[0]
-        for k in range(1, len(pn)):
-            q = q * rn + pn[k]
-        q = q * rn - one
-        return scale2n(q * rn + one, n)
+        r = -((ac + nf * ln2hi) + nf * ln2lo)  # rounded as _reduce(-ac)'s r
+        return scale2n(_exp_poly(r), n)
 
     @njit
     def exp_mul(x, a, b):

@@ -110,12 +110,12 @@ def _stream_blocks(dtype):
     size = np.dtype(dtype).itemsize
     block = _block_elems(dtype)
     address = array_address()
+    to_boundary = _to_boundary()
 
     @inner_njit()
     def blocks(out, t, nthreads):
         n = out.shape[0]
-        a = address(out)
-        first = min(n, (-a & 63) // size if a % size == 0 else 0)
+        first = max(0, to_boundary(address(out), n, size))
         nblk = 1 + (n - first + block - 1) // block
         return first, t * nblk // nthreads, (t + 1) * nblk // nthreads
 
@@ -124,6 +124,31 @@ def _stream_blocks(dtype):
         return (0 if b == 0 else first + (b - 1) * block), min(n, first + b * block)
 
     return block, blocks, span
+
+
+@functools.lru_cache(maxsize=None)
+def _store(nt):
+    """``put(dst, i, v)``: ``dst[i] = v``, or with ``nt`` a streaming store
+    (``store_nt``: ranges so written must start at a 64-byte boundary)."""
+    if nt:
+        return streaming()[2]
+
+    @inner_njit(inline="always")
+    def put(dst, i, v):
+        dst[i] = v
+    return put
+
+
+@functools.lru_cache(maxsize=None)
+def _to_boundary():
+    """``to_boundary(a, n, size)``: how many of ``n`` elements of ``size``
+    bytes from address ``a`` come before the first 64-byte boundary (``n``
+    at most); -1 where ``a`` is not a multiple of ``size`` (the elements then
+    never reach a boundary)."""
+    @inner_njit()
+    def to_boundary(a, n, size):
+        return min(n, (-a & 63) // size) if a % size == 0 else -1
+    return to_boundary
 
 
 def _block_runs(fi, indexed, nt=False):
@@ -145,13 +170,7 @@ def _block_runs(fi, indexed, nt=False):
     # atomic reference count each, per block, on counters both threads share
     # (relu forward ran at a third of its speed)
     njit = inner_njit(inline="always")
-    if nt:
-        put = streaming()[2]
-    else:
-        @njit
-        def put(dst, i, v):
-            dst[i] = v
-
+    put = _store(nt)
     if indexed:
         U32 = np.uint32
 
@@ -210,9 +229,8 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     else:
         fi = inner_njit()(lambda x, b, i, *params: f(x, *params))
 
+    stream, fence = streaming()[:2]
     if streamed:
-        stream, fence = streaming()[:2]
-
         @inner_njit()
         def target(out, buf, lo):
             return buf, 0
@@ -224,10 +242,6 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
         @inner_njit()
         def finish_block(out, lo, buf, m):
             stream(out, lo, buf, m)
-
-        @inner_njit()
-        def finish():
-            fence()
     else:
         pf_read = prefetchers()[0]
 
@@ -248,11 +262,9 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
         def finish_block(out, lo, buf, m):
             pass
 
-        fence = streaming()[1]
-
-        @inner_njit()
-        def finish():
-            fence()
+    @inner_njit()
+    def finish():
+        fence()            # both ways stream: the streamed stores are drained
 
     run = _block_runs(fi, indexed)
     # the prefetched kernels also stream their stores, interleaved with the
@@ -344,6 +356,25 @@ def _prelu_kernels(dtype, parallel):
             acc += W(wterm(gr[j], xr[j]))
         return acc
 
+    def fused(put):
+        """``acc`` plus the weight-gradient terms of elements ``k0 .. k0+m-1``
+        (flat arrays), their gradients written by ``put`` in the same pass.
+        Inlined by Numba, so its sum vectorizes under the caller's
+        reassociation (float32 kernels only: float64 sums take Kahan's runs,
+        ``chunk_fused``)."""
+        @inner_njit(inline="always")
+        def run(g1, x1, o1, k0, m, wc, acc):
+            for j in range(m):
+                wide()
+                k = U(k0) + U(j)
+                gj, xj = g1[k], x1[k]
+                acc += W(wterm(gj, xj))
+                put(o1, k, bwd(gj, xj, wc))
+            return acc
+        return run
+
+    fused_store, fused_nt = fused(_store(False)), fused(_store(True))
+
     @inner_njit(fastmath={"reassoc"})
     def chunk_fused(gr, xr, orow, wc):
         # the sum of a short run and its gradients in one pass (the run's g
@@ -391,15 +422,7 @@ def _prelu_kernels(dtype, parallel):
             n = outer * C * inner
             g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
             for r in prange(outer * C):
-                wc, base = w[r % C], U(r * inner)
-                acc = zero
-                for j in range(inner):
-                    wide()
-                    k = base + U(j)
-                    gj, xj = g1[k], x1[k]
-                    acc += W(wterm(gj, xj))
-                    o1[k] = bwd(gj, xj, wc)
-                partial[r, 0] = acc
+                partial[r, 0] = fused_store(g1, x1, o1, r * inner, inner, w[r % C], zero)
         elif inner >= row_min:
             g2, x2 = g.reshape(outer * C, inner), x.reshape(outer * C, inner)
             gx2 = gx.reshape(outer * C, inner)
@@ -441,8 +464,7 @@ def _prelu_kernels(dtype, parallel):
     # written partly by streaming stores and partly by ordinary ones, as
     # blocks cut at row starts were: rows of 4096 float32 ran at 83-85% of
     # the copy); a block is computed into a buffer, run by run of one
-    # channel, and streamed out.  The backward is not streamed (its gx pass
-    # is interleaved with the weight-gradient sums).
+    # channel, and streamed out.
     stream, fence = streaming()[:2]
     T = np.dtype(dtype).type
     block, blocks, span = _stream_blocks(dtype)
@@ -478,8 +500,7 @@ def _prelu_kernels(dtype, parallel):
     # as in `backward`, its gradients between the row's first and last
     # 64-byte boundaries streamed as they are computed (store_nt), the head
     # and the tail stored as usual; the sum runs on through all three.
-    store_nt = streaming()[2]
-    address, size = array_address(), np.dtype(dtype).itemsize
+    address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
 
     def backward_stream(g, x, w, gx, partial, nthreads):
         outer, C, inner = x.shape
@@ -488,28 +509,12 @@ def _prelu_kernels(dtype, parallel):
         a0 = address(o1)
         for r in prange(outer * C):
             wc, base = w[r % C], r * inner
-            head = min(inner, ((-(a0 + base * size)) & 63) // size) if a0 % size == 0 else inner
+            head = to_boundary(a0 + base * size, inner, size)
+            head = inner if head < 0 else head
             body = head + (inner - head) // line * line
-            acc = zero
-            for j in range(head):
-                wide()
-                k = U(base) + U(j)
-                gj, xj = g1[k], x1[k]
-                acc += W(wterm(gj, xj))
-                o1[k] = bwd(gj, xj, wc)
-            for j in range(body - head):
-                wide()
-                k = U(base + head) + U(j)
-                gj, xj = g1[k], x1[k]
-                acc += W(wterm(gj, xj))
-                store_nt(o1, k, bwd(gj, xj, wc))
-            for j in range(inner - body):
-                wide()
-                k = U(base + body) + U(j)
-                gj, xj = g1[k], x1[k]
-                acc += W(wterm(gj, xj))
-                o1[k] = bwd(gj, xj, wc)
-            partial[r, 0] = acc
+            acc = fused_store(g1, x1, o1, base, head, wc, zero)
+            acc = fused_nt(g1, x1, o1, base + head, body - head, wc, acc)
+            partial[r, 0] = fused_store(g1, x1, o1, base + body, inner - body, wc, acc)
             fence()
 
     bwd_stream = kernel_njit(f"{tag}_bwd_stream", parallel=True, nogil=True,
@@ -558,18 +563,21 @@ def _softmax_kernels(dtype, parallel):
             wide()
             r[j] = r[j] * hi + r[j] * lo
 
+    U = np.uint64
+
     @inner_njit(fastmath={"reassoc", "contract"})
-    def dot(gr, yr):
+    def dot_at(g1, y1, base, n):
+        """sum g1[base + j] * y1[base + j], j < n, in float64 (flat arrays)"""
         s = zero
-        for j in range(gr.shape[0]):
+        for j in range(n):
             wide()
-            s += W(gr[j]) * W(yr[j])
+            k = U(base) + U(j)
+            s += W(g1[k]) * W(y1[k])
         return s
 
     # The parallel forward (big arrays, bound by its exponentials) asks, while
     # it works on a row, for the next row's lines: x's to read, out's to
     # write (see _make_blocked).  Spread over the row in chunks of `block`.
-    U = np.uint64
     pf_read, pf_write = prefetchers()
     line = 64 // np.dtype(dtype).itemsize
     block = _block_elems(dtype)
@@ -599,14 +607,18 @@ def _softmax_kernels(dtype, parallel):
             scale(orow, W(1.0) / wide_sum(orow))
 
     def backward(g, y, out):
-        for r in prange(y.shape[0]):
-            gr, yr, orow = g[r], y[r], out[r]
+        rows, n = y.shape
+        # flat views made once, rows addressed by offset (as backward_stream)
+        g1, y1, o1 = g.reshape(rows * n), y.reshape(rows * n), out.reshape(rows * n)
+        for r in prange(rows):
+            base = r * n
             # the dot product in float64, the rest in the data's width: the
             # rounding of d is within the bound 4 eps |y| (|g| + sum |g y|)
-            d = T(dot(gr, yr))
-            for j in range(yr.shape[0]):
+            d = T(dot_at(g1, y1, base, n))
+            for j in range(n):
                 wide()
-                orow[j] = yr[j] * (gr[j] - d)
+                k = U(base) + U(j)
+                o1[k] = y1[k] * (g1[k] - d)
 
     if parallel != "stream":
         return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
@@ -619,17 +631,7 @@ def _softmax_kernels(dtype, parallel):
     # (row slices in the loop cost atomic reference counts both threads share).
     prange = nb.prange
     stream, fence = streaming()[:2]
-    address = array_address()
-    size = np.dtype(dtype).itemsize
-
-    @inner_njit(fastmath={"reassoc", "contract"})
-    def dot_at(g1, y1, base, n):
-        s = zero
-        for j in range(n):
-            wide()
-            k = U(base) + U(j)
-            s += W(g1[k]) * W(y1[k])
-        return s
+    address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
 
     def backward_stream(g, y, out, nthreads):
         rows, n = y.shape
@@ -642,7 +644,7 @@ def _softmax_kernels(dtype, parallel):
             for r in range(r0, r1):
                 base, nxt = r * n, min(r + 1, r1 - 1) * n
                 d = T(dot_at(g1, y1, base, n))
-                head = min(n, ((-(a0 + base * size)) & 63) // size) if a0 % size == 0 else 0
+                head = max(0, to_boundary(a0 + base * size, n, size))
                 lo = 0
                 while lo < n:
                     hi = head if lo == 0 and head > 0 else min(n, lo + block)
