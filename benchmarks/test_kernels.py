@@ -54,6 +54,19 @@ def test_softmax_rows(benchmark, workload, copy_gbs, dtype, row, pass_, impl):
     wl = workload("softmax", dtype, SIZE, row)
     _run(benchmark, wl, pass_, impl, copy_gbs, f"softmax {pass_} {dtype} rows of {row}")
 
+PRELU_ROWS = [pytest.param(dtype, row, pass_, impl, id=f"prelu-row{row}-{pass_}-{impl}-{dtype}")
+              for dtype in _bench.DTYPES for row in _bench.PRELU_ROWS_SWEEP
+              for pass_ in _bench.PASSES for impl in IMPLS if impl != "numpy"]
+
+
+@pytest.mark.parametrize("dtype, row, pass_, impl", PRELU_ROWS)
+def test_prelu_rows(benchmark, workload, copy_gbs, dtype, row, pass_, impl):
+    """PReLU on (samples, 64 channels, row) with short rows: (N, C)
+    activations (row 1) and 8-element rows, 2**24 elements in all."""
+    implementation_or_skip(impl)
+    wl = workload("prelu", dtype, SIZE, row)
+    _run(benchmark, wl, pass_, impl, copy_gbs, f"prelu {pass_} {dtype} rows of {row}")
+
 
 @pytest.mark.parametrize("impl", HOST_BACKENDS + ["automatic", "torch", "np.maximum"])
 def test_call_overhead(benchmark, impl):

@@ -46,6 +46,9 @@ QUICK_REPEAT = 9
 #: Softmax row length of the main case, and the sweep of ``benchmarks/``.
 SOFTMAX_ROW = 4096
 SOFTMAX_ROWS_SWEEP = (16, 128, 1024, 4096, 16384, 65536)
+#: Channel-row lengths of the PReLU sweep of ``benchmarks/``: (N, C)
+#: activations (1) and short rows (8), beside the main case's long ones.
+PRELU_ROWS_SWEEP = (1, 8)
 #: PReLU layout: (batch, channels, spatial) with one slope per channel.
 PRELU_CHANNELS = 64
 PRELU_BATCH = 16
@@ -63,6 +66,8 @@ def shape_for(op, n, row=None):
     if op == "softmax":
         L = min(row or SOFTMAX_ROW, n)
         return (max(n // L, 1), L)
+    if op == "prelu" and row is not None:        # (samples, channels, row)
+        return (max(n // (PRELU_CHANNELS * row), 1), PRELU_CHANNELS, row)
     if op == "prelu":
         C = PRELU_CHANNELS if n >= PRELU_CHANNELS else 1
         B = PRELU_BATCH if n >= PRELU_BATCH * C * 16 else 1

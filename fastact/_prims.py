@@ -633,15 +633,18 @@ def cpu_prims(dtype) -> Prims:
 
     wide = wide_vectors()
 
+    U = np.uint64
+
     @njit
-    def row_max(xr):
-        """Largest element of a 1-D array; vectorizes as an integer max.  If
-        the row holds a NaN the result may or may not be NaN: callers that
-        feed ``x - max`` to exp get NaN either way."""
+    def row_max(x1, base, n):
+        """Largest of ``x1[base:base + n]`` (a flat array addressed by offset:
+        no slice, whose reference counting parallel loops pay for); vectorizes
+        as an integer max.  If the row holds a NaN the result may or may not
+        be NaN: callers that feed ``x - max`` to exp get NaN either way."""
         m = ordered(T(-np.inf))
-        for j in range(xr.shape[0]):
+        for j in range(n):
             wide()
-            k = ordered(xr[j])
+            k = ordered(x1[U(base) + U(j)])
             m = k if k > m else m
         return unordered(m)
 

@@ -86,8 +86,12 @@ PREFETCH_BLOCKS = 4
 
 #: PReLU: channel rows at least this long are one parallel task each;
 #: shorter ones (e.g. (N, C) activations) are processed in blocks of samples,
-#: vectorized across channels.
+#: taken in runs of whole samples, each run one loop vectorized across
+#: channels against the weights spread to its length.
 PRELU_ROW_MIN = 16
+
+#: PReLU short rows: the shortest run (elements; whole samples).
+PRELU_RUN_MIN = 256
 
 #: PReLU weight gradient: terms are summed in vectorized runs of this many,
 #: and the run sums added with compensation (float64): long enough to keep

@@ -137,7 +137,9 @@ def test_softmax_rows_sum_to_one(host_backend, dtype):
 # --- prelu weight gradient --------------------------------------------------------------
 
 @pytest.mark.parametrize("shape,axis", [((4096, 3), 1), ((5, 3, 2000), 1), ((3, 7, 11), -1),
-                                        ((20000,), 0)])
+                                        ((20000,), 0),
+                                        # short rows past the parallel threshold
+                                        ((30000, 3), 1), ((9000, 4, 3), 1)])
 def test_prelu_weight_grad_sum(host_backend, dtype, shape, axis):
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(shape) * rng.choice([1e-3, 1.0, 1e3], shape)).astype(dtype)
@@ -146,6 +148,8 @@ def test_prelu_weight_grad_sum(host_backend, dtype, shape, axis):
     w = rng.uniform(0.05, 0.3, C).astype(dtype)
     gx, gw = fastact.prelu_backward(g, x, w, axis=axis, backend=host_backend)
     assert gw.shape == w.shape and gw.dtype == dtype
+    np.testing.assert_array_equal(gx, fastact.prelu_backward(g, x, w, axis=axis,
+                                                             backend="numpy")[0])
     xm = np.moveaxis(x.astype(WIDE), axis, -1).reshape(-1, C)
     gm = np.moveaxis(g.astype(WIDE), axis, -1).reshape(-1, C)
     terms = np.where(xm > 0, 0, gm * xm)

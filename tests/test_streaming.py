@@ -146,7 +146,7 @@ def prelu_calls(monkeypatch, numba_backend, restore_threads):
 
 
 @pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
-@pytest.mark.parametrize("inner", [config.PRELU_ROW_MIN, 1000 + 3])
+@pytest.mark.parametrize("inner", [1, 5, config.PRELU_ROW_MIN, 1000 + 3])
 def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, prelu_calls):
     outer = -(-N // (3 * inner))
     x = mixed_values(dtype, outer * 3 * inner, seed=5).reshape(outer, 3, inner)
@@ -160,11 +160,12 @@ def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, prelu_calls):
 
 
 @pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
-@pytest.mark.parametrize("inner", [config.PRELU_ROW_MIN, 1000 + 3, 4096])
+@pytest.mark.parametrize("inner", [1, 5, config.PRELU_ROW_MIN, 1000 + 3, 4096])
 def test_streamed_prelu_backward_is_exact(out_kind, inner, prelu_calls):
-    """float32 long rows, big outputs: the gradients streamed between each
-    row's 64-byte boundaries equal the reference bit for bit (offset and
-    in-place outputs included), and the weight gradient holds its bound."""
+    """float32, big outputs: the gradients streamed between each row's (or
+    short rows' run's) 64-byte boundaries equal the reference bit for bit
+    (offset and in-place outputs included), and the weight gradient holds
+    its bound."""
     dtype = np.float32
     outer = -(-N // (3 * inner))
     rng = np.random.default_rng(6)

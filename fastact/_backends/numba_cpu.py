@@ -320,6 +320,13 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
     return _make_binary(tag, bwd, indexed, parallel)
 
 
+def _prelu_run(ci):
+    """Short PReLU rows (``ci = C * inner`` elements a sample): the length of
+    the runs the kernels take them in, whole samples, at least
+    ``config.PRELU_RUN_MIN`` elements (short runs do not vectorize well)."""
+    return ci * -(-config.PRELU_RUN_MIN // ci) if ci > 0 else 1
+
+
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
     """(forward, backward) PReLU kernels: serial (``parallel`` False),
@@ -346,16 +353,6 @@ def _prelu_kernels(dtype, parallel):
             return t, (comp if abs(comp) < inf else zero)
         return acc + v, comp
 
-    @inner_njit(fastmath={"reassoc"})
-    def chunk_sum(gr, xr):
-        # a short run summed by several vector accumulators (a loop from 0:
-        # with another start Numba's negative-index check blocks vectorizing)
-        acc = zero
-        for j in range(gr.shape[0]):
-            wide()
-            acc += W(wterm(gr[j], xr[j]))
-        return acc
-
     def fused(put):
         """``acc`` plus the weight-gradient terms of elements ``k0 .. k0+m-1``
         (flat arrays), their gradients written by ``put`` in the same pass.
@@ -375,6 +372,24 @@ def _prelu_kernels(dtype, parallel):
 
     fused_store, fused_nt = fused(_store(False)), fused(_store(True))
 
+    def lanes(put):
+        """Short rows, float32: elements ``base + j``, ``j0 <= j < j1``, of a
+        run: each term added to its own float64 lane ``p1[pb + j]``, each
+        gradient (against the spread weight ``ws[j]``) written by ``put``.
+        Inlined by Numba."""
+        @inner_njit(inline="always")
+        def run(g1, x1, o1, base, j0, j1, ws, p1, pb):
+            for i in range(j1 - j0):
+                wide()
+                j = U(j0) + U(i)
+                k = U(base) + j
+                gk, xk = g1[k], x1[k]
+                p1[pb + j] += W(wterm(gk, xk))
+                put(o1, k, bwd(gk, xk, ws[j]))
+        return run
+
+    lanes_store, lanes_nt = lanes(_store(False)), lanes(_store(True))
+
     @inner_njit(fastmath={"reassoc"})
     def chunk_fused(gr, xr, orow, wc):
         # the sum of a short run and its gradients in one pass (the run's g
@@ -386,6 +401,19 @@ def _prelu_kernels(dtype, parallel):
             acc += W(wterm(gj, xj))
             orow[j] = bwd(gj, xj, wc)
         return acc
+
+    run_len = inner_njit()(_prelu_run)
+
+    @inner_njit()
+    def spread(w, C, inner, L):
+        """the weights repeated over L elements (whole samples of C * inner):
+        ws[q] = w[(q // inner) % C]"""
+        ws = np.zeros(L, w.dtype)
+        for s in range(0, L if C * inner > 0 else 0, max(C * inner, 1)):
+            for c in range(C):
+                for j in range(inner):
+                    ws[s + c * inner + j] = w[c]
+        return ws
 
     # Two shapes of work: long channel rows (inner >= ROW_MIN: one row per
     # task) or short ones, e.g. (N, C) activations (a block of `outer` per
@@ -403,11 +431,19 @@ def _prelu_kernels(dtype, parallel):
                     wide()
                     orow[j] = fwd(xr[j], wc)
         else:
-            for o in prange(outer):
-                for c in range(C):
-                    wc, xr, orow = w[c], x[o, c], out[o, c]
-                    for j in range(inner):
-                        orow[j] = fwd(xr[j], wc)
+            # short rows: the flat arrays (addressed by offset: no slices in
+            # the parallel loop) in runs of L elements, whole samples, each
+            # one vectorized loop against the weights spread to that length
+            n = outer * C * inner
+            L = run_len(C * inner)
+            ws = spread(w, C, inner, L)
+            x1, o1 = x.reshape(n), out.reshape(n)
+            for r in prange((n + L - 1) // L):
+                base = r * L
+                for j in range(min(L, n - base)):
+                    wide()
+                    k = U(base) + U(j)
+                    o1[k] = fwd(x1[k], ws[j])
 
     def backward(g, x, w, gx, partial):
         """partial: (outer * C, 1) row sums, or (blocks, C) block sums."""
@@ -439,18 +475,36 @@ def _prelu_kernels(dtype, parallel):
                                     chunk_fused(gr[lo:hi], xr[lo:hi], orow[lo:hi], wc))
                 partial[r, 0] = acc - comp
         else:
-            nblocks = partial.shape[0]
+            # short rows (e.g. (N, C) activations): blocks of the forward's
+            # runs of L elements (whole samples), each run one vectorized
+            # loop against the spread weights, every position's terms summed
+            # down the block in its own float64 lane (Kahan's for float64
+            # data): partial is (blocks, L), the caller adds it up by channel
+            n = outer * C * inner
+            nblocks, L = partial.shape
+            ws = spread(w, C, inner, L)
+            nruns = (n + L - 1) // L
+            g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
+            p1 = partial.reshape(nblocks * L)
+            c1 = np.zeros(nblocks * L if compensated else 0)
             for b in prange(nblocks):
-                acc = np.zeros(C)
-                comp = np.zeros(C)
-                for o in range(b * outer // nblocks, (b + 1) * outer // nblocks):
-                    for c in range(C):
-                        wc, gr, xr, orow = w[c], g[o, c], x[o, c], gx[o, c]
-                        acc[c], comp[c] = add(acc[c], comp[c], chunk_sum(gr, xr))
-                        for j in range(inner):
-                            orow[j] = bwd(gr[j], xr[j], wc)
-                for c in range(C):
-                    partial[b, c] = acc[c] - comp[c]
+                pb = U(b * L)
+                for j in range(L):
+                    p1[pb + U(j)] = zero
+                for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
+                    base = r * L
+                    if not compensated:
+                        lanes_store(g1, x1, o1, base, 0, min(L, n - base), ws, p1, pb)
+                        continue
+                    for j in range(min(L, n - base)):
+                        wide()
+                        k, q = U(base) + U(j), pb + U(j)
+                        gk, xk = g1[k], x1[k]
+                        p1[q], c1[q] = add(p1[q], c1[q], W(wterm(gk, xk)))
+                        o1[k] = bwd(gk, xk, ws[j])
+                if compensated:
+                    for j in range(L):
+                        p1[pb + U(j)] -= c1[pb + U(j)]
 
     tag = f"prelu_{np.dtype(dtype).name}"
     if parallel != "stream":
@@ -458,13 +512,13 @@ def _prelu_kernels(dtype, parallel):
                               nogil=True, fastmath={"reassoc"} if not compensated else set())
         return _jit(tag + "_fwd", parallel)(forward), bwd_jit(backward)
 
-    # Streamed forward (big outputs, channel rows of at least ROW_MIN): one
-    # task per thread, the flat output taken in the elementwise kernels'
-    # blocks, which start at 64-byte boundaries of the output (no line is
-    # written partly by streaming stores and partly by ordinary ones, as
-    # blocks cut at row starts were: rows of 4096 float32 ran at 83-85% of
-    # the copy); a block is computed into a buffer, run by run of one
-    # channel, and streamed out.
+    # Streamed forward (big outputs): one task per thread, the flat output
+    # taken in the elementwise kernels' blocks, which start at 64-byte
+    # boundaries of the output (no line is written partly by streaming stores
+    # and partly by ordinary ones, as blocks cut at row starts were: rows of
+    # 4096 float32 ran at 83-85% of the copy); a block is computed into a
+    # buffer, run by run (a channel row, or short rows' runs of whole samples
+    # against the spread weights), and streamed out.
     stream, fence = streaming()[:2]
     T = np.dtype(dtype).type
     block, blocks, span = _stream_blocks(dtype)
@@ -476,6 +530,9 @@ def _prelu_kernels(dtype, parallel):
         # flat views made once, addressed by offset (no slices in the
         # parallel loop: each costs atomic reference counts both threads share)
         x1, o1 = x.reshape(n), out.reshape(n)
+        short = inner < row_min
+        L = run_len(C * inner) if short else inner
+        ws = spread(w, C, inner, L if short else 0)
         for t in prange(nthreads):
             buf = np.empty(block, T)
             first, b0, b1 = blocks(o1, t, nthreads)
@@ -483,12 +540,18 @@ def _prelu_kernels(dtype, parallel):
                 lo, hi = span(blk, first, n)
                 s = lo
                 while s < hi:
-                    r = s // inner
-                    e = min(hi, (r + 1) * inner)
-                    wc = w[r % C]
-                    for j in range(e - s):
-                        wide()
-                        buf[U(s - lo) + U(j)] = fwd(x1[U(s) + U(j)], wc)
+                    r = s // L
+                    e = min(hi, (r + 1) * L)
+                    if short:
+                        off = s - r * L
+                        for j in range(e - s):
+                            wide()
+                            buf[U(s - lo) + U(j)] = fwd(x1[U(s) + U(j)], ws[U(off) + U(j)])
+                    else:
+                        wc = w[r % C]
+                        for j in range(e - s):
+                            wide()
+                            buf[U(s - lo) + U(j)] = fwd(x1[U(s) + U(j)], wc)
                     s = e
                 stream(o1, lo, buf, hi - lo)
             fence()
@@ -496,10 +559,10 @@ def _prelu_kernels(dtype, parallel):
     if compensated:
         return _jit(tag + "_fwd_stream", True)(forward_stream), None
 
-    # Streamed backward (float32, long channel rows, big outputs): each row
-    # as in `backward`, its gradients between the row's first and last
-    # 64-byte boundaries streamed as they are computed (store_nt), the head
-    # and the tail stored as usual; the sum runs on through all three.
+    # Streamed backward (float32, big outputs): each channel row (or run of
+    # short rows) as in `backward`, its gradients between the row's first
+    # and last 64-byte boundaries streamed as they are computed (store_nt),
+    # the head and the tail stored as usual; the sums run on through all three.
     address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
 
     def backward_stream(g, x, w, gx, partial, nthreads):
@@ -507,6 +570,26 @@ def _prelu_kernels(dtype, parallel):
         n = outer * C * inner
         g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
         a0 = address(o1)
+        if inner < row_min:
+            nblocks, L = partial.shape
+            ws = spread(w, C, inner, L)
+            nruns = (n + L - 1) // L
+            p1 = partial.reshape(nblocks * L)
+            for b in prange(nblocks):
+                pb = U(b * L)
+                for j in range(L):
+                    p1[pb + U(j)] = zero
+                for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
+                    base = r * L
+                    m = min(L, n - base)
+                    head = to_boundary(a0 + base * size, m, size)
+                    head = m if head < 0 else head
+                    body = head + (m - head) // line * line
+                    lanes_store(g1, x1, o1, base, 0, head, ws, p1, pb)
+                    lanes_nt(g1, x1, o1, base, head, body, ws, p1, pb)
+                    lanes_store(g1, x1, o1, base, body, m, ws, p1, pb)
+                fence()
+            return
         for r in prange(outer * C):
             wc, base = w[r % C], r * inner
             head = to_boundary(a0 + base * size, inner, size)
@@ -545,25 +628,29 @@ def _softmax_kernels(dtype, parallel):
     zero = W(0.0)
     wide = wide_vectors()
 
+    U = np.uint64
+
+    # Rows are addressed by offset in flat views made once: a row slice in a
+    # parallel loop costs atomic reference counts on counters both threads
+    # share.
     @inner_njit(fastmath={"reassoc"})
-    def wide_sum(r):
+    def wide_sum(o1, base, n):
         s = zero
-        for j in range(r.shape[0]):
+        for j in range(n):
             wide()
-            s += W(r[j])
+            s += W(o1[U(base) + U(j)])
         return s
 
     @inner_njit(fastmath={"contract"})
-    def scale(r, inv):
-        # r * inv with inv split into two values of the data's width, so the
+    def scale(o1, base, n, inv):
+        # o1 * inv with inv split into two values of the data's width, so the
         # loop stays in that width: hi*r is exact inside the fused multiply-add
         hi = T(inv)
         lo = T(inv - W(hi))
-        for j in range(r.shape[0]):
+        for j in range(n):
             wide()
-            r[j] = r[j] * hi + r[j] * lo
-
-    U = np.uint64
+            k = U(base) + U(j)
+            o1[k] = o1[k] * hi + o1[k] * lo
 
     @inner_njit(fastmath={"reassoc", "contract"})
     def dot_at(g1, y1, base, n):
@@ -583,28 +670,28 @@ def _softmax_kernels(dtype, parallel):
     block = _block_elems(dtype)
 
     @inner_njit()
-    def exp_row(xr, m, orow, xn, on):
-        """orow = exp(xr - m) in the data's own width"""
-        n = xr.shape[0]
+    def exp_row(x1, o1, base, n, m, nxt):
+        """o1 = exp(x1 - m) over the row at ``base``, in the data's own width;
+        the row at ``nxt``'s lines asked for meanwhile (parallel kernels)"""
         for lo in range(0, n, block):
             hi = min(lo + block, n)
             if parallel:
                 for q in range(lo, hi, line):
-                    pf_read(xn, q)
-                    pf_write(on, q)
+                    pf_read(x1, nxt + q)
+                    pf_write(o1, nxt + q)
             for j in range(hi - lo):
                 wide()
-                k = U(lo) + U(j)
-                orow[k] = exp_diff(xr[k], m)
+                k = U(base + lo) + U(j)
+                o1[k] = exp_diff(x1[k], m)
 
     def forward(x, out):
-        rows = x.shape[0]
+        rows, n = x.shape
+        x1, o1 = x.reshape(rows * n), out.reshape(rows * n)
         for r in prange(rows):
-            xr, orow = x[r], out[r]
-            rn = min(r + 1, rows - 1)
-            m = row_max(xr)
-            exp_row(xr, m, orow, x[rn], out[rn])
-            scale(orow, W(1.0) / wide_sum(orow))
+            base = r * n
+            m = row_max(x1, base, n)
+            exp_row(x1, o1, base, n, m, min(r + 1, rows - 1) * n)
+            scale(o1, base, n, W(1.0) / wide_sum(o1, base, n))
 
     def backward(g, y, out):
         rows, n = y.shape
@@ -727,26 +814,31 @@ class NumbaBackend(Backend):
         return run
 
     def prelu_forward(self, x, w, out):
-        rows = x.shape[2] >= config.PRELU_ROW_MIN       # the streamed kernel's layout
         self._run(x.size, parallel_min("prelu"),
                   lambda v: _prelu_kernels(x.dtype.type, v)[0], x, w, out,
-                  big_out=out if rows and streamed("prelu", "forward") else None)
+                  big_out=out if streamed("prelu", "forward") else None)
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
         if inner >= config.PRELU_ROW_MIN:
             partial = np.empty((outer * C, 1))
         else:
-            partial = np.empty((min(outer, 8 * _threads.get_num_threads()), C))
-        # float32 long rows: big outputs streamed (float64 sums need Kahan's
-        # runs, which the streamed kernel does not have)
-        stream = inner >= config.PRELU_ROW_MIN and x.dtype == np.float32
+            L = _prelu_run(C * inner)
+            runs = -(-x.size // L)
+            partial = np.empty((min(runs, 8 * _threads.get_num_threads()), L))
+        # float32: big outputs streamed (float64 sums need Kahan's runs,
+        # which the streamed kernel does not have)
+        stream = x.dtype == np.float32
         self._run(x.size, parallel_min("prelu"),
                   lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial,
                   big_out=gx if stream else None)
         with np.errstate(over="ignore"):        # a float32 sum may overflow to inf
-            sums = partial.reshape(outer, C) if inner >= config.PRELU_ROW_MIN else partial
-            gw[...] = sums.sum(axis=0)
+            if inner >= config.PRELU_ROW_MIN:
+                gw[...] = partial.reshape(outer, C).sum(axis=0)
+            elif C and inner:
+                gw[...] = partial.reshape(-1, C, inner).sum(axis=(0, 2))
+            else:
+                gw[...] = 0
 
     def softmax_forward(self, x, out):
         self._run(x.size, parallel_min("softmax"),
