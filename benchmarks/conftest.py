@@ -23,7 +23,6 @@ import math
 import os
 import time
 
-import numpy as np
 import pytest
 
 from fastact import _bench
