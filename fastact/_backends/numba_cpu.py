@@ -390,6 +390,18 @@ def _prelu_kernels(dtype, parallel):
 
     lanes_store, lanes_nt = lanes(_store(False)), lanes(_store(True))
 
+    @inner_njit(inline="always")
+    def short_runs(w, C, inner, n, partial):
+        """Short rows' backward: (blocks, run length L, the weights spread
+        to L, runs, partial flat); partial's lanes are cleared by block"""
+        nblocks, L = partial.shape
+        return nblocks, L, spread(w, C, inner, L), (n + L - 1) // L, partial.reshape(nblocks * L)
+
+    @inner_njit(inline="always")
+    def clear(p1, pb, L):
+        for j in range(L):
+            p1[pb + U(j)] = zero
+
     @inner_njit(fastmath={"reassoc"})
     def chunk_fused(gr, xr, orow, wc):
         # the sum of a short run and its gradients in one pass (the run's g
@@ -481,16 +493,12 @@ def _prelu_kernels(dtype, parallel):
             # down the block in its own float64 lane (Kahan's for float64
             # data): partial is (blocks, L), the caller adds it up by channel
             n = outer * C * inner
-            nblocks, L = partial.shape
-            ws = spread(w, C, inner, L)
-            nruns = (n + L - 1) // L
+            nblocks, L, ws, nruns, p1 = short_runs(w, C, inner, n, partial)
             g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
-            p1 = partial.reshape(nblocks * L)
             c1 = np.zeros(nblocks * L if compensated else 0)
             for b in prange(nblocks):
                 pb = U(b * L)
-                for j in range(L):
-                    p1[pb + U(j)] = zero
+                clear(p1, pb, L)
                 for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
                     base = r * L
                     if not compensated:
@@ -571,14 +579,10 @@ def _prelu_kernels(dtype, parallel):
         g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
         a0 = address(o1)
         if inner < row_min:
-            nblocks, L = partial.shape
-            ws = spread(w, C, inner, L)
-            nruns = (n + L - 1) // L
-            p1 = partial.reshape(nblocks * L)
+            nblocks, L, ws, nruns, p1 = short_runs(w, C, inner, n, partial)
             for b in prange(nblocks):
                 pb = U(b * L)
-                for j in range(L):
-                    p1[pb + U(j)] = zero
+                clear(p1, pb, L)
                 for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
                     base = r * L
                     m = min(L, n - base)
