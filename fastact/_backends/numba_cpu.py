@@ -458,7 +458,8 @@ def _prelu_kernels(dtype, parallel):
                     o1[k] = fwd(x1[k], ws[j])
 
     def backward(g, x, w, gx, partial):
-        """partial: (outer * C, 1) row sums, or (blocks, C) block sums."""
+        """partial: (outer * C, 1) row sums, or short rows' (blocks, L) lane
+        sums (L: the run length)."""
         outer, C, inner = x.shape
         if inner >= row_min and not compensated:
             # float32: each row summed in float64 while its gradients are
@@ -573,6 +574,15 @@ def _prelu_kernels(dtype, parallel):
     # the head and the tail stored as usual; the sums run on through all three.
     address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
 
+    @inner_njit(inline="always")
+    def nt_span(a0, base, m):
+        """(head, body): elements base + [head, body) of the output at a0
+        lie between its first and last 64-byte boundaries in [base, base + m)
+        (whole lines: streamed); the rest is stored as usual"""
+        head = to_boundary(a0 + base * size, m, size)
+        head = m if head < 0 else head
+        return head, head + (m - head) // line * line
+
     def backward_stream(g, x, w, gx, partial, nthreads):
         outer, C, inner = x.shape
         n = outer * C * inner
@@ -586,9 +596,7 @@ def _prelu_kernels(dtype, parallel):
                 for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
                     base = r * L
                     m = min(L, n - base)
-                    head = to_boundary(a0 + base * size, m, size)
-                    head = m if head < 0 else head
-                    body = head + (m - head) // line * line
+                    head, body = nt_span(a0, base, m)
                     lanes_store(g1, x1, o1, base, 0, head, ws, p1, pb)
                     lanes_nt(g1, x1, o1, base, head, body, ws, p1, pb)
                     lanes_store(g1, x1, o1, base, body, m, ws, p1, pb)
@@ -596,9 +604,7 @@ def _prelu_kernels(dtype, parallel):
             return
         for r in prange(outer * C):
             wc, base = w[r % C], r * inner
-            head = to_boundary(a0 + base * size, inner, size)
-            head = inner if head < 0 else head
-            body = head + (inner - head) // line * line
+            head, body = nt_span(a0, base, inner)
             acc = fused_store(g1, x1, o1, base, head, wc, zero)
             acc = fused_nt(g1, x1, o1, base + head, body - head, wc, acc)
             partial[r, 0] = fused_store(g1, x1, o1, base + body, inner - body, wc, acc)
