@@ -29,10 +29,13 @@ import numpy as np
 class Prims:
     """Typed constants and exponentials for one dtype on one target."""
 
-    def __init__(self, dtype, exp, exp_neg, expm1, exp_mul, T, jit):
+    def __init__(self, dtype, exp, exp_neg_ratio, expm1, exp_mul, T, jit):
         self.dtype = np.dtype(dtype)
         self.exp = exp
-        self.exp_neg = exp_neg      # exp_neg(a) = exp(-a), a >= 0 or NaN
+        # exp_neg_ratio(x) = (q, s), both finite, q / s = exp(-x), s + q > 0
+        # and within a few powers of two of max(q, s): a formula may divide
+        # by s + q without overflow (x far out is clamped; NaN stays NaN)
+        self.exp_neg_ratio = exp_neg_ratio
         self.expm1 = expm1
         self.exp_mul = exp_mul      # exp_mul(x, a, b) = a * b * exp(x), x <= 0
         # compiles a formula's own scalar helpers for the same target
@@ -95,10 +98,15 @@ def math_prims(dtype, jit=_identity) -> Prims:
                 return ((a * e) * b) * e
             return (a * math.exp(x)) * b
 
-    def exp_neg(a):
-        return math.exp(-a)
+    one = dt.type(1.0)
 
-    prims = Prims(dt, math.exp, jit(exp_neg), math.expm1, jit(exp_mul), dt.type, jit)
+    def exp_neg_ratio(x):
+        # (q, s) = (exp(-x), 1) or (1, exp(x)): the exponential of -|x|,
+        # which never overflows, placed by the sign
+        e = math.exp(-abs(x))
+        return (e, one) if x >= 0 else (one, e)
+
+    prims = Prims(dt, math.exp, jit(exp_neg_ratio), math.expm1, jit(exp_mul), dt.type, jit)
     if dt == np.float32:
         prims.hash24 = _hash24_python(jit)
     return prims
@@ -520,8 +528,9 @@ def cpu_prims(dtype) -> Prims:
 
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
-    one, zero, neg_lo = T(1.0), T(0.0), T(-c["lo"])
-    neg_log2e = T(-c["log2e"])
+    one, zero = T(1.0), T(0.0)
+    # exp_neg_ratio's upper clamp: 2**round(hi_ratio / ln2) is finite
+    hi_ratio = T(88.0 if f32 else 709.0)
     S = 64 if f32 else 512                # exp_mul's scaling step
     two_S, two_mS = T(2.0 ** S), T(2.0 ** -S)
     kS, kmS = np.int32(S), np.int32(-S)
@@ -584,16 +593,20 @@ def cpu_prims(dtype) -> Prims:
         return scale2n(_exp_poly(r), n)
 
     @njit
-    def exp_neg(a):
-        """exp(-a) for a >= 0 or NaN, written on a itself: the clamp is one
-        ``min`` (a clamp of -a costs a negation and a compare-and-blend once
-        LLVM has pushed the negation through the select); the negations
-        below fold into the FMAs."""
-        ac = neg_lo if a > neg_lo else a    # NaN passes
-        n = round_int(ac * neg_log2e)
-        nf = T(n)
-        r = -((ac + nf * ln2hi) + nf * ln2lo)  # rounded as _reduce(-ac)'s r
-        return scale2n(_exp_poly(r), n)
+    def exp_neg_ratio(x):
+        """(q, s) with q / s = exp(-x): s = 2**m with m = round(x / ln2), and
+        q = exp(m ln2 - x) in [0.70, 1.42] (the polynomial on the reduced
+        argument).  x is clamped into [lo, hi_ratio] first (NaN passes), so
+        s stays finite (2**127 / 2**1023 at most) and is 0 below about
+        -103.3 / -744.4.  Against exp(-|x|) and a select on the sign, this
+        takes no absolute value, compare or blend: the two-sided clamp is the
+        only extra (sigmoid forward, float32: 4.65 -> 4.43 ns a vector)."""
+        xc = hi_ratio if x > hi_ratio else x
+        xc = lo if xc < lo else xc          # NaN passes through both tests
+        m = round_int(xc * log2e)
+        mf = T(m)
+        t = (mf * ln2hi - xc) + mf * ln2lo  # -(xc - m ln2), Cody-Waite
+        return _exp_poly(t), scale2n(one, m)
 
     @njit
     def exp_mul(x, a, b):
@@ -687,7 +700,7 @@ def cpu_prims(dtype) -> Prims:
         return types.float32(types.uint64, types.uint64), codegen
 
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
-    prims = Prims(dt, exp, exp_neg, expm1, exp_mul, T, inner_njit())
+    prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit())
     prims.row_max, prims.exp_diff = row_max, exp_diff
     if f32:
         prims.hash24 = hash24

@@ -74,14 +74,16 @@ def _register(spec: Spec) -> Spec:
 # --- sigmoid ----------------------------------------------------------------
 
 def _sigmoid(p):
-    T, exp_neg = p.T, p.exp_neg
-    zero, one = T(0.0), T(1.0)
+    T, exp_neg_ratio = p.T, p.exp_neg_ratio
+    one = T(1.0)
 
     def forward(x):
-        # exp(-|x|) <= 1 never overflows; the sign picks 1/(1+e) or e/(1+e),
-        # which keeps full relative accuracy down into the subnormal range.
-        e = exp_neg(abs(x))
-        return (one if x >= zero else e) / (one + e)
+        # 1 / (1 + exp(-x)) = s / (s + q) with exp(-x) = q / s: neither
+        # overflows (on the CPU s is a power of two, 2**round(x / ln2), and
+        # q about 1), which keeps full relative accuracy down into the
+        # subnormal range; exactly 1/2 at 0 and 1 from about 17 (float32)
+        q, s = exp_neg_ratio(x)
+        return s / (s + q)
 
     def backward(g, y):
         return g * ((one - y) * y)
