@@ -107,6 +107,9 @@ typedef double fa_double_unaligned;
    prefetched (kernels bound by their arithmetic); see fa_launch */
 enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
 #define FA_PREFETCH_CHUNKS 4
+/* FA_OUT_PREFETCH writes each 64-byte output line with non-temporal stores
+   as soon as it is computed (FA_STORE_LOOP_PF), where there are such stores */
+#define FA_NT_PREFETCHED FA_NT
 
 #if FA_NT
 #define FA_NT_LINE(dst, src)                                                           \
@@ -319,7 +322,14 @@ static const unsigned char fa_streamed[FA_K_COUNT] = {
    output's prefetchw (which this loop had), elu_backward and rrelu gain from
    it too: % of the copy, three processes, before / after: elu_backward
    68-72 / 78-80, rrelu 63-71 / 81-85, its backward 80-88 / 95-99, sigmoid
-   73-76 / 79. */
+   73-76 / 79.  Each 64-byte output line past the first boundary is then
+   written with non-temporal stores as soon as it is computed
+   (FA_NT_PREFETCHED), which spares the read of the output's lines, as the
+   Numba kernels' store_nt does: % of the copy (AVX-512, copy at 26-32
+   GB/s, three interleaved process pairs), regular / streamed lines: sigmoid
+   69-87 / 101-113 (with sigmoid's ratio form), elu 75-88 / 116-126,
+   elu_backward 73-89 / 95-104, rrelu 71-87 / 90-104, its backward
+   101-102 / 110-122; AVX2 and the SSE2 baseline gain too. */
 static const unsigned char fa_prefetched[FA_K_COUNT] = {
     [FA_K_SIGMOID_FWD] = 1, [FA_K_ELU_FWD] = 1, [FA_K_SOFTMAX_FWD] = 1,
     [FA_K_ELU_BWD] = 1, [FA_K_RRELU_TRAIN_FWD] = 1, [FA_K_RRELU_TRAIN_BWD] = 1,
@@ -382,7 +392,8 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
     a->stream = !big ? FA_OUT_REGULAR : fa_streamed[k] ? FA_OUT_STREAM
               : fa_prefetched[k] ? FA_OUT_PREFETCH : FA_OUT_REGULAR;
     fa_parallel(fa_tables[level][dtype]->fn[k], a, units, grain, nthreads,
-                a->stream == FA_OUT_STREAM && (FA_NT || level > FA_ISA_BASELINE));
+                (a->stream == FA_OUT_STREAM || a->stream == FA_OUT_PREFETCH) &&
+                (FA_NT || level > FA_ISA_BASELINE));
 }
 
 /* --- public entry points ------------------------------------------------------------ */
