@@ -80,23 +80,36 @@ def math_prims(dtype, jit=_identity) -> Prims:
     dt = np.dtype(dtype)
     # a * b * exp(x), x <= 0: the naive product loses all but a few bits
     # where exp(x) alone is subnormal and the product is not (elu_backward
-    # with a large gradient), and overflows where a * b alone does: float32
-    # works in float64 (one final rounding); float64 multiplies in an order
-    # that keeps every step in range, splitting exp(x) = e * e with
-    # e = exp(x / 2) normal where exp(x) would be subnormal (within 3 ULP;
-    # not where a is subnormal and b large: the CPU kernels normalize a
-    # first, this one does not).
+    # with a large gradient), or where a is subnormal and b large, and
+    # overflows where a * b alone does.  float32 works in float64 (one final
+    # rounding).  float64 takes every factor apart into a normal mantissa and
+    # a power of two, as the CPU kernels do: a = ma 2**ea, b = mb 2**eb
+    # (frexp), exp(x) = exp(r) 2**n (Cody-Waite, ln2 in two parts), so that
+    # (ma * (exp(r) * mb)) * 2**(ea + eb + n) is rounded in the two products
+    # and, where the result is subnormal, once more by ldexp.
     if dt == np.float32:
         def exp_mul(x, a, b):
             return np.float32(np.float64(a) * np.float64(b) * math.exp(np.float64(x)))
     else:
-        subnormal_exp, half = np.float64(-708.0), np.float64(0.5)
+        zero, half = np.float64(0.0), np.float64(0.5)
+        log2e, ln2hi, ln2lo = (np.float64(_F64[k]) for k in ("log2e", "ln2hi", "ln2lo"))
+        mul_lo = np.float64(_F64["mul_lo"])
+        one, k_top, k_half = np.float64(1.0), 2000, 1000
 
         def exp_mul(x, a, b):
-            if x < subnormal_exp:
-                e = math.exp(x * half)
-                return ((a * e) * b) * e
-            return (a * math.exp(x)) * b
+            xc = x if x < zero else zero        # x <= 0 (NaN: 0; callers select)
+            xc = xc if xc > mul_lo else mul_lo  # below, the product is 0 anyway
+            n = math.floor(xc * log2e + half)
+            r = (xc - n * ln2hi) - n * ln2lo
+            ma, ea = math.frexp(a)
+            mb, eb = math.frexp(b)
+            v = ma * (math.exp(r) * mb)         # in [0.17, 1.42]
+            # 2**k applied in two steps where it is big: the result
+            # overflows to inf (a range error in the simulator's math.ldexp)
+            k = ea + eb + n
+            k = k if k < k_top else k_top
+            k1 = k if k < k_half else k_half
+            return math.ldexp(v, k1) * math.ldexp(one, k - k1)
 
     one = dt.type(1.0)
 

@@ -229,13 +229,12 @@ def test_elu_backward_where_exp_alone_is_subnormal(dtype):
     g = np.full(x.shape, 1e300 if dtype == np.float64 else 1e30, dtype)
     got = host(fastact.elu_backward(to_dev(g), to_dev(x), 0.7))
     assert_ulp(got, oracle_elu_backward(g, x, 0.7), 4, "elu_backward, large gradient")
-    # a huge gradient times a tiny alpha or a large one (float32: a subnormal
-    # gradient times a huge alpha too; float64 on CUDA loses bits there)
+    # a huge gradient times a tiny alpha or a large one, and a subnormal
+    # gradient times a huge alpha
     fi = np.finfo(dtype)
     x2 = np.array([-0.5, -3.0, -50.0, -100.0], dtype)
-    cases = [(fi.max, 1e-20), (fi.max, 3.0)]
-    if dtype == np.float32:
-        cases.append((fi.smallest_subnormal * 7, 1e20))
+    cases = [(fi.max, 1e-20), (fi.max, 3.0), (fi.smallest_subnormal * 7, 1e20),
+             (fi.smallest_subnormal * 12345, 1e300 if dtype == np.float64 else 1e30)]
     for gv, alpha in cases:
         g2 = np.full(x2.shape, gv, dtype)
         got = host(fastact.elu_backward(to_dev(g2), to_dev(x2), alpha))
