@@ -466,6 +466,11 @@ def elu_backward(grad, x, alpha=1.0, *, out=None, backend=None, stream=None):
 
 # --- prelu ----------------------------------------------------------------------------
 
+def _split_at(shape, ax):
+    """(outer, C, inner): ``shape`` around its axis ``ax`` (0 <= ax < ndim)."""
+    return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
+
+
 def _prelu_layout(op, xp, x, weight, axis):
     """Validate ``weight`` and return it as (C,) plus the (outer, C, inner) shape."""
     if _is_device(weight) != xp.device:
@@ -485,14 +490,11 @@ def _prelu_layout(op, xp, x, weight, axis):
     if x.ndim < 2:
         raise ValueError(f"fastact.{op}: for x with {x.ndim} dimension(s) the weight must "
                          f"have size 1, got shape {tuple(w.shape)}")
-    ax = _axis(op, axis, x.ndim)
-    C = x.shape[ax]
-    if tuple(w.shape) != (C,):
+    shape3 = _split_at(tuple(x.shape), _axis(op, axis, x.ndim))
+    if tuple(w.shape) != shape3[1:2]:
         raise ValueError(f"fastact.{op}: weight has shape {tuple(w.shape)}; expected size 1 "
-                         f"or ({C},) for x of shape {tuple(x.shape)} with axis={axis}")
-    outer = math.prod(x.shape[:ax])
-    inner = math.prod(x.shape[ax + 1:])
-    return xp.flat(w), (outer, C, inner), w.shape
+                         f"or ({shape3[1]},) for x of shape {tuple(x.shape)} with axis={axis}")
+    return xp.flat(w), shape3, w.shape
 
 
 def _prelu_direct(x, weight, axis, out, grad=None):
@@ -514,11 +516,8 @@ def _prelu_direct(x, weight, axis, out, grad=None):
     nd = x.ndim
     if nd < 2 or not -nd <= axis < nd:
         return None
-    ax = axis % nd
-    C = x.shape[ax]
-    if weight.shape != (C,):
-        return None
-    return (math.prod(x.shape[:ax]), C, math.prod(x.shape[ax + 1:]))
+    shape3 = _split_at(x.shape, axis % nd)
+    return shape3 if weight.shape == shape3[1:2] else None
 
 
 def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
