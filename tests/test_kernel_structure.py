@@ -1,0 +1,150 @@
+"""The compiled parallel Numba kernels keep reference counting (and
+allocation) out of their loops.
+
+An array slice or a call that passes an array inside a loop costs an atomic
+reference-count increment and decrement per iteration (``NRT_incref`` /
+``NRT_decref``), on counters that both threads share: relu forward once ran
+at a third of its speed that way.  A timing test would not see it on one
+thread (the CI regression check's) and is noisy on two; this test reads the
+LLVM IR instead.  It compiles the kernels afresh in a child process (a new
+``NUMBA_CACHE_DIR``: a kernel loaded from the disk cache has no IR to read)
+and looks for those calls, and for the runtime's allocations, in basic
+blocks that lie on a cycle of the control-flow graph.
+
+Checked: one kernel of each shape the backend generates (elementwise
+``prange`` kernels unary, binary and indexed; the blocked kernels streamed
+and prefetched, unary, binary and indexed), PReLU forward (parallel) and
+backward (streamed), softmax forward and backward (parallel).  Not checked:
+kernels that allocate a buffer once per thread (streamed PReLU forward and
+softmax backward), which this scan cannot tell from a per-iteration cost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def refcounts_in_loops(llvm_ir: str) -> list[tuple[str, str]]:
+    """(function, block) of every call into Numba's runtime that counts
+    references or allocates (NRT_incref / NRT_decref, NRT_Allocate / NRT_Free,
+    NRT_MemInfo_*) in a basic block from which the block can be reached
+    again."""
+    found = []
+    for func in re.split(r"\ndefine ", llvm_ir)[1:]:
+        name = re.match(r"[^@]*@([^\s(]+)", func).group(1)
+        if name.startswith(("NRT_", '"NRT_')):
+            continue
+        blocks, succ, cur = {}, {}, None
+        for line in func.splitlines()[1:]:
+            m = re.match(r"^([\w.$-]+):", line)
+            if m:
+                cur = m.group(1)
+            elif cur is None and line.strip():
+                cur = "%entry"
+            if cur is None:
+                continue
+            blocks.setdefault(cur, []).append(line)
+            succ.setdefault(cur, set()).update(re.findall(r"label %([\w.$-]+)", line))
+        for block, lines in blocks.items():
+            if not any(re.search(r"call [^@]*@NRT_(incref|decref|Allocate|Free|MemInfo_)", ln)
+                       for ln in lines):
+                continue
+            seen, todo = set(), list(succ.get(block, ()))
+            while todo:
+                s = todo.pop()
+                if s == block:
+                    found.append((name[:100], block))
+                    break
+                if s not in seen:
+                    seen.add(s)
+                    todo.extend(succ.get(s, ()))
+    return found
+
+
+def _llvm(kernel, *args):
+    kernel(*args)
+    return "\n".join(kernel.inspect_llvm().values())
+
+
+def _scan_kernels() -> dict:
+    """In the child process: {kernel: [(function, block), ...]} for every
+    kernel checked (an empty list where it is clean)."""
+    import numba
+
+    from fastact._backends import numba_cpu as nc
+
+    dt = np.float32
+    v = np.ones(1 << 16, dt)
+    res = {}
+
+    def check(label, kernel, *args):
+        res[label] = refcounts_in_loops(_llvm(kernel, *args))[:3]
+
+    params = {"relu": (), "sigmoid": (), "elu": (dt(1),),
+              "rrelu_train": (np.uint64(1), dt(0.125), dt(1 / 3))}
+    for name, pass_ in (("relu", "forward"), ("relu", "backward"),
+                        ("rrelu_train", "forward")):
+        ins = (v,) if pass_ == "forward" else (v, v)
+        check(f"{name} {pass_} prange", nc._elementwise_kernel(name, pass_, dt, True),
+              *ins, v.copy(), params[name])
+    for name, pass_, stream in (("relu", "forward", True), ("relu", "backward", True),
+                                ("sigmoid", "forward", False), ("elu", "backward", False),
+                                ("rrelu_train", "forward", False),
+                                ("rrelu_train", "backward", False)):
+        ins = (v,) if pass_ == "forward" else (v, v)
+        check(f"{name} {pass_} blocked {'streamed' if stream else 'prefetched'}",
+              nc._blocked_kernel(name, pass_, dt, stream), *ins, v.copy(), params[name], 2)
+    x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
+    check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
+    check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
+          x, x, w, x.copy(), np.empty((4 * 64, 1)), 2)
+    s = np.ones((64, 256), dt)
+    fwd, bwd = nc._softmax_kernels(dt, True)
+    check("softmax forward parallel", fwd, s, s.copy())
+    check("softmax backward parallel", bwd, s, s, s.copy())
+
+    # the positive control: a buffer allocated per iteration of a parallel
+    # loop (its size varies, so that Numba cannot hoist it; Numba prunes
+    # the reference counts of plain row views itself)
+    @numba.njit(parallel=True)
+    def row_last(a, out):
+        for i in numba.prange(a.shape[0]):
+            tmp = np.empty(a.shape[1] + i % 2)
+            for j in range(a.shape[1]):
+                tmp[j] = a[i, j] * 2.0
+            out[i] = tmp[a.shape[1] - 1]
+    res["control"] = refcounts_in_loops(_llvm(row_last, np.ones((64, 8)), np.empty(64)))[:3]
+    return res
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba_cache")))
+    run = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--scan"],
+                         capture_output=True, text=True, timeout=900, env=env,
+                         cwd=pathlib.Path(__file__).resolve().parent)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
+    """The scan can fail: a buffer allocated per iteration is found."""
+    assert scan["control"], "the scan missed the per-iteration buffer of the control kernel"
+
+
+def test_no_refcounts_in_parallel_kernel_loops(scan):
+    scan = {k: v for k, v in scan.items() if k != "control"}
+    assert len(scan) == 13, sorted(scan)
+    bad = {k: v for k, v in scan.items() if v}
+    assert not bad, f"reference counting inside a loop: {bad}"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--scan"]:
+    print(json.dumps(_scan_kernels()))
