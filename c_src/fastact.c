@@ -513,3 +513,36 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
     fa_launch(dtype, kernel, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);
     return 0;
 }
+
+int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
+               void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads)
+{
+    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || d0 < 0 || d1 < 0 || d2 < 0)
+        return -2;
+    const int f32 = dtype == FA_F32_IDX;
+    switch (kernel) {
+    case FA_K_PRELU_FWD:
+        if (f32)
+            fa_prelu_fwd_f32(in0, in1, out0, d0, d1, d2, nthreads);
+        else
+            fa_prelu_fwd_f64(in0, in1, out0, d0, d1, d2, nthreads);
+        return 0;
+    case FA_K_PRELU_BWD:
+        return f32 ? fa_prelu_bwd_f32(in0, in1, in2, out0, out1, d0, d1, d2, nthreads)
+                   : fa_prelu_bwd_f64(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
+    case FA_K_SOFTMAX_FWD:
+        if (f32)
+            fa_softmax_fwd_f32(in0, out0, d0, d1, nthreads);
+        else
+            fa_softmax_fwd_f64(in0, out0, d0, d1, nthreads);
+        return 0;
+    case FA_K_SOFTMAX_BWD:
+        if (f32)
+            fa_softmax_bwd_f32(in0, in1, out0, d0, d1, nthreads);
+        else
+            fa_softmax_bwd_f64(in0, in1, out0, d0, d1, nthreads);
+        return 0;
+    default:
+        return -2;
+    }
+}

@@ -65,6 +65,15 @@ enum { FA_F32_IDX, FA_F64_IDX };
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
                    double p0, double p1, uint64_t key, int nthreads);
 
+/* The row-wise kernels by id, for the same callers: FA_K_PRELU_FWD (in0 x,
+   in1 w, out0 y; d0, d1, d2 = outer, C, inner), FA_K_PRELU_BWD (in0 g, in1
+   x, in2 w, out0 gx, out1 gw), FA_K_SOFTMAX_FWD (in0 x, out0 y; d0 rows, d1
+   n), FA_K_SOFTMAX_BWD (in0 g, in1 y, out0 gx); unused pointers may be NULL.
+   Returns 0; -1 where prelu backward ran out of memory; -2 for an unknown
+   dtype or kernel id or a negative extent (nothing is touched). */
+int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
+               void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads);
+
 void fa_sigmoid_fwd_f32(const float *x, float *y, int64_t n, int nthreads);
 void fa_sigmoid_bwd_f32(const float *g, const float *y, float *gx, int64_t n, int nthreads);
 void fa_relu_fwd_f32(const float *x, float *y, int64_t n, int nthreads);

@@ -1,5 +1,5 @@
-/* fastcall.c: fastact._backends._cfastcall, the C backend's call path for the
- * elementwise kernels.
+/* fastcall.c: fastact._backends._cfastcall, the C backend's call path for
+ * small arrays: the elementwise kernels, PReLU and softmax.
  *
  * cffi hands a NumPy array to C through ffi.from_buffer, about 0.25 us per
  * array; with cffi's own call, a C call on a small array cost more than the
@@ -10,11 +10,16 @@
  *
  * A kernel object is called as kernel(x, out, params) (forward) or
  * kernel(g, s, out, params) (backward), like the other backends' kernels.
+ * A row kernel (make_row_kernel: PReLU and softmax, through fa_rowwise)
+ * takes its arrays, then their extents: prelu forward (x, w, out, outer, C,
+ * inner), backward (g, x, w, gx, gw, outer, C, inner), softmax forward
+ * (x, out, rows, n), backward (g, y, out, rows, n).
  * It checks everything the C code relies on before calling it: NumPy arrays
  * of the kernel's dtype in native byte order, C-contiguous, all of one size,
  * a writeable output, the number and types of the parameters.  A failed
- * check raises; C is never handed a wrong pointer or length.  The GIL is
- * released during the kernel.
+ * check raises; C is never handed a wrong pointer or length (a row kernel's
+ * arrays must hold exactly the elements its extents say: C of them for w
+ * and gw).  The GIL is released during the kernel.
  */
 #define PY_SSIZE_T_CLEAN
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
@@ -33,6 +38,11 @@ typedef int (*fa_elementwise_fn)(int dtype, int kernel, const void *in0, const v
                                  int nthreads);
 _Static_assert(_Generic(&fa_elementwise, fa_elementwise_fn: 1, default: 0),
                "fa_elementwise_fn must match fastact.h");
+typedef int (*fa_rowwise_fn)(int dtype, int kernel, const void *in0, const void *in1,
+                             const void *in2, void *out0, void *out1, int64_t d0, int64_t d1,
+                             int64_t d2, int nthreads);
+_Static_assert(_Generic(&fa_rowwise, fa_rowwise_fn: 1, default: 0),
+               "fa_rowwise_fn must match fastact.h");
 
 typedef struct {
     PyObject_HEAD
@@ -44,28 +54,47 @@ typedef struct {
     PyObject *name;                 /* for messages */
 } Kernel;
 
-static int check_array(const Kernel *k, PyObject *o, const char *what, int writeable)
+static int check_array_of(PyObject *name, int type_num, PyObject *o, const char *what,
+                          int writeable)
 {
     if (!PyArray_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%U: %s must be a numpy.ndarray, not %.100s", k->name,
+        PyErr_Format(PyExc_TypeError, "%U: %s must be a numpy.ndarray, not %.100s", name,
                      what, Py_TYPE(o)->tp_name);
         return -1;
     }
     PyArrayObject *a = (PyArrayObject *)o;
-    if (PyArray_TYPE(a) != k->type_num || !PyArray_ISNOTSWAPPED(a)) {
-        PyErr_Format(PyExc_TypeError, "%U: %s has the wrong dtype for this kernel", k->name,
+    if (PyArray_TYPE(a) != type_num || !PyArray_ISNOTSWAPPED(a)) {
+        PyErr_Format(PyExc_TypeError, "%U: %s has the wrong dtype for this kernel", name,
                      what);
         return -1;
     }
     if (!PyArray_IS_C_CONTIGUOUS(a)) {
-        PyErr_Format(PyExc_ValueError, "%U: %s is not C-contiguous", k->name, what);
+        PyErr_Format(PyExc_ValueError, "%U: %s is not C-contiguous", name, what);
         return -1;
     }
     if (writeable && !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%U: %s is read-only", k->name, what);
+        PyErr_Format(PyExc_ValueError, "%U: %s is read-only", name, what);
         return -1;
     }
     return 0;
+}
+
+static int check_array(const Kernel *k, PyObject *o, const char *what, int writeable)
+{
+    return check_array_of(k->name, k->type_num, o, what, writeable);
+}
+
+/* threads() clamped into [1, 1024] (0 on error, with the exception set) */
+static int call_threads(PyObject *threads)
+{
+    PyObject *t = PyObject_CallNoArgs(threads);
+    if (t == NULL)
+        return 0;
+    long v = PyLong_AsLong(t);
+    Py_DECREF(t);
+    if (v == -1 && PyErr_Occurred())
+        return 0;
+    return v < 1 ? 1 : v > 1024 ? 1024 : (int)v;
 }
 
 static int as_double(const Kernel *k, PyObject *o, double *v)
@@ -124,16 +153,8 @@ static PyObject *kernel_call(PyObject *self_, PyObject *args, PyObject *kwargs)
         if (as_double(k, PyTuple_GET_ITEM(params, i), &p[i - first]) < 0)
             return NULL;
     int nthreads = 1;
-    if (n >= k->parallel_min) {
-        PyObject *t = PyObject_CallNoArgs(k->threads);
-        if (t == NULL)
-            return NULL;
-        long v = PyLong_AsLong(t);
-        Py_DECREF(t);
-        if (v == -1 && PyErr_Occurred())
-            return NULL;
-        nthreads = v < 1 ? 1 : v > 1024 ? 1024 : (int)v;
-    }
+    if (n >= k->parallel_min && (nthreads = call_threads(k->threads)) == 0)
+        return NULL;
     const void *d0 = PyArray_DATA((PyArrayObject *)in0);
     const void *d1 = in1 != NULL ? PyArray_DATA((PyArrayObject *)in1) : NULL;
     void *dout = PyArray_DATA((PyArrayObject *)out);
@@ -215,7 +236,174 @@ static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
     return (PyObject *)k;
 }
 
+/* --- row kernels (fa_rowwise) ---------------------------------------------------- */
+
+enum { ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C };   /* _C: C elements (extent d1) */
+
+typedef struct {
+    int kernel, narr, ndims;
+    const char *names[5];
+    int roles[5];
+    const char *usage;
+} RowLayout;
+
+static const RowLayout row_layouts[] = {
+    {FA_K_PRELU_FWD, 3, 3, {"x", "w", "out"}, {ROLE_IN, ROLE_IN_C, ROLE_OUT},
+     "x, w, out, outer, C, inner"},
+    {FA_K_PRELU_BWD, 5, 3, {"g", "x", "w", "gx", "gw"},
+     {ROLE_IN, ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C}, "g, x, w, gx, gw, outer, C, inner"},
+    {FA_K_SOFTMAX_FWD, 2, 2, {"x", "out"}, {ROLE_IN, ROLE_OUT}, "x, out, rows, n"},
+    {FA_K_SOFTMAX_BWD, 3, 2, {"g", "y", "out"}, {ROLE_IN, ROLE_IN, ROLE_OUT},
+     "g, y, out, rows, n"},
+};
+
+typedef struct {
+    PyObject_HEAD
+    fa_rowwise_fn fn;
+    const RowLayout *layout;
+    int dtype, type_num;
+    Py_ssize_t parallel_min;        /* from this many elements on, threads() threads */
+    PyObject *threads;              /* callable () -> int */
+    PyObject *name;                 /* for messages */
+} RowKernel;
+
+static PyObject *row_kernel_call(PyObject *self_, PyObject *args, PyObject *kwargs)
+{
+    RowKernel *k = (RowKernel *)self_;
+    const RowLayout *L = k->layout;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) ||
+        PyTuple_GET_SIZE(args) != L->narr + L->ndims) {
+        PyErr_Format(PyExc_TypeError, "%U takes %d positional arguments (%s)", k->name,
+                     L->narr + L->ndims, L->usage);
+        return NULL;
+    }
+    int64_t d[3] = {0, 0, 0};
+    for (int i = 0; i < L->ndims; i++) {
+        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(args, L->narr + i));
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError, "%U: extents must not be negative", k->name);
+            return NULL;
+        }
+        d[i] = (int64_t)v;
+    }
+    int64_t total = d[0];
+    for (int i = 1; i < L->ndims; i++)
+        if (__builtin_mul_overflow(total, d[i], &total)) {
+            PyErr_Format(PyExc_ValueError, "%U: the extents overflow", k->name);
+            return NULL;
+        }
+    const void *in[3] = {NULL, NULL, NULL};
+    void *out[2] = {NULL, NULL};
+    int nin = 0, nout = 0;
+    for (int i = 0; i < L->narr; i++) {
+        PyObject *o = PyTuple_GET_ITEM(args, i);
+        const int role = L->roles[i], output = role == ROLE_OUT || role == ROLE_OUT_C;
+        if (check_array_of(k->name, k->type_num, o, L->names[i], output) < 0)
+            return NULL;
+        const int64_t want = role == ROLE_IN_C || role == ROLE_OUT_C ? d[1] : total;
+        if ((int64_t)PyArray_SIZE((PyArrayObject *)o) != want) {
+            PyErr_Format(PyExc_ValueError, "%U: %s has %zd elements, not %lld", k->name,
+                         L->names[i], (Py_ssize_t)PyArray_SIZE((PyArrayObject *)o),
+                         (long long)want);
+            return NULL;
+        }
+        if (output)
+            out[nout++] = PyArray_DATA((PyArrayObject *)o);
+        else
+            in[nin++] = PyArray_DATA((PyArrayObject *)o);
+    }
+    int nthreads = 1;
+    if (total >= k->parallel_min && (nthreads = call_threads(k->threads)) == 0)
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = k->fn(k->dtype, L->kernel, in[0], in[1], in[2], out[0], out[1], d[0], d[1], d[2],
+               nthreads);
+    Py_END_ALLOW_THREADS
+    if (rc == -1) {
+        PyErr_Format(PyExc_MemoryError, "%U: could not allocate its %lld-channel partial sums",
+                     k->name, (long long)d[1]);
+        return NULL;
+    }
+    if (rc != 0) {
+        PyErr_Format(PyExc_RuntimeError, "%U: fa_rowwise refused the call", k->name);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void row_kernel_dealloc(PyObject *self_)
+{
+    RowKernel *k = (RowKernel *)self_;
+    Py_XDECREF(k->threads);
+    Py_XDECREF(k->name);
+    Py_TYPE(self_)->tp_free(self_);
+}
+
+static PyObject *row_kernel_repr(PyObject *self_)
+{
+    return PyUnicode_FromFormat("<fastact C row kernel %U>", ((RowKernel *)self_)->name);
+}
+
+static PyTypeObject RowKernelType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fastact._backends._cfastcall.RowKernel",
+    .tp_basicsize = sizeof(RowKernel),
+    .tp_dealloc = row_kernel_dealloc,
+    .tp_repr = row_kernel_repr,
+    .tp_call = row_kernel_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A PReLU or softmax C kernel: its arrays, then their extents.",
+};
+
+static PyObject *make_row_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"address", "kernel", "dtype", "parallel_min", "threads", "name",
+                            NULL};
+    unsigned long long address;
+    int kernel;
+    Py_ssize_t parallel_min;
+    PyObject *dtype, *threads, *name;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiOnOU", names, &address, &kernel, &dtype,
+                                     &parallel_min, &threads, &name))
+        return NULL;
+    PyArray_Descr *descr = NULL;
+    if (!PyArray_DescrConverter(dtype, &descr))
+        return NULL;
+    int type_num = descr->type_num;
+    Py_DECREF(descr);
+    const RowLayout *layout = NULL;
+    for (size_t i = 0; i < sizeof row_layouts / sizeof row_layouts[0]; i++)
+        if (row_layouts[i].kernel == kernel)
+            layout = &row_layouts[i];
+    if (address == 0 || layout == NULL || (type_num != NPY_FLOAT32 && type_num != NPY_FLOAT64) ||
+        !PyCallable_Check(threads)) {
+        PyErr_SetString(PyExc_ValueError, "make_row_kernel: invalid arguments");
+        return NULL;
+    }
+    RowKernel *k = PyObject_New(RowKernel, &RowKernelType);
+    if (k == NULL)
+        return NULL;
+    k->fn = (fa_rowwise_fn)(uintptr_t)address;
+    k->layout = layout;
+    k->dtype = type_num == NPY_FLOAT32 ? FA_F32_IDX : FA_F64_IDX;
+    k->type_num = type_num;
+    k->parallel_min = parallel_min;
+    Py_INCREF(threads);
+    k->threads = threads;
+    Py_INCREF(name);
+    k->name = name;
+    return (PyObject *)k;
+}
+
 static PyMethodDef methods[] = {
+    {"make_row_kernel", (PyCFunction)(void (*)(void))make_row_kernel,
+     METH_VARARGS | METH_KEYWORDS,
+     "make_row_kernel(address, kernel, dtype, parallel_min, threads, name): a RowKernel "
+     "calling fa_rowwise at `address` with kernel id `kernel` (PReLU or softmax)."},
     {"make_kernel", (PyCFunction)(void (*)(void))make_kernel, METH_VARARGS | METH_KEYWORDS,
      "make_kernel(address, kernel, dtype, binary, nparams, has_key, parallel_min, threads, "
      "name): a Kernel calling fa_elementwise at `address` with kernel id `kernel`."},
@@ -225,7 +413,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_cfastcall",
-    .m_doc = "The C backend's call path for elementwise kernels (see c_src/fastcall.c).",
+    .m_doc = "The C backend's call path for small arrays (see c_src/fastcall.c).",
     .m_size = -1,
     .m_methods = methods,
 };
@@ -233,7 +421,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__cfastcall(void)
 {
     import_array();
-    if (PyType_Ready(&KernelType) < 0)
+    if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&RowKernelType) < 0)
         return NULL;
     return PyModule_Create(&module);
 }

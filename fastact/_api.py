@@ -466,9 +466,20 @@ def elu_backward(grad, x, alpha=1.0, *, out=None, backend=None, stream=None):
 
 # --- prelu ----------------------------------------------------------------------------
 
+_SPLITS: dict = {}
+
+
 def _split_at(shape, ax):
-    """(outer, C, inner): ``shape`` around its axis ``ax`` (0 <= ax < ndim)."""
-    return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
+    """(outer, C, inner): ``shape`` around its axis ``ax`` (0 <= ax < ndim);
+    remembered (a dict lookup costs a third of the products and slices,
+    which small arrays' call overhead notices)."""
+    key = (shape, ax)
+    s = _SPLITS.get(key)
+    if s is None:
+        if len(_SPLITS) >= 4096:
+            _SPLITS.clear()
+        s = _SPLITS[key] = (math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:]))
+    return s
 
 
 def _prelu_layout(op, xp, x, weight, axis):
@@ -540,7 +551,8 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
             b = _choose(backend, x.size)
             if b.name != "cuda":
                 res = _empty_like(x) if out is None else out
-                b.prelu_forward(x.reshape(shape3), weight.reshape(-1), res.reshape(shape3))
+                w = weight if weight.ndim == 1 else weight.reshape(-1)
+                b.prelu_forward(x.reshape(shape3), w, res.reshape(shape3))
                 return res
     xp, (xa,) = _inputs(op, [("x", x)])
     _check_out(op, xp, out, xa.shape, xa.dtype)
@@ -586,7 +598,8 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
             if b.name != "cuda":
                 gx = _empty_like(x) if out_x is None else out_x
                 gw = np.empty(shape3[1], x.dtype)
-                b.prelu_backward(grad.reshape(shape3), x.reshape(shape3), weight.reshape(-1),
+                w = weight if weight.ndim == 1 else weight.reshape(-1)
+                b.prelu_backward(grad.reshape(shape3), x.reshape(shape3), w,
                                  gx.reshape(shape3), gw)
                 gw = gw.reshape(weight.shape)
                 if out_w is not None:

@@ -441,6 +441,92 @@ def test_fast_kernel_factory_rejects_bad_arguments(cb):
             mk(**{**ok, **change})
 
 
+# PReLU and softmax go through _cfastcall's row kernels (fa_rowwise) in the
+# same way.
+
+ROW_CASES = [  # (x shape as (outer, C, inner), softmax rows x n)
+    (1, 3, 5), (4, 8, 128), (9000, 4, 3), (2, 5, 2 * 4096 + 7),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_row_kernels_fast_and_cffi_paths_agree_bitwise(cb, monkeypatch, two_threads, dtype):
+    """PReLU both passes (long and short rows) and softmax both passes, small
+    and split across threads: the same bits through _cfastcall's row kernels
+    as through cffi."""
+    slow_rowwise = {}
+    with monkeypatch.context() as m:
+        m.setattr(cb, "_fastcall", None)
+        slow_rowwise = {key: cb._row_kernel(*key) for key in cb._rowwise}
+    assert "RowKernel" in type(cb._rowwise["prelu_fwd", "f"]).__name__
+    for shape in ROW_CASES:
+        rng = np.random.default_rng(sum(shape))
+        x = mixed_values(dtype, int(np.prod(shape)), seed=len(shape)).reshape(shape)
+        g = rng.standard_normal(shape).astype(dtype)
+        w = rng.uniform(-1, 1, shape[1]).astype(dtype)
+        s2 = x.reshape(shape[0] * shape[1], shape[2])
+        y2 = fastact.softmax(s2, backend="numpy")
+
+        def run():
+            return (fastact.prelu(x, w, backend="c"),
+                    *fastact.prelu_backward(g, x, w, backend="c"),
+                    fastact.softmax(s2, backend="c"),
+                    fastact.softmax_backward(g.reshape(s2.shape), y2, backend="c"))
+        fast = run()
+        with monkeypatch.context() as m:
+            m.setattr(cb, "_rowwise", slow_rowwise)
+            slow = run()
+        for a, b in zip(fast, slow):
+            assert_bitwise_equal(a, b)
+
+
+def test_row_kernels_refuse_what_c_cannot_take(cb):
+    """Every check of the row kernels raises, and nothing is written."""
+    fwd, bwd = cb._rowwise["prelu_fwd", "f"], cb._rowwise["prelu_bwd", "f"]
+    sm = cb._rowwise["softmax_fwd", "d"]
+    x, w = np.ones((2, 3, 4), np.float32), np.ones(3, np.float32)
+    out = np.zeros((2, 3, 4), np.float32)
+    ro = np.zeros_like(out)
+    ro.flags.writeable = False
+    bad = [
+        ((x, w, out, 2, 3), TypeError, "takes 6 positional arguments"),
+        ((x.tolist(), w, out, 2, 3, 4), TypeError, "x must be a numpy.ndarray"),
+        ((x, w.astype(np.float64), out, 2, 3, 4), TypeError, "w has the wrong dtype"),
+        ((x, w, ro, 2, 3, 4), ValueError, "out is read-only"),
+        ((np.ones((2, 3, 8), np.float32)[..., ::2], w, out, 2, 3, 4), ValueError,
+         "x is not C-contiguous"),
+        ((x, w, out, 2, 3, 5), ValueError, "x has 24 elements, not 30"),
+        ((x, np.ones(4, np.float32), out, 2, 3, 4), ValueError, "w has 4 elements, not 3"),
+        ((x, w, out, 2, -3, -4), ValueError, "must not be negative"),
+        ((x, w, out, 2**40, 2**40, 4), ValueError, "overflow"),
+        ((x, w, out, 2, 3, "4"), TypeError, None),
+    ]
+    for args, exc, msg in bad:
+        with pytest.raises(exc, match=msg):
+            fwd(*args)
+    assert not out.any()
+    gw = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="gw has 2 elements, not 3"):
+        bwd(x, x, w, out, np.zeros(2, np.float32), 2, 3, 4)
+    with pytest.raises(ValueError, match="gw is read-only"):
+        gw.flags.writeable = False
+        bwd(x, x, w, out, gw, 2, 3, 4)
+    with pytest.raises(TypeError, match="x has the wrong dtype"):
+        sm(x, np.zeros((6, 4)), 6, 4)
+    assert not out.any()
+
+
+def test_row_kernel_factory_rejects_bad_arguments(cb):
+    mk = cb._fastcall.make_row_kernel
+    lib = cb._lib
+    ok = dict(address=1, kernel=lib.FA_K_PRELU_FWD, dtype=np.float32, parallel_min=1,
+              threads=lambda: 1, name="k")
+    for change in (dict(address=0), dict(dtype=np.int32), dict(kernel=lib.FA_K_RELU_FWD),
+                   dict(kernel=99), dict(threads=None)):
+        with pytest.raises((ValueError, TypeError)):
+            mk(**{**ok, **change})
+
+
 # --- streaming stores ------------------------------------------------------------------------
 # The memory-bound kernels (fa_streamed in c_src/fastact.c) write outputs of at
 # least fa_stream_min() bytes with non-temporal stores, in chunks between a

@@ -221,6 +221,25 @@ def test_prelu_weight_grad_overflow_is_inf_without_warning(host_backend, dtype):
     assert gw[0] == -np.inf, gw                       # only the sum overflows
 
 
+@pytest.mark.parametrize("shape", [(3000, 4), (500, 4, 3), (3, 4, 1000)],
+                         ids=["NC", "short-rows", "long-rows"])
+def test_prelu_weight_grad_of_opposite_infinities_is_nan_without_warning(host_backend,
+                                                                        dtype, shape):
+    """+inf and -inf terms in one channel's sum give NaN (as the reference),
+    with no RuntimeWarning, in every layout (short rows are summed by
+    position first), small and past the parallel threshold."""
+    x = np.full(shape, -1.0, dtype)
+    g = np.ones(shape, dtype)
+    g[0, 1] = np.inf                      # channel 1: +inf and -inf terms
+    g[-1, 1] = -np.inf
+    g[1, 2] = np.inf                      # channel 2: +inf only
+    w = np.full(shape[1], 0.5, dtype)
+    gx, gw = fastact.prelu_backward(g, x, w, backend=host_backend)
+    assert np.isnan(gw[1]) and gw[2] == -np.inf, gw
+    assert np.isfinite(gw[[0, 3]]).all(), gw
+    assert_bitwise_equal(gx, np.where(x > 0, g, 0.5 * g).astype(dtype))
+
+
 def test_prelu_weight_errors():
     x2 = np.zeros((2, 3))
     with pytest.raises(ValueError, match=r"weight has shape \(2,\).*\(3,\)"):

@@ -53,6 +53,9 @@ _ELEMENTWISE = {
     ("elu", "forward"): "elu_fwd", ("elu", "backward"): "elu_bwd",
 }
 _SUFFIX = {"f": "f32", "d": "f64"}
+# the row-wise kernels: op -> (inputs, arrays) of its call, extents after them
+_ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5), "softmax_fwd": (1, 2),
+            "softmax_bwd": (2, 3)}
 _CTYPE = {"f": "float[]", "d": "double[]"}
 
 
@@ -115,10 +118,35 @@ class CBackend(Backend):
                 for ch, sfx in _SUFFIX.items())
         self._fastcall, self._fastcall_reason = _import_fastcall()
         self._fast_kernels = {}
-        self._rowwise = {(op, ch): getattr(lib, f"fa_{op}_{sfx}")
-                         for op in ("prelu_fwd", "prelu_bwd", "softmax_fwd", "softmax_bwd")
-                         for ch, sfx in _SUFFIX.items()}
+        # (op, dtype char) -> k(*arrays, *extents): through _cfastcall where
+        # it loads (about 1 us less a call than cffi's from_buffer per array)
+        self._rowwise = {(op, ch): self._row_kernel(op, ch)
+                         for op in _ROWWISE for ch in _SUFFIX}
         return self
+
+    def _row_kernel(self, op, ch):
+        """``k(*arrays, *extents)`` for a PReLU or softmax kernel (the
+        arrays and extents of ``fa_rowwise`` in c_src/fastact.h); raises
+        MemoryError where PReLU backward cannot allocate its sums."""
+        ninputs, narrays = _ROWWISE[op]
+        name = f"fastact C {op}"
+        if self._fastcall is not None:
+            ffi, lib = self._ffi, self._lib
+            address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "fa_rowwise")))
+            return self._fastcall.make_row_kernel(
+                address, getattr(lib, "FA_K_" + op.upper()), np.dtype(ch),
+                config.C_PARALLEL_MIN, _threads.get_num_threads, name)
+        fn, ct, fb = getattr(self._lib, f"fa_{op}_{_SUFFIX[ch]}"), self._ctype[ch], self._from_buffer
+        threads = self._threads
+
+        def call(*args):
+            n = args[0].size
+            rc = fn(*[fb(ct, a, i >= ninputs) for i, a in enumerate(args[:narrays])],
+                    *args[narrays:], threads(n))
+            if rc == -1:
+                raise MemoryError(f"{name}: could not allocate its {args[narrays + 1]}-channel "
+                                  "partial sums")
+        return call
 
     @staticmethod
     def _threads(n):
@@ -182,42 +210,24 @@ class CBackend(Backend):
         return np.tile(np.repeat(w, inner), k), outer // k, k * C * inner, 1
 
     def prelu_forward(self, x, w, out):
-        ch = out.dtype.char
-        ct, fb = self._ctype[ch], self._from_buffer
         w, outer, C, inner = self._short_rows(x, w)
-        self._rowwise["prelu_fwd", ch](fb(ct, x), fb(ct, w), fb(ct, out, True),
-                                       outer, C, inner, self._threads(x.size))
+        self._rowwise["prelu_fwd", out.dtype.char](x, w, out, outer, C, inner)
 
     def prelu_backward(self, g, x, w, gx, gw):
-        ch = gx.dtype.char
-        ct, fb = self._ctype[ch], self._from_buffer
         ws, outer, C, inner = self._short_rows(x, w)
         # short rows: one sum per position, added up by channel here
         gws = gw if ws is w else np.empty(C, gw.dtype)
-        rc = self._rowwise["prelu_bwd", ch](fb(ct, g), fb(ct, x), fb(ct, ws),
-                                            fb(ct, gx, True), fb(ct, gws, True),
-                                            outer, C, inner, self._threads(x.size))
-        if rc != 0:
-            raise MemoryError("fastact.prelu_backward: the C backend could not allocate "
-                              f"its {C}-channel partial sums")
+        self._rowwise["prelu_bwd", gx.dtype.char](g, x, ws, gx, gws, outer, C, inner)
         if gws is not gw and gw.size:
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf: NaN
                 gw[...] = gws.reshape(-1, x.shape[1], x.shape[2]).sum(axis=(0, 2),
                                                                      dtype=np.float64)
 
     def softmax_forward(self, x, out):
-        ch = out.dtype.char
-        ct, fb = self._ctype[ch], self._from_buffer
-        rows, n = x.shape
-        self._rowwise["softmax_fwd", ch](fb(ct, x), fb(ct, out, True), rows, n,
-                                         self._threads(x.size))
+        self._rowwise["softmax_fwd", out.dtype.char](x, out, *x.shape)
 
     def softmax_backward(self, g, y, out):
-        ch = out.dtype.char
-        ct, fb = self._ctype[ch], self._from_buffer
-        rows, n = y.shape
-        self._rowwise["softmax_bwd", ch](fb(ct, g), fb(ct, y), fb(ct, out, True), rows, n,
-                                         self._threads(y.size))
+        self._rowwise["softmax_bwd", out.dtype.char](g, y, out, *y.shape)
 
     def describe(self):
         lib = self._lib
@@ -228,6 +238,6 @@ class CBackend(Backend):
                 "openmp": bool(lib.fa_openmp()),
                 # outputs of at least this many bytes use streaming stores (< 0: never)
                 "stream_min_bytes": int(lib.fa_stream_min()),
-                # how the elementwise kernels are called: _cfastcall or cffi
+                # how the kernels are called: _cfastcall or cffi
                 "fastcall": self._fastcall is not None,
                 "fastcall_reason": self._fastcall_reason}

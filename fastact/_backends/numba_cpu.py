@@ -842,7 +842,7 @@ class NumbaBackend(Backend):
         self._run(x.size, parallel_min("prelu"),
                   lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial,
                   big_out=gx if stream else None)
-        with np.errstate(over="ignore"):        # a float32 sum may overflow to inf
+        with np.errstate(over="ignore", invalid="ignore"):  # sums may reach inf, or NaN
             if inner >= config.PRELU_ROW_MIN:
                 gw[...] = partial.reshape(outer, C).sum(axis=0)
             elif C and inner:
