@@ -44,15 +44,79 @@ typedef int (*fa_rowwise_fn)(int dtype, int kernel, const void *in0, const void 
 _Static_assert(_Generic(&fa_rowwise, fa_rowwise_fn: 1, default: 0),
                "fa_rowwise_fn must match fastact.h");
 
-typedef struct {
-    PyObject_HEAD
-    fa_elementwise_fn fn;
-    int kernel, dtype, type_num, binary, has_key;
-    Py_ssize_t nparams;
-    Py_ssize_t parallel_min;        /* from this many elements on, threads() threads */
-    PyObject *threads;              /* callable () -> int */
+/* what both kernel types hold first */
+#define KERNEL_HEAD                                                                  \
+    PyObject_HEAD                                                                    \
+    int dtype, type_num;            /* FA_F32_IDX / FA_F64_IDX, NumPy's type number */ \
+    Py_ssize_t parallel_min;        /* from this many elements on, threads() threads */ \
+    PyObject *threads;              /* callable () -> int */                         \
     PyObject *name;                 /* for messages */
+
+typedef struct {
+    KERNEL_HEAD
+} KernelHead;
+
+typedef struct {
+    KERNEL_HEAD
+    fa_elementwise_fn fn;
+    int kernel, binary, has_key;
+    Py_ssize_t nparams;
 } Kernel;
+
+static void head_dealloc(PyObject *self_)
+{
+    KernelHead *k = (KernelHead *)self_;
+    Py_XDECREF(k->threads);
+    Py_XDECREF(k->name);
+    Py_TYPE(self_)->tp_free(self_);
+}
+
+static PyObject *head_repr(PyObject *self_)
+{
+    return PyUnicode_FromFormat("<%s %U>", Py_TYPE(self_)->tp_name, ((KernelHead *)self_)->name);
+}
+
+/* the type object of a kernel struct whose head is KERNEL_HEAD */
+#define KERNEL_TYPE(var, tpname, strct, call, doc)                                   \
+    static PyTypeObject var = {                                                      \
+        PyVarObject_HEAD_INIT(NULL, 0)                                               \
+        .tp_name = "fastact._backends._cfastcall." tpname,                           \
+        .tp_basicsize = sizeof(strct),                                               \
+        .tp_dealloc = head_dealloc,                                                  \
+        .tp_repr = head_repr,                                                        \
+        .tp_call = call,                                                             \
+        .tp_flags = Py_TPFLAGS_DEFAULT,                                              \
+        .tp_doc = doc,                                                               \
+    }
+
+/* a new kernel of `type` with its head filled in, or NULL (an exception set,
+   ValueError where `dtype` is not float32 or float64, `threads` not callable
+   or `ok` false) */
+static KernelHead *head_new(PyTypeObject *type, PyObject *dtype, Py_ssize_t parallel_min,
+                            PyObject *threads, PyObject *name, int ok)
+{
+    PyArray_Descr *descr = NULL;
+    if (!PyArray_DescrConverter(dtype, &descr))
+        return NULL;
+    int type_num = descr->type_num;
+    Py_DECREF(descr);
+    if (!ok || (type_num != NPY_FLOAT32 && type_num != NPY_FLOAT64) ||
+        !PyCallable_Check(threads)) {
+        PyErr_Format(PyExc_ValueError, "%s: invalid arguments", type->tp_name);
+        return NULL;
+    }
+    KernelHead *k = (KernelHead *)PyObject_New(KernelHead, type);
+    if (k == NULL)
+        return NULL;
+    k->dtype = type_num == NPY_FLOAT32 ? FA_F32_IDX : FA_F64_IDX;
+    k->type_num = type_num;
+    k->parallel_min = parallel_min;
+    Py_INCREF(threads);
+    k->threads = threads;
+    Py_INCREF(name);
+    k->name = name;
+    return k;
+}
 
 static int check_array_of(PyObject *name, int type_num, PyObject *o, const char *what,
                           int writeable)
@@ -171,29 +235,8 @@ static PyObject *kernel_call(PyObject *self_, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
-static void kernel_dealloc(PyObject *self_)
-{
-    Kernel *k = (Kernel *)self_;
-    Py_XDECREF(k->threads);
-    Py_XDECREF(k->name);
-    Py_TYPE(self_)->tp_free(self_);
-}
-
-static PyObject *kernel_repr(PyObject *self_)
-{
-    return PyUnicode_FromFormat("<fastact C kernel %U>", ((Kernel *)self_)->name);
-}
-
-static PyTypeObject KernelType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "fastact._backends._cfastcall.Kernel",
-    .tp_basicsize = sizeof(Kernel),
-    .tp_dealloc = kernel_dealloc,
-    .tp_repr = kernel_repr,
-    .tp_call = kernel_call,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "An elementwise C kernel: k(x, out, params) or k(g, s, out, params).",
-};
+KERNEL_TYPE(KernelType, "Kernel", Kernel, kernel_call,
+            "An elementwise C kernel: k(x, out, params) or k(g, s, out, params).");
 
 static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
@@ -208,31 +251,15 @@ static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
                                      &dtype, &binary, &nparams, &has_key, &parallel_min,
                                      &threads, &name))
         return NULL;
-    PyArray_Descr *descr = NULL;
-    if (!PyArray_DescrConverter(dtype, &descr))
-        return NULL;
-    int type_num = descr->type_num;
-    Py_DECREF(descr);
-    if (address == 0 || (type_num != NPY_FLOAT32 && type_num != NPY_FLOAT64) ||
-        nparams < (has_key ? 1 : 0) || nparams > (has_key ? 3 : 2) || !PyCallable_Check(threads)) {
-        PyErr_SetString(PyExc_ValueError, "make_kernel: invalid arguments");
-        return NULL;
-    }
-    Kernel *k = PyObject_New(Kernel, &KernelType);
+    const int ok = address != 0 && nparams >= (has_key ? 1 : 0) && nparams <= (has_key ? 3 : 2);
+    Kernel *k = (Kernel *)head_new(&KernelType, dtype, parallel_min, threads, name, ok);
     if (k == NULL)
         return NULL;
     k->fn = (fa_elementwise_fn)(uintptr_t)address;
     k->kernel = kernel;
-    k->dtype = type_num == NPY_FLOAT32 ? FA_F32_IDX : FA_F64_IDX;
-    k->type_num = type_num;
     k->binary = binary;
     k->has_key = has_key;
     k->nparams = nparams;
-    k->parallel_min = parallel_min;
-    Py_INCREF(threads);
-    k->threads = threads;
-    Py_INCREF(name);
-    k->name = name;
     return (PyObject *)k;
 }
 
@@ -258,13 +285,9 @@ static const RowLayout row_layouts[] = {
 };
 
 typedef struct {
-    PyObject_HEAD
+    KERNEL_HEAD
     fa_rowwise_fn fn;
     const RowLayout *layout;
-    int dtype, type_num;
-    Py_ssize_t parallel_min;        /* from this many elements on, threads() threads */
-    PyObject *threads;              /* callable () -> int */
-    PyObject *name;                 /* for messages */
 } RowKernel;
 
 static PyObject *row_kernel_call(PyObject *self_, PyObject *args, PyObject *kwargs)
@@ -334,29 +357,8 @@ static PyObject *row_kernel_call(PyObject *self_, PyObject *args, PyObject *kwar
     Py_RETURN_NONE;
 }
 
-static void row_kernel_dealloc(PyObject *self_)
-{
-    RowKernel *k = (RowKernel *)self_;
-    Py_XDECREF(k->threads);
-    Py_XDECREF(k->name);
-    Py_TYPE(self_)->tp_free(self_);
-}
-
-static PyObject *row_kernel_repr(PyObject *self_)
-{
-    return PyUnicode_FromFormat("<fastact C row kernel %U>", ((RowKernel *)self_)->name);
-}
-
-static PyTypeObject RowKernelType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "fastact._backends._cfastcall.RowKernel",
-    .tp_basicsize = sizeof(RowKernel),
-    .tp_dealloc = row_kernel_dealloc,
-    .tp_repr = row_kernel_repr,
-    .tp_call = row_kernel_call,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A PReLU or softmax C kernel: its arrays, then their extents.",
-};
+KERNEL_TYPE(RowKernelType, "RowKernel", RowKernel, row_kernel_call,
+            "A PReLU or softmax C kernel: its arrays, then their extents.");
 
 static PyObject *make_row_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
@@ -370,32 +372,16 @@ static PyObject *make_row_kernel(PyObject *mod, PyObject *args, PyObject *kwargs
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiOnOU", names, &address, &kernel, &dtype,
                                      &parallel_min, &threads, &name))
         return NULL;
-    PyArray_Descr *descr = NULL;
-    if (!PyArray_DescrConverter(dtype, &descr))
-        return NULL;
-    int type_num = descr->type_num;
-    Py_DECREF(descr);
     const RowLayout *layout = NULL;
     for (size_t i = 0; i < sizeof row_layouts / sizeof row_layouts[0]; i++)
         if (row_layouts[i].kernel == kernel)
             layout = &row_layouts[i];
-    if (address == 0 || layout == NULL || (type_num != NPY_FLOAT32 && type_num != NPY_FLOAT64) ||
-        !PyCallable_Check(threads)) {
-        PyErr_SetString(PyExc_ValueError, "make_row_kernel: invalid arguments");
-        return NULL;
-    }
-    RowKernel *k = PyObject_New(RowKernel, &RowKernelType);
+    RowKernel *k = (RowKernel *)head_new(&RowKernelType, dtype, parallel_min, threads, name,
+                                         address != 0 && layout != NULL);
     if (k == NULL)
         return NULL;
     k->fn = (fa_rowwise_fn)(uintptr_t)address;
     k->layout = layout;
-    k->dtype = type_num == NPY_FLOAT32 ? FA_F32_IDX : FA_F64_IDX;
-    k->type_num = type_num;
-    k->parallel_min = parallel_min;
-    Py_INCREF(threads);
-    k->threads = threads;
-    Py_INCREF(name);
-    k->name = name;
     return (PyObject *)k;
 }
 
