@@ -133,7 +133,8 @@ def inner_njit(**options):
 
 
 # Sources whose text decides what a compiled kernel computes.
-_KERNEL_SOURCES = ("_prims.py", "_registry.py", "_rng.py", "config.py", "_backends/numba_cpu.py")
+_KERNEL_SOURCES = ("_prims.py", "_registry.py", "_rng.py", "config.py", "_backends/__init__.py",
+                   "_backends/numba_cpu.py")
 
 
 @functools.lru_cache(maxsize=None)

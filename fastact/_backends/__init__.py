@@ -25,6 +25,16 @@ says why it is unavailable; ``describe()`` returns a dict for ``fastact info``.
 """
 from __future__ import annotations
 
+from .. import config
+
+
+def prelu_run(ci):
+    """Short PReLU rows (``ci = C * inner`` elements a sample, rows under
+    ``config.PRELU_ROW_MIN``): the length of the runs the CPU kernels take
+    them in, whole samples, at least ``config.PRELU_RUN_MIN`` elements
+    (short runs do not vectorize well)."""
+    return ci * -(-config.PRELU_RUN_MIN // ci) if ci > 0 else 1
+
 
 class Backend:
     name = "?"

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _threads, config
 from .._registry import REGISTRY
-from . import Backend
+from . import Backend, prelu_run
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
 _MODULE = "fastact._backends._cfastact"
@@ -191,37 +191,56 @@ class CBackend(Backend):
 
     @staticmethod
     def _short_rows(x, w):
-        """Channel rows shorter than ``config.PRELU_ROW_MIN`` go to the
-        kernels' ``inner == 1`` path, vectorized across the positions of
-        ``k`` samples (``k * C * inner``, ``k`` a power of two dividing the
-        batch, up to ``config.PRELU_RUN_MIN`` positions) against the weights
-        repeated to that length: segments of a few elements, one per
+        """The kernels' calls for a PReLU of ``x`` (outer, C, inner), as
+        (lo, hi, weights, outer, C, inner) over samples ``lo:hi``.  Channel
+        rows shorter than ``config.PRELU_ROW_MIN`` go to the kernels'
+        ``inner == 1`` path, vectorized across the positions of ``k``
+        samples, the Numba kernels' runs (:func:`prelu_run`: at least
+        ``config.PRELU_RUN_MIN`` positions), against the weights repeated to
+        that length; where ``k`` does not divide the batch, the samples left
+        over are one more, shorter run.  Segments of a few elements, one per
         channel, do not vectorize ((2**18, 64, 8) float32 ran at a twentieth
-        of the copy), and runs of 64 channels stream badly.  Returns
-        (weights, outer, C, inner) to call the kernels with."""
+        of the copy; (2**20 + 1, 4) at a twelfth of (2**20, 4) while runs
+        had to divide the batch)."""
         outer, C, inner = x.shape
-        if inner >= config.PRELU_ROW_MIN or C * inner == 0:
-            return w, outer, C, inner
-        k = 1
-        while k * C * inner < config.PRELU_RUN_MIN and outer % (2 * k) == 0:
-            k *= 2
+        ci = C * inner
+        if inner >= config.PRELU_ROW_MIN or ci == 0 or outer == 0:
+            return [(0, outer, w, outer, C, inner)]
+        k = min(outer, prelu_run(ci) // ci)
         if k == 1 and inner == 1:
-            return w, outer, C, inner
-        return np.tile(np.repeat(w, inner), k), outer // k, k * C * inner, 1
+            return [(0, outer, w, outer, C, 1)]
+        row = np.repeat(w, inner)
+        main = outer - outer % k
+        calls = [(0, main, np.tile(row, k), main // k, k * ci, 1)]
+        if main < outer:
+            rest = outer - main
+            calls.append((main, outer, np.tile(row, rest), 1, rest * ci, 1))
+        return calls
 
     def prelu_forward(self, x, w, out):
-        w, outer, C, inner = self._short_rows(x, w)
-        self._rowwise["prelu_fwd", out.dtype.char](x, w, out, outer, C, inner)
+        kernel = self._rowwise["prelu_fwd", out.dtype.char]
+        calls = self._short_rows(x, w)
+        if len(calls) == 1:
+            kernel(x, calls[0][2], out, *calls[0][3:])
+            return
+        for lo, hi, ws, *shape in calls:
+            kernel(x[lo:hi], ws, out[lo:hi], *shape)
 
     def prelu_backward(self, g, x, w, gx, gw):
-        ws, outer, C, inner = self._short_rows(x, w)
+        kernel = self._rowwise["prelu_bwd", gx.dtype.char]
+        calls = self._short_rows(x, w)
+        if calls[0][2] is w:
+            kernel(g, x, w, gx, gw, *calls[0][3:])
+            return
         # short rows: one sum per position, added up by channel here
-        gws = gw if ws is w else np.empty(C, gw.dtype)
-        self._rowwise["prelu_bwd", gx.dtype.char](g, x, ws, gx, gws, outer, C, inner)
-        if gws is not gw and gw.size:
-            with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf: NaN
-                gw[...] = gws.reshape(-1, x.shape[1], x.shape[2]).sum(axis=(0, 2),
-                                                                     dtype=np.float64)
+        C, inner = x.shape[1], x.shape[2]
+        total = np.zeros(C)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf: NaN
+            for lo, hi, ws, *shape in calls:
+                sums = np.empty(ws.size, gw.dtype)
+                kernel(g[lo:hi], x[lo:hi], ws, gx[lo:hi], sums, *shape)
+                total += sums.reshape(-1, C, inner).sum(axis=(0, 2), dtype=np.float64)
+            gw[...] = total
 
     def softmax_forward(self, x, out):
         self._rowwise["softmax_fwd", out.dtype.char](x, out, *x.shape)

@@ -16,7 +16,7 @@ from .. import _threads, config
 from .._prims import (array_address, cpu_prims, inner_njit, kernel_njit, prefetchers,
                       streaming, streaming_supported, wide_vectors)
 from .._registry import REGISTRY, parallel_min, streamed
-from . import Backend
+from . import Backend, prelu_run
 
 # A parallel region entered from two Python threads at once is not safe on
 # every Numba threading layer (workqueue aborts); a caller that finds the
@@ -320,13 +320,6 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
     return _make_binary(tag, bwd, indexed, parallel)
 
 
-def _prelu_run(ci):
-    """Short PReLU rows (``ci = C * inner`` elements a sample): the length of
-    the runs the kernels take them in, whole samples, at least
-    ``config.PRELU_RUN_MIN`` elements (short runs do not vectorize well)."""
-    return ci * -(-config.PRELU_RUN_MIN // ci) if ci > 0 else 1
-
-
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
     """(forward, backward) PReLU kernels: serial (``parallel`` False),
@@ -414,7 +407,7 @@ def _prelu_kernels(dtype, parallel):
             orow[j] = bwd(gj, xj, wc)
         return acc
 
-    run_len = inner_njit()(_prelu_run)
+    run_len = inner_njit()(prelu_run)
 
     @inner_njit()
     def spread(w, C, inner, L):
@@ -833,7 +826,7 @@ class NumbaBackend(Backend):
         if inner >= config.PRELU_ROW_MIN:
             partial = np.empty((outer * C, 1))
         else:
-            L = _prelu_run(C * inner)
+            L = prelu_run(C * inner)
             runs = -(-x.size // L)
             partial = np.empty((min(runs, 8 * _threads.get_num_threads()), L))
         # float32: big outputs streamed (float64 sums need Kahan's runs,
