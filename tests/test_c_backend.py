@@ -265,6 +265,27 @@ def test_results_do_not_depend_on_the_thread_count(cb, dtype):
         assert np.array_equal(s, p, equal_nan=True)
 
 
+@pytest.mark.parametrize("shape", [(2**20, 4), (2**20 + 1, 4), (2**18 + 1, 3, 5),
+                                   (131073, 64, 1), (5, 3, 2), (1, 7, 1)])
+def test_prelu_short_rows_run_long_whatever_the_batch(cb, shape):
+    """Short channel rows are called as runs of at least config.PRELU_RUN_MIN
+    positions (or the whole array) covering every sample once, whatever the
+    batch size: an odd batch once fell back to segments of a few elements
+    (12-20x slower)."""
+    x = np.empty(shape if len(shape) == 3 else shape + (1,), np.float32)
+    w = np.arange(shape[1], dtype=np.float32)
+    calls = cb._short_rows(x, w)
+    ci = x.shape[1] * x.shape[2]
+    assert [c[:2] for c in calls] == [(0, calls[0][1])] + [
+        (a[1], b[1]) for a, b in zip(calls, calls[1:])] and calls[-1][1] == x.shape[0]
+    for lo, hi, ws, outer, C, inner in calls:
+        assert outer * C * inner == (hi - lo) * ci and ws.size == C
+        assert C >= min(config.PRELU_RUN_MIN, x.size) or (lo, hi) == calls[-1][:2], calls
+    # the first call's runs repeat the weights sample by sample
+    ws = calls[0][2]
+    assert_bitwise_equal(ws[:ci], np.repeat(w, x.shape[2]))
+
+
 def test_prelu_weight_gradient_is_exact_enough_with_any_split(cb):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 5, config.C_PARALLEL_MIN)).astype(np.float32)
