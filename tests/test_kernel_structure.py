@@ -14,7 +14,8 @@ blocks that lie on a cycle of the control-flow graph.
 Checked: one kernel of each shape the backend generates (elementwise
 ``prange`` kernels unary, binary and indexed; the blocked kernels streamed
 and prefetched, unary, binary and indexed), PReLU forward (parallel) and
-backward (streamed), softmax forward and backward (parallel).  Not checked:
+backward (streamed; float64 parallel and streamed too), softmax forward and
+backward (parallel).  Not checked:
 kernels that allocate a buffer once per thread (streamed PReLU forward and
 softmax backward), which this scan cannot tell from a per-iteration cost.
 """
@@ -105,6 +106,13 @@ def _scan_kernels() -> dict:
     check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
           x, x, w, x.copy(), np.empty((4 * 64, 1)), 2)
+    # float64's Kahan runs (once over row slices) and lanes
+    xd, wd = x.astype(np.float64), w.astype(np.float64)
+    check("prelu backward parallel float64", nc._prelu_kernels(np.float64, True)[1],
+          xd, xd, wd, xd.copy(), np.empty((4 * 64, 1)))
+    xs = np.ones((4096, 8, 1))
+    check("prelu backward streamed float64 short rows", nc._prelu_kernels(np.float64, "stream")[1],
+          xs, xs, wd[:8], xs.copy(), np.empty((16, 256)), 2)
     s = np.ones((64, 256), dt)
     fwd, bwd = nc._softmax_kernels(dt, True)
     check("softmax forward parallel", fwd, s, s.copy())
@@ -141,7 +149,7 @@ def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
 
 def test_no_refcounts_in_parallel_kernel_loops(scan):
     scan = {k: v for k, v in scan.items() if k != "control"}
-    assert len(scan) == 13, sorted(scan)
+    assert len(scan) == 15, sorted(scan)
     bad = {k: v for k, v in scan.items() if v}
     assert not bad, f"reference counting inside a loop: {bad}"
 

@@ -161,12 +161,11 @@ def test_streamed_prelu_forward_is_exact(dtype, out_kind, inner, prelu_calls):
 
 @pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
 @pytest.mark.parametrize("inner", [1, 5, config.PRELU_ROW_MIN, 1000 + 3, 4096])
-def test_streamed_prelu_backward_is_exact(out_kind, inner, prelu_calls):
-    """float32, big outputs: the gradients streamed between each row's (or
-    short rows' run's) 64-byte boundaries equal the reference bit for bit
-    (offset and in-place outputs included), and the weight gradient holds
-    its bound."""
-    dtype = np.float32
+def test_streamed_prelu_backward_is_exact(dtype, out_kind, inner, prelu_calls):
+    """Big outputs: the gradients streamed between each row's (or short
+    rows' run's) 64-byte boundaries equal the reference bit for bit (offset
+    and in-place outputs included), and the weight gradient holds its bound
+    (float64: summed with Kahan's compensation, also when streamed)."""
     outer = -(-N // (3 * inner))
     rng = np.random.default_rng(6)
     x = (3 * rng.standard_normal((outer, 3, inner))).astype(dtype)
@@ -177,8 +176,11 @@ def test_streamed_prelu_backward_is_exact(out_kind, inner, prelu_calls):
     out = _out(out_kind, x.size, dtype, src.ravel()).reshape(x.shape)
     gx, gw = fastact.prelu_backward(src, x, w, out=(out, None), backend="numba")
     assert_bitwise_equal(gx, want_gx)
-    terms = np.abs(g.astype(np.float64) * np.where(x > 0, 0, x)).sum(axis=(0, 2))
-    assert np.all(np.abs(gw.astype(np.float64) - want_gw.astype(np.float64)) <= 1e-5 * terms)
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    terms = np.where(x > 0, 0, g.astype(wide) * x)
+    exact, mag = terms.sum(axis=(0, 2)), np.abs(terms).sum(axis=(0, 2))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    assert np.all(np.abs(gw.astype(wide) - exact) <= tol * mag), (gw, exact)
     assert "stream" in prelu_calls
 
 

@@ -323,8 +323,7 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
     """(forward, backward) PReLU kernels: serial (``parallel`` False),
-    ``prange`` (True), or ``"stream"`` (big outputs; the backward for
-    float32 only, else None)."""
+    ``prange`` (True), or ``"stream"`` (big outputs)."""
     fwd, bwd, wterm = _formulas("prelu", dtype)
     nb = _numba()
     prange = nb.prange if parallel else range
@@ -346,13 +345,13 @@ def _prelu_kernels(dtype, parallel):
             return t, (comp if abs(comp) < inf else zero)
         return acc + v, comp
 
-    def fused(put):
+    def fused(put, **options):
         """``acc`` plus the weight-gradient terms of elements ``k0 .. k0+m-1``
         (flat arrays), their gradients written by ``put`` in the same pass.
-        Inlined by Numba, so its sum vectorizes under the caller's
-        reassociation (float32 kernels only: float64 sums take Kahan's runs,
-        ``chunk_fused``)."""
-        @inner_njit(inline="always")
+        Inlined by Numba (float32), so its sum vectorizes under the caller's
+        reassociation; float64 compiles it apart, with reassociation, for the
+        runs of ``row_span``."""
+        @inner_njit(**options)
         def run(g1, x1, o1, k0, m, wc, acc):
             for j in range(m):
                 wide()
@@ -363,21 +362,49 @@ def _prelu_kernels(dtype, parallel):
             return acc
         return run
 
-    fused_store, fused_nt = fused(_store(False)), fused(_store(True))
+    def row_span(put):
+        """Long rows: ``(acc, comp)`` plus the terms of elements ``k0 ..
+        k0+m-1``, their gradients written by ``put``: float32 in one
+        vectorized pass (float64 lanes), float64 in runs of
+        ``config.PRELU_SUM_CHUNK`` terms, each run summed in vector partial
+        sums and the run sums added with Kahan's compensation ``comp``
+        (error ~ eps * sum |terms|; the kernel itself is compiled without
+        reassociation, which would undo the compensation).  Inlined."""
+        if not compensated:
+            run = fused(put, inline="always")
+
+            @inner_njit(inline="always")
+            def span(g1, x1, o1, k0, m, wc, acc, comp):
+                return run(g1, x1, o1, k0, m, wc, acc), comp
+            return span
+        run = fused(put, fastmath={"reassoc"})
+
+        @inner_njit(inline="always")
+        def span(g1, x1, o1, k0, m, wc, acc, comp):
+            for lo in range(0, m, chunk):
+                acc, comp = add(acc, comp, run(g1, x1, o1, k0 + lo, min(chunk, m - lo), wc, zero))
+            return acc, comp
+        return span
+
+    rows_store, rows_nt = row_span(_store(False)), row_span(_store(True))
 
     def lanes(put):
-        """Short rows, float32: elements ``base + j``, ``j0 <= j < j1``, of a
-        run: each term added to its own float64 lane ``p1[pb + j]``, each
-        gradient (against the spread weight ``ws[j]``) written by ``put``.
-        Inlined by Numba."""
+        """Short rows: elements ``base + j``, ``j0 <= j < j1``, of a run:
+        each term added to its own float64 lane ``p1[pb + j]`` (float64
+        data: with Kahan's compensation in ``c1[pb + j]``), each gradient
+        (against the spread weight ``ws[j]``) written by ``put``.  Inlined
+        by Numba."""
         @inner_njit(inline="always")
-        def run(g1, x1, o1, base, j0, j1, ws, p1, pb):
+        def run(g1, x1, o1, base, j0, j1, ws, p1, c1, pb):
             for i in range(j1 - j0):
                 wide()
                 j = U(j0) + U(i)
-                k = U(base) + j
+                k, q = U(base) + j, pb + j
                 gk, xk = g1[k], x1[k]
-                p1[pb + j] += W(wterm(gk, xk))
+                if compensated:
+                    p1[q], c1[q] = add(p1[q], c1[q], W(wterm(gk, xk)))
+                else:
+                    p1[q] += W(wterm(gk, xk))
                 put(o1, k, bwd(gk, xk, ws[j]))
         return run
 
@@ -386,26 +413,24 @@ def _prelu_kernels(dtype, parallel):
     @inner_njit(inline="always")
     def short_runs(w, C, inner, n, partial):
         """Short rows' backward: (blocks, run length L, the weights spread
-        to L, runs, partial flat); partial's lanes are cleared by block"""
+        to L, runs, partial flat, compensation lanes (float64 data, else
+        empty)); partial's lanes are cleared by block"""
         nblocks, L = partial.shape
-        return nblocks, L, spread(w, C, inner, L), (n + L - 1) // L, partial.reshape(nblocks * L)
+        c1 = np.zeros(nblocks * L if compensated else 0)
+        return (nblocks, L, spread(w, C, inner, L), (n + L - 1) // L,
+                partial.reshape(nblocks * L), c1)
 
     @inner_njit(inline="always")
     def clear(p1, pb, L):
         for j in range(L):
             p1[pb + U(j)] = zero
 
-    @inner_njit(fastmath={"reassoc"})
-    def chunk_fused(gr, xr, orow, wc):
-        # the sum of a short run and its gradients in one pass (the run's g
-        # and x stay in registers); reassociation touches only the sum
-        acc = zero
-        for j in range(gr.shape[0]):
-            wide()
-            gj, xj = gr[j], xr[j]
-            acc += W(wterm(gj, xj))
-            orow[j] = bwd(gj, xj, wc)
-        return acc
+    @inner_njit(inline="always")
+    def settle(p1, c1, pb, L):
+        """a block's lanes with their compensation taken off (float64)"""
+        if compensated:
+            for j in range(L):
+                p1[pb + U(j)] -= c1[pb + U(j)]
 
     run_len = inner_njit()(prelu_run)
 
@@ -454,31 +479,15 @@ def _prelu_kernels(dtype, parallel):
         """partial: (outer * C, 1) row sums, or short rows' (blocks, L) lane
         sums (L: the run length)."""
         outer, C, inner = x.shape
-        if inner >= row_min and not compensated:
-            # float32: each row summed in float64 while its gradients are
-            # written, in one vectorized loop (the kernel is compiled with
-            # reassociation, which only the sum can use: the formulas are
-            # compiled apart, with their own flags); flat arrays addressed
-            # by offset, no row slices (each costs atomic reference counts
-            # on counters both threads share)
-            n = outer * C * inner
-            g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
+        n = outer * C * inner
+        # flat arrays addressed by offset, no row slices (each costs atomic
+        # reference counts on counters both threads share)
+        g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
+        if inner >= row_min:
+            # each row summed while its gradients are written, in one pass
+            # (an element is read before it is written: gx may be g or x)
             for r in prange(outer * C):
-                partial[r, 0] = fused_store(g1, x1, o1, r * inner, inner, w[r % C], zero)
-        elif inner >= row_min:
-            g2, x2 = g.reshape(outer * C, inner), x.reshape(outer * C, inner)
-            gx2 = gx.reshape(outer * C, inner)
-            for r in prange(outer * C):
-                wc, gr, xr, orow = w[r % C], g2[r], x2[r], gx2[r]
-                # runs of `chunk` terms: each summed in vector partial sums
-                # while its gradients are written (an element is read before
-                # it is written: gx may be g or x), the run sums added up
-                # exactly enough (Kahan for float64): error ~ eps * sum |terms|
-                acc, comp = zero, zero
-                for lo in range(0, inner, chunk):
-                    hi = min(lo + chunk, inner)
-                    acc, comp = add(acc, comp,
-                                    chunk_fused(gr[lo:hi], xr[lo:hi], orow[lo:hi], wc))
+                acc, comp = rows_store(g1, x1, o1, r * inner, inner, w[r % C], zero, zero)
                 partial[r, 0] = acc - comp
         else:
             # short rows (e.g. (N, C) activations): blocks of the forward's
@@ -486,27 +495,14 @@ def _prelu_kernels(dtype, parallel):
             # loop against the spread weights, every position's terms summed
             # down the block in its own float64 lane (Kahan's for float64
             # data): partial is (blocks, L), the caller adds it up by channel
-            n = outer * C * inner
-            nblocks, L, ws, nruns, p1 = short_runs(w, C, inner, n, partial)
-            g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
-            c1 = np.zeros(nblocks * L if compensated else 0)
+            nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
             for b in prange(nblocks):
                 pb = U(b * L)
                 clear(p1, pb, L)
                 for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
                     base = r * L
-                    if not compensated:
-                        lanes_store(g1, x1, o1, base, 0, min(L, n - base), ws, p1, pb)
-                        continue
-                    for j in range(min(L, n - base)):
-                        wide()
-                        k, q = U(base) + U(j), pb + U(j)
-                        gk, xk = g1[k], x1[k]
-                        p1[q], c1[q] = add(p1[q], c1[q], W(wterm(gk, xk)))
-                        o1[k] = bwd(gk, xk, ws[j])
-                if compensated:
-                    for j in range(L):
-                        p1[pb + U(j)] -= c1[pb + U(j)]
+                    lanes_store(g1, x1, o1, base, 0, min(L, n - base), ws, p1, c1, pb)
+                settle(p1, c1, pb, L)
 
     tag = f"prelu_{np.dtype(dtype).name}"
     if parallel != "stream":
@@ -558,13 +554,10 @@ def _prelu_kernels(dtype, parallel):
                 stream(o1, lo, buf, hi - lo)
             fence()
 
-    if compensated:
-        return _jit(tag + "_fwd_stream", True)(forward_stream), None
-
-    # Streamed backward (float32, big outputs): each channel row (or run of
-    # short rows) as in `backward`, its gradients between the row's first
-    # and last 64-byte boundaries streamed as they are computed (store_nt),
-    # the head and the tail stored as usual; the sums run on through all three.
+    # Streamed backward (big outputs): each channel row (or run of short
+    # rows) as in `backward`, its gradients between the row's first and last
+    # 64-byte boundaries streamed as they are computed (store_nt), the head
+    # and the tail stored as usual; the sums run on through all three.
     address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
 
     @inner_njit(inline="always")
@@ -582,7 +575,7 @@ def _prelu_kernels(dtype, parallel):
         g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
         a0 = address(o1)
         if inner < row_min:
-            nblocks, L, ws, nruns, p1 = short_runs(w, C, inner, n, partial)
+            nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
             for b in prange(nblocks):
                 pb = U(b * L)
                 clear(p1, pb, L)
@@ -590,21 +583,23 @@ def _prelu_kernels(dtype, parallel):
                     base = r * L
                     m = min(L, n - base)
                     head, body = nt_span(a0, base, m)
-                    lanes_store(g1, x1, o1, base, 0, head, ws, p1, pb)
-                    lanes_nt(g1, x1, o1, base, head, body, ws, p1, pb)
-                    lanes_store(g1, x1, o1, base, body, m, ws, p1, pb)
+                    lanes_store(g1, x1, o1, base, 0, head, ws, p1, c1, pb)
+                    lanes_nt(g1, x1, o1, base, head, body, ws, p1, c1, pb)
+                    lanes_store(g1, x1, o1, base, body, m, ws, p1, c1, pb)
+                settle(p1, c1, pb, L)
                 fence()
             return
         for r in prange(outer * C):
             wc, base = w[r % C], r * inner
             head, body = nt_span(a0, base, inner)
-            acc = fused_store(g1, x1, o1, base, head, wc, zero)
-            acc = fused_nt(g1, x1, o1, base + head, body - head, wc, acc)
-            partial[r, 0] = fused_store(g1, x1, o1, base + body, inner - body, wc, acc)
+            acc, comp = rows_store(g1, x1, o1, base, head, wc, zero, zero)
+            acc, comp = rows_nt(g1, x1, o1, base + head, body - head, wc, acc, comp)
+            acc, comp = rows_store(g1, x1, o1, base + body, inner - body, wc, acc, comp)
+            partial[r, 0] = acc - comp
             fence()
 
     bwd_stream = kernel_njit(f"{tag}_bwd_stream", parallel=True, nogil=True,
-                             fastmath={"reassoc"})(backward_stream)
+                             fastmath={"reassoc"} if not compensated else set())(backward_stream)
     return _jit(tag + "_fwd_stream", True)(forward_stream), bwd_stream
 
 
@@ -829,12 +824,9 @@ class NumbaBackend(Backend):
             L = prelu_run(C * inner)
             runs = -(-x.size // L)
             partial = np.empty((min(runs, 8 * _threads.get_num_threads()), L))
-        # float32: big outputs streamed (float64 sums need Kahan's runs,
-        # which the streamed kernel does not have)
-        stream = x.dtype == np.float32
         self._run(x.size, parallel_min("prelu"),
                   lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial,
-                  big_out=gx if stream else None)
+                  big_out=gx)
         with np.errstate(over="ignore", invalid="ignore"):  # sums may reach inf, or NaN
             if inner >= config.PRELU_ROW_MIN:
                 gw[...] = partial.reshape(outer, C).sum(axis=0)
