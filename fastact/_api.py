@@ -287,9 +287,11 @@ def sigmoid(x, *, out=None, backend=None, stream=None):
 
     .. math:: \sigma(x) = \frac{1}{1 + e^{-x}}
 
-    Computed as ``1/(1+e)`` for ``x >= 0`` and ``e/(1+e)`` for ``x < 0`` with
-    ``e = exp(-|x|)``, so nothing overflows and results keep full relative
-    accuracy down to the subnormal range (within 4 ULP everywhere).
+    Computed as ``s/(s+q)`` with ``exp(-x) = q/s``: on the CPUs ``s =
+    2**round(x/ln 2)`` and ``q = exp(round(x/ln 2) ln 2 - x)`` in [0.7, 1.42]
+    (the reference and CUDA take ``exp(-|x|)`` on the side of the sign), so
+    nothing overflows and results keep full relative accuracy down to the
+    subnormal range (within 4 ULP everywhere; exactly 1/2 at 0).
     ``sigmoid(+inf) = 1``, ``sigmoid(-inf) = 0``, NaN propagates.
 
     >>> import numpy as np, fastact
