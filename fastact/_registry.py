@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _rng
+from . import _rng, config
 from ._prims import math_prims
 
 
@@ -44,8 +44,8 @@ class Spec:
 
 
 def parallel_min(name: str) -> int:
-    """Elements from which the parallel CPU kernels of ``name`` pay off."""
-    from . import config
+    """Elements from which the parallel CPU kernels of ``name`` pay off
+    (read at each call: tests and users may change ``config``)."""
     return config.PARALLEL_MIN_COMPUTE if REGISTRY[name].compute_bound else config.PARALLEL_MIN
 
 
