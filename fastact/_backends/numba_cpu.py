@@ -475,40 +475,85 @@ def _prelu_kernels(dtype, parallel):
                     k = U(base) + U(j)
                     o1[k] = fwd(x1[k], ws[j])
 
-    def backward(g, x, w, gx, partial):
-        """partial: (outer * C, 1) row sums, or short rows' (blocks, L) lane
-        sums (L: the run length)."""
-        outer, C, inner = x.shape
-        n = outer * C * inner
-        # flat arrays addressed by offset, no row slices (each costs atomic
-        # reference counts on counters both threads share)
-        g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
-        if inner >= row_min:
-            # each row summed while its gradients are written, in one pass
-            # (an element is read before it is written: gx may be g or x)
-            for r in prange(outer * C):
-                acc, comp = rows_store(g1, x1, o1, r * inner, inner, w[r % C], zero, zero)
-                partial[r, 0] = acc - comp
-        else:
-            # short rows (e.g. (N, C) activations): blocks of the forward's
-            # runs of L elements (whole samples), each run one vectorized
-            # loop against the spread weights, every position's terms summed
-            # down the block in its own float64 lane (Kahan's for float64
-            # data): partial is (blocks, L), the caller adds it up by channel
-            nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
-            for b in prange(nblocks):
-                pb = U(b * L)
-                clear(p1, pb, L)
-                for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
-                    base = r * L
-                    lanes_store(g1, x1, o1, base, 0, min(L, n - base), ws, p1, c1, pb)
-                settle(p1, c1, pb, L)
-
     tag = f"prelu_{np.dtype(dtype).name}"
+    # The backward, one skeleton for both kinds of output.  Long rows
+    # (inner >= ROW_MIN): one channel row per task, summed while its
+    # gradients are written, in one pass (an element is read before it is
+    # written: gx may be g or x); partial is (outer * C, 1).  Short rows
+    # (e.g. (N, C) activations): blocks of the forward's runs of L elements
+    # (whole samples), each run one vectorized loop against the spread
+    # weights, every position's terms summed down the block in its own
+    # float64 lane (Kahan's for float64 data): partial is (blocks, L), the
+    # caller adds it up by channel.  The flat arrays are addressed by
+    # offset, no row slices (each costs atomic reference counts on counters
+    # both threads share).
+    # ``nt`` (big outputs): a row's (or run's) gradients between its first
+    # and last 64-byte boundaries are streamed as they are computed
+    # (store_nt), the head and the tail stored as usual, the sums running on
+    # through all three, and each task fences its streamed stores; else the
+    # whole row or run is stored as usual (an empty streamed part, no fence).
+    address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
+    line = 64 // np.dtype(dtype).itemsize
+
+    def backward_kernel(nt):
+        if nt:
+            rows_body, lanes_body, fence = rows_nt, lanes_nt, streaming()[1]
+
+            @inner_njit(inline="always")
+            def split(a0, base, m):
+                """(head, body): elements base + [head, body) of the output
+                at a0 lie between its first and last 64-byte boundaries in
+                [base, base + m) (whole lines: streamed)"""
+                head = to_boundary(a0 + base * size, m, size)
+                head = m if head < 0 else head
+                return head, head + (m - head) // line * line
+        else:
+            rows_body, lanes_body = rows_store, lanes_store
+
+            @inner_njit(inline="always")
+            def fence():
+                pass
+
+            @inner_njit(inline="always")
+            def split(a0, base, m):
+                return m, m
+
+        def backward(g, x, w, gx, partial, nthreads=0):
+            """nthreads: unused (the streamed kernels' calling convention)"""
+            outer, C, inner = x.shape
+            n = outer * C * inner
+            g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
+            a0 = address(o1)
+            if inner < row_min:
+                nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
+                for b in prange(nblocks):
+                    pb = U(b * L)
+                    clear(p1, pb, L)
+                    for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
+                        base = r * L
+                        m = min(L, n - base)
+                        head, body = split(a0, base, m)
+                        lanes_store(g1, x1, o1, base, 0, head, ws, p1, c1, pb)
+                        lanes_body(g1, x1, o1, base, head, body, ws, p1, c1, pb)
+                        lanes_store(g1, x1, o1, base, body, m, ws, p1, c1, pb)
+                    settle(p1, c1, pb, L)
+                    fence()
+                return
+            for r in prange(outer * C):
+                wc, base = w[r % C], r * inner
+                head, body = split(a0, base, inner)
+                acc, comp = rows_store(g1, x1, o1, base, head, wc, zero, zero)
+                acc, comp = rows_body(g1, x1, o1, base + head, body - head, wc, acc, comp)
+                acc, comp = rows_store(g1, x1, o1, base + body, inner - body, wc, acc, comp)
+                partial[r, 0] = acc - comp
+                fence()
+
+        kind = "stream" if nt else ("par" if parallel else "ser")
+        return kernel_njit(f"{tag}_bwd_{kind}", parallel=bool(parallel), nogil=True,
+                           fastmath={"reassoc"} if not compensated else set())(backward)
+
     if parallel != "stream":
-        bwd_jit = kernel_njit(f"{tag}_bwd_{'par' if parallel else 'ser'}", parallel=parallel,
-                              nogil=True, fastmath={"reassoc"} if not compensated else set())
-        return _jit(tag + "_fwd", parallel)(forward), bwd_jit(backward)
+        return _jit(tag + "_fwd", parallel)(forward), backward_kernel(False)
 
     # Streamed forward (big outputs): one task per thread, the flat output
     # taken in the elementwise kernels' blocks, which start at 64-byte
@@ -520,7 +565,6 @@ def _prelu_kernels(dtype, parallel):
     stream, fence = streaming()[:2]
     T = np.dtype(dtype).type
     block, blocks, span = _stream_blocks(dtype)
-    line = 64 // np.dtype(dtype).itemsize
 
     def forward_stream(x, w, out, nthreads):
         outer, C, inner = x.shape
@@ -554,53 +598,7 @@ def _prelu_kernels(dtype, parallel):
                 stream(o1, lo, buf, hi - lo)
             fence()
 
-    # Streamed backward (big outputs): each channel row (or run of short
-    # rows) as in `backward`, its gradients between the row's first and last
-    # 64-byte boundaries streamed as they are computed (store_nt), the head
-    # and the tail stored as usual; the sums run on through all three.
-    address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
-
-    @inner_njit(inline="always")
-    def nt_span(a0, base, m):
-        """(head, body): elements base + [head, body) of the output at a0
-        lie between its first and last 64-byte boundaries in [base, base + m)
-        (whole lines: streamed); the rest is stored as usual"""
-        head = to_boundary(a0 + base * size, m, size)
-        head = m if head < 0 else head
-        return head, head + (m - head) // line * line
-
-    def backward_stream(g, x, w, gx, partial, nthreads):
-        outer, C, inner = x.shape
-        n = outer * C * inner
-        g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
-        a0 = address(o1)
-        if inner < row_min:
-            nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
-            for b in prange(nblocks):
-                pb = U(b * L)
-                clear(p1, pb, L)
-                for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
-                    base = r * L
-                    m = min(L, n - base)
-                    head, body = nt_span(a0, base, m)
-                    lanes_store(g1, x1, o1, base, 0, head, ws, p1, c1, pb)
-                    lanes_nt(g1, x1, o1, base, head, body, ws, p1, c1, pb)
-                    lanes_store(g1, x1, o1, base, body, m, ws, p1, c1, pb)
-                settle(p1, c1, pb, L)
-                fence()
-            return
-        for r in prange(outer * C):
-            wc, base = w[r % C], r * inner
-            head, body = nt_span(a0, base, inner)
-            acc, comp = rows_store(g1, x1, o1, base, head, wc, zero, zero)
-            acc, comp = rows_nt(g1, x1, o1, base + head, body - head, wc, acc, comp)
-            acc, comp = rows_store(g1, x1, o1, base + body, inner - body, wc, acc, comp)
-            partial[r, 0] = acc - comp
-            fence()
-
-    bwd_stream = kernel_njit(f"{tag}_bwd_stream", parallel=True, nogil=True,
-                             fastmath={"reassoc"} if not compensated else set())(backward_stream)
-    return _jit(tag + "_fwd_stream", True)(forward_stream), bwd_stream
+    return _jit(tag + "_fwd_stream", True)(forward_stream), backward_kernel(True)
 
 
 @functools.lru_cache(maxsize=None)
