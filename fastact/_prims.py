@@ -613,10 +613,18 @@ def cpu_prims(dtype) -> Prims:
         argument).  x is clamped into [lo, hi_ratio] first (NaN passes), so
         s stays finite (2**127 / 2**1023 at most) and is 0 below about
         -103.3 / -744.4.  Against exp(-|x|) and a select on the sign, this
-        takes no absolute value, compare or blend: the two-sided clamp is the
-        only extra (sigmoid forward, float32: 4.65 -> 4.43 ns a vector)."""
+        takes no absolute value, compare or blend: the clamp is the only
+        extra (sigmoid forward, float32: 4.65 -> 4.43 ns a vector).
+
+        With ``vscalef`` (AVX-512) the clamp is one-sided: any x below lo
+        gives s = 0 (x / ln2 beyond the int32 range rounds to -2**31, x86's
+        "integer indefinite"; vscalef of 1 by -2**31 is 0) and q finite or
+        +inf, so s / (s + q) is 0 as it should be, with one instruction
+        fewer a vector (4.37-5.77 -> 4.29-5.72 ns, in-process A/B, three
+        runs; bit-identical results).  The bit-built 2**m needs m in range."""
         xc = hi_ratio if x > hi_ratio else x
-        xc = lo if xc < lo else xc          # NaN passes through both tests
+        if not scalef:
+            xc = lo if xc < lo else xc      # NaN passes through both tests
         m = round_int(xc * log2e)
         mf = T(m)
         t = (mf * ln2hi - xc) + mf * ln2lo  # -(xc - m ln2), Cody-Waite
