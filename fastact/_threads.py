@@ -2,10 +2,35 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from . import config
 
-_setting = {"n": config.env_num_threads()}
+#: the count set by set_num_threads; None: FASTACT_NUM_THREADS, else all CPUs
+_setting = {"n": None}
+_env = {}
+
+
+def _env_threads() -> int | None:
+    """FASTACT_NUM_THREADS, checked once, when the count is first read (the
+    bound comes from Numba, which ``import fastact`` does not load): above
+    the available threads it is lowered to them, and a value that is not a
+    positive integer is ignored, each with a warning that says so."""
+    if "n" not in _env:
+        raw, n = config.env_num_threads(), None
+        if raw is not None:
+            hi = max_threads()
+            if not raw.isdigit() or int(raw) < 1:
+                warnings.warn(f"FASTACT_NUM_THREADS={raw!r} is not a positive integer; "
+                              f"ignored (using {hi} threads)", RuntimeWarning, stacklevel=3)
+            elif int(raw) > hi:
+                warnings.warn(f"FASTACT_NUM_THREADS={raw} is more than the {hi} threads "
+                              f"available; using {hi}", RuntimeWarning, stacklevel=3)
+                n = hi
+            else:
+                n = int(raw)
+        _env["n"] = n
+    return _env["n"]
 
 
 def max_threads() -> int:
@@ -28,6 +53,9 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads the parallel kernels use (default: all available CPUs)."""
+    """Threads the parallel kernels use: the last :func:`set_num_threads`,
+    else ``FASTACT_NUM_THREADS``, else all available CPUs."""
     n = _setting["n"]
+    if n is None:
+        n = _env_threads()
     return n if n is not None else max_threads()

@@ -6,7 +6,9 @@ Environment variables read here:
     default backend name (``numpy``, ``numba``, ``c``, ``cuda``); a
     per-call ``backend=`` and :func:`fastact.use_backend` win over it.
 ``FASTACT_NUM_THREADS``
-    initial thread count of the parallel CPU kernels.
+    initial thread count of the parallel CPU kernels: a positive integer; a
+    value above the threads available is lowered to them, and one that is
+    not a positive integer is ignored, each with a ``RuntimeWarning``.
 """
 from __future__ import annotations
 
@@ -120,6 +122,8 @@ def env_backend() -> str | None:
     return v or None
 
 
-def env_num_threads() -> int | None:
+def env_num_threads() -> str | None:
+    """FASTACT_NUM_THREADS as set (stripped), None where unset or empty;
+    ``fastact._threads`` checks it when the thread count is first read."""
     v = os.environ.get("FASTACT_NUM_THREADS", "").strip()
-    return int(v) if v.isdigit() and int(v) > 0 else None
+    return v or None

@@ -338,6 +338,29 @@ def test_env_num_threads():
     assert out.strip() == "1"
 
 
+_ENV_THREADS = """
+import warnings, numpy as np, fastact
+from fastact._threads import max_threads
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    n = fastact.get_num_threads()
+    fastact.relu(np.ones(1 << 20, np.float32))      # parallel kernels run with n threads
+    fastact.get_num_threads()                      # warned once, not at each read
+print(n, max_threads(), len(w), w[0].category.__name__ if w else "", w[0].message if w else "")
+"""
+
+
+@pytest.mark.parametrize("value, kind", [("1000000", "high"), ("abc", "bad"), ("0", "bad"),
+                                         ("-2", "bad"), ("2.5", "bad")])
+def test_env_num_threads_out_of_range_warns(value, kind):
+    """A count above the available threads is lowered to them (it made the
+    parallel kernels raise from inside Numba); one that is not a positive
+    integer is ignored; each says so once, in a RuntimeWarning."""
+    n, hi, nwarn, cat, msg = _run_py(_ENV_THREADS, {"FASTACT_NUM_THREADS": value}).split(" ", 4)
+    assert n == hi and nwarn == "1" and cat == "RuntimeWarning"
+    assert f"FASTACT_NUM_THREADS={value!r}" in msg if kind == "bad" else f"={value} is more" in msg
+
+
 def _heavy_ops(rng, dtype, backend):
     """(call, expected) pairs on arrays above the parallel threshold; the expectations are
     the reference backend's results (bit-exact ops) or this backend's own results computed
