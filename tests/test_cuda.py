@@ -332,6 +332,33 @@ def test_prelu(case, dtype):
                                atol=8 * np.finfo(dtype).eps * np.abs(g * x).sum())
 
 
+@device
+@dtypes
+def test_infinite_sums_stay_infinite(dtype):
+    """A sum that reaches +-inf is that infinity, as on the CPU backends: the
+    compensated sums' error terms (inf - inf there) are dropped, not added
+    (they turned the weight gradient and the softmax dot product into NaN)."""
+    inf, big = np.inf, np.finfo(dtype).max
+    # prelu: an x of -inf, and terms g * x that overflow; short and long rows
+    for x, w in ((np.array([[1.0, -inf, 2.0], [-1.0, -2.0, 0.5]], dtype), np.ones(3, dtype)),
+                 (np.full((2, 1, 40), -big / 4, dtype), np.ones(1, dtype))):
+        g = np.full(x.shape, 8.0, dtype)
+        gw = host(fastact.prelu_backward(to_dev(g), to_dev(x), to_dev(w))[1])
+        with np.errstate(all="ignore"):
+            want = fastact.prelu_backward(g, x, w, backend="numpy")[1]
+        inf_at = np.isinf(want)
+        assert inf_at.any() and np.array_equal(np.isinf(gw), inf_at)
+        assert np.array_equal(gw[inf_at], want[inf_at])
+        np.testing.assert_allclose(gw[~inf_at], want[~inf_at], rtol=8 * np.finfo(dtype).eps)
+    # softmax backward: an infinite g makes the dot product +inf
+    y = fastact.softmax(np.array([[0.0, 1.0, 2.0, 3.0]], dtype), backend="numpy")
+    g = np.array([[inf, 1.0, 1.0, 1.0]], dtype)
+    got = host(fastact.softmax_backward(to_dev(g), to_dev(y)))
+    with np.errstate(all="ignore"):
+        want = fastact.softmax_backward(g, y, backend="numpy")
+    assert np.array_equal(got, want, equal_nan=True)           # [nan, -inf, -inf, -inf]
+
+
 # --- plumbing: out=, layouts, interop, streams, errors -------------------------------
 
 @device

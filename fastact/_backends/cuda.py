@@ -51,6 +51,7 @@ else:
 
 _W = np.float64
 _NEG_INF = _W(-np.inf)
+_INF = _W(np.inf)
 _ZERO = _W(0.0)
 
 _MAX_THREADS = config.CUDA_MAX_THREADS
@@ -161,11 +162,18 @@ def _reducers(compensated):
         return m
 
     @_helper
+    def kept(e):
+        """an error term, or 0 where the sum it belongs to reached +-inf (the
+        term is then inf - inf, NaN, and would turn an infinite sum into NaN,
+        where the CPU backends give the infinity)"""
+        return e if abs(e) < _INF else _ZERO
+
+    @_helper
     def two_sum(a, b):
-        # a + b = s + e exactly (Knuth)
+        # a + b = s + e exactly (Knuth), for finite a + b
         s = a + b
         bp = s - a
-        return s, (a - (s - bp)) + (b - bp)
+        return s, kept((a - (s - bp)) + (b - bp))
 
     @_helper
     def group_sum(sh_s, sh_e, tid, lane, group, s, e):
@@ -191,7 +199,7 @@ def _reducers(compensated):
             # s + e carries the running sum; e collects what each addition loses
             y = v + e
             t = s + y
-            return t, y - (t - s)
+            return t, kept(y - (t - s))
         return s + v, e
 
     return group_max, group_sum, add
