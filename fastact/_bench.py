@@ -57,6 +57,13 @@ RRELU_LOWER, RRELU_UPPER, RRELU_SEED = 1 / 8, 1 / 3, 0
 ELU_ALPHA = 1.0
 #: Default allowed drop of a kernel's copy-normalized throughput.
 MAX_REGRESSION = 0.25
+#: Arrays of the benchmark's size a run holds at once, at the least: the
+#: base inputs (x, grad), the output, the saved tensor, the copy's output,
+#: and NumPy's and PyTorch's results and temporaries.
+ARRAYS_HELD = 8
+#: Below this many elements the arrays stay in the caches and the parallel
+#: copy is mostly thread start-up: "% copy" is not a memory roofline there.
+ROOFLINE_MIN_SIZE = 1 << 20
 
 
 # --- workloads ------------------------------------------------------------------
@@ -636,11 +643,15 @@ def dump(results, meta):
 
 
 def load_figures(path):
-    """``{key: roofline}`` from a results or baseline JSON file."""
+    """``{key: roofline}`` from a results or baseline JSON file (a ValueError
+    where it holds none)."""
     with open(path) as f:
         data = json.load(f)
     rows = data["results"] if isinstance(data, dict) else data
-    return {r["key"]: float(r["roofline"]) for r in rows}
+    figures = {r["key"]: float(r["roofline"]) for r in rows}
+    if not figures:
+        raise ValueError("no results in it")
+    return figures
 
 
 @dataclasses.dataclass

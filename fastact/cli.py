@@ -60,7 +60,35 @@ def _fraction(text):
 
 
 def _names(text):
-    return [s.strip() for s in text.split(",") if s.strip()]
+    """A comma list, repeats dropped (first kept); an empty one is an error
+    (it would otherwise mean "the default", silently)."""
+    names = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError(f"empty list {text!r}")
+    return names
+
+
+def _count(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {v}")
+    return v
+
+
+def _writable(path, option):
+    """Fail before the work, not after it, where ``path`` cannot be written:
+    its folder missing or read-only, or ``path`` itself a folder."""
+    import os
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _UsageError(f"{option} {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise _UsageError(f"{option} {path}: is a folder")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise _UsageError(f"{option} {path}: not writable")
 
 
 def _parser():
@@ -98,7 +126,7 @@ def _parser():
                    "(e.g. benchmarks/baseline.json); exit 1 on a regression")
     b.add_argument("--max-regression", type=_fraction, default=None, metavar="F",
                    help="allowed drop below the baseline, 0.25 or 25%% (default: 0.25)")
-    b.add_argument("--retries", type=int, default=3, metavar="K",
+    b.add_argument("--retries", type=_count, default=3, metavar="K",
                    help="re-measure a kernel that looks regressed up to K more times, with "
                    "twice the rounds, before failing it (default: 3)")
     b.add_argument("--plot", metavar="FILE.png", help="save a bar chart of the results")
@@ -146,12 +174,10 @@ def _choose(args):
     from . import _bench
     from .config import BACKEND_NAMES
 
-    ops = args.ops or list(fastact.ACTIVATIONS)
+    ops = args.ops or list(fastact.ACTIVATIONS)      # an empty --ops is a parse error
     for op in ops:
         if op not in fastact.ACTIVATIONS:
             raise _UsageError(f"unknown op {op!r}; choose from {', '.join(fastact.ACTIVATIONS)}")
-    if not ops:
-        raise _UsageError("--ops is empty")
 
     status = _backend_status()
     if args.backends:
@@ -177,11 +203,20 @@ def _choose(args):
     elif args.dtype == "all":
         dtypes = list(_bench.DTYPES)
     else:
-        dtypes = _names(args.dtype)
+        try:
+            dtypes = _names(args.dtype)
+        except argparse.ArgumentTypeError as e:
+            raise _UsageError(f"--dtype: {e}") from None
         for d in dtypes:
             if d not in _bench.DTYPES:
                 raise _UsageError(f"unknown dtype {d!r}; choose from float32, float64, all")
     size = args.size or (_bench.QUICK_SIZE if args.quick else _bench.DEFAULT_SIZE)
+    need = _bench.ARRAYS_HELD * size * max(8 if d == "float64" else 4 for d in dtypes)
+    have = _memory_bytes()
+    if have and need > have:
+        raise _UsageError(f"--size {size:,}: at least {need / 2**30:.1f} GiB of arrays "
+                          f"({_bench.ARRAYS_HELD} of {size:,} elements), more than this "
+                          f"machine's {have / 2**30:.1f} GiB")
     repeat = args.repeat or (_bench.QUICK_REPEAT if args.quick else _bench.DEFAULT_REPEAT)
     threads = args.threads or (_bench.QUICK_THREADS if args.quick else None)
     if threads is not None:
@@ -232,6 +267,15 @@ class _Progress:
             print(" " * 70, end="\r", file=sys.stderr, flush=True)
 
 
+def _memory_bytes():
+    """Physical memory, or None where the OS does not say."""
+    import os
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def _bench(parser, args):
     from . import _threads
     saved = dict(_threads._setting)
@@ -265,6 +309,9 @@ def _bench_run(args):
             raise _UsageError(f"cannot read baseline {args.compare}: {e}") from None
     if args.plot and not _has_matplotlib():
         raise _UsageError(f"--plot needs matplotlib: {CHARTS_HINT}")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _writable(path, option)
 
     progress = _Progress(_bench.steps(ops, backends, dtypes, repeat), not args.no_progress)
     try:
@@ -283,6 +330,10 @@ def _bench_run(args):
               f"{config.STREAM_MIN_BYTES >> 20} MiB of memory-bound kernels are written): "
               + "; ".join(f"{d}: {v:.2f} GB/s" for d, v in streamed.items()))
     print(_bench.table(results, with_torch))
+    if size < _bench.ROOFLINE_MIN_SIZE:
+        print(f"note: at {size:,} elements the arrays stay in the caches and the parallel "
+              "copy is mostly its threads' start-up: '% copy' does not measure memory "
+              f"speed below {_bench.ROOFLINE_MIN_SIZE:,} elements.")
     overhead = _bench.call_overhead(backends)
     print(f"call overhead, relu on {_bench.OVERHEAD_SIZE} float32 elements with out= "
           "(microseconds, best of 7 interleaved rounds): "
@@ -448,6 +499,7 @@ def _cuda_devices(st):
 def _plot(path):
     if not _has_matplotlib():
         raise _UsageError(f"plotting needs matplotlib: {CHARTS_HINT}")
+    _writable(path, "FILE")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

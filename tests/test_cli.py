@@ -110,6 +110,18 @@ def test_compare_without_common_kernels_fails(capsys, tmp_path):
     (["bench", "--max-regression", "2"], "between 0 and 1"),
     (["bench", "--threads", "1000"], "--threads"),
     (["bench", "--compare", "/nonexistent/baseline.json"], "cannot read baseline"),
+    # an empty list meant "the default" (--ops, --backends) or "nothing" (--dtype)
+    (["bench", "--ops", ","], "empty list"),
+    (["bench", "--backends", ","], "empty list"),
+    (["bench", "--dtype", ","], "empty list"),
+    (["bench", "--retries", "-1"], "must be at least 0"),
+    # too big for memory: NumPy's own errors came out as tracebacks
+    (["bench", "--size", "2**60"], "GiB of arrays"),
+    (["bench", "--size", "1e15"], "GiB of arrays"),
+    # an output that cannot be written fails before the run, not after it
+    (["bench", "--json", "/nonexistent/r.json"], "does not exist"),
+    (["bench", "--plot", "/nonexistent/r.png"], "/nonexistent"),
+    (["plot", "/nonexistent/a.png"], "/nonexistent"),
     (["bench", "--frobnicate"], "unrecognized arguments"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
@@ -122,6 +134,22 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("usage:")
              and not ln.startswith(" ")]
     assert len(lines) == 1, err
+
+
+def test_compare_with_an_empty_baseline_cannot_read_it(capsys, tmp_path):
+    base = tmp_path / "list.json"
+    base.write_text("[]")
+    status, _, err = run(capsys, "bench", "--ops", "relu", "--backends", "numba", *SMALL,
+                         "--compare", str(base))
+    assert status == 2 and "cannot read baseline" in err and "no results" in err
+
+
+def test_repeated_names_run_once_and_small_sizes_say_the_roofline_is_moot(capsys):
+    status, out, err = run(capsys, "bench", "--ops", "relu,relu", "--backends", "numba,numba",
+                           "--dtype", "float32,float32", *SMALL)
+    assert status == 0, err
+    assert len([ln for ln in out.splitlines() if ln.startswith("relu ")]) == 2
+    assert "'% copy' does not measure memory speed" in out
 
 
 def test_unavailable_backend_says_why(capsys, monkeypatch):
