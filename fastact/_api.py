@@ -40,10 +40,20 @@ def _inputs(op, named):
         xp = _dispatch.get("cuda").arrays
     else:
         xp = HOST
+    # a list or Python number has no dtype of its own: it takes the first
+    # typed argument's (as a weight does), where that one is supported
+    like = None if xp.device else next(
+        (d for d in (getattr(a, "dtype", None) for _, a in named)
+         if isinstance(d, np.dtype) and d.newbyteorder("=") in SUPPORTED), None)
     arrs = []
     for name, a in named:
         try:
-            arr = xp.asarray(a)
+            if like is not None and not hasattr(a, "dtype"):
+                arr = np.asarray(a)
+                if arr.dtype.kind in "fi":      # as a weight from Python numbers
+                    arr = arr.astype(like.newbyteorder("="))
+            else:
+                arr = xp.asarray(a)
         except Exception as e:
             raise TypeError(f"fastact.{op}: {name} is not an array ({type(a).__name__}): {e}") from None
         if arr.dtype not in SUPPORTED:
@@ -90,7 +100,10 @@ def _real(op, name, v):
         return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"fastact.{op}: {name} must be a real number, not {type(v).__name__}")
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"fastact.{op}: {name} is too large for a float") from None
 
 
 def _axis(op, axis, ndim):
@@ -165,6 +178,20 @@ def _cast_params(params, dtype):
     if len(params) == 1:          # slope, alpha: without a generator's cost
         return (T(params[0]),)
     return tuple(v if isinstance(v, np.uint64) else T(v) for v in params)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _fits32(params):
+    """Whether the float parameters stay finite in float32 (or are inf or
+    NaN already).  Backends that take Python floats (C) are then passed them
+    as they are; else they get ``_cast_params``' cast, whose overflow warning
+    every other backend gives too."""
+    for v in params:
+        if type(v) is float and not -_F32_MAX <= v <= _F32_MAX and v - v == 0:
+            return False
+    return True
 
 
 _PARALLEL_MIN = {name: parallel_min(name) for name in REGISTRY}
@@ -248,8 +275,12 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                         b.elementwise_kernel(name, pass_, dt.type, key[-1]), b.typed_params)
                 if entry is not None:
                     k, typed = entry
-                    if params and typed:
-                        params = _cast_params(params, dt)
+                    if params:
+                        # the one-float case tested inline (a call costs 0.1 us)
+                        if typed or (dt is _F32 and not (
+                                len(params) == 1 and -_F32_MAX <= params[0] <= _F32_MAX)
+                                and not _fits32(params)):
+                            params = _cast_params(params, dt)
                     res = _empty_like(x) if out is None else out
                     if n:
                         if x.ndim != 1:
@@ -376,8 +407,15 @@ def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None, backend=None,
 
 def _rrelu_params(op, lower, upper, training, seed):
     lo, up = _real(op, "lower", lower), _real(op, "upper", upper)
+    if lo != lo or up != up:
+        raise ValueError(f"fastact.{op}: lower and upper must be numbers, got lower={lo}, "
+                         f"upper={up}")
     if not lo <= up:
         raise ValueError(f"fastact.{op}: lower ({lo}) must not exceed upper ({up})")
+    if not (training is True or training is False or isinstance(training, np.bool_)):
+        # any truthy object (the string "False" among them) meant training
+        raise TypeError(f"fastact.{op}: training must be a bool, not "
+                        f"{type(training).__name__}")
     if not training:
         return "leaky_relu", ((lo + up) / 2,)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -487,8 +525,15 @@ def _split_at(shape, ax):
 def _prelu_layout(op, xp, x, weight, axis):
     """Validate ``weight`` and return it as (C,) plus the (outer, C, inner) shape."""
     if _is_device(weight) != xp.device:
-        raise TypeError(f"fastact.{op}: weight must be on the same side (host/device) as x")
+        if xp.device:
+            raise TypeError(f"fastact.{op}: x is a device array, so weight must be one too "
+                            f"(got {type(weight).__name__}); fastact never copies to the "
+                            "device silently")
+        raise TypeError(f"fastact.{op}: weight is a device array but x is a host array; "
+                        "move them to one side first")
     w = xp.asarray(weight)
+    if not xp.device and not w.dtype.isnative and w.dtype.newbyteorder("=") in SUPPORTED:
+        w = w.astype(w.dtype.newbyteorder("="))        # byte-swapped: a native copy
     if w.dtype != x.dtype:
         from_python = not (isinstance(weight, np.ndarray) or xp.device)
         if from_python and w.dtype.kind in "fi":
@@ -498,12 +543,14 @@ def _prelu_layout(op, xp, x, weight, axis):
         else:
             raise TypeError(f"fastact.{op}: weight has dtype {w.dtype} but x has dtype "
                             f"{x.dtype}; they must match")
+    if x.ndim >= 2:
+        ax = _axis(op, axis, x.ndim)     # checked even where a shared weight ignores it
     if w.size == 1:
         return xp.flat(w), (1, 1, x.size), w.shape
     if x.ndim < 2:
         raise ValueError(f"fastact.{op}: for x with {x.ndim} dimension(s) the weight must "
                          f"have size 1, got shape {tuple(w.shape)}")
-    shape3 = _split_at(tuple(x.shape), _axis(op, axis, x.ndim))
+    shape3 = _split_at(tuple(x.shape), ax)
     if tuple(w.shape) != shape3[1:2]:
         raise ValueError(f"fastact.{op}: weight has shape {tuple(w.shape)}; expected size 1 "
                          f"or ({shape3[1]},) for x of shape {tuple(x.shape)} with axis={axis}")
@@ -524,10 +571,12 @@ def _prelu_direct(x, weight, axis, out, grad=None):
     if out is not None and not (out.base is None and weight.base is None) and \
             _may_share(weight, out):
         return None
+    nd = x.ndim
+    if nd >= 2 and not -nd <= axis < nd:
+        return None
     if weight.size == 1:
         return (1, 1, x.size)
-    nd = x.ndim
-    if nd < 2 or not -nd <= axis < nd:
+    if nd < 2:
         return None
     shape3 = _split_at(x.shape, axis % nd)
     return shape3 if weight.shape == shape3[1:2] else None

@@ -129,3 +129,73 @@ def test_keyword_only_arguments():
         fastact.relu(x, None)
     with pytest.raises(TypeError):
         fastact.rrelu(x, 0.1, 0.3, True)
+
+
+@pytest.mark.parametrize("call", [
+    lambda t: fastact.rrelu(np.array([-1.0]), training=t, seed=0),
+    lambda t: fastact.rrelu_backward(np.ones(1), np.array([-1.0]), training=t, seed=0),
+])
+def test_rrelu_training_must_be_a_bool(call):
+    """Any truthy object meant training (the string "False" among them); an
+    array raised NumPy's ambiguous-truth error, which named neither fastact
+    nor the argument."""
+    for bad in ("False", 1, 0, None, np.array([True, False]), [True]):
+        with pytest.raises(TypeError, match="training must be a bool"):
+            call(bad)
+    assert np.array_equal(call(np.bool_(True)), call(True))
+    assert np.array_equal(call(np.bool_(False)), call(False))
+
+
+def test_parameter_beyond_the_float_range_or_nan_bounds():
+    with pytest.raises(ValueError, match="negative_slope is too large for a float"):
+        fastact.leaky_relu(np.ones(2), 10 ** 400)
+    with pytest.raises(ValueError, match="alpha is too large for a float"):
+        fastact.elu(np.ones(2), -(10 ** 400))
+    for lo, up in ((np.nan, 0.3), (0.1, np.nan)):
+        with pytest.raises(ValueError, match="lower and upper must be numbers"):
+            fastact.rrelu(np.ones(2), lo, up)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("call", [
+    lambda x, b: fastact.leaky_relu(x, 1e300, backend=b),
+    lambda x, b: fastact.elu(x, -1e300, backend=b),
+    lambda x, b: fastact.leaky_relu_backward(x, x, 1e300, backend=b),
+], ids=["leaky_relu", "elu", "leaky_relu_backward"])
+def test_float32_parameter_overflow_warns_alike_everywhere(host_backend, call, layout):
+    """A parameter beyond float32 is cast (to +-inf) with NumPy's overflow
+    warning on every backend and layout: the C backend's fast path passed the
+    Python float and said nothing, while its general path warned."""
+    x = np.array([-1.0, 2.0, -3.0, 4.0], np.float32)
+    x = x if layout == "contiguous" else x[::2]
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        got = call(x, host_backend)
+    with np.errstate(over="ignore"):
+        want = call(x, "numpy")
+    assert np.array_equal(got, want, equal_nan=True)
+    for b in (host_backend, None):       # and the automatic choice
+        with np.errstate(over="ignore"):
+            assert np.array_equal(call(x, b), want, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if ALL_CALLS[n][1] == 2
+                                  and n != "prelu_backward"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lists_take_the_dtype_of_the_typed_argument(name, dtype):
+    """A list or Python number has no dtype of its own: like a PReLU weight,
+    it takes the other argument's (a list grad became float64 and was then
+    refused against float32 data)."""
+    fn, _ = ALL_CALLS[name]
+    typed = np.array([-1.0, 0.5, 2.0], dtype)
+    as_list = [1.0, -2.0, 3.0]
+    want = fn(np.array(as_list, dtype), typed)
+    for got in (fn(as_list, typed), fn(np.array(as_list, dtype), typed.tolist())):
+        assert got.dtype == dtype and np.array_equal(got, want, equal_nan=True)
+    with pytest.raises(TypeError, match="bool"):
+        fn([True, False, True], typed)
+
+
+def test_prelu_backward_list_grad_takes_the_dtype_of_x():
+    x = np.array([[-1.0, 2.0]], np.float32)
+    gx, gw = fastact.prelu_backward([[1.0, 1.0]], x, np.full(2, 0.5, np.float32))
+    assert gx.dtype == gw.dtype == np.float32 and gw.tolist() == [-1.0, 0.0]

@@ -264,6 +264,30 @@ def test_prelu_weight_errors():
         fastact.prelu_backward(x2, x2, np.ones(3), out=np.zeros((2, 3)))
 
 
+@pytest.mark.parametrize("weight", [np.float64(0.1), np.ones(1), [0.1]], ids=["scalar", "size1", "list"])
+def test_prelu_axis_is_checked_with_a_shared_weight_too(host_backend, weight):
+    """A shared weight ignores the axis, but a bad axis is still an error (it
+    passed silently with a size-1 weight, on the fast path and the general one)."""
+    x = np.zeros((2, 3))
+    for call in (lambda a: fastact.prelu(x, weight, axis=a, backend=host_backend),
+                 lambda a: fastact.prelu_backward(x, x, weight, axis=a, backend=host_backend)):
+        for bad in (2, 7, -3, -9):
+            with pytest.raises(np.exceptions.AxisError, match=f"axis {bad} is out of bounds"):
+                call(bad)
+        with pytest.raises(TypeError, match="axis must be an integer"):
+            call("bogus")
+        call(-1)
+    fastact.prelu(np.zeros(3), weight, backend=host_backend)      # 1-D: the axis is moot
+
+
+def test_prelu_byte_swapped_weight_is_used_like_x():
+    x = np.array([[-1.0, 2.0, -4.0]], np.float32)
+    w = np.array([0.5, 0.25, 0.125], ">f4")
+    np.testing.assert_array_equal(fastact.prelu(x, w), fastact.prelu(x, w.astype(np.float32)))
+    gx, gw = fastact.prelu_backward(np.ones_like(x), x, w)
+    assert gw.dtype == np.float32 and gw.dtype.isnative and gw.tolist() == [-1.0, 0.0, -4.0]
+
+
 def test_prelu_weight_from_python_numbers():
     x = np.array([[-1.0, 2.0]], np.float32)
     y = fastact.prelu(x, 0.5)
