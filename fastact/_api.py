@@ -625,13 +625,11 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
 
     .. math::
         \frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } w_c g, \qquad
-        \frac{\partial L}{\partial w_c} = \sum_{x_i \le 0,\ i \in c} g_i x_i
+        \frac{\partial L}{\partial w_c} = \sum_{i \in c,\ \lnot (x_i > 0)} g_i x_i
 
     The mask is ``x > 0`` (PyTorch): at ``x = 0`` the input gradient is
-    ``w_c g``.  ``grad_weight`` has the shape of ``weight``; its sum is
+    ``w_c g``, and a NaN ``x_i`` is in the sum (making it NaN).  The sum is
     accumulated in float64 (float32 inputs) or with compensation (float64).
-    ``out`` may be ``None`` or a pair ``(grad_x_out, grad_weight_out)``,
-    either of which may be ``None``.
 
     >>> import numpy as np, fastact
     >>> gx, gw = fastact.prelu_backward(np.ones(3), np.array([-1.0, -2.0, 3.0]), np.array([0.5]))
@@ -776,3 +774,65 @@ def softmax_backward(grad, y, *, axis=-1, out=None, backend=None, stream=None):
     """
     return _rowwise("softmax_backward", "softmax_backward", [("grad", grad), ("y", y)],
                     axis, out, backend, stream)
+
+
+# --- the arguments, documented once -----------------------------------------------------
+
+_ARRAY = "float32 or float64, any shape and strides (a NumPy array, anything ``np.asarray`` accepts, or a CUDA device array)"
+_DOC_ARGS = {
+    "x": f"input: {_ARRAY}",
+    "grad": "upstream gradient dL/d(output): the saved array's shape and dtype",
+    "y_sigmoid": "the forward output",
+    "y_relu": "the forward output or its input (the mask is the same)",
+    "y_softmax": "the forward output",
+    "x_saved": "the forward input",
+    "negative_slope": "the slope ``a`` where ``x <= 0`` (a real number)",
+    "alpha": "the scale ``alpha`` of the negative branch (a real number)",
+    "lower": "the lower bound of the slopes (a real number, at most ``upper``)",
+    "upper": "the upper bound of the slopes",
+    "training": "a bool: random slopes (True) or their mean (False)",
+    "seed": "an integer, required when ``training``: the slopes' generator key",
+    "weight": "the slopes: size 1 (shared), or shape ``(x.shape[axis],)`` (one per channel); "
+              "a Python number or list takes x's dtype",
+    "axis_prelu": "the channel axis of ``x`` (x.ndim >= 2; ignored for 1-D x)",
+    "axis_softmax": "the axis the rows run along",
+    "out": "where to write the result: an array of its shape and dtype, writeable (it may be "
+           "an input: in place; partial overlap is handled); default a new array",
+    "backend": "``\"numpy\"``, ``\"numba\"``, ``\"c\"`` or ``\"cuda\"``; default the "
+               "automatic choice (``use_backend``, ``FASTACT_BACKEND``, else by size; "
+               "device arrays go to ``\"cuda\"``)",
+    "stream": "a CUDA stream to run on (device arrays only)",
+}
+_RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new one "
+            "(a device array of the input's kind for device input)")
+_SIGNATURES = {
+    sigmoid: ("x",), sigmoid_backward: ("grad", "y_sigmoid"),
+    relu: ("x",), relu_backward: ("grad", "y_relu"),
+    leaky_relu: ("x", "negative_slope"), leaky_relu_backward: ("grad", "x_saved", "negative_slope"),
+    rrelu: ("x", "lower", "upper", "training", "seed"),
+    rrelu_backward: ("grad", "x_saved", "lower", "upper", "training", "seed"),
+    elu: ("x", "alpha"), elu_backward: ("grad", "x_saved", "alpha"),
+    prelu: ("x", "weight", "axis_prelu"), prelu_backward: ("grad", "x_saved", "weight", "axis_prelu"),
+    softmax: ("x", "axis_softmax"), softmax_backward: ("grad", "y_softmax", "axis_softmax"),
+}
+
+
+def _document(fn, keys):
+    """Insert the arguments and the return value before the examples of ``fn``'s docstring."""
+    import textwrap
+    lines = ["Arguments:"]
+    for key in keys + ("out", "backend", "stream"):
+        name = key.split("_")[0] if key.startswith(("x_", "y_", "axis_")) else key
+        lines += textwrap.wrap(f"{name}: {_DOC_ARGS[key]}", 84, initial_indent="  ",
+                               subsequent_indent="    ")
+    returns = ("a pair ``(grad_x, grad_weight)``: grad_x as x, grad_weight with the shape of "
+               "``weight``; ``out`` may be ``None`` or a pair of arrays (either ``None``)"
+               if fn is prelu_backward else _RETURNS)
+    lines += textwrap.wrap(f"Returns {returns}.", 86)
+    doc = fn.__doc__
+    at = doc.index("\n    >>>")
+    fn.__doc__ = doc[:at] + "\n" + textwrap.indent("\n".join(lines), "    ") + "\n" + doc[at:]
+
+
+for _fn, _keys in _SIGNATURES.items():
+    _document(_fn, _keys)

@@ -50,6 +50,18 @@ def test_docstring_has_formula_and_example(name):
     assert doc and ".. math::" in doc and ">>> " in doc
 
 
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_docstring_documents_every_argument_and_the_result(name):
+    """Each argument of the signature has a line in "Arguments:", before the
+    examples, and the return value is stated."""
+    fn = getattr(fastact, name)
+    doc = fn.__doc__
+    args = doc[doc.index("Arguments:"):doc.index(">>> ")]
+    for p in inspect.signature(fn).parameters:
+        assert f"\n      {p}: " in args, (name, p)
+    assert "Returns " in args
+
+
 @pytest.mark.parametrize("name,words", [
     ("relu_backward", ["relu'(0) = 0", "NaN"]),
     ("leaky_relu_backward", ["f'(0) = a", "NaN"]),
