@@ -420,8 +420,12 @@ def test_mixing_host_and_device_is_a_type_error():
         fastact.relu_backward(x, dx)
     with pytest.raises(TypeError, match="device array"):
         fastact.relu(dx, out=np.empty(4, np.float32))
-    with pytest.raises(TypeError, match="same side"):
+    with pytest.raises(TypeError, match="weight must be one too.*never copies"):
         fastact.prelu(dx, np.array([0.1], np.float32))
+    with pytest.raises(TypeError, match="weight must be one too"):
+        fastact.prelu(dx, 0.1)
+    with pytest.raises(TypeError, match="weight is a device array but x is a host array"):
+        fastact.prelu(x, to_dev(np.array([0.1], np.float32)))
     with pytest.raises(TypeError, match="'cuda' backend"):
         fastact.relu(dx, backend="numba")
     with pytest.raises(TypeError, match="host arrays"):
