@@ -307,11 +307,11 @@ def _bench_run(args):
             baseline = _bench.load_figures(args.compare)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise _UsageError(f"cannot read baseline {args.compare}: {e}") from None
-    if args.plot and not _has_matplotlib():
-        raise _UsageError(f"--plot needs matplotlib: {CHARTS_HINT}")
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
             _writable(path, option)
+    if args.plot and not _has_matplotlib():
+        raise _UsageError(f"--plot needs matplotlib: {CHARTS_HINT}")
 
     progress = _Progress(_bench.steps(ops, backends, dtypes, repeat), not args.no_progress)
     try:
@@ -497,9 +497,9 @@ def _cuda_devices(st):
 # --- plot -------------------------------------------------------------------------
 
 def _plot(path):
+    _writable(path, "FILE")
     if not _has_matplotlib():
         raise _UsageError(f"plotting needs matplotlib: {CHARTS_HINT}")
-    _writable(path, "FILE")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

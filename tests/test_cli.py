@@ -199,6 +199,9 @@ def test_without_matplotlib(capsys, monkeypatch, tmp_path):
     assert status == 0 and "pip install fastact[cli]" in out
     status, _, err = run(capsys, "bench", "--ops", "relu", "--plot", str(tmp_path / "y.png"))
     assert status == 2 and "pip install fastact[cli]" in err
+    # a path that cannot be written is said first, with matplotlib or without
+    status, _, err = run(capsys, "plot", "/nonexistent/a.png")
+    assert status == 2 and "/nonexistent" in err
 
 
 def test_progress_without_tqdm(capsys, monkeypatch):
