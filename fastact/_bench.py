@@ -447,6 +447,15 @@ class Samples:
         """
         return min(self.copy) / min(self.kernel)
 
+    @property
+    def paired_ratio(self):
+        """The median over the rounds of (the copy's time / the kernel's time
+        right after it): each pair sees one state of the machine, so a
+        change in the memory's speed between rounds (this 2-core machine's
+        copy moves 12 to 52 GB/s from minute to minute) does not enter the
+        figure, where the best of each may come from different moments."""
+        return statistics.median(c / k for c, k in zip(self.copy, self.kernel))
+
 
 def timed(fn, copy_fn=None, repeat=DEFAULT_REPEAT):
     """Time ``fn`` (after a warm-up call) ``repeat`` times, each after a ``copy_fn``."""
@@ -481,6 +490,7 @@ class Result:
     copy_gbs: float            # the parallel copy, same size and dtype, same rounds
     roofline: float            # gbs / copy_gbs
     threads: int = 1
+    paired: float | None = None  # the same, as the median of each round's own ratio
     numpy_speedup: float | None = None
     torch_speedup: float | None = None
 
@@ -503,7 +513,8 @@ def result(wl, pass_, impl, s):
     ct = copy_traffic(wl.dtype, n)
     return Result(wl.op, pass_, impl, wl.dtype.name, n, wl.shape, s.seconds, s.median_seconds,
                   nbytes, nbytes / s.seconds / 1e9, n / s.seconds,
-                  ct / s.copy_seconds / 1e9, s.ratio * nbytes / ct, fastact.get_num_threads())
+                  ct / s.copy_seconds / 1e9, s.ratio * nbytes / ct, fastact.get_num_threads(),
+                  s.paired_ratio * nbytes / ct)
 
 
 def measure(wl, pass_, impl, repeat=DEFAULT_REPEAT, copy_fn=None):
@@ -581,19 +592,20 @@ def _fmt_speedup(v):
 
 def table(results, with_torch=True):
     """The results as one plain-text table."""
-    head = ["op", "pass", "backend", "dtype", "GB/s", "% copy", "vs NumPy"]
+    head = ["op", "pass", "backend", "dtype", "GB/s", "% copy", "paired", "vs NumPy"]
     if with_torch:
         head.append("vs torch")
     rows = []
     for r in results:
+        paired = "-" if r.paired is None else f"{100 * r.paired:.0f}%"
         row = [r.op, r.pass_, r.backend, r.dtype, f"{r.gbs:.2f}", f"{100 * r.roofline:.0f}%",
-               _fmt_speedup(r.numpy_speedup)]
+               paired, _fmt_speedup(r.numpy_speedup)]
         if with_torch:
             row.append(_fmt_speedup(r.torch_speedup))
         rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(head)]
-    right = {4, 5, 6, 7}
+    right = {4, 5, 6, 7, 8}
 
     def line(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)

@@ -339,9 +339,11 @@ def _bench_run(args):
           "(microseconds, best of 7 interleaved rounds): "
           + ", ".join(f"{k} {v:.2f}" for k, v in overhead.items()))
     print("GB/s: nominal traffic (forward: read x + write y; backward: read grad + saved + "
-          "write grad_x) over the best time of the rounds; % copy: of a parallel copy of "
-          "the same size timed just before each kernel; vs NumPy / vs torch: their time "
-          "over fastact's.")
+          "write grad_x) over the best time of the rounds; % copy: that over the best "
+          "time of a parallel copy of the same size, timed just before the kernel in each "
+          "round; paired: the median over the rounds of each round's own copy-to-kernel "
+          "ratio (steadier where the memory's speed changes between rounds); vs NumPy / "
+          "vs torch: their time over fastact's.")
     if not with_torch:
         print("PyTorch is not installed: no 'vs torch' column.")
 
