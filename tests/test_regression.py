@@ -39,6 +39,17 @@ def honest_baseline(tmp_path, capsys):
     return path
 
 
+def test_paired_ratio_is_the_median_of_each_rounds_own_ratio():
+    """The best copy (round 3, a busy moment for the kernel after it) and
+    the best kernel (round 1) come from different moments: best/best says
+    0.5 where two rounds of three say 1."""
+    s = _bench.Samples(kernel=[2.0, 3.0, 4.0], copy=[2.0, 3.0, 1.0])
+    assert s.ratio == 0.5
+    assert s.paired_ratio == 1.0          # median of 1.0, 1.0, 0.25
+    s = _bench.Samples(kernel=[1.0, 1.0, 1.0, 1.0], copy=[0.9, 1.0, 1.2, 2.0])
+    assert s.paired_ratio == pytest.approx(1.1)
+
+
 def test_honest_rerun_passes(honest_baseline, capsys):
     # a second measurement of unchanged kernels: run-to-run noise only
     status = cli.main(["bench", *QUICK, "--ops", "relu,sigmoid", "--compare",
