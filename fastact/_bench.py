@@ -327,12 +327,13 @@ def _stream_copy_kernel(dtype):
     from ._backends import numba_cpu
     from ._prims import inner_njit
     return numba_cpu._make_blocked("bench_copy", inner_njit()(lambda x: x), False, False,
-                                   np.dtype(dtype).type, True)
+                                   np.dtype(dtype).type)
 
 
 def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):
-    """GB/s of a parallel copy written with streaming stores (the way large
-    outputs of memory-bound kernels are written), best of ``4 * repeat``;
+    """GB/s of a parallel copy written with streaming stores, the way the
+    elementwise kernels write large outputs (the blocked kernel of an
+    identity), best of ``4 * repeat``;
     None where streaming stores are not used (not x86-64)."""
     import fastact
     import numba

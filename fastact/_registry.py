@@ -50,16 +50,14 @@ def parallel_min(name: str) -> int:
 
 
 def streamed(name: str, pass_: str) -> bool:
-    """Whether a large output of ``name``'s ``pass_`` is worth streaming
-    stores: yes where memory bounds the kernel.  Measured on the 2-core
-    build machine (Numba, float32, 2**24 elements, 2 threads, GB/s regular /
-    streamed, interleaved rounds): relu forward 23.6 / 26.7, backward 25.7 /
-    27.8, sigmoid backward 26.7 / 27.7, softmax backward 23.5 / 27.7; but
-    sigmoid forward 17.1 / 14.0, elu forward 21.6 / 17.3, elu backward
-    23.8 / 20.1, rrelu forward 16.3 / 13.6, softmax forward 13.8 / 12.0.
-    Those (the compute-bound passes) have the Numba backend stream each
-    vector as it is computed instead, with the input lines prefetched (see
-    numba_cpu._make_blocked)."""
+    """Whether the Numba backend writes a large output of the row kernel
+    ``name``'s ``pass_`` (PReLU, softmax) through a row buffer streamed
+    out: yes where memory bounds the kernel.  Measured on the 2-core build
+    machine (float32, 2**24 elements, 2 threads, GB/s regular / streamed,
+    interleaved rounds): softmax backward 23.5 / 27.7, but softmax forward
+    13.8 / 12.0 (its exponentials bound it).  The elementwise kernels all
+    take the prefetched blocked kernel, which streams each vector as it is
+    computed (numba_cpu._make_blocked)."""
     return pass_ not in REGISTRY[name].compute_bound
 
 

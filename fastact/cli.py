@@ -326,8 +326,8 @@ def _bench_run(args):
     print(f"parallel copy roofline: {_bench.copy_summary(results)}")
     streamed = {d: _bench.stream_copy_gbs(d, size, repeat) for d in dtypes}
     if all(v is not None for v in streamed.values()):
-        print("the same copy with streaming stores (how outputs of at least "
-              f"{config.STREAM_MIN_BYTES >> 20} MiB of memory-bound kernels are written): "
+        print("the same copy with streaming stores (how the elementwise kernels write "
+              f"outputs of at least {config.STREAM_MIN_BYTES >> 20} MiB): "
               + "; ".join(f"{d}: {v:.2f} GB/s" for d, v in streamed.items()))
     print(_bench.table(results, with_torch))
     if size < _bench.ROOFLINE_MIN_SIZE:

@@ -66,17 +66,22 @@ C_PARALLEL_MIN = 1 << 14
 #: and a streamed store only evicts it.  x86-64 only; -1 disables.
 STREAM_MIN_BYTES = 1 << 22
 
-#: Streaming kernels compute a block of this many output bytes into a
+#: The blocked kernels for big outputs take their share in blocks of this
+#: many output bytes: the elementwise ones prefetch the input this many
+#: blocks ahead (PREFETCH_BLOCKS) and stream each vector out as it is
+#: computed; PReLU's forward and softmax's backward compute a block into a
 #: per-thread buffer that stays in the L1 cache, then stream it out.  Small
-#: blocks keep loads and streamed stores overlapping: Numba relu forward,
+#: blocks keep loads and streamed stores overlapping (measured through the
+#: buffer, when the elementwise kernels used it too): Numba relu forward,
 #: float32 2**24, 2 threads, 1 KiB 35-39 GB/s, 4 KiB 31-39, 8 KiB 31
 #: (separate runs, noisy machine); a C relu measured 1 KiB 55-60, 4 KiB
 #: 42-46, 16 KiB 36-38 (the C backend's own chunk, c_src/fastact.c).
 STREAM_BLOCK_BYTES = 1 << 10
 
-#: Kernels bound by their arithmetic (an exp or a hash per element) write
-#: big outputs in place, in the same blocks, prefetching the input lines this
-#: many blocks ahead.  Float32 2**24, 2 threads, GB/s without / with,
+#: The elementwise kernels write big outputs in place, in those blocks,
+#: prefetching the input lines this many blocks ahead (measured on the
+#: kernels bound by their arithmetic, an exp or a hash per element; the
+#: memory-bound ones gained too, see numba_cpu._make_blocked).  Float32 2**24, 2 threads, GB/s without / with,
 #: interleaved: sigmoid forward 18.7 / 23.1, 16.5 / 18.3 (4 blocks ahead),
 #: 16.7 / 18.7 (2), 18.2 / 18.9 (8), 19.6 / 22.6 (16); elu forward
 #: 21.1 / 25.9 (4), 20.8 / 22.2 (2), 20.7 / 21.4 (8).  Prefetching the

@@ -12,8 +12,8 @@ and looks for those calls, and for the runtime's allocations, in basic
 blocks that lie on a cycle of the control-flow graph.
 
 Checked: one kernel of each shape the backend generates (elementwise
-``prange`` kernels unary, binary and indexed; the blocked kernels streamed
-and prefetched, unary, binary and indexed), PReLU forward (parallel) and
+``prange`` kernels unary, binary and indexed; the blocked kernels, unary,
+binary and indexed), PReLU forward (parallel) and
 backward (streamed; float64 parallel and streamed too), softmax forward and
 backward (parallel).  Not checked:
 kernels that allocate a buffer once per thread (streamed PReLU forward and
@@ -95,13 +95,12 @@ def _scan_kernels() -> dict:
         ins = (v,) if pass_ == "forward" else (v, v)
         check(f"{name} {pass_} prange", nc._elementwise_kernel(name, pass_, dt, True),
               *ins, v.copy(), params[name])
-    for name, pass_, stream in (("relu", "forward", True), ("relu", "backward", True),
-                                ("sigmoid", "forward", False), ("elu", "backward", False),
-                                ("rrelu_train", "forward", False),
-                                ("rrelu_train", "backward", False)):
+    for name, pass_ in (("relu", "forward"), ("relu", "backward"), ("sigmoid", "forward"),
+                        ("elu", "backward"), ("rrelu_train", "forward"),
+                        ("rrelu_train", "backward")):
         ins = (v,) if pass_ == "forward" else (v, v)
-        check(f"{name} {pass_} blocked {'streamed' if stream else 'prefetched'}",
-              nc._blocked_kernel(name, pass_, dt, stream), *ins, v.copy(), params[name], 2)
+        check(f"{name} {pass_} blocked", nc._blocked_kernel(name, pass_, dt),
+              *ins, v.copy(), params[name], 2)
     x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
     check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],

@@ -31,21 +31,19 @@ def numba_backend():
     return require_backend("numba")
 
 
-@pytest.fixture(params=["stream", "prefetch"])
-def spy(request, monkeypatch, numba_backend):
-    """Blocked kernels forced for every pass, streamed or prefetched (the
-    parameter); records which kernels ran."""
+@pytest.fixture
+def spy(monkeypatch, numba_backend):
+    """Blocked kernels forced for every big output; records which elementwise
+    kernels ran."""
     from fastact._backends import numba_cpu
     calls = []
     real = numba_cpu._blocked_kernel
-    stream = request.param == "stream"
 
-    def recording(name, pass_, dtype, streamed):
-        calls.append((name, pass_, streamed))
-        return real(name, pass_, dtype, streamed)
+    def recording(name, pass_, dtype):
+        calls.append((name, pass_))
+        return real(name, pass_, dtype)
 
     monkeypatch.setattr(numba_cpu, "_blocked_kernel", recording)
-    monkeypatch.setattr(numba_cpu, "streamed", lambda name, pass_: stream)
     monkeypatch.setattr(_api, "_kernels", {})        # closures made before the patch
     monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
     return calls
@@ -85,7 +83,7 @@ def test_blocked_elementwise_matches_the_regular_path(op, dtype, out_kind, threa
         assert_bitwise_equal(got, want)
         if op.exact:
             assert_bitwise_equal(got, fn(*args, backend="numpy"))
-    assert len(spy) == 2 and len({c[2] for c in spy}) == 1, spy
+    assert [p for _, p in spy] == ["forward", "backward"], spy
 
 
 @pytest.mark.parametrize("cols", [256, 1000, 4099])
@@ -111,7 +109,7 @@ def test_blocked_kernels_follow_the_registry_and_the_size_threshold(monkeypatch,
     calls = []
     real = numba_cpu._blocked_kernel
     monkeypatch.setattr(numba_cpu, "_blocked_kernel",
-                        lambda *a: calls.append((a[0], a[1], a[3])) or real(*a))
+                        lambda *a: calls.append((a[0], a[1])) or real(*a))
     monkeypatch.setattr(_api, "_kernels", {})
     x = np.ones(N, np.float32)
     monkeypatch.setattr(config, "STREAM_MIN_BYTES", x.nbytes)
@@ -119,8 +117,8 @@ def test_blocked_kernels_follow_the_registry_and_the_size_threshold(monkeypatch,
     fastact.relu_backward(x, x, backend="numba")
     fastact.sigmoid(x, backend="numba")               # compute-bound: prefetched
     fastact.sigmoid_backward(x, x, backend="numba")
-    assert calls == [("relu", "forward", True), ("relu", "backward", True),
-                     ("sigmoid", "forward", False), ("sigmoid", "backward", True)]
+    assert calls == [("relu", "forward"), ("relu", "backward"),
+                     ("sigmoid", "forward"), ("sigmoid", "backward")]
     assert not _registry.streamed("sigmoid", "forward")
     assert _registry.streamed("softmax", "backward")
     assert not _registry.streamed("softmax", "forward")

@@ -195,27 +195,30 @@ def _block_runs(fi, indexed, nt=False):
     return run
 
 
-def _make_blocked(tag, f, indexed, binary, dtype, streamed):
+def _make_blocked(tag, f, indexed, binary, dtype):
     """The parallel loop for outputs too big for the caches: one task per
-    thread, each taking its share in blocks.
+    thread, each taking its share in blocks of ``config.STREAM_BLOCK_BYTES``
+    of output, written in place while the input lines
+    ``config.PREFETCH_BLOCKS`` blocks ahead are prefetched, which keeps the
+    arithmetic and the memory traffic overlapping.  Every block but the head
+    (which runs up to the first 64-byte boundary) is written with streaming
+    stores as its vectors are computed (``store_nt``), which spares the read
+    of the output's lines.  Each element is read before it is written, so
+    in-place calls are correct.
 
-    ``streamed`` (memory-bound formulas): a block is computed into an
-    L1-resident buffer and streamed out (:func:`fastact._prims.streaming`);
-    it is read in full before it is written, so in-place calls stay correct.
-    Otherwise (an exp or a hash per element) the block is written in place
-    while the input lines ``config.PREFETCH_BLOCKS`` blocks ahead are
-    prefetched, which keeps the arithmetic and the memory traffic
-    overlapping; every block but the head (which runs up to the first
-    64-byte boundary) is written with streaming stores as its vectors are
-    computed (``store_nt``), which spares the read of the output's lines.
-    Through a buffer, the streamed stores had come in bursts that stalled
-    the arithmetic; interleaved, they gain where memory is fast: % of the
-    copy at 2**24 float32, 2 threads, copy at 46-52 GB/s, two processes,
-    regular / streamed: sigmoid forward 71-73 / 87-88, elu forward 79-83 /
-    96-99, elu backward 66-68 / 90-92, rrelu forward 63 / 96, backward
-    77-80 / 101-102."""
+    Every elementwise kernel takes this path.  The memory-bound ones used to
+    compute a block into an L1-resident buffer and stream the buffer out; in
+    place, with the input prefetched, they run faster: % of the copy at
+    2**24 float32 / 2**23 float64, 2 threads, buffer / in place, two
+    processes: relu forward 111-113 / 117-118 (float64 99-115 / 127-128),
+    relu backward 120-121 / 125 (115-140 / 125-140), leaky_relu forward
+    103-106 / 126-129 (102-111 / 131-139), leaky_relu backward 116-121 /
+    126-137, sigmoid backward 116-122 / 122-127 (115-134 / 129-135); the
+    copy itself 36.9-45.9 / 46.1-48.6 GB/s.  The compute-bound ones
+    (sigmoid forward, elu, rrelu in training) had come out 71-73 / 87-88
+    (sigmoid forward, copy at 46-52 GB/s) through the buffer, whose streamed
+    stores came in bursts that stalled the arithmetic."""
     prange = _numba().prange
-    T = np.dtype(dtype).type
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
@@ -229,66 +232,37 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
     else:
         fi = inner_njit()(lambda x, b, i, *params: f(x, *params))
 
-    stream, fence = streaming()[:2]
-    if streamed:
-        @inner_njit()
-        def target(out, buf, lo):
-            return buf, 0
-
-        @inner_njit()
-        def prepare(a, b, out, lo):
-            pass
-
-        @inner_njit()
-        def finish_block(out, lo, buf, m):
-            stream(out, lo, buf, m)
-    else:
-        pf_read = prefetchers()[0]
-
-        @inner_njit()
-        def target(out, buf, lo):
-            return out, lo
-
-        @inner_njit()
-        def prepare(a, b, out, lo):
-            pf = lo + ahead
-            if pf + block <= out.shape[0]:
-                for q in range(0, block, line):
-                    pf_read(a, pf + q)
-                    if binary:               # a unary kernel's b is a again
-                        pf_read(b, pf + q)
-
-        @inner_njit()
-        def finish_block(out, lo, buf, m):
-            pass
+    fence = streaming()[1]
+    pf_read = prefetchers()[0]
 
     @inner_njit()
-    def finish():
-        fence()            # both ways stream: the streamed stores are drained
+    def prefetch(a, b, n, lo):
+        pf = lo + ahead
+        if pf + block <= n:
+            for q in range(0, block, line):
+                pf_read(a, pf + q)
+                if binary:               # a unary kernel's b is a again
+                    pf_read(b, pf + q)
 
-    run = _block_runs(fi, indexed)
-    # the prefetched kernels also stream their stores, interleaved with the
-    # arithmetic, in every block that starts at a 64-byte boundary (all but
-    # the head, where the output is aligned to its element size)
-    run_nt = _block_runs(fi, indexed, nt=True) if not streamed else run
+    # the head block (up to the output's first 64-byte boundary, all of it
+    # where the output is aligned to its element size only) is stored as
+    # usual, every other block streamed
+    run, run_nt = _block_runs(fi, indexed), _block_runs(fi, indexed, nt=True)
     address, size = array_address(), np.dtype(dtype).itemsize
 
     @inner_njit()
     def thread_blocks(a, b, out, params, t, nthreads):
         """Thread ``t``'s share of the blocks of ``out``."""
-        buf = np.empty(block if streamed else 0, T)
         first, b0, b1 = blocks(out, t, nthreads)
         aligned = address(out) % size == 0
         for blk in range(b0, b1):
             lo, hi = span(blk, first, out.shape[0])
-            prepare(a, b, out, lo)
-            dst, d0 = target(out, buf, lo)
-            if streamed or blk == 0 or not aligned:
-                run(a, b, dst, d0, lo, hi, 0, params)
+            prefetch(a, b, out.shape[0], lo)
+            if blk == 0 or not aligned:
+                run(a, b, out, lo, lo, hi, 0, params)
             else:
-                run_nt(a, b, dst, d0, lo, hi, 0, params)
-            finish_block(out, lo, buf, hi - lo)
-        finish()
+                run_nt(a, b, out, lo, lo, hi, 0, params)
+        fence()            # the streamed stores drained before the region ends
 
     if binary:
         def loop(g, s, out, params, nthreads):
@@ -298,16 +272,16 @@ def _make_blocked(tag, f, indexed, binary, dtype, streamed):
         def loop(x, out, params, nthreads):
             for t in prange(nthreads):
                 thread_blocks(x, x, out, params, t, nthreads)
-    return _jit(tag + ("_stream" if streamed else "_prefetch"), True)(loop)
+    return _jit(tag + "_prefetch", True)(loop)
 
 
 @functools.lru_cache(maxsize=None)
-def _blocked_kernel(name, pass_, dtype, stream):
-    """The big-output kernel of ``name``'s ``pass_``, streamed or prefetched."""
+def _blocked_kernel(name, pass_, dtype):
+    """The big-output kernel of ``name``'s ``pass_`` (see _make_blocked)."""
     fwd, bwd = _formulas(name, dtype)
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
     return _make_blocked(tag, fwd if pass_ == "forward" else bwd, REGISTRY[name].indexed,
-                         pass_ == "backward", dtype, stream)
+                         pass_ == "backward", dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -795,12 +769,10 @@ class NumbaBackend(Backend):
             return _elementwise_kernel(name, pass_, dtype, False)
 
         threshold = parallel_min(name)
-        # big outputs: streamed where memory bounds the pass, else prefetched
-        stream = streamed(name, pass_)
 
         def kernel(variant):
-            if variant == "stream":
-                return _blocked_kernel(name, pass_, dtype, stream)
+            if variant == "stream":          # big outputs: the blocked kernel
+                return _blocked_kernel(name, pass_, dtype)
             return _elementwise_kernel(name, pass_, dtype, variant)
 
         def run(*args):
