@@ -213,8 +213,9 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     processes: relu forward 111-113 / 117-118 (float64 99-115 / 127-128),
     relu backward 120-121 / 125 (115-140 / 125-140), leaky_relu forward
     103-106 / 126-129 (102-111 / 131-139), leaky_relu backward 116-121 /
-    126-137, sigmoid backward 116-122 / 122-127 (115-134 / 129-135); the
-    copy itself 36.9-45.9 / 46.1-48.6 GB/s.  The compute-bound ones
+    126-137, sigmoid backward 116-122 / 122-127 (115-134 / 129-135); a
+    streamed copy (the identity) 36.9-45.9 / 46.1-48.6 GB/s, three
+    processes.  The compute-bound ones
     (sigmoid forward, elu, rrelu in training) had come out 71-73 / 87-88
     (sigmoid forward, copy at 46-52 GB/s) through the buffer, whose streamed
     stores came in bursts that stalled the arithmetic."""
