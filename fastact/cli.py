@@ -37,14 +37,20 @@ def _size(text):
     return v
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _int_at_least(lo):
+    """An argparse type: an integer of at least ``lo``."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
+
+
+_positive_int, _count = _int_at_least(1), _int_at_least(0)
 
 
 def _fraction(text):
@@ -66,16 +72,6 @@ def _names(text):
     if not names:
         raise argparse.ArgumentTypeError(f"empty list {text!r}")
     return names
-
-
-def _count(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {v}")
-    return v
 
 
 def _writable(path, option):
