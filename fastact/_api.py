@@ -493,7 +493,9 @@ def elu_backward(grad, x, alpha=1.0, *, out=None, backend=None, stream=None):
     .. math:: \frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } g\,\alpha e^{x}
 
     Convention at the kink: ``elu'(0) = alpha`` (PyTorch); a NaN input passes
-    ``g`` through.
+    ``g`` through.  The product is computed as if exact: an infinite ``g``
+    gives ``g * alpha`` for every finite ``x <= 0`` (even where ``exp(x)``
+    underflows), and NaN at ``x = -inf``, where ``exp(x)`` is 0 (PyTorch).
 
     >>> import numpy as np, fastact
     >>> fastact.elu_backward(np.ones(2), np.array([0.0, 1.0]), 2.0)

@@ -236,7 +236,7 @@ _register(Spec(
 
 def _elu(p):
     T, expm1, exp_mul = p.T, p.expm1, p.exp_mul
-    zero = T(0.0)
+    zero, ninf = T(0.0), T(-np.inf)
 
     def forward(x, alpha):
         # the exponential never sees x > 0, so the unused branch cannot
@@ -247,7 +247,13 @@ def _elu(p):
         # elu'(0) = alpha; a NaN input passes g through, as PyTorch
         # g * alpha * exp(x) rounded once: exact also where exp(x) alone
         # is subnormal or g * alpha alone overflows but the product doesn't
-        return exp_mul(zero if x > zero else x, g, alpha) if x <= zero else g
+        # (so an infinite g gives +-inf for every finite x); at x = -inf,
+        # exp(x) is exactly 0: (g * 0) * alpha, NaN for an infinite g (as
+        # PyTorch), where exp_mul's clamp would have given +-inf
+        if x <= zero:
+            return exp_mul(zero if x > zero else x, g, alpha) if x > ninf else \
+                (g * zero) * alpha
+        return g
 
     return forward, backward
 
@@ -258,9 +264,13 @@ def _ref_elu_fwd(x, a):
 
 def _ref_elu_bwd(g, x, a):
     # in a wider type: the float32/float64 product loses bits where exp(x)
-    # is subnormal but the gradient is not
+    # is subnormal but the gradient is not; an infinite g times the positive
+    # alpha * exp(x) of a finite x is g * alpha exactly (where the wider exp
+    # itself may underflow to 0), and at x = -inf exp(x) is 0
     wide = np.longdouble if x.dtype == np.float64 else np.float64
     gw = g.astype(wide) * (wide(a) * np.exp(np.minimum(x, 0).astype(wide)))
+    with np.errstate(invalid="ignore"):
+        gw = np.where(np.isinf(g) & (x > -np.inf), g * x.dtype.type(a), gw)
     return np.where(x <= 0, gw.astype(x.dtype), g)
 
 
