@@ -10,6 +10,39 @@ from . import config
 _setting = {"n": None}
 _env = {}
 
+# OpenMP's thread pool (GNU libgomp, under both the C backend and Numba's
+# "omp" threading layer) does not survive fork(): in a child forked after
+# the parent ran a parallel region, the C backend's team hangs and Numba's
+# layer kills the process.  Such a child runs every kernel serially (as
+# PyTorch's do); a child forked before any parallel kernel ran keeps its
+# threads.
+_fork = {"used": False, "child": False}
+
+
+def _after_fork_in_child():
+    if _fork["used"]:
+        _fork["child"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked_serial() -> bool:
+    """Whether this process was forked after its parent ran parallel
+    kernels: its kernels then run on the calling thread only."""
+    return _fork["child"]
+
+
+def team_size() -> int:
+    """Threads for a parallel kernel about to run (for the backends, which
+    call it only then): :func:`get_num_threads`, noted so that a process
+    forked from this one later runs serially; 1 in such a child."""
+    if _fork["child"]:
+        return 1
+    _fork["used"] = True
+    return get_num_threads()
+
 
 def _env_threads() -> int | None:
     """FASTACT_NUM_THREADS, checked once, when the count is first read (the
@@ -54,7 +87,11 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """Threads the parallel kernels use: the last :func:`set_num_threads`,
-    else ``FASTACT_NUM_THREADS``, else all available CPUs."""
+    else ``FASTACT_NUM_THREADS``, else all available CPUs; 1 in a process
+    forked after its parent ran parallel kernels (OpenMP's pool does not
+    survive fork())."""
+    if _fork["child"]:
+        return 1
     n = _setting["n"]
     if n is None:
         n = _env_threads()

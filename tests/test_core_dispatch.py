@@ -499,3 +499,56 @@ def test_kernels_release_the_gil(fast_backend, restore_threads):
         stop.set()
         t.join()
         sys.setswitchinterval(old)
+
+
+_FORK = """
+import multiprocessing as mp, numpy as np, fastact
+from fastact import _dispatch
+before = %s
+backends = [b for b in ("numba", "c") if fastact.backends()[b]["available"]]
+x = np.linspace(-3, 3, 1 << 20).astype(np.float32)
+mid = x[:30000].copy()                       # the C backend's threads, below Numba's range
+if not before:
+    for b in backends:                       # the parent runs parallel regions first
+        fastact.relu(x, backend=b)
+        fastact.sigmoid(mid, backend=b)
+
+def child(q):
+    out = [fastact.get_num_threads()]
+    for b in backends + [None]:
+        ok = np.array_equal(fastact.relu(x, backend=b), np.maximum(x, 0))
+        s = fastact.sigmoid(mid, backend=b)
+        ok = ok and np.allclose(s, 1 / (1 + np.exp(-mid.astype(np.float64))), rtol=1e-6)
+        out.append(bool(ok))
+    q.put(out)
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(60)
+alive = p.is_alive()
+if alive:
+    p.kill()
+print(alive, p.exitcode, q.get(timeout=5) if not alive and p.exitcode == 0 else None)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_process_forked_after_parallel_kernels_runs_serially():
+    """OpenMP's pool does not survive fork(): a child forked after the parent
+    ran parallel kernels hung in the C backend's threads, or was killed by
+    Numba's omp layer ("fork() called from a process already using GNU
+    OpenMP"); it now runs every kernel on its own thread, correctly."""
+    out = _run_py(_FORK % "False", timeout=180).split(" ", 2)
+    assert out[:2] == ["False", "0"], out
+    assert out[2].strip() == "[1" + ", True" * (out[2].count("True")) + "]", out
+    assert out[2].count("True") >= 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_process_forked_before_any_parallel_kernel_keeps_its_threads():
+    out = _run_py(_FORK % "True", timeout=180).split(" ", 2)
+    assert out[:2] == ["False", "0"], out
+    from fastact._threads import max_threads
+    assert out[2].startswith(f"[{max_threads()},") and "False" not in out[2], out

@@ -135,7 +135,7 @@ class CBackend(Backend):
             address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "fa_rowwise")))
             return self._fastcall.make_row_kernel(
                 address, getattr(lib, "FA_K_" + op.upper()), np.dtype(ch),
-                config.C_PARALLEL_MIN, _threads.get_num_threads, name)
+                config.C_PARALLEL_MIN, _threads.team_size, name)
         fn, ct, fb = getattr(self._lib, f"fa_{op}_{_SUFFIX[ch]}"), self._ctype[ch], self._from_buffer
         threads = self._threads
 
@@ -150,7 +150,7 @@ class CBackend(Backend):
 
     @staticmethod
     def _threads(n):
-        return _threads.get_num_threads() if n >= config.C_PARALLEL_MIN else 1
+        return _threads.team_size() if n >= config.C_PARALLEL_MIN else 1
 
     def elementwise(self, name, pass_, ins, out, params):
         self.elementwise_kernel(name, pass_, out.dtype.type, False)(*ins, out, params)
@@ -161,7 +161,7 @@ class CBackend(Backend):
         # everything looked up once: a call is the from_buffer of each array
         # (about 0.25 us apiece) and the C call itself
         fn, ct = self._ew[pass_][name][np.dtype(dtype).itemsize == 8]
-        fb, threads = self._from_buffer, _threads.get_num_threads
+        fb, threads = self._from_buffer, _threads.team_size
         cmin = config.C_PARALLEL_MIN
         if pass_ == "forward":
             def run(x, out, params):
@@ -186,7 +186,7 @@ class CBackend(Backend):
                                          self._ffi.addressof(self._lib, "fa_elementwise")))
             k = self._fast_kernels[key] = self._fastcall.make_kernel(
                 address, kid, dtype, pass_ == "backward", nparams, name == "rrelu_train",
-                config.C_PARALLEL_MIN, _threads.get_num_threads, f"fastact C {stem}")
+                config.C_PARALLEL_MIN, _threads.team_size, f"fastact C {stem}")
         return k
 
     @staticmethod

@@ -745,10 +745,13 @@ class NumbaBackend(Backend):
         """``get_kernel(True)``, the parallel kernel, from ``threshold``
         elements on; ``get_kernel("stream")``, the blocked kernel, called
         with the thread count too, where ``big_out`` is big (``_big``);
-        else, or while another thread holds the pool, ``get_kernel(False)``."""
-        if n >= threshold and _pool_lock.acquire(blocking=False):
+        else, or while another thread holds the pool, or in a process forked
+        after its parent ran parallel kernels (see fastact._threads),
+        ``get_kernel(False)``."""
+        if n >= threshold and not _threads.forked_serial() and \
+                _pool_lock.acquire(blocking=False):
             try:
-                want = _threads.get_num_threads()
+                want = _threads.team_size()
                 if self._nb.get_num_threads() != want:
                     self._nb.set_num_threads(want)
                 if big_out is not None and _big(big_out):
@@ -817,6 +820,8 @@ class NumbaBackend(Backend):
                   big_out=out if streamed("softmax", "backward") else None)
 
     def describe(self):
+        # fastact's thread count: numba.get_num_threads() would start Numba's
+        # pool, after which a forked child may not run a parallel region
         nb = _numba()
-        return {"numba": nb.__version__, "threads": nb.get_num_threads(),
+        return {"numba": nb.__version__, "threads": _threads.get_num_threads(),
                 "threading_layer": nb.config.THREADING_LAYER}
