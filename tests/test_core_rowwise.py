@@ -240,6 +240,25 @@ def test_prelu_weight_grad_of_opposite_infinities_is_nan_without_warning(host_ba
     assert_bitwise_equal(gx, np.where(x > 0, g, 0.5 * g).astype(dtype))
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (1025, 3), (3, 5, 300), (2, 3, 70001)])
+def test_prelu_float32_weight_grad_of_terms_beyond_float32(host_backend, shape):
+    """Finite float32 inputs whose products g * x overflow float32 but cancel:
+    the sum is taken in float64, so it is the exact 0 (the terms were
+    multiplied in float32 (Numba, CUDA) or summed per position in float32
+    (C short rows), giving NaN); a sum beyond float32 is inf."""
+    x = np.full(shape, -1.0, np.float32)
+    g = np.zeros(shape, np.float32)
+    first, last = (0, 0) + (0,) * (len(shape) - 2), (shape[0] - 1, 0) + (0,) * (len(shape) - 2)
+    x[first], g[first] = -3e38, 2.0                 # -6e38
+    x[last], g[last] = -3e38, -2.0                  # +6e38, same channel
+    x[(0, 1) + (0,) * (len(shape) - 2)], g[(0, 1) + (0,) * (len(shape) - 2)] = -3e38, -1.5
+    w = np.full(shape[1], 0.25, np.float32)
+    _, gw = fastact.prelu_backward(g, x, w, backend=host_backend)
+    assert gw[0] == 0.0, gw
+    assert gw[1] == np.inf                          # 4.5e38: beyond float32
+    assert np.isfinite(gw[2:]).all() and (gw[2:] == 0).all(), gw
+
+
 def test_prelu_weight_errors():
     x2 = np.zeros((2, 3))
     with pytest.raises(ValueError, match=r"weight has shape \(2,\).*\(3,\)"):

@@ -232,14 +232,22 @@ class CBackend(Backend):
         if calls[0][2] is w:
             kernel(g, x, w, gx, gw, *calls[0][3:])
             return
-        # short rows: one sum per position, added up by channel here
+        # short rows: one sum per position, added up by channel here.  The
+        # kernel returns them in the data's dtype: where one is not finite
+        # (a float32 sum beyond float32, which the float64 total may not
+        # be; or inf/NaN terms) the call's sums are taken again in float64
         C, inner = x.shape[1], x.shape[2]
         total = np.zeros(C)
         with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf: NaN
             for lo, hi, ws, *shape in calls:
                 sums = np.empty(ws.size, gw.dtype)
                 kernel(g[lo:hi], x[lo:hi], ws, gx[lo:hi], sums, *shape)
-                total += sums.reshape(-1, C, inner).sum(axis=(0, 2), dtype=np.float64)
+                if np.isfinite(sums).all():
+                    total += sums.reshape(-1, C, inner).sum(axis=(0, 2), dtype=np.float64)
+                else:
+                    xs = x[lo:hi].astype(np.float64)
+                    terms = np.where(xs > 0, 0.0, g[lo:hi].astype(np.float64) * xs)
+                    total += terms.sum(axis=(0, 2))
             gw[...] = total
 
     def softmax_forward(self, x, out):

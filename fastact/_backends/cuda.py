@@ -295,7 +295,7 @@ def _prelu_kernels(dtype):
                     gj = g[j]
                     xj = x[j]
                     gx[j] = bwd(gj, xj, wc)
-                    s, e = kahan(s, e, np.float64(wterm(gj, xj)))
+                    s, e = kahan(s, e, wterm(np.float64(gj), np.float64(xj)))
             total = group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if q < nseg and lane == 0:
                 partial[q] = total

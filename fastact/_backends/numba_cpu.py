@@ -332,7 +332,7 @@ def _prelu_kernels(dtype, parallel):
                 wide()
                 k = U(k0) + U(j)
                 gj, xj = g1[k], x1[k]
-                acc += W(wterm(gj, xj))
+                acc += wterm(W(gj), W(xj))
                 put(o1, k, bwd(gj, xj, wc))
             return acc
         return run
@@ -377,9 +377,9 @@ def _prelu_kernels(dtype, parallel):
                 k, q = U(base) + j, pb + j
                 gk, xk = g1[k], x1[k]
                 if compensated:
-                    p1[q], c1[q] = add(p1[q], c1[q], W(wterm(gk, xk)))
+                    p1[q], c1[q] = add(p1[q], c1[q], wterm(W(gk), W(xk)))
                 else:
-                    p1[q] += W(wterm(gk, xk))
+                    p1[q] += wterm(W(gk), W(xk))
                 put(o1, k, bwd(gk, xk, ws[j]))
         return run
 
