@@ -624,14 +624,44 @@ def _softmax_kernels(dtype, parallel):
             o1[k] = o1[k] * hi + o1[k] * lo
 
     @inner_njit(fastmath={"reassoc", "contract"})
-    def dot_at(g1, y1, base, n):
-        """sum g1[base + j] * y1[base + j], j < n, in float64 (flat arrays)"""
+    def dot_run(g1, y1, base, n):
+        """sum g1[base + j] * y1[base + j], j < n, in float64 (flat arrays),
+        in vector partial sums"""
         s = zero
         for j in range(n):
             wide()
             k = U(base) + U(j)
             s += W(g1[k]) * W(y1[k])
         return s
+
+    if np.dtype(dtype) == np.float64:
+        # float64 rows: runs of SOFTMAX_DOT_RUN products (dot_run, compiled
+        # apart with reassociation: the compensation below must not be
+        # reassociated away), the run sums added with Kahan's compensation
+        # (dropped once the sum is infinite), in two chains, even and odd
+        # runs, so that their dependent additions overlap
+        run, inf = config.SOFTMAX_DOT_RUN, W(np.inf)
+
+        @inner_njit()
+        def kahan(acc, comp, v):
+            y = v - comp
+            t = acc + y
+            c = (t - acc) - y
+            return t, (c if abs(c) < inf else zero)
+
+        @inner_njit()
+        def dot_at(g1, y1, base, n):
+            a0 = c0 = a1 = c1 = zero
+            for lo in range(0, n, 2 * run):
+                a0, c0 = kahan(a0, c0, dot_run(g1, y1, base + lo, min(run, n - lo)))
+                if lo + run < n:
+                    a1, c1 = kahan(a1, c1, dot_run(g1, y1, base + lo + run,
+                                                   min(run, n - lo - run)))
+            a0, c0 = kahan(a0, c0, a1)
+            a0, c0 = kahan(a0, c0, -c1)
+            return a0 - c0
+    else:
+        dot_at = dot_run            # float32 products are exact in float64
 
     # The parallel forward (big arrays, bound by its exponentials) asks, while
     # it works on a row, for the next row's lines: x's to read, out's to
