@@ -38,9 +38,8 @@ def team_size() -> int:
     """Threads for a parallel kernel about to run (for the backends, which
     call it only then): :func:`get_num_threads`, noted so that a process
     forked from this one later runs serially; 1 in such a child."""
-    if _fork["child"]:
-        return 1
-    _fork["used"] = True
+    if not _fork["child"]:
+        _fork["used"] = True
     return get_num_threads()
 
 

@@ -81,8 +81,8 @@ STREAM_BLOCK_BYTES = 1 << 10
 #: The elementwise kernels write big outputs in place, in those blocks,
 #: prefetching the input lines this many blocks ahead (measured on the
 #: kernels bound by their arithmetic, an exp or a hash per element; the
-#: memory-bound ones gained too, see numba_cpu._make_blocked).  Float32 2**24, 2 threads, GB/s without / with,
-#: interleaved: sigmoid forward 18.7 / 23.1, 16.5 / 18.3 (4 blocks ahead),
+#: memory-bound ones gained too, see numba_cpu._make_blocked).  Float32
+#: 2**24, 2 threads, GB/s without / with, interleaved: sigmoid forward 18.7 / 23.1, 16.5 / 18.3 (4 blocks ahead),
 #: 16.7 / 18.7 (2), 18.2 / 18.9 (8), 19.6 / 22.6 (16); elu forward
 #: 21.1 / 25.9 (4), 20.8 / 22.2 (2), 20.7 / 21.4 (8).  Prefetching the
 #: output's lines for writing too (``prefetchw``) cost more than it saved

@@ -140,6 +140,24 @@ def _store(nt):
 
 
 @functools.lru_cache(maxsize=None)
+def _kahan():
+    """``kahan(acc, comp, v)``: ``(acc + v, comp)`` with Kahan's compensation
+    (float64), the compensation dropped once the sum is infinite (it is then
+    inf - inf, NaN, and would turn the infinite sum into NaN).  Callers are
+    compiled without reassociation, which would undo it."""
+    W = np.float64
+    inf, zero = W(np.inf), W(0.0)
+
+    @inner_njit()
+    def kahan(acc, comp, v):
+        y = v - comp
+        t = acc + y
+        c = (t - acc) - y
+        return t, (c if abs(c) < inf else zero)
+    return kahan
+
+
+@functools.lru_cache(maxsize=None)
 def _to_boundary():
     """``to_boundary(a, n, size)``: how many of ``n`` elements of ``size``
     bytes from address ``a`` come before the first 64-byte boundary (``n``
@@ -306,18 +324,14 @@ def _prelu_kernels(dtype, parallel):
     zero = W(0.0)
     # float32 terms summed in float64 are exact enough; float64 sums need Kahan
     compensated = np.dtype(dtype) == np.float64
-    inf = W(np.inf)
     wide = wide_vectors()
     U = np.uint64
+    kahan = _kahan()
 
     @inner_njit()
     def add(acc, comp, v):
         if compensated:
-            y = v - comp
-            t = acc + y
-            comp = (t - acc) - y
-            # once acc overflows, comp is inf or NaN: drop it
-            return t, (comp if abs(comp) < inf else zero)
+            return kahan(acc, comp, v)
         return acc + v, comp
 
     def fused(put, **options):
@@ -640,14 +654,7 @@ def _softmax_kernels(dtype, parallel):
         # reassociated away), the run sums added with Kahan's compensation
         # (dropped once the sum is infinite), in two chains, even and odd
         # runs, so that their dependent additions overlap
-        run, inf = config.SOFTMAX_DOT_RUN, W(np.inf)
-
-        @inner_njit()
-        def kahan(acc, comp, v):
-            y = v - comp
-            t = acc + y
-            c = (t - acc) - y
-            return t, (c if abs(c) < inf else zero)
+        run, kahan = config.SOFTMAX_DOT_RUN, _kahan()
 
         @inner_njit()
         def dot_at(g1, y1, base, n):
