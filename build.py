@@ -12,6 +12,9 @@ cffi, a little slower on small arrays.
 
 * ``setup.py`` calls :func:`extension` so that ``pip install .`` and
   ``pip install -e .`` compile it as part of the normal build.
+* ``python build.py --generate`` writes ``c_src/ops.h``, the C op list, from
+  fastact's registry (:func:`ops_header`); the header is committed, and a
+  test checks it is current, so building needs no import of fastact;
 * ``python build.py`` rebuilds it in place for development;
   ``python build.py --sanitize --outdir DIR`` builds an AddressSanitizer +
   UBSan variant into ``DIR`` (loaded with ``FASTACT_C_LIBRARY``, see
@@ -33,11 +36,15 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent
 C_SRC = ROOT / "c_src"
 HEADER = C_SRC / "fastact.h"
+OPS_HEADER = C_SRC / "ops.h"
 MODULE = "fastact._backends._cfastact"
 SOURCES = ["c_src/fastact.c"]
 FASTCALL_MODULE = "fastact._backends._cfastcall"
 FASTCALL_SOURCES = ["c_src/fastcall.c"]
-DEPENDS = ["c_src/fastact.h", "c_src/kernels.inc", "c_src/both_dtypes.inc"]
+DEPENDS = ["c_src/fastact.h", "c_src/ops.h", "c_src/kernels.inc", "c_src/formulas.inc",
+           "c_src/formulas_clamps.inc", "c_src/formulas_exponential.inc",
+           "c_src/formulas_special.inc",
+           "c_src/both_dtypes.inc"]
 #: written next to the module when the build fails; the backend reports it
 UNBUILT_NOTE = "_cfastact.unbuilt"
 
@@ -55,12 +62,63 @@ SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefin
 
 
 def cdef_text(header: pathlib.Path = HEADER) -> str:
-    """The declarations between the header's cdef markers."""
-    text = header.read_text()
-    m = re.search(r"/\* cdef begin \*/(.*?)/\* cdef end \*/", text, re.S)
-    if m is None:
-        raise RuntimeError(f"{header}: no '/* cdef begin */ ... /* cdef end */' block")
-    return m.group(1)
+    """The declarations between the cdef markers of ``c_src/ops.h``, then of
+    ``header``."""
+    parts = []
+    for h in (OPS_HEADER, header):
+        text = h.read_text()
+        m = re.search(r"/\* cdef begin \*/(.*?)/\* cdef end \*/", text, re.S)
+        if m is None:
+            raise RuntimeError(f"{h}: no '/* cdef begin */ ... /* cdef end */' block")
+        parts.append(m.group(1))
+    return "\n".join(parts)
+
+
+def ops_header() -> str:
+    """The text of ``c_src/ops.h`` for the registry of the fastact beside
+    this file: the kernel ids (``FA_K_<NAME>_<FWD|BWD>``, a literal enum
+    that cffi reads too) and ``FA_ELEMENTWISE_KERNELS(X)``, the X-macro list
+    from which the C backend's range workers, kernel tables and output modes
+    follow: ``X(ID, stem, binary, out)``, where ``stem`` names the formula
+    ``N_(stem)`` of c_src/formulas.inc, ``binary`` is 1 for a backward
+    (gradient and saved array), and ``out`` how a big output is written:
+    ``FA_OUT_PREFETCH`` for passes bound by their arithmetic (the registry's
+    ``compute_bound``), else ``FA_OUT_STREAM``."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from fastact._registry import REGISTRY, c_ops
+    finally:
+        sys.path.remove(str(ROOT))
+    ops = c_ops()
+    stem = [f"{n}_{'fwd' if p == 'forward' else 'bwd'}" for n, p in ops]
+    n_ew = sum(REGISTRY[n].kind == "elementwise" for n, _ in ops)
+    enum = [f"    FA_K_{st.upper()} = {k}," for k, st in enumerate(stem)]
+    enum.insert(n_ew, f"    FA_K_ELEMENTWISE_COUNT = {n_ew},")
+    enum.append(f"    FA_K_COUNT = {len(stem)}")
+    rows = []
+    for (n, p), st in zip(ops[:n_ew], stem):
+        out = "FA_OUT_PREFETCH" if p in REGISTRY[n].compute_bound else "FA_OUT_STREAM"
+        rows.append(f"    X({st.upper()}, {st}, {int(p == 'backward')}, {out})")
+    return (
+        "/* ops.h: the C backend's op list.  GENERATED from fastact's registry by\n"
+        "   `python build.py --generate` (build.py: ops_header); do not edit.\n"
+        "   tests/test_c_backend.py checks that it is current. */\n"
+        "#ifndef FASTACT_OPS_H\n#define FASTACT_OPS_H\n\n"
+        "/* cdef begin */\n/* kernel ids: fa_elementwise takes those below\n"
+        "   FA_K_ELEMENTWISE_COUNT, fa_rowwise the others */\nenum {\n"
+        + "\n".join(enum) + "\n};\n/* cdef end */\n\n"
+        "/* X(ID, stem, binary, out) for every elementwise kernel (see build.py) */\n"
+        "#define FA_ELEMENTWISE_KERNELS(X) \\\n" + " \\\n".join(rows) + "\n\n"
+        "#endif /* FASTACT_OPS_H */\n")
+
+
+def generate(check: bool = False) -> bool:
+    """Write ``c_src/ops.h`` (or, with ``check``, only say whether it is current)."""
+    text = ops_header()
+    current = OPS_HEADER.exists() and OPS_HEADER.read_text() == text
+    if not check and not current:
+        OPS_HEADER.write_text(text)
+    return current
 
 
 def compile_flags(openmp: bool = True, sanitize: bool = False) -> tuple[list, list]:
@@ -188,7 +246,12 @@ def main(argv=None):
                     help="build with -fsanitize=address,undefined")
     ap.add_argument("--no-openmp", action="store_true", help="build without threads")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--generate", action="store_true",
+                    help="write c_src/ops.h from fastact's registry, then stop")
     args = ap.parse_args(argv)
+    if args.generate:
+        print(f"{OPS_HEADER}: {'current' if generate() else 'written'}")
+        return 0
     path = build(args.outdir, openmp=False if args.no_openmp else None,
                  sanitize=args.sanitize, verbose=args.verbose)
     print(path)

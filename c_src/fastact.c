@@ -63,7 +63,7 @@ typedef struct fa_args {
     double *scratch;            /* prelu backward: per-thread partial sums */
     int64_t n, C, inner;        /* softmax row length; prelu layout */
     int stream;                 /* how `out` is written: FA_OUT_* (FA_STORE_LOOP) */
-    double p0, p1;              /* parameters, exact in the kernel's dtype */
+    double p0, p1, p2;          /* parameters, exact in the kernel's dtype */
     uint64_t key;               /* rrelu stream key */
 } fa_args;
 
@@ -300,39 +300,22 @@ void fa_set_stream_min(int64_t bytes) { atomic_store(&fa_stream_min_bytes, bytes
 
 int64_t fa_stream_min(void) { return atomic_load(&fa_stream_min_bytes); }
 
-/* Kernels whose output is streamed (their workers write it with
-   FA_STORE_LOOP).  Not those bound by their arithmetic (an exp, a hash per
-   element), where streaming gained nothing, measured as above with them
-   streamed: sigmoid 15.7 / 15.6, elu 22.2 / 23.8, elu_backward 22.7 / 22.7,
-   rrelu (training) 16.0 / 15.5, its backward 21.7 / 21.2.  Nor softmax
-   (exp, then a second pass over the row) and prelu_backward (gx beside the
-   weight-gradient sums), which lost streamed through a buffer:
-   16.7 / 14.4 and 28.2 / 24.1. */
-static const unsigned char fa_streamed[FA_K_COUNT] = {
-    [FA_K_SIGMOID_BWD] = 1, [FA_K_RELU_FWD] = 1, [FA_K_RELU_BWD] = 1,
-    [FA_K_LEAKY_RELU_FWD] = 1, [FA_K_LEAKY_RELU_BWD] = 1, [FA_K_PRELU_FWD] = 1,
-    [FA_K_SOFTMAX_BWD] = 1,
-};
-
-/* The kernels bound by their arithmetic write big outputs in place, in
-   chunks, with the input lines a few chunks ahead prefetched
-   (FA_STORE_LOOP_PF), so that the arithmetic overlaps the memory traffic.
-   2**24 float32 elements, 2 threads, GB/s, regular / prefetched, best of 9
-   interleaved rounds: see the commit that added this table.  Without the
-   output's prefetchw (which this loop had), elu_backward and rrelu gain from
-   it too: % of the copy, three processes, before / after: elu_backward
-   68-72 / 78-80, rrelu 63-71 / 81-85, its backward 80-88 / 95-99, sigmoid
-   73-76 / 79.  Each 64-byte output line past the first boundary is then
-   written with non-temporal stores as soon as it is computed
-   (FA_NT_PREFETCHED), which spares the read of the output's lines, as the
-   Numba kernels' store_nt does: % of the copy (AVX-512, copy at 26-32
-   GB/s, three interleaved process pairs), regular / streamed lines: sigmoid
-   69-87 / 101-113 (with sigmoid's ratio form), elu 75-88 / 116-126,
-   elu_backward 73-89 / 95-104, rrelu 71-87 / 90-104, its backward
-   101-102 / 110-122; AVX2 and the SSE2 baseline gain too. */
-static const unsigned char fa_prefetched[FA_K_COUNT] = {
-    [FA_K_SIGMOID_FWD] = 1, [FA_K_ELU_FWD] = 1, [FA_K_SOFTMAX_FWD] = 1,
-    [FA_K_ELU_BWD] = 1, [FA_K_RRELU_TRAIN_FWD] = 1, [FA_K_RRELU_TRAIN_BWD] = 1,
+/* How each kernel writes a big output (fa_args.stream): the elementwise
+   kernels as the registry says (c_src/ops.h: FA_OUT_STREAM where memory
+   bounds the pass, FA_OUT_PREFETCH where its arithmetic does: the input
+   lines a few chunks ahead prefetched and each 64-byte output line streamed
+   as soon as it is computed); prelu forward and softmax backward stream
+   whole chunks, softmax forward prefetches, prelu backward stores as usual.
+   The measurements behind the two modes are in the commits that added
+   them (% of the copy, 2**24 float32, 2 threads: sigmoid 69-87 regular /
+   101-113 prefetched and streamed by lines; relu 55-60 GB/s streamed by
+   1 KiB chunks). */
+static const unsigned char fa_out_mode[FA_K_COUNT] = {
+#define FA_OUT_MODE(ID, stem, binary, out) [FA_K_##ID] = out,
+    FA_ELEMENTWISE_KERNELS(FA_OUT_MODE)
+#undef FA_OUT_MODE
+    [FA_K_PRELU_FWD] = FA_OUT_STREAM, [FA_K_PRELU_BWD] = FA_OUT_REGULAR,
+    [FA_K_SOFTMAX_FWD] = FA_OUT_PREFETCH, [FA_K_SOFTMAX_BWD] = FA_OUT_STREAM,
 };
 
 #if FA_X86
@@ -389,8 +372,7 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
     int level = fa_isa();
     int64_t min = fa_stream_min(), bytes = units * unit_elems * (dtype == FA_F32_IDX ? 4 : 8);
     int big = min >= 0 && bytes > 0 && bytes >= min;
-    a->stream = !big ? FA_OUT_REGULAR : fa_streamed[k] ? FA_OUT_STREAM
-              : fa_prefetched[k] ? FA_OUT_PREFETCH : FA_OUT_REGULAR;
+    a->stream = big ? fa_out_mode[k] : FA_OUT_REGULAR;
     fa_parallel(fa_tables[level][dtype]->fn[k], a, units, grain, nthreads,
                 (a->stream == FA_OUT_STREAM || a->stream == FA_OUT_PREFETCH) &&
                 (FA_NT || level > FA_ISA_BASELINE));
@@ -401,59 +383,6 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
 #define FA_ELEMENTWISE_GRAIN 16
 
 #define FA_DEFINE_DTYPE(T, SFX, IDX)                                                          \
-    void fa_sigmoid_fwd_##SFX(const T *x, T *y, int64_t n, int nthreads)                      \
-    {                                                                                         \
-        fa_args a = {.in0 = x, .out = y};                                                     \
-        fa_launch(IDX, FA_K_SIGMOID_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);           \
-    }                                                                                         \
-    void fa_sigmoid_bwd_##SFX(const T *g, const T *y, T *gx, int64_t n, int nthreads)         \
-    {                                                                                         \
-        fa_args a = {.in0 = g, .in1 = y, .out = gx};                                          \
-        fa_launch(IDX, FA_K_SIGMOID_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);           \
-    }                                                                                         \
-    void fa_relu_fwd_##SFX(const T *x, T *y, int64_t n, int nthreads)                         \
-    {                                                                                         \
-        fa_args a = {.in0 = x, .out = y};                                                     \
-        fa_launch(IDX, FA_K_RELU_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);              \
-    }                                                                                         \
-    void fa_relu_bwd_##SFX(const T *g, const T *s, T *gx, int64_t n, int nthreads)            \
-    {                                                                                         \
-        fa_args a = {.in0 = g, .in1 = s, .out = gx};                                          \
-        fa_launch(IDX, FA_K_RELU_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);              \
-    }                                                                                         \
-    void fa_leaky_relu_fwd_##SFX(const T *x, T *y, int64_t n, T slope, int nthreads)          \
-    {                                                                                         \
-        fa_args a = {.in0 = x, .out = y, .p0 = slope};                                        \
-        fa_launch(IDX, FA_K_LEAKY_RELU_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);        \
-    }                                                                                         \
-    void fa_leaky_relu_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T slope,           \
-                                 int nthreads)                                                \
-    {                                                                                         \
-        fa_args a = {.in0 = g, .in1 = x, .out = gx, .p0 = slope};                             \
-        fa_launch(IDX, FA_K_LEAKY_RELU_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);        \
-    }                                                                                         \
-    void fa_rrelu_train_fwd_##SFX(const T *x, T *y, int64_t n, uint64_t key, T lower,         \
-                                  T upper, int nthreads)                                      \
-    {                                                                                         \
-        fa_args a = {.in0 = x, .out = y, .p0 = lower, .p1 = upper, .key = key};               \
-        fa_launch(IDX, FA_K_RRELU_TRAIN_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);       \
-    }                                                                                         \
-    void fa_rrelu_train_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, uint64_t key,     \
-                                  T lower, T upper, int nthreads)                             \
-    {                                                                                         \
-        fa_args a = {.in0 = g, .in1 = x, .out = gx, .p0 = lower, .p1 = upper, .key = key};    \
-        fa_launch(IDX, FA_K_RRELU_TRAIN_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);       \
-    }                                                                                         \
-    void fa_elu_fwd_##SFX(const T *x, T *y, int64_t n, T alpha, int nthreads)                 \
-    {                                                                                         \
-        fa_args a = {.in0 = x, .out = y, .p0 = alpha};                                        \
-        fa_launch(IDX, FA_K_ELU_FWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);               \
-    }                                                                                         \
-    void fa_elu_bwd_##SFX(const T *g, const T *x, T *gx, int64_t n, T alpha, int nthreads)    \
-    {                                                                                         \
-        fa_args a = {.in0 = g, .in1 = x, .out = gx, .p0 = alpha};                             \
-        fa_launch(IDX, FA_K_ELU_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);               \
-    }                                                                                         \
     void fa_prelu_fwd_##SFX(const T *x, const T *w, T *y, int64_t outer, int64_t C,           \
                             int64_t inner, int nthreads)                                      \
     {                                                                                         \
@@ -504,12 +433,12 @@ FA_DEFINE_DTYPE(float, f32, FA_F32_IDX)
 FA_DEFINE_DTYPE(double, f64, FA_F64_IDX)
 
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
-                   double p0, double p1, uint64_t key, int nthreads)
+                   double p0, double p1, double p2, uint64_t key, int nthreads)
 {
     if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || kernel < 0 ||
-        kernel > FA_K_ELU_BWD || n < 0)
+        kernel >= FA_K_ELEMENTWISE_COUNT || n < 0)
         return -1;
-    fa_args a = {.in0 = in0, .in1 = in1, .out = out, .p0 = p0, .p1 = p1, .key = key};
+    fa_args a = {.in0 = in0, .in1 = in1, .out = out, .p0 = p0, .p1 = p1, .p2 = p2, .key = key};
     fa_launch(dtype, kernel, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);
     return 0;
 }

@@ -22,6 +22,8 @@
 
 #include <stdint.h>
 
+#include "ops.h"    /* the kernel ids FA_K_*, generated from fastact's registry */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,32 +40,26 @@ int fa_set_isa(int level);        /* use min(level, best); returns the level use
 const char *fa_isa_name(int level);
 int fa_openmp(void);              /* 1 when built with OpenMP threads */
 
-/* Outputs of at least this many bytes of the memory-bound kernels (relu,
-   leaky_relu and prelu forward; sigmoid, relu, leaky_relu and softmax
-   backward) are written with non-temporal (streaming) stores, which skip the
-   read-for-ownership of the output's cache lines; a negative value never
-   streams.  Default 1 << 22 (4 MiB). */
+/* Outputs of at least this many bytes are written with non-temporal
+   (streaming) stores, which skip the read-for-ownership of the output's
+   cache lines: whole chunks by the memory-bound kernels (FA_OUT_STREAM in
+   c_src/ops.h, prelu forward, softmax backward), line by line as computed by
+   the others (FA_OUT_PREFETCH); a negative value never streams.  Default
+   1 << 22 (4 MiB). */
 void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
 
-/* kernel ids (fa_elementwise takes the first ten; each is FA_K_ and the
-   upper-cased stem of the kernel's entry point fa_<stem>_f32) and dtype ids */
-enum {
-    FA_K_SIGMOID_FWD, FA_K_SIGMOID_BWD, FA_K_RELU_FWD, FA_K_RELU_BWD,
-    FA_K_LEAKY_RELU_FWD, FA_K_LEAKY_RELU_BWD, FA_K_RRELU_TRAIN_FWD, FA_K_RRELU_TRAIN_BWD,
-    FA_K_ELU_FWD, FA_K_ELU_BWD, FA_K_PRELU_FWD, FA_K_PRELU_BWD,
-    FA_K_SOFTMAX_FWD, FA_K_SOFTMAX_BWD, FA_K_COUNT
-};
+/* dtype ids */
 enum { FA_F32_IDX, FA_F64_IDX };
 
-/* Any elementwise kernel by id, for callers that hold one function pointer
-   (the small-array entry, c_src/fastcall.c): in0 is x (forward) or the
-   upstream gradient, in1 the saved array (backward; NULL forward); p0 the
-   slope or alpha (leaky_relu, elu) or lower (rrelu, with p1 = upper and the
-   stream key), exact in the dtype.  Returns 0, or -1 for an unknown dtype or
+/* Every elementwise kernel, by id (FA_K_* below FA_K_ELEMENTWISE_COUNT,
+   c_src/ops.h): in0 is x (forward) or the upstream gradient, in1 the saved
+   array (backward; NULL forward); p0, p1, p2 the kernel's parameters in the
+   registry's order (fastact/_registry.py: Spec.params), exact in the dtype,
+   and key the RReLU stream key.  Returns 0, or -1 for an unknown dtype or
    kernel id or a negative n (nothing is touched). */
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
-                   double p0, double p1, uint64_t key, int nthreads);
+                   double p0, double p1, double p2, uint64_t key, int nthreads);
 
 /* The row-wise kernels by id, for the same callers: FA_K_PRELU_FWD (in0 x,
    in1 w, out0 y; d0, d1, d2 = outer, C, inner), FA_K_PRELU_BWD (in0 g, in1
@@ -74,20 +70,6 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
                void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads);
 
-void fa_sigmoid_fwd_f32(const float *x, float *y, int64_t n, int nthreads);
-void fa_sigmoid_bwd_f32(const float *g, const float *y, float *gx, int64_t n, int nthreads);
-void fa_relu_fwd_f32(const float *x, float *y, int64_t n, int nthreads);
-void fa_relu_bwd_f32(const float *g, const float *s, float *gx, int64_t n, int nthreads);
-void fa_leaky_relu_fwd_f32(const float *x, float *y, int64_t n, float slope, int nthreads);
-void fa_leaky_relu_bwd_f32(const float *g, const float *x, float *gx, int64_t n, float slope,
-                           int nthreads);
-void fa_rrelu_train_fwd_f32(const float *x, float *y, int64_t n, uint64_t key, float lower,
-                            float upper, int nthreads);
-void fa_rrelu_train_bwd_f32(const float *g, const float *x, float *gx, int64_t n, uint64_t key,
-                            float lower, float upper, int nthreads);
-void fa_elu_fwd_f32(const float *x, float *y, int64_t n, float alpha, int nthreads);
-void fa_elu_bwd_f32(const float *g, const float *x, float *gx, int64_t n, float alpha,
-                    int nthreads);
 /* x is (outer, C, inner), w and gw are (C,); the backward returns 0, or -1 when
    out of memory */
 void fa_prelu_fwd_f32(const float *x, const float *w, float *y, int64_t outer, int64_t C,
@@ -99,20 +81,6 @@ void fa_softmax_fwd_f32(const float *x, float *y, int64_t rows, int64_t n, int n
 void fa_softmax_bwd_f32(const float *g, const float *y, float *gx, int64_t rows, int64_t n,
                         int nthreads);
 
-void fa_sigmoid_fwd_f64(const double *x, double *y, int64_t n, int nthreads);
-void fa_sigmoid_bwd_f64(const double *g, const double *y, double *gx, int64_t n, int nthreads);
-void fa_relu_fwd_f64(const double *x, double *y, int64_t n, int nthreads);
-void fa_relu_bwd_f64(const double *g, const double *s, double *gx, int64_t n, int nthreads);
-void fa_leaky_relu_fwd_f64(const double *x, double *y, int64_t n, double slope, int nthreads);
-void fa_leaky_relu_bwd_f64(const double *g, const double *x, double *gx, int64_t n, double slope,
-                           int nthreads);
-void fa_rrelu_train_fwd_f64(const double *x, double *y, int64_t n, uint64_t key, double lower,
-                            double upper, int nthreads);
-void fa_rrelu_train_bwd_f64(const double *g, const double *x, double *gx, int64_t n,
-                            uint64_t key, double lower, double upper, int nthreads);
-void fa_elu_fwd_f64(const double *x, double *y, int64_t n, double alpha, int nthreads);
-void fa_elu_bwd_f64(const double *g, const double *x, double *gx, int64_t n, double alpha,
-                    int nthreads);
 void fa_prelu_fwd_f64(const double *x, const double *w, double *y, int64_t outer, int64_t C,
                       int64_t inner, int nthreads);
 int fa_prelu_bwd_f64(const double *g, const double *x, const double *w, double *gx, double *gw,

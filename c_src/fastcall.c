@@ -34,8 +34,8 @@
    passes in, as this type, which the compiler holds to the header's
    declaration (unevaluated: no reference to the symbol) */
 typedef int (*fa_elementwise_fn)(int dtype, int kernel, const void *in0, const void *in1,
-                                 void *out, int64_t n, double p0, double p1, uint64_t key,
-                                 int nthreads);
+                                 void *out, int64_t n, double p0, double p1, double p2,
+                                 uint64_t key, int nthreads);
 _Static_assert(_Generic(&fa_elementwise, fa_elementwise_fn: 1, default: 0),
                "fa_elementwise_fn must match fastact.h");
 typedef int (*fa_rowwise_fn)(int dtype, int kernel, const void *in0, const void *in1,
@@ -200,7 +200,7 @@ static PyObject *kernel_call(PyObject *self_, PyObject *args, PyObject *kwargs)
                      k->nparams);
         return NULL;
     }
-    double p[2] = {0.0, 0.0};
+    double p[3] = {0.0, 0.0, 0.0};
     uint64_t key = 0;
     Py_ssize_t first = 0;
     if (k->has_key) {                  /* rrelu: (key, lower, upper) */
@@ -225,7 +225,8 @@ static PyObject *kernel_call(PyObject *self_, PyObject *args, PyObject *kwargs)
     int rc = 0;
     if (n > 0) {
         Py_BEGIN_ALLOW_THREADS
-        rc = k->fn(k->dtype, k->kernel, d0, d1, dout, (int64_t)n, p[0], p[1], key, nthreads);
+        rc = k->fn(k->dtype, k->kernel, d0, d1, dout, (int64_t)n, p[0], p[1], p[2], key,
+                   nthreads);
         Py_END_ALLOW_THREADS
     }
     if (rc != 0) {
@@ -251,7 +252,7 @@ static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
                                      &dtype, &binary, &nparams, &has_key, &parallel_min,
                                      &threads, &name))
         return NULL;
-    const int ok = address != 0 && nparams >= (has_key ? 1 : 0) && nparams <= (has_key ? 3 : 2);
+    const int ok = address != 0 && nparams >= (has_key ? 1 : 0) && nparams <= (has_key ? 4 : 3);
     Kernel *k = (Kernel *)head_new(&KernelType, dtype, parallel_min, threads, name, ok);
     if (k == NULL)
         return NULL;

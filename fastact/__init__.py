@@ -5,18 +5,24 @@ for the formula and the derivative convention of each.  Backends: ``numpy``
 (the reference), ``numba`` (parallel CPU), ``c`` (SIMD C via cffi) and
 ``cuda`` (numba.cuda); :func:`backends` tells which ones load here.
 
+The activations are the registry's public entries (``fastact._registry``):
+their functions are generated from it, and ``ACTIVATIONS`` lists them.
+
 Importing fastact compiles nothing: kernels are compiled on first use and
 cached on disk.
 """
-from ._api import (elu, elu_backward, leaky_relu, leaky_relu_backward, prelu,
-                   prelu_backward, relu, relu_backward, rrelu, rrelu_backward,
-                   sigmoid, sigmoid_backward, softmax, softmax_backward)
+from . import _api
+from ._api import prelu, prelu_backward, softmax, softmax_backward
 from ._dispatch import BackendUnavailable, use_backend
+from ._registry import REGISTRY as _REGISTRY
 from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax")
+globals().update(_api.GENERATED)
+
+#: every activation's forward function name, in registration order
+ACTIVATIONS = tuple(s.api_name for s in _REGISTRY.values() if s.public)
 
 
 def backends():
@@ -30,9 +36,6 @@ def backends():
     return status()
 
 
-__all__ = [
-    "ACTIVATIONS", "BackendUnavailable", "backends", "elu", "elu_backward",
-    "get_num_threads", "leaky_relu", "leaky_relu_backward", "prelu", "prelu_backward",
-    "relu", "relu_backward", "rrelu", "rrelu_backward", "set_num_threads", "sigmoid",
-    "sigmoid_backward", "softmax", "softmax_backward", "use_backend",
-]
+__all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "backends", "get_num_threads",
+                  "set_num_threads", "use_backend"]
+                 + [n for a in ACTIVATIONS for n in (a, a + "_backward")])

@@ -6,14 +6,14 @@ message a user can see is written here, once.
 from __future__ import annotations
 
 import math
-import numbers
 import operator
+import textwrap
 
 import numpy as np
 
-from . import _dispatch, _rng
+from . import _checks, _dispatch
 from ._arrays import HOST, SUPPORTED
-from ._registry import REGISTRY, parallel_min
+from ._registry import REGISTRY, REQUIRED, parallel_min
 
 
 # --- validation ---------------------------------------------------------------
@@ -95,15 +95,7 @@ def _check_out(op, xp, out, shape, dtype, name="out"):
         raise ValueError(f"fastact.{op}: {name} is read-only")
 
 
-def _real(op, name, v):
-    if type(v) is float:                 # the common case, without the ABC check
-        return v
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"fastact.{op}: {name} must be a real number, not {type(v).__name__}")
-    try:
-        return float(v)
-    except OverflowError:
-        raise ValueError(f"fastact.{op}: {name} is too large for a float") from None
+_real = _checks.real
 
 
 def _axis(op, axis, ndim):
@@ -311,199 +303,121 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     return _finish(xp, out, shape, dtype, flats, compute, named[0][1])
 
 
-# --- activations -------------------------------------------------------------------
+# --- the elementwise activations, generated from the registry ----------------------
 
-def sigmoid(x, *, out=None, backend=None, stream=None):
-    r"""Logistic sigmoid, elementwise.
-
-    .. math:: \sigma(x) = \frac{1}{1 + e^{-x}}
-
-    Computed as ``s/(s+q)`` with ``exp(-x) = q/s``: on the CPUs ``s =
-    2**round(x/ln 2)`` and ``q = exp(round(x/ln 2) ln 2 - x)`` in [0.7, 1.42]
-    (the reference and CUDA take ``exp(-|x|)`` on the side of the sign), so
-    nothing overflows and results keep full relative accuracy down to the
-    subnormal range (within 4 ULP everywhere; exactly 1/2 at 0).
-    ``sigmoid(+inf) = 1``, ``sigmoid(-inf) = 0``, NaN propagates.
-
-    >>> import numpy as np, fastact
-    >>> fastact.sigmoid(np.array([-np.inf, 0.0, 2.0, np.inf]))
-    array([0.        , 0.5       , 0.88079708, 1.        ])
-    """
-    return _elementwise("sigmoid", "sigmoid", "forward", (x,), (), out, backend, stream)
+_MISSING = object()
 
 
-def sigmoid_backward(grad, y, *, out=None, backend=None, stream=None):
-    r"""Gradient of :func:`sigmoid` from its output ``y``.
+def _default_route(spec):
+    """route(op, *values) for an entry without its own: every parameter a
+    real number, then the entry's ``check``."""
+    names, check, name = [p.name for p in spec.api], spec.check, spec.name
+    if not names:
+        return None
+    if len(names) == 1:
+        pname = names[0]
 
-    .. math:: \frac{\partial L}{\partial x} = g \, y (1 - y)
+        def route(op, v):
+            v = _real(op, pname, v)
+            if check is not None:
+                check(op, v)
+            return name, (v,)
+        return route
 
-    >>> import numpy as np, fastact
-    >>> fastact.sigmoid_backward(np.ones(1), fastact.sigmoid(np.zeros(1)))
-    array([0.25])
-    """
-    return _elementwise("sigmoid_backward", "sigmoid", "backward",
-                        (grad, y), (), out, backend, stream)
-
-
-def relu(x, *, out=None, backend=None, stream=None):
-    r"""Rectified linear unit, elementwise.
-
-    .. math:: \mathrm{relu}(x) = \max(x, 0)
-
-    NaN propagates (as PyTorch); ``relu(-0.0) = +0.0``.
-
-    >>> import numpy as np, fastact
-    >>> fastact.relu(np.array([-2.0, 0.0, 3.0]))
-    array([0., 0., 3.])
-    """
-    return _elementwise("relu", "relu", "forward", (x,), (), out, backend, stream)
+    def route(op, *values):
+        vs = tuple(_real(op, n, v) for n, v in zip(names, values))
+        if check is not None:
+            check(op, *vs)
+        return name, vs
+    return route
 
 
-def relu_backward(grad, y, *, out=None, backend=None, stream=None):
-    r"""Gradient of :func:`relu`; ``y`` may be the output or the input.
-
-    .. math:: \frac{\partial L}{\partial x} = g \cdot [y > 0]
-
-    Convention at the kink: ``relu'(0) = 0``.  Where ``y`` is NaN the
-    gradient passes through (PyTorch's ``threshold_backward``).
-
-    >>> import numpy as np, fastact
-    >>> fastact.relu_backward(np.ones(3), np.array([-1.0, 0.0, 2.0]))
-    array([0., 0., 1.])
-    """
-    return _elementwise("relu_backward", "relu", "backward",
-                        (grad, y), (), out, backend, stream)
-
-
-def leaky_relu(x, negative_slope=0.01, *, out=None, backend=None, stream=None):
-    r"""Leaky ReLU (Maas et al., 2013), elementwise.
-
-    .. math:: f(x) = x \text{ if } x > 0 \text{ else } a x, \quad a = \text{negative\_slope}
-
-    >>> import numpy as np, fastact
-    >>> fastact.leaky_relu(np.array([-2.0, 3.0]), 0.1)
-    array([-0.2,  3. ])
-    """
-    a = _real("leaky_relu", "negative_slope", negative_slope)
-    return _elementwise("leaky_relu", "leaky_relu", "forward", (x,), (a,),
-                        out, backend, stream)
-
-
-def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None, backend=None, stream=None):
-    r"""Gradient of :func:`leaky_relu` from its input ``x``.
-
-    .. math:: \frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } a g
-
-    Convention at the kink: ``f'(0) = a`` (PyTorch); a NaN input gives ``a g``.
-
-    >>> import numpy as np, fastact
-    >>> fastact.leaky_relu_backward(np.ones(3), np.array([-1.0, 0.0, 1.0]), 0.1)
-    array([0.1, 0.1, 1. ])
-    """
-    a = _real("leaky_relu_backward", "negative_slope", negative_slope)
-    return _elementwise("leaky_relu_backward", "leaky_relu", "backward",
-                        (grad, x), (a,), out, backend, stream)
+def _define(spec, pass_):
+    """The public function of ``spec``'s ``pass_``: source text with the real
+    signature (defaults, keyword-only parameters), compiled once, so that a
+    call costs what a hand-written one does."""
+    fname = spec.api_name if pass_ == "forward" else spec.api_name + "_backward"
+    arrays = ["x"] if pass_ == "forward" else ["grad", spec.saves]
+    positional, keyword = [], []
+    for prm in spec.api:
+        text = prm.name if prm.default is REQUIRED else f"{prm.name}=_d_{fname}_{prm.name}"
+        (keyword if prm.kw_only else positional).append(text)
+    sig = ", ".join(arrays + positional + ["*"] + keyword + ["out=None", "backend=None",
+                                                            "stream=None"])
+    values = ", ".join(p.name for p in spec.api)
+    route = spec.route or _default_route(spec)
+    arrs = ", ".join(arrays)
+    # compiled into this module's namespace (doctest collects a function
+    # whose globals are its module's), its route and defaults under its own names
+    g = globals()
+    if route is None:            # no parameters: nothing to validate or route
+        src = (f"def {fname}({sig}):\n"
+               f"    return _elementwise({fname!r}, {spec.name!r}, {pass_!r}, ({arrs},), (), "
+               "out, backend, stream)\n")
+    else:
+        g[f"_route_{fname}"] = route
+        src = (f"def {fname}({sig}):\n"
+               f"    name, p = _route_{fname}({fname!r}, {values})\n"
+               f"    return _elementwise({fname!r}, name, {pass_!r}, ({arrs},), p, "
+               "out, backend, stream)\n")
+    g.update({f"_d_{fname}_{p.name}": p.default for p in spec.api if p.default is not REQUIRED})
+    exec(compile(src, f"<fastact.{fname}>", "exec"), g)
+    fn = g[fname]
+    fn.__doc__ = _docstring(spec, pass_)
+    return fn
 
 
-def _rrelu_params(op, lower, upper, training, seed):
-    lo, up = _real(op, "lower", lower), _real(op, "upper", upper)
-    if lo != lo or up != up:
-        raise ValueError(f"fastact.{op}: lower and upper must be numbers, got lower={lo}, "
-                         f"upper={up}")
-    if not lo <= up:
-        raise ValueError(f"fastact.{op}: lower ({lo}) must not exceed upper ({up})")
-    if not (training is True or training is False or isinstance(training, np.bool_)):
-        # any truthy object (the string "False" among them) meant training
-        raise TypeError(f"fastact.{op}: training must be a bool, not "
-                        f"{type(training).__name__}")
-    if not training:
-        return "leaky_relu", ((lo + up) / 2,)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(
-            f"fastact.{op}: training=True needs an integer seed= (got {seed!r}); "
-            "the slopes are drawn from a counter-based generator keyed by "
-            "(seed, element index), and the same seed lets rrelu_backward "
-            "recompute them instead of storing a noise tensor")
-    return "rrelu_train", (_rng.seed_key(seed), lo, up)
+def _docstring(spec, pass_):
+    d = spec.doc
+    if pass_ == "forward":
+        head = d.title
+        math_, notes, example = d.forward, d.notes, d.example
+    else:
+        whose = "output ``y``" if spec.saves == "y" else "input ``x``"
+        head = f"Gradient of :func:`{spec.api_name}` from its {whose}."
+        math_, notes, example = d.backward, d.backward_notes, d.backward_example
+    parts = [head, f".. math:: {math_}"]
+    if notes:
+        parts.append(notes)
+    parts.append(_arguments(spec, pass_))
+    if example:
+        parts.append(example)
+    return textwrap.indent("\n\n".join(parts), "    ").lstrip() + "\n"
 
 
-def rrelu(x, lower=1 / 8, upper=1 / 3, *, training=False, seed=None, out=None,
-          backend=None, stream=None):
-    r"""Randomized leaky ReLU (Xu et al., 2015), elementwise.
-
-    .. math:: f(x) = x \text{ if } x > 0 \text{ else } a x
-
-    In evaluation (``training=False``) ``a = (lower + upper) / 2``.  In
-    training each element draws ``a ~ U[lower, upper]`` from a counter-based
-    generator at position ``(seed, flat C-order index)`` (float32: a 32-bit
-    counter hash with 24 random bits; float64: SplitMix64 with 53; see
-    :mod:`fastact._rng`): reproducible, identical on every backend and
-    layout, and recomputed by :func:`rrelu_backward` with the same seed.
-    Training without an integer ``seed`` is a ``ValueError``.
-
-    >>> import numpy as np, fastact
-    >>> x = np.array([-1.0, 2.0])
-    >>> fastact.rrelu(x, 0.1, 0.3)
-    array([-0.2,  2. ])
-    >>> bool(np.array_equal(fastact.rrelu(x, training=True, seed=7),
-    ...                     fastact.rrelu(x, training=True, seed=7)))
-    True
-    """
-    name, p = _rrelu_params("rrelu", lower, upper, training, seed)
-    return _elementwise("rrelu", name, "forward", (x,), p, out, backend, stream)
+def _arguments(spec, pass_):
+    """The ``Arguments:`` and ``Returns`` block of one public function."""
+    if pass_ == "forward":
+        rows = [("x", _DOC_ARGS["x"])]
+    else:
+        saved = (spec.doc.saved_doc or ("the forward output" if spec.saves == "y"
+                                        else "the forward input"))
+        rows = [("grad", _DOC_ARGS["grad"]), (spec.saves, saved)]
+    rows += [(p.name, p.doc) for p in spec.api]
+    rows += [(k, _DOC_ARGS[k]) for k in ("out", "backend", "stream")]
+    return _argument_block(rows, _RETURNS)
 
 
-def rrelu_backward(grad, x, lower=1 / 8, upper=1 / 3, *, training=False, seed=None,
-                   out=None, backend=None, stream=None):
-    r"""Gradient of :func:`rrelu` from its input ``x``.
-
-    .. math:: \frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } a g
-
-    with the same slopes ``a`` as the forward call with the same ``lower``,
-    ``upper``, ``training`` and ``seed``; ``f'(0) = a``.
-
-    >>> import numpy as np, fastact
-    >>> fastact.rrelu_backward(np.ones(2), np.array([-1.0, 1.0]), 0.1, 0.3)
-    array([0.2, 1. ])
-    """
-    name, p = _rrelu_params("rrelu_backward", lower, upper, training, seed)
-    return _elementwise("rrelu_backward", name, "backward",
-                        (grad, x), p, out, backend, stream)
+def _argument_block(rows, returns):
+    lines = ["Arguments:"]
+    for name, text in rows:
+        lines += textwrap.wrap(f"{name}: {text}", 84, initial_indent="  ",
+                               subsequent_indent="    ")
+    lines += textwrap.wrap(f"Returns {returns}.", 86)
+    return "\n".join(lines)
 
 
-def elu(x, alpha=1.0, *, out=None, backend=None, stream=None):
-    r"""Exponential linear unit (Clevert et al., 2016), elementwise.
-
-    .. math:: \mathrm{elu}(x) = x \text{ if } x > 0 \text{ else } \alpha (e^{x} - 1)
-
-    Uses ``expm1`` (accurate near 0); ``elu(-inf) = -alpha``; the exponential
-    only ever sees ``x <= 0``, so large inputs cannot overflow.
-
-    >>> import numpy as np, fastact
-    >>> np.round(fastact.elu(np.array([-np.inf, -1.0, 2.0])), 4)
-    array([-1.    , -0.6321,  2.    ])
-    """
-    a = _real("elu", "alpha", alpha)
-    return _elementwise("elu", "elu", "forward", (x,), (a,), out, backend, stream)
+#: the generated public functions, by name (forward and backward of every
+#: public elementwise entry, in registration order)
+GENERATED: dict = {}
 
 
-def elu_backward(grad, x, alpha=1.0, *, out=None, backend=None, stream=None):
-    r"""Gradient of :func:`elu` from its input ``x``.
-
-    .. math:: \frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } g\,\alpha e^{x}
-
-    Convention at the kink: ``elu'(0) = alpha`` (PyTorch); a NaN input passes
-    ``g`` through.  The product is computed as if exact: an infinite ``g``
-    gives ``g * alpha`` for every finite ``x <= 0`` (even where ``exp(x)``
-    underflows), and NaN at ``x = -inf``, where ``exp(x)`` is 0 (PyTorch).
-
-    >>> import numpy as np, fastact
-    >>> fastact.elu_backward(np.ones(2), np.array([0.0, 1.0]), 2.0)
-    array([2., 1.])
-    """
-    a = _real("elu_backward", "alpha", alpha)
-    return _elementwise("elu_backward", "elu", "backward", (grad, x),
-                        (a,), out, backend, stream)
+def _generate():
+    for spec in REGISTRY.values():
+        if spec.kind == "elementwise" and spec.public:
+            for pass_ in ("forward", "backward"):
+                fn = _define(spec, pass_)
+                GENERATED[fn.__name__] = fn
 
 
 # --- prelu ----------------------------------------------------------------------------
@@ -784,16 +698,8 @@ _ARRAY = "float32 or float64, any shape and strides (a NumPy array, anything ``n
 _DOC_ARGS = {
     "x": f"input: {_ARRAY}",
     "grad": "upstream gradient dL/d(output): the saved array's shape and dtype",
-    "y_sigmoid": "the forward output",
-    "y_relu": "the forward output or its input (the mask is the same)",
-    "y_softmax": "the forward output",
     "x_saved": "the forward input",
-    "negative_slope": "the slope ``a`` where ``x <= 0`` (a real number)",
-    "alpha": "the scale ``alpha`` of the negative branch (a real number)",
-    "lower": "the lower bound of the slopes (a real number, at most ``upper``)",
-    "upper": "the upper bound of the slopes",
-    "training": "a bool: random slopes (True) or their mean (False)",
-    "seed": "an integer, required when ``training``: the slopes' generator key",
+    "y_softmax": "the forward output",
     "weight": "the slopes: size 1 (shared), or shape ``(x.shape[axis],)`` (one per channel); "
               "a Python number or list takes x's dtype",
     "axis_prelu": "the channel axis of ``x`` (x.ndim >= 2; ignored for 1-D x)",
@@ -807,13 +713,8 @@ _DOC_ARGS = {
 }
 _RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new one "
             "(a device array of the input's kind for device input)")
+#: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {
-    sigmoid: ("x",), sigmoid_backward: ("grad", "y_sigmoid"),
-    relu: ("x",), relu_backward: ("grad", "y_relu"),
-    leaky_relu: ("x", "negative_slope"), leaky_relu_backward: ("grad", "x_saved", "negative_slope"),
-    rrelu: ("x", "lower", "upper", "training", "seed"),
-    rrelu_backward: ("grad", "x_saved", "lower", "upper", "training", "seed"),
-    elu: ("x", "alpha"), elu_backward: ("grad", "x_saved", "alpha"),
     prelu: ("x", "weight", "axis_prelu"), prelu_backward: ("grad", "x_saved", "weight", "axis_prelu"),
     softmax: ("x", "axis_softmax"), softmax_backward: ("grad", "y_softmax", "axis_softmax"),
 }
@@ -821,20 +722,17 @@ _SIGNATURES = {
 
 def _document(fn, keys):
     """Insert the arguments and the return value before the examples of ``fn``'s docstring."""
-    import textwrap
-    lines = ["Arguments:"]
-    for key in keys + ("out", "backend", "stream"):
-        name = key.split("_")[0] if key.startswith(("x_", "y_", "axis_")) else key
-        lines += textwrap.wrap(f"{name}: {_DOC_ARGS[key]}", 84, initial_indent="  ",
-                               subsequent_indent="    ")
+    rows = [(key.split("_")[0] if key.startswith(("x_", "y_", "axis_")) else key, _DOC_ARGS[key])
+            for key in keys + ("out", "backend", "stream")]
     returns = ("a pair ``(grad_x, grad_weight)``: grad_x as x, grad_weight with the shape of "
                "``weight``; ``out`` may be ``None`` or a pair of arrays (either ``None``)"
                if fn is prelu_backward else _RETURNS)
-    lines += textwrap.wrap(f"Returns {returns}.", 86)
     doc = fn.__doc__
     at = doc.index("\n    >>>")
-    fn.__doc__ = doc[:at] + "\n" + textwrap.indent("\n".join(lines), "    ") + "\n" + doc[at:]
+    fn.__doc__ = (doc[:at] + "\n" + textwrap.indent(_argument_block(rows, returns), "    ")
+                  + "\n" + doc[at:])
 
 
 for _fn, _keys in _SIGNATURES.items():
     _document(_fn, _keys)
+_generate()

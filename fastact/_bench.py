@@ -52,9 +52,7 @@ PRELU_ROWS_SWEEP = (1, 8)
 #: PReLU layout: (batch, channels, spatial) with one slope per channel.
 PRELU_CHANNELS = 64
 PRELU_BATCH = 16
-LEAKY_SLOPE = 0.01
 RRELU_LOWER, RRELU_UPPER, RRELU_SEED = 1 / 8, 1 / 3, 0
-ELU_ALPHA = 1.0
 #: Default allowed drop of a kernel's copy-normalized throughput.
 MAX_REGRESSION = 0.25
 #: Arrays of the benchmark's size a run holds at once, at the least: the
@@ -128,10 +126,9 @@ def make_workload(op, dtype, n, row=None):
     x, g = xb.reshape(shape), gb.reshape(shape)
     out = np.empty(shape, dtype)
     w = gw = noise = None
-    if op == "sigmoid":
-        y = fastact.sigmoid(x)
-    elif op == "relu":
-        y = fastact.relu(x)
+    spec = registry_entry(op)
+    if spec is not None:
+        y = getattr(fastact, op)(x, *spec.example_params()) if spec.saves == "y" else x
     elif op == "softmax":
         y = fastact.softmax(x)
     elif op == "prelu":
@@ -150,25 +147,32 @@ def make_workload(op, dtype, n, row=None):
 
 # --- implementations ---------------------------------------------------------------
 
+def registry_entry(op):
+    """The registry entry of ``op`` where the bench times it from the
+    registry alone (every public elementwise op but rrelu, whose training
+    slopes PyTorch keeps in a noise tensor); else None."""
+    from ._registry import REGISTRY
+    for spec in REGISTRY.values():
+        if spec.kind == "elementwise" and spec.public and spec.api_name == op != "rrelu":
+            return spec
+    return None
+
+
+def _saved(wl, spec):
+    return wl.y if spec.saves == "y" else wl.x
+
+
 def fastact_call(wl, pass_, backend):
     """A zero-argument callable running fastact's ``op`` on ``backend``."""
     import fastact
     x, y, g, out, b = wl.x, wl.y, wl.g, wl.out, backend
     op, fwd = wl.op, pass_ == "forward"
-    if op == "sigmoid":
-        return (lambda: fastact.sigmoid(x, out=out, backend=b)) if fwd else \
-               (lambda: fastact.sigmoid_backward(g, y, out=out, backend=b))
-    if op == "relu":
-        return (lambda: fastact.relu(x, out=out, backend=b)) if fwd else \
-               (lambda: fastact.relu_backward(g, y, out=out, backend=b))
-    if op == "leaky_relu":
-        a = LEAKY_SLOPE
-        return (lambda: fastact.leaky_relu(x, a, out=out, backend=b)) if fwd else \
-               (lambda: fastact.leaky_relu_backward(g, x, a, out=out, backend=b))
-    if op == "elu":
-        a = ELU_ALPHA
-        return (lambda: fastact.elu(x, a, out=out, backend=b)) if fwd else \
-               (lambda: fastact.elu_backward(g, x, a, out=out, backend=b))
+    spec = registry_entry(op)
+    if spec is not None:
+        p, s = spec.example_params(), _saved(wl, spec)
+        f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
+        return (lambda: f(x, *p, out=out, backend=b)) if fwd else \
+               (lambda: fb(g, s, *p, out=out, backend=b))
     if op == "rrelu":
         kw = dict(training=True, seed=RRELU_SEED, out=out, backend=b)
         lo, up = RRELU_LOWER, RRELU_UPPER
@@ -188,17 +192,11 @@ def numpy_expr_call(wl, pass_):
     """NumPy's own expression of the op, written the way a user would."""
     x, y, g = wl.x, wl.y, wl.g
     op, fwd = wl.op, pass_ == "forward"
-    if op == "sigmoid":
-        f = (lambda: 1 / (1 + np.exp(-x))) if fwd else (lambda: g * y * (1 - y))
-    elif op == "relu":
-        f = (lambda: np.maximum(x, 0)) if fwd else (lambda: np.where(y > 0, g, 0))
-    elif op == "leaky_relu":
-        a = LEAKY_SLOPE
-        f = (lambda: np.where(x > 0, x, a * x)) if fwd else (lambda: np.where(x > 0, g, a * g))
-    elif op == "elu":
-        a = ELU_ALPHA
-        f = (lambda: np.where(x > 0, x, a * np.expm1(x))) if fwd else \
-            (lambda: np.where(x > 0, g, g * a * np.exp(x)))
+    spec = registry_entry(op)
+    if spec is not None:
+        p, s = spec.example_params(), _saved(wl, spec)
+        ef, eb = spec.numpy_forward, spec.numpy_backward
+        f = (lambda: ef(x, *p)) if fwd else (lambda: eb(g, s, *p))
     elif op == "rrelu":
         lo, up = RRELU_LOWER, RRELU_UPPER
         rng = np.random.default_rng(RRELU_SEED)
@@ -246,20 +244,11 @@ def torch_call(wl, pass_):
     t = torch.from_numpy
     x, y, g, out = t(wl.x), t(wl.y), t(wl.g), t(wl.out)
     op, fwd = wl.op, pass_ == "forward"
-    if op == "sigmoid":
-        return (lambda: torch.sigmoid(x, out=out)) if fwd else \
-               (lambda: A.sigmoid_backward.grad_input(g, y, grad_input=out))
-    if op == "relu":
-        return (lambda: A.clamp_min.out(x, 0, out=out)) if fwd else \
-               (lambda: A.threshold_backward.grad_input(g, y, 0, grad_input=out))
-    if op == "leaky_relu":
-        a = LEAKY_SLOPE
-        return (lambda: A.leaky_relu.out(x, a, out=out)) if fwd else \
-               (lambda: A.leaky_relu_backward.grad_input(g, x, a, False, grad_input=out))
-    if op == "elu":
-        a = ELU_ALPHA
-        return (lambda: A.elu.out(x, a, 1, 1, out=out)) if fwd else \
-               (lambda: A.elu_backward.grad_input(g, a, 1, 1, False, x, grad_input=out))
+    spec = registry_entry(op)
+    if spec is not None:
+        p, s = spec.example_params(), t(_saved(wl, spec))
+        tf, tb = spec.torch.forward_out, spec.torch.backward_out
+        return (lambda: tf(A, x, out, *p)) if fwd else (lambda: tb(A, g, s, out, *p))
     if op == "rrelu":
         # PyTorch draws the slopes into a stored noise tensor in the forward
         # pass and reads it back in the backward pass.

@@ -132,17 +132,20 @@ def inner_njit(**options):
     return numba.njit(error_model="numpy", **options)
 
 
-# Sources whose text decides what a compiled kernel computes.
-_KERNEL_SOURCES = ("_prims.py", "_registry.py", "_rng.py", "config.py", "_backends/__init__.py",
-                   "_backends/numba_cpu.py")
+# Sources whose text decides what a compiled kernel computes (the op
+# families of _ops/ included).
+_KERNEL_SOURCES = ("_prims.py", "_spec.py", "_registry.py", "_rng.py", "config.py",
+                   "_backends/__init__.py", "_backends/numba_cpu.py", "_ops/*.py")
 
 
 @functools.lru_cache(maxsize=None)
 def _sources_fingerprint() -> str:
     h = hashlib.sha256()
     root = pathlib.Path(__file__).parent
-    for name in _KERNEL_SOURCES:
-        h.update((root / name).read_bytes())
+    for pattern in _KERNEL_SOURCES:
+        for path in sorted(root.glob(pattern)):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
     return h.hexdigest()
 
 

@@ -19,54 +19,16 @@ conventions at kinks and at NaN follow PyTorch.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
+import numbers
 
 import numpy as np
 
-from . import _rng, config
+from . import _checks, _rng
 from ._prims import math_prims
+from ._spec import (REGISTRY, REQUIRED, Doc, Param, Spec, Torch, c_ops,  # noqa: F401
+                    elementwise, parallel_min, register, streamed)
 
-
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    name: str
-    kind: str                       # "elementwise", "prelu" or "rowwise"
-    saves: str                      # what backward reads besides grad: "x" or "y"
-    params: tuple = ()              # names of the scalar parameters, in order
-    build: Callable | None = None   # Prims -> (forward, backward) scalar functions
-    reference_forward: Callable | None = None
-    reference_backward: Callable | None = None
-    indexed: bool = False           # formula also takes the flat C-order index
-    # passes with an exp or a hash per element: worth threads sooner; their
-    # big outputs are not streamed through a buffer (see `streamed`)
-    compute_bound: tuple = ()
-
-
-def parallel_min(name: str) -> int:
-    """Elements from which the parallel CPU kernels of ``name`` pay off
-    (read at each call: tests and users may change ``config``)."""
-    return config.PARALLEL_MIN_COMPUTE if REGISTRY[name].compute_bound else config.PARALLEL_MIN
-
-
-def streamed(name: str, pass_: str) -> bool:
-    """Whether the Numba backend writes a large output of the row kernel
-    ``name``'s ``pass_`` (PReLU, softmax) through a row buffer streamed
-    out: yes where memory bounds the kernel.  Measured on the 2-core build
-    machine (float32, 2**24 elements, 2 threads, GB/s regular / streamed,
-    interleaved rounds): softmax backward 23.5 / 27.7, but softmax forward
-    13.8 / 12.0 (its exponentials bound it).  The elementwise kernels all
-    take the prefetched blocked kernel, which streams each vector as it is
-    computed (numba_cpu._make_blocked)."""
-    return pass_ not in REGISTRY[name].compute_bound
-
-
-REGISTRY: dict[str, Spec] = {}
-
-
-def _register(spec: Spec) -> Spec:
-    REGISTRY[spec.name] = spec
-    return spec
+_register = register
 
 
 # --- sigmoid ----------------------------------------------------------------
@@ -98,6 +60,28 @@ _register(Spec(
     "sigmoid", "elementwise", saves="y", build=_sigmoid, compute_bound=("forward",),
     reference_forward=_ref_sigmoid,
     reference_backward=lambda g, y: g * ((1 - y) * y),
+    api=(), accuracy=(4, 4),
+    doc=Doc(
+        "Logistic sigmoid, elementwise.",
+        r"\sigma(x) = \frac{1}{1 + e^{-x}}",
+        r"\frac{\partial L}{\partial x} = g \, y (1 - y)",
+        notes="""Computed as ``s/(s+q)`` with ``exp(-x) = q/s``: on the CPUs ``s =
+2**round(x/ln 2)`` and ``q = exp(round(x/ln 2) ln 2 - x)`` in [0.7, 1.42]
+(the reference and CUDA take ``exp(-|x|)`` on the side of the sign), so
+nothing overflows and results keep full relative accuracy down to the
+subnormal range (within 4 ULP everywhere; exactly 1/2 at 0).
+``sigmoid(+inf) = 1``, ``sigmoid(-inf) = 0``, NaN propagates.""",
+        example=""">>> import numpy as np, fastact
+>>> fastact.sigmoid(np.array([-np.inf, 0.0, 2.0, np.inf]))
+array([0.        , 0.5       , 0.88079708, 1.        ])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> fastact.sigmoid_backward(np.ones(1), fastact.sigmoid(np.zeros(1)))
+array([0.25])"""),
+    torch=Torch("sigmoid", forward_out=lambda A, x, out: A.sigmoid.out(x, out=out),
+                backward_out=lambda A, g, y, out: A.sigmoid_backward.grad_input(
+                    g, y, grad_input=out)),
+    numpy_forward=lambda x: 1 / (1 + np.exp(-x)),
+    numpy_backward=lambda g, y: g * y * (1 - y),
 ))
 
 
@@ -121,6 +105,26 @@ _register(Spec(
     "relu", "elementwise", saves="y", build=_relu,
     reference_forward=lambda x: np.where(x <= 0, np.zeros_like(x), x),
     reference_backward=lambda g, s: np.where(s <= 0, np.zeros_like(g), g),
+    api=(),
+    doc=Doc(
+        "Rectified linear unit, elementwise.",
+        r"\mathrm{relu}(x) = \max(x, 0)",
+        r"\frac{\partial L}{\partial x} = g \cdot [y > 0]",
+        notes="NaN propagates (as PyTorch); ``relu(-0.0) = +0.0``.",
+        saved_doc="the forward output or its input (the mask is the same)",
+        backward_notes="""Convention at the kink: ``relu'(0) = 0``.  Where ``y`` is NaN the
+gradient passes through (PyTorch's ``threshold_backward``).""",
+        example=""">>> import numpy as np, fastact
+>>> fastact.relu(np.array([-2.0, 0.0, 3.0]))
+array([0., 0., 3.])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> fastact.relu_backward(np.ones(3), np.array([-1.0, 0.0, 2.0]))
+array([0., 0., 1.])"""),
+    torch=Torch("relu", forward_out=lambda A, x, out: A.clamp_min.out(x, 0, out=out),
+                backward_out=lambda A, g, y, out: A.threshold_backward.grad_input(
+                    g, y, 0, grad_input=out)),
+    numpy_forward=lambda x: np.maximum(x, 0),
+    numpy_backward=lambda g, y: np.where(y > 0, g, 0),
 ))
 
 
@@ -144,6 +148,24 @@ _register(Spec(
     build=_leaky_relu,
     reference_forward=lambda x, a: np.where(x > 0, x, x * a),
     reference_backward=lambda g, x, a: np.where(x > 0, g, g * a),
+    api=(Param("negative_slope", 0.01, "the slope ``a`` where ``x <= 0`` (a real number)"),),
+    doc=Doc(
+        "Leaky ReLU (Maas et al., 2013), elementwise.",
+        r"f(x) = x \text{ if } x > 0 \text{ else } a x, \quad a = \text{negative\_slope}",
+        r"\frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } a g",
+        backward_notes="Convention at the kink: ``f'(0) = a`` (PyTorch); a NaN input gives ``a g``.",
+        example=""">>> import numpy as np, fastact
+>>> fastact.leaky_relu(np.array([-2.0, 3.0]), 0.1)
+array([-0.2,  3. ])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> fastact.leaky_relu_backward(np.ones(3), np.array([-1.0, 0.0, 1.0]), 0.1)
+array([0.1, 0.1, 1. ])"""),
+    torch=Torch("leaky_relu", lambda a: {"negative_slope": a},
+                forward_out=lambda A, x, out, a: A.leaky_relu.out(x, a, out=out),
+                backward_out=lambda A, g, x, out, a: A.leaky_relu_backward.grad_input(
+                    g, x, a, False, grad_input=out)),
+    numpy_forward=lambda x, a: np.where(x > 0, x, a * x),
+    numpy_backward=lambda g, x, a: np.where(x > 0, g, a * g),
 ))
 
 
@@ -225,10 +247,62 @@ def _ref_rrelu_bwd(g, x, key, lower, upper):
     return np.where(x > 0, g, g * a)
 
 
+def _rrelu_route(op, lower, upper, training, seed):
+    lo, up = _checks.real(op, "lower", lower), _checks.real(op, "upper", upper)
+    if lo != lo or up != up:
+        raise ValueError(f"fastact.{op}: lower and upper must be numbers, got lower={lo}, "
+                         f"upper={up}")
+    if not lo <= up:
+        raise ValueError(f"fastact.{op}: lower ({lo}) must not exceed upper ({up})")
+    if not (training is True or training is False or isinstance(training, np.bool_)):
+        # any truthy object (the string "False" among them) meant training
+        raise TypeError(f"fastact.{op}: training must be a bool, not "
+                        f"{type(training).__name__}")
+    if not training:
+        return "leaky_relu", ((lo + up) / 2,)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(
+            f"fastact.{op}: training=True needs an integer seed= (got {seed!r}); "
+            "the slopes are drawn from a counter-based generator keyed by "
+            "(seed, element index), and the same seed lets rrelu_backward "
+            "recompute them instead of storing a noise tensor")
+    return "rrelu_train", (_rng.seed_key(seed), lo, up)
+
+
 _register(Spec(
     "rrelu_train", "elementwise", saves="x", params=("key", "lower", "upper"),
     build=_rrelu_train, indexed=True, compute_bound=("forward", "backward"),
     reference_forward=_ref_rrelu_fwd, reference_backward=_ref_rrelu_bwd,
+    public_name="rrelu", route=_rrelu_route,
+    api=(Param("lower", 1 / 8, "the lower bound of the slopes (a real number, at most ``upper``)"),
+         Param("upper", 1 / 3, "the upper bound of the slopes"),
+         Param("training", False, "a bool: random slopes (True) or their mean (False)",
+               kw_only=True),
+         Param("seed", None, "an integer, required when ``training``: the slopes' "
+               "generator key", kw_only=True)),
+    doc=Doc(
+        "Randomized leaky ReLU (Xu et al., 2015), elementwise.",
+        r"f(x) = x \text{ if } x > 0 \text{ else } a x",
+        r"\frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } a g",
+        notes="""In evaluation (``training=False``) ``a = (lower + upper) / 2``.  In
+training each element draws ``a ~ U[lower, upper]`` from a counter-based
+generator at position ``(seed, flat C-order index)`` (float32: a 32-bit
+counter hash with 24 random bits; float64: SplitMix64 with 53; see
+:mod:`fastact._rng`): reproducible, identical on every backend and
+layout, and recomputed by :func:`rrelu_backward` with the same seed.
+Training without an integer ``seed`` is a ``ValueError``.""",
+        backward_notes="""with the same slopes ``a`` as the forward call with the same ``lower``,
+``upper``, ``training`` and ``seed``; ``f'(0) = a``.""",
+        example=""">>> import numpy as np, fastact
+>>> x = np.array([-1.0, 2.0])
+>>> fastact.rrelu(x, 0.1, 0.3)
+array([-0.2,  2. ])
+>>> bool(np.array_equal(fastact.rrelu(x, training=True, seed=7),
+...                     fastact.rrelu(x, training=True, seed=7)))
+True""",
+        backward_example=""">>> import numpy as np, fastact
+>>> fastact.rrelu_backward(np.ones(2), np.array([-1.0, 1.0]), 0.1, 0.3)
+array([0.2, 1. ])"""),
 ))
 
 
@@ -278,6 +352,30 @@ _register(Spec(
     "elu", "elementwise", saves="x", params=("alpha",), build=_elu,
     compute_bound=("forward", "backward"),
     reference_forward=_ref_elu_fwd, reference_backward=_ref_elu_bwd,
+    api=(Param("alpha", 1.0, "the scale ``alpha`` of the negative branch (a real number)"),),
+    accuracy=(4, 4),
+    doc=Doc(
+        "Exponential linear unit (Clevert et al., 2016), elementwise.",
+        r"\mathrm{elu}(x) = x \text{ if } x > 0 \text{ else } \alpha (e^{x} - 1)",
+        r"\frac{\partial L}{\partial x} = g \text{ if } x > 0 \text{ else } g\,\alpha e^{x}",
+        notes="""Uses ``expm1`` (accurate near 0); ``elu(-inf) = -alpha``; the exponential
+only ever sees ``x <= 0``, so large inputs cannot overflow.""",
+        backward_notes="""Convention at the kink: ``elu'(0) = alpha`` (PyTorch); a NaN input passes
+``g`` through.  The product is computed as if exact: an infinite ``g``
+gives ``g * alpha`` for every finite ``x <= 0`` (even where ``exp(x)``
+underflows), and NaN at ``x = -inf``, where ``exp(x)`` is 0 (PyTorch).""",
+        example=""">>> import numpy as np, fastact
+>>> np.round(fastact.elu(np.array([-np.inf, -1.0, 2.0])), 4)
+array([-1.    , -0.6321,  2.    ])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> fastact.elu_backward(np.ones(2), np.array([0.0, 1.0]), 2.0)
+array([2., 1.])"""),
+    torch=Torch("elu", lambda a: {"alpha": a},
+                forward_out=lambda A, x, out, a: A.elu.out(x, a, 1, 1, out=out),
+                backward_out=lambda A, g, x, out, a: A.elu_backward.grad_input(
+                    g, a, 1, 1, False, x, grad_input=out)),
+    numpy_forward=lambda x, a: np.where(x > 0, x, a * np.expm1(x)),
+    numpy_backward=lambda g, x, a: np.where(x > 0, g, g * a * np.exp(x)),
 ))
 
 
@@ -300,7 +398,8 @@ def _prelu(p):
 
 
 _register(Spec(
-    "prelu", "prelu", saves="x", params=("weight",), build=_prelu,
+    "prelu", "prelu", saves="x", params=("weight",), build=_prelu, api=(),
+    torch=Torch("prelu"),
     reference_forward=lambda x, w: np.where(x > 0, x, w * x),
     reference_backward=lambda g, x, w: np.where(x > 0, g, w * g),
 ))
@@ -329,6 +428,12 @@ def _ref_softmax_bwd(g, y):
 
 
 _register(Spec(
-    "softmax", "rowwise", saves="y", compute_bound=("forward",),
+    "softmax", "rowwise", saves="y", compute_bound=("forward",), api=(), accuracy=(4, "cond"),
+    torch=Torch("softmax", lambda axis=-1: {"dim": axis}),
     reference_forward=_ref_softmax_fwd, reference_backward=_ref_softmax_bwd,
 ))
+
+
+# --- the op families of the catalogue (each module registers its entries) -----------
+
+from . import _ops  # noqa: E402,F401

@@ -264,14 +264,52 @@ def torch():
 # --- the operations, as uniform callables ---------------------------------------------
 
 class Op:
-    """One elementwise activation with its parameters, as the tests see it."""
+    """One elementwise activation with its parameters, as the tests see it.
 
-    def __init__(self, id, fwd, bwd, saves, exact, oracle_fwd=None, oracle_bwd=None):
-        self.id, self.fwd, self.bwd, self.saves, self.exact = id, fwd, bwd, saves, exact
-        self.oracle_fwd, self.oracle_bwd = oracle_fwd, oracle_bwd
+    ``bounds`` per pass: 0 = bit-identical to the reference backend; an int
+    n = within n ULP of the oracle; "cond" (backward) = within
+    ``4 eps |g| terms(s)`` of the oracle (the derivative's own conditioning
+    near its zeros), ``terms`` the sum of the magnitudes of the formula's
+    terms."""
+
+    def __init__(self, id, fwd, bwd, saves, exact, oracle_fwd=None, oracle_bwd=None,
+                 bounds=None, terms=None):
+        self.id, self.fwd, self.bwd, self.saves = id, fwd, bwd, saves
+        self.bounds = bounds or ((0, 0) if exact else (4, 4))
+        self.exact = self.bounds == (0, 0)
+        self.oracle_fwd, self.oracle_bwd, self.terms = oracle_fwd, oracle_bwd, terms
 
     def __repr__(self):
         return self.id
+
+    def check(self, pass_, got, ins, what=""):
+        """``got`` (from contiguous or strided ``ins``) against the spec's bound."""
+        flat = [contiguous_copy(a) for a in ins]
+        bound = self.bounds[pass_ == "backward"]
+        what = what or f"{self.id} {pass_} {np.asarray(got).dtype}"
+        if bound == 0:
+            fn = self.fwd if pass_ == "forward" else self.bwd
+            with np.errstate(all="ignore"):     # the oracle's own warnings are tested elsewhere
+                want = fn(*flat, backend="numpy")
+            assert_bitwise_equal(got, want)
+            return
+        oracle = self.oracle_fwd if pass_ == "forward" else self.oracle_bwd
+        with np.errstate(all="ignore"):
+            exact = oracle(*flat)
+        if bound != "cond":
+            assert_ulp(got, exact, bound, what)
+            return
+        g, s = flat
+        dt = np.asarray(got).dtype
+        fi = np.finfo(dt)
+        with np.errstate(all="ignore"):
+            tol = 4 * WIDE(fi.eps) * np.abs(hp(g)) * self.terms(s) + WIDE(fi.smallest_subnormal)
+            err = np.abs(hp(got) - exact)
+        same = (np.isnan(hp(got)) & np.isnan(exact)) | (hp(got) == exact)
+        bad = ~same & ~(err <= np.maximum(tol, ulp_of(exact, dt) * 4))
+        assert not bad.any(), (f"{what}: {int(bad.sum())} elements beyond 4 eps |g| terms; "
+                               f"first at s = {s[bad][:3]}: got {np.asarray(got)[bad][:3]}, "
+                               f"exact {exact[bad][:3]}")
 
 
 F = fastact
@@ -300,6 +338,43 @@ ELEMENTWISE_OPS = [
        lambda g, s, **k: F.elu_backward(g, s, 0.7, **k), "x", False,
        lambda x: oracle_elu(x, 0.7), lambda g, s: oracle_elu_backward(g, s, 0.7)),
 ]
+#: the ops above, written out by hand; every other public elementwise entry
+#: of the registry joins the matrix from it (registry_ops)
+CLASSIC = {"sigmoid", "relu", "leaky_relu", "rrelu", "elu"}
+
+
+def registry_ops():
+    """An Op per public elementwise registry entry outside CLASSIC, and one
+    per extra parameter set its oracle lists (tests/oracles.py): the
+    registry's defaults (or the oracle's values for required parameters),
+    its accuracy bounds and saved array."""
+    from fastact._registry import REGISTRY, REQUIRED
+
+    from oracles import ORACLES
+    ops = []
+    for spec in REGISTRY.values():
+        if spec.kind != "elementwise" or not spec.public or spec.api_name in CLASSIC:
+            continue
+        orc = ORACLES[spec.api_name]
+        fwd_fn = getattr(F, spec.api_name)
+        bwd_fn = getattr(F, spec.api_name + "_backward")
+        base = {p.name: p.default for p in spec.api if p.default is not REQUIRED}
+        for suffix, kw in [("", {})] + list(orc.variants.items()):
+            kw = {**base, **orc.required, **kw}
+            ops.append(Op(
+                spec.api_name + (f"_{suffix}" if suffix else ""),
+                lambda x, f=fwd_fn, kw=kw, **k: f(x, **kw, **k),
+                lambda g, s, f=bwd_fn, kw=kw, **k: f(g, s, **kw, **k),
+                spec.saves, False,
+                lambda x, o=orc.forward, kw=kw: o(x, **kw),
+                lambda g, s, o=orc.backward, kw=kw: o(g, s, **kw),
+                bounds=spec.accuracy,
+                terms=(lambda s, t=orc.terms, kw=kw: t(s, **kw)) if orc.terms else None))
+    return ops
+
+
+REGISTRY_OPS = registry_ops()
+ELEMENTWISE_OPS += REGISTRY_OPS
 OPS_BY_ID = {op.id: op for op in ELEMENTWISE_OPS}
 
 
@@ -325,4 +400,8 @@ ALL_CALLS = {
     "softmax": (lambda x, **k: F.softmax(x, **k), 1),
     "softmax_backward": (lambda g, y, **k: F.softmax_backward(g, y, **k), 2),
 }
+for _op in REGISTRY_OPS:
+    if getattr(F, _op.id, None) is not None:      # each entry's own Op, not its variants
+        ALL_CALLS[_op.id] = (_op.fwd, 1)
+        ALL_CALLS[_op.id + "_backward"] = (_op.bwd, 2)
 SINGLE_OUTPUT_CALLS = {k: v for k, v in ALL_CALLS.items() if k != "prelu_backward"}

@@ -70,13 +70,44 @@ def _run_python(code, **env):
 # --- the build helper -------------------------------------------------------------------
 
 def test_cdef_is_read_from_the_header_and_declares_every_kernel():
+    """Every registry kernel has its id (from the generated c_src/ops.h); the
+    entry points take them; the row kernels keep their named functions."""
+    from fastact._registry import c_ops
     b = _load_build_module()
     cdef = b.cdef_text()
     assert "#include" not in cdef and "#ifndef" not in cdef
-    for op in ("sigmoid", "relu", "leaky_relu", "rrelu_train", "elu", "prelu", "softmax"):
+    for fn in ("fa_elementwise", "fa_rowwise"):
+        assert re.search(rf"\b{fn}\(", cdef), fn
+    for name, pass_ in c_ops():
+        kid = f"FA_K_{name.upper()}_{'FWD' if pass_ == 'forward' else 'BWD'}"
+        assert re.search(rf"\b{kid} = \d+,", cdef), kid
+    for op in ("prelu", "softmax"):
         for pass_ in ("fwd", "bwd"):
             for sfx in ("f32", "f64"):
                 assert re.search(rf"\bfa_{op}_{pass_}_{sfx}\(", cdef), (op, pass_, sfx)
+
+
+def test_generated_op_list_is_current():
+    """c_src/ops.h is what `python build.py --generate` writes from the
+    registry (run it after adding an op)."""
+    b = _load_build_module()
+    assert b.generate(check=True), "c_src/ops.h is stale: run `python build.py --generate`"
+
+
+def test_every_elementwise_kernel_id_runs(cb):
+    """Each id below FA_K_ELEMENTWISE_COUNT has a kernel (fa_elementwise
+    returns 0), the count itself is refused (-1), and each id is the
+    registry's."""
+    from fastact._registry import c_ops, elementwise
+    lib, ffi = cb._lib, cb._ffi
+    n_ew = 2 * len(elementwise())
+    assert lib.FA_K_ELEMENTWISE_COUNT == n_ew and lib.FA_K_COUNT == len(c_ops())
+    x = np.linspace(-3, 3, 64)
+    out = np.empty_like(x)
+    px, po = ffi.from_buffer("double[]", x), ffi.from_buffer("double[]", out, True)
+    for k in range(n_ew):
+        assert lib.fa_elementwise(lib.FA_F64_IDX, k, px, px, po, x.size, 0.5, 1.0, 2.0, 3, 1) == 0
+    assert lib.fa_elementwise(lib.FA_F64_IDX, n_ew, px, px, po, x.size, 0, 0, 0, 0, 1) == -1
 
 
 def test_cdef_without_markers_is_an_error(tmp_path):
@@ -456,7 +487,7 @@ def test_fast_kernel_factory_rejects_bad_arguments(cb):
     mk = cb._fastcall.make_kernel
     ok = dict(address=1, kernel=2, dtype=np.float32, binary=False, nparams=0, has_key=False,
               parallel_min=1, threads=lambda: 1, name="k")
-    for change in (dict(address=0), dict(dtype=np.int32), dict(nparams=3),
+    for change in (dict(address=0), dict(dtype=np.int32), dict(nparams=4),
                    dict(has_key=True, nparams=0), dict(threads=None)):
         with pytest.raises((ValueError, TypeError)):
             mk(**{**ok, **change})

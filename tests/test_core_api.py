@@ -75,9 +75,13 @@ def test_docstrings_state_kink_conventions(name, words):
         assert w in doc, (name, w)
 
 
+#: the API freeze: every public activation (each also has ``<name>_backward``)
+FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax"}
+
+
 def test_package_surface():
-    assert fastact.ACTIVATIONS == ("sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu",
-                                   "softmax")
+    assert set(fastact.ACTIVATIONS) == FROZEN
+    assert len(fastact.ACTIVATIONS) == len(FROZEN)
     for name in ("backends", "use_backend", "set_num_threads", "get_num_threads",
                  "BackendUnavailable"):
         assert name in fastact.__all__ and hasattr(fastact, name)
@@ -92,3 +96,26 @@ def test_positional_parameters_work():
     np.testing.assert_allclose(fastact.elu_backward(np.ones(2), x, 2.0),
                                [2.0 * np.exp(-2.0), 1.0], rtol=4e-16)
     np.testing.assert_array_equal(fastact.rrelu(x, 0.2, 0.4), [-0.6000000000000001, 3.0])
+
+
+def test_generated_signatures_follow_the_registry():
+    """Each generated function has the registry's parameters, defaults and
+    keyword-only flags, then out=, backend=, stream= (keyword-only)."""
+    import inspect
+
+    from fastact._registry import REGISTRY, REQUIRED
+    for spec in REGISTRY.values():
+        if spec.kind != "elementwise" or not spec.public:
+            continue
+        for pass_, arrays in (("forward", ["x"]), ("backward", ["grad", spec.saves])):
+            name = spec.api_name + ("" if pass_ == "forward" else "_backward")
+            params = list(inspect.signature(getattr(fastact, name)).parameters.values())
+            assert [p.name for p in params] == arrays + [p.name for p in spec.api] + [
+                "out", "backend", "stream"], name
+            for p, q in zip(params[len(arrays):], spec.api):
+                assert p.default == (inspect.Parameter.empty if q.default is REQUIRED
+                                     else q.default), (name, q.name)
+                assert (p.kind == p.KEYWORD_ONLY) == q.kw_only, (name, q.name)
+            assert all(p.kind == p.KEYWORD_ONLY for p in params[-3:])
+            doc = getattr(fastact, name).__doc__
+            assert ".. math::" in doc and "Arguments:" in doc and ">>>" in doc, name

@@ -189,12 +189,7 @@ def test_elementwise(op, pass_, dtype):
     got = fn(*[to_dev(a) for a in ins])
     assert got.shape == x.shape and got.dtype == dtype
     got = host(got)
-    if op.exact:
-        with np.errstate(all="ignore"):
-            assert_bitwise_equal(got, fn(*ins, backend="numpy"))
-    else:
-        oracle = op.oracle_fwd if pass_ == "forward" else op.oracle_bwd
-        assert_ulp(got, oracle(*ins), 4, f"cuda {op.id} {pass_}")
+    op.check(pass_, got, ins, f"cuda {op.id} {pass_}")
 
 
 @device

@@ -42,16 +42,12 @@ _UNBUILT_NOTE = pathlib.Path(__file__).with_name("_cfastact.unbuilt")
 
 _FASTCALL_MODULE = "fastact._backends._cfastcall"
 
-# elementwise (registry name, pass) -> C function name stem; the upper-case
-# stem names the kernel id (FA_K_*) of fa_elementwise
-_ELEMENTWISE = {
-    ("sigmoid", "forward"): "sigmoid_fwd", ("sigmoid", "backward"): "sigmoid_bwd",
-    ("relu", "forward"): "relu_fwd", ("relu", "backward"): "relu_bwd",
-    ("leaky_relu", "forward"): "leaky_relu_fwd", ("leaky_relu", "backward"): "leaky_relu_bwd",
-    ("rrelu_train", "forward"): "rrelu_train_fwd",
-    ("rrelu_train", "backward"): "rrelu_train_bwd",
-    ("elu", "forward"): "elu_fwd", ("elu", "backward"): "elu_bwd",
-}
+def _kernel_id_name(name, pass_):
+    """The C kernel id of a registry entry's pass (c_src/ops.h, generated
+    from the registry): ``FA_K_<NAME>_<FWD|BWD>``."""
+    return f"FA_K_{name.upper()}_{'FWD' if pass_ == 'forward' else 'BWD'}"
+
+
 _SUFFIX = {"f": "f32", "d": "f64"}
 # the row-wise kernels: op -> (inputs, arrays) of its call, extents after them
 _ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5), "softmax_fwd": (1, 2),
@@ -109,13 +105,6 @@ class CBackend(Backend):
         fb = self._ffi.from_buffer
         self._from_buffer = fb
         self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
-        # pass -> name -> (float32 kernel, float64 kernel); looked up with as
-        # little Python as possible (small-array call overhead)
-        self._ew = {}
-        for (name, pass_), stem in _ELEMENTWISE.items():
-            self._ew.setdefault(pass_, {})[name] = tuple(
-                (getattr(lib, f"fa_{stem}_{sfx}"), self._ctype[ch])
-                for ch, sfx in _SUFFIX.items())
         self._fastcall, self._fastcall_reason = _import_fastcall()
         self._fast_kernels = {}
         # (op, dtype char) -> k(*arrays, *extents): through _cfastcall where
@@ -160,17 +149,26 @@ class CBackend(Backend):
             return self._fast_kernel(name, pass_, np.dtype(dtype))
         # everything looked up once: a call is the from_buffer of each array
         # (about 0.25 us apiece) and the C call itself
-        fn, ct = self._ew[pass_][name][np.dtype(dtype).itemsize == 8]
+        dt = np.dtype(dtype)
+        fn, ct = self._lib.fa_elementwise, self._ctype[dt.char]
+        kid, dtid = getattr(self._lib, _kernel_id_name(name, pass_)), int(dt.itemsize == 8)
         fb, threads = self._from_buffer, _threads.team_size
-        cmin = config.C_PARALLEL_MIN
+        cmin, indexed, null = config.C_PARALLEL_MIN, REGISTRY[name].indexed, self._ffi.NULL
+
+        def c_params(params):
+            """(p0, p1, p2, key): the floats padded to three, the key apart"""
+            key, floats = (int(params[0]), params[1:]) if indexed else (0, params)
+            return (*floats, *(0.0,) * (3 - len(floats)), key)
+
         if pass_ == "forward":
             def run(x, out, params):
                 n = out.shape[0]
-                fn(fb(ct, x), fb(ct, out, True), n, *params, 1 if n < cmin else threads())
+                fn(dtid, kid, fb(ct, x), null, fb(ct, out, True), n, *c_params(params),
+                   1 if n < cmin else threads())
         else:
             def run(g, s, out, params):
                 n = out.shape[0]
-                fn(fb(ct, g), fb(ct, s), fb(ct, out, True), n, *params,
+                fn(dtid, kid, fb(ct, g), fb(ct, s), fb(ct, out, True), n, *c_params(params),
                    1 if n < cmin else threads())
         return run
 
@@ -179,14 +177,14 @@ class CBackend(Backend):
         key = (name, pass_, dtype.char)
         k = self._fast_kernels.get(key)
         if k is None:
-            stem = _ELEMENTWISE[name, pass_]
-            kid = getattr(self._lib, "FA_K_" + stem.upper())
+            kid = getattr(self._lib, _kernel_id_name(name, pass_))
             nparams = len(REGISTRY[name].params)
             address = int(self._ffi.cast("uintptr_t",
                                          self._ffi.addressof(self._lib, "fa_elementwise")))
             k = self._fast_kernels[key] = self._fastcall.make_kernel(
-                address, kid, dtype, pass_ == "backward", nparams, name == "rrelu_train",
-                config.C_PARALLEL_MIN, _threads.team_size, f"fastact C {stem}")
+                address, kid, dtype, pass_ == "backward", nparams, REGISTRY[name].indexed,
+                config.C_PARALLEL_MIN, _threads.team_size,
+                f"fastact C {name}_{'fwd' if pass_ == 'forward' else 'bwd'}")
         return k
 
     @staticmethod

@@ -1,0 +1,36 @@
+"""The Oracle record and helpers of the high-precision oracles of the catalogue's elementwise ops, written
+independently of fastact's code: obvious formulas in ``np.longdouble``
+(float32 results are checked against them too), or mpmath where NumPy has
+no such function.  One :class:`Oracle` per public op name; ``conftest``
+builds the test matrix from the registry and these.
+
+``forward(x, **params)`` and ``backward(g, s, **params)`` take NumPy
+arrays (``s`` is x or y as the registry's ``saves`` says) and the public
+parameters by name; ``terms(s, **params)`` (for a backward whose bound is
+"cond") is the sum of the magnitudes of the derivative formula's terms;
+``required`` gives values for parameters without a default; ``variants``
+are extra parameter sets tested as ops of their own (``name_<key>``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+WIDE = np.longdouble
+
+
+def hp(a):
+    return np.asarray(a).astype(WIDE)
+
+
+@dataclasses.dataclass
+class Oracle:
+    forward: Callable
+    backward: Callable
+    terms: Callable | None = None
+    required: dict = dataclasses.field(default_factory=dict)
+    variants: dict = dataclasses.field(default_factory=dict)
+
+
