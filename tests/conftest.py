@@ -370,6 +370,7 @@ def registry_ops():
                 lambda g, s, o=orc.backward, kw=kw: o(g, s, **kw),
                 bounds=spec.accuracy,
                 terms=(lambda s, t=orc.terms, kw=kw: t(s, **kw)) if orc.terms else None))
+            ops[-1].kinks = tuple(orc.kinks(**kw))
     return ops
 
 

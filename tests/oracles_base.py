@@ -9,7 +9,9 @@ arrays (``s`` is x or y as the registry's ``saves`` says) and the public
 parameters by name; ``terms(s, **params)`` (for a backward whose bound is
 "cond") is the sum of the magnitudes of the derivative formula's terms;
 ``required`` gives values for parameters without a default; ``variants``
-are extra parameter sets tested as ops of their own (``name_<key>``).
+are extra parameter sets tested as ops of their own (``name_<key>``);
+``kinks(**params)`` the points where the derivative jumps (the finite-
+difference test keeps its inputs away from them).
 """
 from __future__ import annotations
 
@@ -32,5 +34,6 @@ class Oracle:
     terms: Callable | None = None
     required: dict = dataclasses.field(default_factory=dict)
     variants: dict = dataclasses.field(default_factory=dict)
+    kinks: Callable = lambda **params: ()
 
 
