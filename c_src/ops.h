@@ -23,7 +23,11 @@ enum {
     FA_K_PRELU_BWD = 11,
     FA_K_SOFTMAX_FWD = 12,
     FA_K_SOFTMAX_BWD = 13,
-    FA_K_COUNT = 14
+    FA_K_LOG_SOFTMAX_FWD = 14,
+    FA_K_LOG_SOFTMAX_BWD = 15,
+    FA_K_SOFTMIN_FWD = 16,
+    FA_K_SOFTMIN_BWD = 17,
+    FA_K_COUNT = 18
 };
 /* cdef end */
 
@@ -39,5 +43,13 @@ enum {
     X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH) \
     X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH) \
     X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH)
+
+/* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
+   softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,
+   rows of -x where negate, log-probabilities where log */
+#define FA_ROW_FAMILY(X) \
+    X(SOFTMAX, softmax, 0, 0, FA_OUT_PREFETCH, FA_OUT_STREAM) \
+    X(LOG_SOFTMAX, log_softmax, 0, 1, FA_OUT_PREFETCH, FA_OUT_PREFETCH) \
+    X(SOFTMIN, softmin, 1, 0, FA_OUT_PREFETCH, FA_OUT_STREAM)
 
 #endif /* FASTACT_OPS_H */

@@ -68,7 +68,8 @@ ROOFLINE_MIN_SIZE = 1 << 20
 
 def shape_for(op, n, row=None):
     """The array shape a case of ``op`` uses for (about) ``n`` elements."""
-    if op == "softmax":
+    spec = registry_entry(op)
+    if spec is not None and spec.kind == "rowwise":
         L = min(row or SOFTMAX_ROW, n)
         return (max(n // L, 1), L)
     if op == "prelu" and row is not None:        # (samples, channels, row)
@@ -128,9 +129,7 @@ def make_workload(op, dtype, n, row=None):
     w = gw = noise = None
     spec = registry_entry(op)
     if spec is not None:
-        y = getattr(fastact, op)(x, *spec.example_params()) if spec.saves == "y" else x
-    elif op == "softmax":
-        y = fastact.softmax(x)
+        y = getattr(fastact, op)(x, **spec.example_kwargs()) if spec.saves == "y" else x
     elif op == "prelu":
         w = np.linspace(0.05, 0.5, shape[1], dtype=dtype)
         gw = np.empty_like(w)
@@ -149,11 +148,12 @@ def make_workload(op, dtype, n, row=None):
 
 def registry_entry(op):
     """The registry entry of ``op`` where the bench times it from the
-    registry alone (every public elementwise op but rrelu, whose training
-    slopes PyTorch keeps in a noise tensor); else None."""
+    registry alone (every public elementwise and row-wise op but rrelu,
+    whose training slopes PyTorch keeps in a noise tensor); else None."""
     from ._registry import REGISTRY
     for spec in REGISTRY.values():
-        if spec.kind == "elementwise" and spec.public and spec.api_name == op != "rrelu":
+        if spec.kind in ("elementwise", "rowwise") and spec.public and \
+                spec.api_name == op != "rrelu":
             return spec
     return None
 
@@ -169,10 +169,10 @@ def fastact_call(wl, pass_, backend):
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        p, s = spec.example_params(), _saved(wl, spec)
+        kw, s = spec.example_kwargs(), _saved(wl, spec)
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
-        return (lambda: f(x, *p, out=out, backend=b)) if fwd else \
-               (lambda: fb(g, s, *p, out=out, backend=b))
+        return (lambda: f(x, **kw, out=out, backend=b)) if fwd else \
+               (lambda: fb(g, s, **kw, out=out, backend=b))
     if op == "rrelu":
         kw = dict(training=True, seed=RRELU_SEED, out=out, backend=b)
         lo, up = RRELU_LOWER, RRELU_UPPER
@@ -182,9 +182,6 @@ def fastact_call(wl, pass_, backend):
         w, gw = wl.w, wl.gw
         return (lambda: fastact.prelu(x, w, out=out, backend=b)) if fwd else \
                (lambda: fastact.prelu_backward(g, x, w, out=(out, gw), backend=b))
-    if op == "softmax":
-        return (lambda: fastact.softmax(x, out=out, backend=b)) if fwd else \
-               (lambda: fastact.softmax_backward(g, y, out=out, backend=b))
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -213,11 +210,6 @@ def numpy_expr_call(wl, pass_):
             gx = np.where(x > 0, g, w * g)
             return gx, np.where(x > 0, 0, g * x).sum(axis=(0, 2))
         f = (lambda: np.where(x > 0, x, w * x)) if fwd else backward
-    elif op == "softmax":
-        def forward():
-            e = np.exp(x - x.max(axis=-1, keepdims=True))
-            return e / e.sum(axis=-1, keepdims=True)
-        f = forward if fwd else (lambda: y * (g - (g * y).sum(axis=-1, keepdims=True)))
     else:
         raise ValueError(f"unknown op {op!r}")
 
@@ -262,9 +254,6 @@ def torch_call(wl, pass_):
         # no out= form: these include allocating the result(s)
         return (lambda: A._prelu_kernel(x, w)) if fwd else \
                (lambda: A._prelu_kernel_backward(g, x, w))
-    if op == "softmax":
-        return (lambda: A._softmax.out(x, -1, False, out=out)) if fwd else \
-               (lambda: A._softmax_backward_data.out(g, y, -1, x.dtype, grad_input=out))
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -76,6 +76,17 @@ class Torch:
 
 
 @dataclasses.dataclass(frozen=True)
+class Row:
+    """How a row-wise entry of the softmax family varies the one row
+    skeleton of each backend: ``negate`` takes the rows of ``-x`` (softmin;
+    its backward is softmax's negated), ``log`` writes ``log`` of the
+    normalized exponentials, ``(x - m) - log sum exp(x - m)`` with ``m``
+    the row max (log_softmax; backward ``g - exp(y) sum(g)``)."""
+    negate: bool = False
+    log: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Spec:
     name: str
     kind: str                       # "elementwise", "prelu" or "rowwise"
@@ -106,6 +117,7 @@ class Spec:
     # f(g, s, *params) backward (None: no such column)
     numpy_forward: Callable | None = None
     numpy_backward: Callable | None = None
+    row: Row | None = None          # kind "rowwise": the softmax family's variant
 
     @property
     def public(self) -> bool:
@@ -118,6 +130,10 @@ class Spec:
     def example_params(self) -> tuple:
         """The public parameters the bench, plots and tests use by default."""
         return tuple(p.example if p.default is REQUIRED else p.default for p in self.api)
+
+    def example_kwargs(self) -> dict:
+        """``example_params`` by name (keyword-only ones can be passed so)."""
+        return dict(zip((p.name for p in self.api), self.example_params()))
 
 
 def parallel_min(name: str) -> int:
@@ -151,9 +167,15 @@ def elementwise() -> list[str]:
     return [n for n, s in REGISTRY.items() if s.kind == "elementwise"]
 
 
+def rowwise() -> list[str]:
+    """The row-wise entries (the softmax family), in registration order."""
+    return [n for n, s in REGISTRY.items() if s.kind == "rowwise"]
+
+
 def c_ops() -> list[tuple[str, str]]:
     """The C backend's kernels as (registry name, pass), in kernel-id order:
-    every elementwise entry's forward and backward, then the row kernels."""
-    ops = [(n, p) for n in elementwise() for p in ("forward", "backward")]
-    return ops + [("prelu", "forward"), ("prelu", "backward"),
-                  ("softmax", "forward"), ("softmax", "backward")]
+    every elementwise entry's forward and backward, then PReLU's, then the
+    row-wise entries'."""
+    both = ("forward", "backward")
+    return ([(n, p) for n in elementwise() for p in both] + [("prelu", p) for p in both]
+            + [(n, p) for n in rowwise() for p in both])

@@ -539,11 +539,17 @@ def _plot_grid(path, plt, np, fastact):
         spec = registry_entry(name)
         if name in drawn or spec is None:
             continue
-        p = spec.example_params()
-        y = getattr(fastact, name)(x, *p)
-        dy = getattr(fastact, name + "_backward")(one, y if spec.saves == "y" else x, *p)
-        args = ", ".join(f"{q.name}={v:g}" if isinstance(v, float) else f"{q.name}={v}"
-                         for q, v in zip(spec.api, p))
+        f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
+        if spec.kind == "rowwise":           # as softmax: y_0 of rows (x, 0, 1)
+            y = f(sm_x)
+            panels.append((name, f"$y_0$ of {name}$(x, 0, 1)$", y[:, 0],
+                           fb(e0, y)[:, 0]))
+            continue
+        kw = spec.example_kwargs()
+        y = f(x, **kw)
+        dy = fb(one, y if spec.saves == "y" else x, **kw)
+        args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in kw.items())
         panels.append((name, args or spec.doc.title.rstrip("."), y, dy))
     cols = 4
     rows = -(-len(panels) // cols)
