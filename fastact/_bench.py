@@ -165,7 +165,7 @@ def _saved(wl, spec):
 def fastact_call(wl, pass_, backend):
     """A zero-argument callable running fastact's ``op`` on ``backend``."""
     import fastact
-    x, y, g, out, b = wl.x, wl.y, wl.g, wl.out, backend
+    x, g, out, b = wl.x, wl.g, wl.out, backend
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
@@ -187,7 +187,7 @@ def fastact_call(wl, pass_, backend):
 
 def numpy_expr_call(wl, pass_):
     """NumPy's own expression of the op, written the way a user would."""
-    x, y, g = wl.x, wl.y, wl.g
+    x, g = wl.x, wl.g
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
@@ -234,7 +234,7 @@ def torch_call(wl, pass_):
     torch.set_num_threads(fastact.get_num_threads())
     A = torch.ops.aten
     t = torch.from_numpy
-    x, y, g, out = t(wl.x), t(wl.y), t(wl.g), t(wl.out)
+    x, g, out = t(wl.x), t(wl.g), t(wl.out)
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:

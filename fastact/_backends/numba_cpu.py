@@ -646,13 +646,14 @@ def _row_kernels(name, dtype, parallel):
     negate, log = row.negate, row.log
     # the max of -x is minus the min of x; the rows' elements enter as sg * x
     sg = T(-1.0) if negate else T(1.0)
-    row_max = prims.row_max
     if negate:
         row_min = prims.row_min
 
         @inner_njit()
-        def row_max(x1, base, n):       # noqa: F811 (of -x)
+        def row_max(x1, base, n):
             return -row_min(x1, base, n)
+    else:
+        row_max = prims.row_max
     tag = f"{name}_{np.dtype(dtype).name}"
     zero, one = W(0.0), W(1.0)
     wide = wide_vectors()
