@@ -69,7 +69,8 @@ class Torch:
     skip: Callable | None = None
     # the ATen kernels the bench times, writing into ``out`` (no autograd):
     # forward(A, x, out, *params), backward(A, g, s, out, *params), with
-    # A = torch.ops.aten and s as the registry's ``saves``
+    # A = torch.ops.aten, s as the registry's ``saves`` and each pass's own
+    # public parameters (Spec.backward_api)
     forward_out: Callable | None = None
     backward_out: Callable | None = None
 
@@ -89,6 +90,11 @@ class Spec:
     compute_bound: tuple = ()
     # --- the public pair (None: an internal entry, reached through another's route)
     api: tuple | None = None        # Param per public parameter, in order
+    # names of the Params of `api` the public backward takes, where it takes
+    # fewer (threshold_backward has no `value`); None: all of them.  The
+    # others reach the route at their default (their example where
+    # required): the backward formula must not read them
+    backward_api: tuple | None = None
     public_name: str | None = None  # the functions' name where it is not `name`
     doc: Doc | None = None
     # route(op, *api values) -> (registry name, kernel params as Python floats);
@@ -102,7 +108,8 @@ class Spec:
     accuracy: tuple = (0, 0)
     torch: Torch | None = None
     # the NumPy expression the bench compares against: f(x, *params) forward,
-    # f(g, s, *params) backward (None: no such column)
+    # f(g, s, *params) backward, each with its pass's public parameters (see
+    # backward_api; None: no such column)
     numpy_forward: Callable | None = None
     numpy_backward: Callable | None = None
 
@@ -114,9 +121,16 @@ class Spec:
     def api_name(self) -> str:
         return self.public_name or self.name
 
-    def example_params(self) -> tuple:
-        """The public parameters the bench, plots and tests use by default."""
-        return tuple(p.example if p.default is REQUIRED else p.default for p in self.api)
+    def api_of(self, pass_: str = "forward") -> tuple:
+        """The Params of the public function of ``pass_``, in order."""
+        if pass_ == "forward" or self.backward_api is None:
+            return self.api
+        return tuple(p for p in self.api if p.name in self.backward_api)
+
+    def example_params(self, pass_: str = "forward") -> tuple:
+        """The public parameters of ``pass_`` the bench, plots and tests use by default."""
+        return tuple(p.example if p.default is REQUIRED else p.default
+                     for p in self.api_of(pass_))
 
 
 def parallel_min(name: str) -> int:
