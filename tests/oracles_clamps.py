@@ -119,7 +119,7 @@ def _threshold_bwd(g, x, threshold):
 
 ORACLES["threshold"] = Oracle(
     _threshold, _threshold_bwd, required=dict(threshold=0.1, value=20.0),
-    variants={"neg": dict(threshold=-1.0, value=-2.5), "inf": dict(threshold=1.5, value=-np.inf)},
+    variants={"neg": dict(threshold=-1.0, value=-2.5), "high": dict(threshold=1.5, value=-7.0)},
     kinks=lambda threshold, **_: (threshold,))
 
 
