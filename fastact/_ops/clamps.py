@@ -5,9 +5,11 @@ bit-identical on every backend (``accuracy=(0, 0)``).
 Conventions (PyTorch 2.13's, checked with its autograd): the derivative at
 a kink is the one of PyTorch's backward kernel (mostly 0 on the boundary of
 the region where the gradient passes), a NaN input propagates through every
-forward, and the backward's mask at a NaN input is PyTorch's.  Where
-PyTorch's result at +-inf or for huge inputs is not the mathematical limit,
-ours is, and ``Torch.deviations`` says so.
+forward, and the backward at a NaN input is what PyTorch's scalar loop
+gives (g, but 0 for hardsigmoid; its vectorized loop gives 0 or NaN for
+some, as ``Torch.deviations`` says).  Where PyTorch's result at +-inf or
+for huge inputs is not the mathematical limit, ours is, and
+``Torch.deviations`` says so.
 """
 from __future__ import annotations
 
