@@ -155,6 +155,10 @@ REGISTRY: dict[str, Spec] = {}
 def register(spec: Spec) -> Spec:
     if spec.name in REGISTRY:
         raise ValueError(f"fastact: op {spec.name!r} registered twice")
+    if spec.backward_api is not None and \
+            not set(spec.backward_api) <= {p.name for p in spec.api or ()}:
+        raise ValueError(f"fastact: op {spec.name!r}: backward_api names a parameter "
+                         "that api lacks")
     REGISTRY[spec.name] = spec
     return spec
 
