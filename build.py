@@ -192,7 +192,8 @@ def fastcall_extension(relative: bool = True):
     cflags += shlex.split(os.environ.get("FASTACT_C_CFLAGS", ""))
     return Extension(FASTCALL_MODULE, sources=[str(root / s) for s in FASTCALL_SOURCES],
                      include_dirs=[numpy.get_include(), str(root / "c_src")],
-                     depends=[str(root / "c_src" / "fastact.h")], extra_compile_args=cflags)
+                     depends=[str(root / "c_src" / "fastact.h"), str(root / "c_src" / "ops.h")],
+                     extra_compile_args=cflags)
 
 
 def build_fastcall(verbose: bool = False) -> pathlib.Path:

@@ -76,13 +76,13 @@ def _catalogue_calls():
             continue
         if op == "softmax":
             continue
-        p = spec.example_kwargs()
+        p, pb = spec.example_kwargs(), spec.example_kwargs("backward")
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
         fwd_bound, bwd_bound = spec.accuracy
         calls[op] = (lambda a, f=f, p=p, **k: f(*a, **p, **k), 1, fwd_bound == 0)
         # the softmax family's backwards have their own bound (_compare)
         cond = bwd_bound == "cond" and spec.kind == "elementwise"
-        calls[op + "_backward"] = (lambda a, f=fb, p=p, **k: f(*a, **p, **k), 2,
+        calls[op + "_backward"] = (lambda a, f=fb, p=pb, **k: f(*a, **p, **k), 2,
                                    "cond" if cond else bwd_bound == 0)
     return calls
 

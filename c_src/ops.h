@@ -18,16 +18,32 @@ enum {
     FA_K_RRELU_TRAIN_BWD = 7,
     FA_K_ELU_FWD = 8,
     FA_K_ELU_BWD = 9,
-    FA_K_ELEMENTWISE_COUNT = 10,
-    FA_K_PRELU_FWD = 10,
-    FA_K_PRELU_BWD = 11,
-    FA_K_SOFTMAX_FWD = 12,
-    FA_K_SOFTMAX_BWD = 13,
-    FA_K_LOG_SOFTMAX_FWD = 14,
-    FA_K_LOG_SOFTMAX_BWD = 15,
-    FA_K_SOFTMIN_FWD = 16,
-    FA_K_SOFTMIN_BWD = 17,
-    FA_K_COUNT = 18
+    FA_K_HARDTANH_FWD = 10,
+    FA_K_HARDTANH_BWD = 11,
+    FA_K_RELU6_FWD = 12,
+    FA_K_RELU6_BWD = 13,
+    FA_K_HARDSIGMOID_FWD = 14,
+    FA_K_HARDSIGMOID_BWD = 15,
+    FA_K_HARDSWISH_FWD = 16,
+    FA_K_HARDSWISH_BWD = 17,
+    FA_K_HARDSHRINK_FWD = 18,
+    FA_K_HARDSHRINK_BWD = 19,
+    FA_K_SOFTSHRINK_FWD = 20,
+    FA_K_SOFTSHRINK_BWD = 21,
+    FA_K_THRESHOLD_FWD = 22,
+    FA_K_THRESHOLD_BWD = 23,
+    FA_K_SOFTSIGN_FWD = 24,
+    FA_K_SOFTSIGN_BWD = 25,
+    FA_K_ELEMENTWISE_COUNT = 26,
+    FA_K_PRELU_FWD = 26,
+    FA_K_PRELU_BWD = 27,
+    FA_K_SOFTMAX_FWD = 28,
+    FA_K_SOFTMAX_BWD = 29,
+    FA_K_LOG_SOFTMAX_FWD = 30,
+    FA_K_LOG_SOFTMAX_BWD = 31,
+    FA_K_SOFTMIN_FWD = 32,
+    FA_K_SOFTMIN_BWD = 33,
+    FA_K_COUNT = 34
 };
 /* cdef end */
 
@@ -42,7 +58,23 @@ enum {
     X(RRELU_TRAIN_FWD, rrelu_train_fwd, 0, FA_OUT_PREFETCH) \
     X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH) \
     X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH) \
-    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH)
+    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH) \
+    X(HARDTANH_FWD, hardtanh_fwd, 0, FA_OUT_STREAM) \
+    X(HARDTANH_BWD, hardtanh_bwd, 1, FA_OUT_STREAM) \
+    X(RELU6_FWD, relu6_fwd, 0, FA_OUT_STREAM) \
+    X(RELU6_BWD, relu6_bwd, 1, FA_OUT_STREAM) \
+    X(HARDSIGMOID_FWD, hardsigmoid_fwd, 0, FA_OUT_STREAM) \
+    X(HARDSIGMOID_BWD, hardsigmoid_bwd, 1, FA_OUT_STREAM) \
+    X(HARDSWISH_FWD, hardswish_fwd, 0, FA_OUT_STREAM) \
+    X(HARDSWISH_BWD, hardswish_bwd, 1, FA_OUT_STREAM) \
+    X(HARDSHRINK_FWD, hardshrink_fwd, 0, FA_OUT_STREAM) \
+    X(HARDSHRINK_BWD, hardshrink_bwd, 1, FA_OUT_STREAM) \
+    X(SOFTSHRINK_FWD, softshrink_fwd, 0, FA_OUT_STREAM) \
+    X(SOFTSHRINK_BWD, softshrink_bwd, 1, FA_OUT_STREAM) \
+    X(THRESHOLD_FWD, threshold_fwd, 0, FA_OUT_STREAM) \
+    X(THRESHOLD_BWD, threshold_bwd, 1, FA_OUT_STREAM) \
+    X(SOFTSIGN_FWD, softsign_fwd, 0, FA_OUT_STREAM) \
+    X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM)
 
 /* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
    softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,

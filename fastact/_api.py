@@ -356,12 +356,18 @@ def _define(spec, pass_):
     fname = spec.api_name if pass_ == "forward" else spec.api_name + "_backward"
     arrays = ["x"] if pass_ == "forward" else ["grad", spec.saves]
     positional, keyword = [], []
-    for prm in spec.api:
+    taken = spec.api_of(pass_)
+    for prm in taken:
         text = prm.name if prm.default is REQUIRED else f"{prm.name}=_d_{fname}_{prm.name}"
         (keyword if prm.kw_only else positional).append(text)
     sig = ", ".join(arrays + positional + ["*"] + keyword + ["out=None", "backend=None",
                                                             "stream=None"])
-    values = ", ".join(p.name for p in spec.api)
+    # a parameter this pass does not take (Spec.backward_api) reaches the
+    # route as its default, or its example where it has none
+    fixed = {p.name: p.example if p.default is REQUIRED else p.default
+             for p in spec.api if p not in taken}
+    values = ", ".join(f"_d_{fname}_{p.name}" if p.name in fixed else p.name
+                       for p in spec.api)
     route = spec.route or _default_route(spec)
     arrs = ", ".join(arrays)
     # compiled into this module's namespace (doctest collects a function
@@ -378,6 +384,7 @@ def _define(spec, pass_):
                f"    return _elementwise({fname!r}, name, {pass_!r}, ({arrs},), p, "
                "out, backend, stream)\n")
     g.update({f"_d_{fname}_{p.name}": p.default for p in spec.api if p.default is not REQUIRED})
+    g.update({f"_d_{fname}_{k}": v for k, v in fixed.items()})
     exec(compile(src, f"<fastact.{fname}>", "exec"), g)
     fn = g[fname]
     fn.__doc__ = _docstring(spec, pass_)
@@ -410,7 +417,7 @@ def _arguments(spec, pass_):
         saved = (spec.doc.saved_doc or ("the forward output" if spec.saves == "y"
                                         else "the forward input"))
         rows = [("grad", _DOC_ARGS["grad"]), (spec.saves, saved)]
-    rows += [(p.name, p.doc) for p in spec.api]
+    rows += [(p.name, p.doc) for p in spec.api_of(pass_)]
     rows += [(k, _DOC_ARGS[k]) for k in ("out", "backend", "stream")]
     return _argument_block(rows, _RETURNS)
 

@@ -169,7 +169,7 @@ def fastact_call(wl, pass_, backend):
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        kw, s = spec.example_kwargs(), _saved(wl, spec)
+        kw, s = spec.example_kwargs(pass_), _saved(wl, spec)
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
         return (lambda: f(x, **kw, out=out, backend=b)) if fwd else \
                (lambda: fb(g, s, **kw, out=out, backend=b))
@@ -191,7 +191,7 @@ def numpy_expr_call(wl, pass_):
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        p, s = spec.example_params(), _saved(wl, spec)
+        p, s = spec.example_params(pass_), _saved(wl, spec)
         ef, eb = spec.numpy_forward, spec.numpy_backward
         f = (lambda: ef(x, *p)) if fwd else (lambda: eb(g, s, *p))
     elif op == "rrelu":
@@ -238,7 +238,7 @@ def torch_call(wl, pass_):
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        p, s = spec.example_params(), t(_saved(wl, spec))
+        p, s = spec.example_params(pass_), t(_saved(wl, spec))
         tf, tb = spec.torch.forward_out, spec.torch.backward_out
         return (lambda: tf(A, x, out, *p)) if fwd else (lambda: tb(A, g, s, out, *p))
     if op == "rrelu":

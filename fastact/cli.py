@@ -547,7 +547,7 @@ def _plot_grid(path, plt, np, fastact):
             continue
         kw = spec.example_kwargs()
         y = f(x, **kw)
-        dy = fb(one, y if spec.saves == "y" else x, **kw)
+        dy = fb(one, y if spec.saves == "y" else x, **spec.example_kwargs("backward"))
         args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in kw.items())
         panels.append((name, args or spec.doc.title.rstrip("."), y, dy))
