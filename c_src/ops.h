@@ -18,12 +18,24 @@ enum {
     FA_K_RRELU_TRAIN_BWD = 7,
     FA_K_ELU_FWD = 8,
     FA_K_ELU_BWD = 9,
-    FA_K_ELEMENTWISE_COUNT = 10,
-    FA_K_PRELU_FWD = 10,
-    FA_K_PRELU_BWD = 11,
-    FA_K_SOFTMAX_FWD = 12,
-    FA_K_SOFTMAX_BWD = 13,
-    FA_K_COUNT = 14
+    FA_K_SILU_FWD = 10,
+    FA_K_SILU_BWD = 11,
+    FA_K_TANH_FWD = 12,
+    FA_K_TANH_BWD = 13,
+    FA_K_SELU_FWD = 14,
+    FA_K_SELU_BWD = 15,
+    FA_K_CELU_FWD = 16,
+    FA_K_CELU_BWD = 17,
+    FA_K_MISH_FWD = 18,
+    FA_K_MISH_BWD = 19,
+    FA_K_TANHSHRINK_FWD = 20,
+    FA_K_TANHSHRINK_BWD = 21,
+    FA_K_ELEMENTWISE_COUNT = 22,
+    FA_K_PRELU_FWD = 22,
+    FA_K_PRELU_BWD = 23,
+    FA_K_SOFTMAX_FWD = 24,
+    FA_K_SOFTMAX_BWD = 25,
+    FA_K_COUNT = 26
 };
 /* cdef end */
 
@@ -38,6 +50,18 @@ enum {
     X(RRELU_TRAIN_FWD, rrelu_train_fwd, 0, FA_OUT_PREFETCH) \
     X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH) \
     X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH) \
-    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH)
+    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH) \
+    X(SILU_FWD, silu_fwd, 0, FA_OUT_PREFETCH) \
+    X(SILU_BWD, silu_bwd, 1, FA_OUT_PREFETCH) \
+    X(TANH_FWD, tanh_fwd, 0, FA_OUT_PREFETCH) \
+    X(TANH_BWD, tanh_bwd, 1, FA_OUT_STREAM) \
+    X(SELU_FWD, selu_fwd, 0, FA_OUT_PREFETCH) \
+    X(SELU_BWD, selu_bwd, 1, FA_OUT_PREFETCH) \
+    X(CELU_FWD, celu_fwd, 0, FA_OUT_PREFETCH) \
+    X(CELU_BWD, celu_bwd, 1, FA_OUT_PREFETCH) \
+    X(MISH_FWD, mish_fwd, 0, FA_OUT_PREFETCH) \
+    X(MISH_BWD, mish_bwd, 1, FA_OUT_PREFETCH) \
+    X(TANHSHRINK_FWD, tanhshrink_fwd, 0, FA_OUT_PREFETCH) \
+    X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH)
 
 #endif /* FASTACT_OPS_H */
