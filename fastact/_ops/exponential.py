@@ -61,7 +61,7 @@ def _clamp_abs(p, lim=1e4):
 
 def _silu(p):
     T = p.T
-    one, zero = T(1.0), T(0.0)
+    one, zero, inf = T(1.0), T(0.0), T(np.inf)
     es, clamp = _exp_scaled(p), _clamp_abs(p)
 
     def forward(x):
@@ -80,9 +80,12 @@ def _silu(p):
         E, e, u = es(-abs(x))
         pos = x > zero
         d = one + e
-        a = d + clamp(x) * (e if pos else one)
-        a = a if pos else E * a
-        return (g * (a / (d * d))) * (one if pos else u)
+        a0 = d + clamp(x) * (e if pos else one)
+        a = a0 if pos else E * a0
+        r = (g * (a / (d * d))) * (one if pos else u)
+        # an infinite g times the nonzero derivative of a finite x: +-inf,
+        # also where E underflows (a0 has the derivative's sign)
+        return g * a0 if abs(g) == inf and abs(x) < inf else r
 
     return forward, backward
 
@@ -91,14 +94,15 @@ def _wide(dt):
     return np.longdouble if dt == np.float64 else np.float64
 
 
-def _ref_silu_fwd(x):
-    w = x.astype(_wide(x.dtype))
-    return (w / (1 + np.exp(-w))).astype(x.dtype) if x.size else x.copy()
-
-
 def _ref_sig(w):
     e = np.exp(-np.abs(w))
     return np.where(w >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _ref_silu_fwd(x):
+    w = x.astype(_wide(x.dtype))
+    y = np.where(np.isneginf(w), -0.0, w * _ref_sig(w))     # the limit at -inf
+    return y.astype(x.dtype)
 
 
 def _ref_silu_bwd(g, x):
@@ -107,7 +111,11 @@ def _ref_silu_bwd(g, x):
     # x s (1 - s) with s (1 - s) from e: finite at +-inf (0 there)
     e = np.exp(-np.abs(w))
     d = s + np.where(np.isinf(w), 0, w) * (e / (1 + e) ** 2)
-    return (g.astype(w.dtype) * d).astype(x.dtype)
+    gw = g.astype(w.dtype)
+    # an infinite g times the nonzero derivative of a finite x is +-inf, also
+    # where the wide derivative underflows (its sign: that of 1 + e + x)
+    sign = np.where(w > 0, 1, np.sign(1 + e + w))
+    return np.where(np.isinf(gw) & np.isfinite(w), gw * sign, gw * d).astype(x.dtype)
 
 
 register(Spec(
@@ -128,7 +136,9 @@ within 4 ULP of the exact value everywhere.  ``silu(+inf) = +inf``,
 ``s = sigmoid(x)`` (the formula's own conditioning).  Computed from
 ``e = exp(-|x|)`` as ``(1 + e + x e) / (1 + e)**2`` (``x > 0``) or
 ``e (1 + e + x) / (1 + e)**2``.  The limits at ``+-inf``: 1 and 0 (PyTorch
-gives NaN); a NaN input gives NaN.""",
+gives NaN); a NaN input gives NaN; an infinite ``g`` gives ``+-inf`` for
+every finite ``x`` (the exact product; PyTorch: NaN where its sigmoid
+underflows).""",
         example=""">>> import numpy as np, fastact
 >>> fastact.silu(np.array([-np.inf, -1.0, 0.0, 2.0, np.inf]))
 array([-0.        , -0.26894142,  0.        ,  1.76159416,         inf])""",
@@ -421,7 +431,7 @@ array([0.60653066, 1.        , 1.        ])"""),
 
 def _mish(p):
     T = p.T
-    one, zero, two, four = T(1.0), T(0.0), T(2.0), T(4.0)
+    one, zero, two, four, inf = T(1.0), T(0.0), T(2.0), T(4.0), T(np.inf)
     es, clamp = _exp_scaled(p), _clamp_abs(p)
 
     def forward(x):
@@ -453,9 +463,12 @@ def _mish(p):
         f = num if pos else s
         h = num + q * e if pos else e * s + two          # P or D
         k = (e * e) * (one + e) if pos else one + e
-        a = f * h + (four * clamp(x)) * k
-        a = a if pos else E * a
-        return (g * (a / (h * h))) * (one if pos else u)
+        a0 = f * h + (four * clamp(x)) * k
+        a = a0 if pos else E * a0
+        r = (g * (a / (h * h))) * (one if pos else u)
+        # an infinite g times the nonzero derivative of a finite x: +-inf,
+        # also where E underflows (a0 has the derivative's sign)
+        return g * a0 if abs(g) == inf and abs(x) < inf else r
 
     return forward, backward
 
@@ -475,8 +488,14 @@ def _ref_mish_bwd(g, x):
     P = 1 + 2 * e + 2 * e * e
     pos = ((1 + 2 * e) * P + 4 * xf * e * e * (1 + e)) / (P * P)
     D = 2 + e * (2 + e)
-    neg = e * ((2 + e) * D + 4 * xf * (1 + e)) / (D * D)
-    return (g.astype(w.dtype) * np.where(w > 0, pos, neg)).astype(x.dtype)
+    a0 = (2 + e) * D + 4 * xf * (1 + e)
+    neg = e * a0 / (D * D)
+    gw = g.astype(w.dtype)
+    # an infinite g times the nonzero derivative of a finite x is +-inf, also
+    # where the wide derivative underflows
+    sign = np.where(w > 0, 1, np.sign(a0))
+    return np.where(np.isinf(gw) & np.isfinite(w), gw * sign,
+                    gw * np.where(w > 0, pos, neg)).astype(x.dtype)
 
 
 register(Spec(
@@ -498,7 +517,8 @@ the subnormal range: within 4 ULP everywhere.  ``mish(+inf) = +inf``,
         backward_notes="""Within 4 ULP where the derivative is away from its zero near
 ``x = -1.19``; near it within ``4 eps |g| (|tanh(sp(x))| + |x| sigmoid(x)
 sech(sp(x))**2)`` (the formula's own conditioning).  The limits at
-``+-inf``: 1 and 0 (PyTorch gives NaN); a NaN input gives NaN.""",
+``+-inf``: 1 and 0 (PyTorch gives NaN); a NaN input gives NaN; an infinite
+``g`` gives ``+-inf`` for every finite ``x`` (the exact product).""",
         example=""">>> import numpy as np, fastact
 >>> fastact.mish(np.array([-np.inf, -1.0, 0.0, 1.0, np.inf]))
 array([-0.        , -0.30340146,  0.        ,  0.86509839,         inf])""",
@@ -559,16 +579,18 @@ def _tanhshrink(p):
         return small if ax < one else (big if x > zero else -big)
 
     def backward(g, x):
-        # tanh(x)**2: |x| < 1: z (1 - v)**2, v = z P (tanh x = x (1 - v));
-        # else 1 - 4e / (1 + e)**2 (sech**2 = 4e / (1 + e)**2 <= 0.42)
+        # tanh(x)**2: |x| < 1: x**2 (1 - v)**2, v = x**2 P (tanh x = x (1 - v)),
+        # taken as (g x) (x (1 - v)**2) so that an infinite g gives +-inf
+        # where x**2 underflows; else 1 - 4e / (1 + e)**2 (sech**2 <= 0.42)
         ax = abs(x)
+        small = ax < one
         z = x * x
         v = z * poly(z)
-        small = z * (one - v * (two - v))       # (1 - v)**2, v <= 0.24
         e = exp(m2 * ax)
         s = one + e
         big = one - (four * e) / (s * s)
-        return g * (small if ax < one else big)
+        f = x * (one - v * (two - v)) if small else big     # (1 - v)**2, v <= 0.24
+        return (g * (x if small else one)) * f
 
     return forward, backward
 
