@@ -18,14 +18,31 @@ from .._spec import Doc, Param, Spec, Torch, register
 
 # --- shared scalar helpers ---------------------------------------------------------
 
+def _inliner(p):
+    """``inline()``, called first in a formula or helper: marks the function it
+    is compiled into ``alwaysinline`` for LLVM on the CPU target (the Numba
+    backend's intrinsic); elsewhere (CUDA, the simulator) it does nothing.
+    Numba leaves inlining to LLVM, whose size threshold kept the larger
+    formulas here (CELU and Mish backward, Tanhshrink in float64) out of the
+    kernel's loop, which then ran scalar: 5-20x slower."""
+    if not hasattr(p, "row_max"):                 # not cpu_prims: CUDA or the simulator
+        @p.jit
+        def nothing():
+            return None
+        return nothing
+    from .._backends.numba_cpu import always_inline
+    return always_inline()
+
+
 def _exp_scaled(p):
-    """``es(a)`` for ``a <= 0`` (NaN passes): ``(E, e, u)`` with ``e ~ e^a``
-    (for sums with 1: it may round in the subnormal range) and ``E = e^a / u``,
-    ``u = 2**-K`` where ``a < -CUT``, else 1.  ``E`` is normal wherever a
-    result built on it is not 0 (``a >= -1460``, float64), and small enough
-    there (``E <= e^-CUT 2**K``, at most 1.6e-7 / 2.6e-20) that ``g * E *
-    (a factor up to 1e4)`` cannot overflow.  ``exp_mul`` clamps ``a`` at its
-    ``mul_lo`` (-200 / -1460): below, ``E`` is 0 after the scaling too."""
+    """``es(x)``: ``(E, e, u)`` with ``e ~ e^a``, ``a = -|x|`` (for sums with 1:
+    it may round in the subnormal range), and ``E = e^a / u``, ``u = 2**-K``
+    where ``x < -CUT``, else 1 (so ``u`` is 1 wherever ``x > 0``: formulas
+    multiply by it without a select).  Where ``x < -CUT``, ``E`` is normal
+    wherever a result built on it is not 0, and small enough (``E <= e^-CUT
+    2**K``, at most 1.6e-7 / 2.6e-20) that ``g * E * (a factor up to 1e4)``
+    cannot overflow.  ``exp_mul`` clamps ``a`` at its ``mul_lo`` (-200 /
+    -1460): below, ``E`` is 0 after the scaling too.  NaN passes."""
     T = p.T
     f32 = p.dtype == np.float32
     K = 64 if f32 else 512
@@ -34,9 +51,9 @@ def _exp_scaled(p):
     exp_mul = p.exp_mul
 
     @p.jit
-    def es(a):
-        big = a < -cut
-        E = exp_mul(a, up if big else one, one)
+    def es(x):
+        big = x < -cut
+        E = exp_mul(-abs(x), up if big else one, one)
         u = down if big else one
         return E, E * u, u
 
@@ -51,8 +68,9 @@ def _clamp_abs(p, lim=1e4):
 
     @p.jit
     def clamp(x):
-        xc = hi if x > hi else x
-        return lo if xc < lo else xc
+        # min/max, not selects: with two selects Numba's float64 loops of
+        # SiLU and Mish stopped vectorizing (LLVM; 4-5x slower)
+        return min(max(x, lo), hi)
 
     return clamp
 
@@ -61,6 +79,7 @@ def _clamp_abs(p, lim=1e4):
 
 def _silu(p):
     T = p.T
+    inline = _inliner(p)
     one, zero, inf = T(1.0), T(0.0), T(np.inf)
     es, clamp = _exp_scaled(p), _clamp_abs(p)
 
@@ -68,24 +87,26 @@ def _silu(p):
         # e = e^-|x|: x > 0: x / (1 + e); x <= 0: x e / (1 + e), with e
         # scaled (E u) so that x e keeps its bits where it is subnormal; one
         # division, its operands chosen by selects
-        E, e, u = es(-abs(x))
+        inline()
+        E, e, u = es(x)
         pos = x > zero
         num = x if pos else clamp(x) * E
-        return (num / (one + e)) * (one if pos else u)
+        return (num / (one + e)) * u
 
     def backward(g, x):
         # sigmoid(x) (1 + x (1 - sigmoid(x))): x > 0: (1 + e + x e) / (1 + e)**2;
         # x <= 0: e (1 + e + x) / (1 + e)**2 (its zero at x = -1.2785 cancels
         # in 1 + e + x: the "cond" bound)
-        E, e, u = es(-abs(x))
+        inline()
+        E, e, u = es(x)
         pos = x > zero
         d = one + e
         a0 = d + clamp(x) * (e if pos else one)
         a = a0 if pos else E * a0
-        r = (g * (a / (d * d))) * (one if pos else u)
+        r = (g * (a / (d * d))) * u
         # an infinite g times the nonzero derivative of a finite x: +-inf,
         # also where E underflows (a0 has the derivative's sign)
-        return g * a0 if abs(g) == inf and abs(x) < inf else r
+        return g * a0 if (abs(g) == inf) & (abs(x) < inf) else r
 
     return forward, backward
 
@@ -161,6 +182,7 @@ array([ 0.5       ,  0.92767051, -0.09078425])"""),
 
 def _tanh(p):
     T = p.T
+    inline = _inliner(p)
     one, zero, two, m2 = T(1.0), T(0.0), T(2.0), T(-2.0)
     expm1 = p.expm1
 
@@ -169,12 +191,14 @@ def _tanh(p):
         # (t ~ -2|x|, exact for subnormal x) and 1 far out; -2|x| beyond the
         # range is -inf, clamped by expm1; the sign is put back by selects,
         # which also keep +-0 and NaN
+        inline()
         t = expm1(m2 * abs(x))
         r = -t / (t + two)
         return r if x > zero else (-r if x < zero else x)
 
     def backward(g, y):
         # 1 - y**2 as (1 - y)(1 + y): 1 - y is exact near |y| = 1
+        inline()
         return g * ((one - y) * (one + y))
 
     return forward, backward
@@ -229,18 +253,21 @@ SELU_SA = 1.7580993408473768
 
 def _selu(p):
     T = p.T
+    inline = _inliner(p)
     zero, ninf = T(0.0), T(-np.inf)
     scale, sa = T(SELU_SCALE), T(SELU_SA)
     expm1, exp_mul = p.expm1, p.exp_mul
 
     def forward(x):
         # the exponential never sees x > 0; NaN reaches expm1 and propagates
+        inline()
         return scale * x if x > zero else sa * expm1(zero if x > zero else x)
 
     def backward(g, x):
         # selu'(0) = scale alpha (PyTorch's elu_backward); a NaN x gives
         # g scale (as PyTorch); g scale alpha exp(x) rounded nearly once
         # (exp_mul), NaN for an infinite g at x = -inf (where exp is 0)
+        inline()
         if x <= zero:
             return exp_mul(zero if x > zero else x, g, sa) if x > ninf else (g * zero) * sa
         return g * scale
@@ -324,8 +351,10 @@ def _celu(p):
     split = T(4097.0 if f32 else 134217729.0)
     lo = T(-200.0 if f32 else -1460.0)      # exp(u) g is 0 below, whatever g
     expm1, exp_mul = p.expm1, p.exp_mul
+    inline = _inliner(p)
 
     def forward(x, alpha, inv, alpha_lo):
+        inline()
         u = x * inv
         y = alpha * expm1(zero if u > zero else u)
         y = y if u <= -tiny else x          # NaN: x
@@ -359,6 +388,7 @@ def _celu(p):
 
     def backward(g, x, alpha, inv, alpha_lo):
         # celu'(0) = 1; a NaN x passes g (PyTorch's elu_backward)
+        inline()
         uc, c = _exp_arg(x, alpha, inv, alpha_lo)
         if x <= zero:
             return exp_mul(uc, g, c) if x > ninf else g * zero
@@ -431,6 +461,7 @@ array([0.60653066, 1.        , 1.        ])"""),
 
 def _mish(p):
     T = p.T
+    inline = _inliner(p)
     one, zero, two, four, inf = T(1.0), T(0.0), T(2.0), T(4.0), T(np.inf)
     es, clamp = _exp_scaled(p), _clamp_abs(p)
 
@@ -440,7 +471,8 @@ def _mish(p):
         # x <= 0: (e + 2) e / (e (e + 2) + 2), e scaled (E u) so that x e
         # keeps its bits where the result is subnormal; one division, its
         # operands chosen by selects
-        E, e, u = es(-abs(x))
+        inline()
+        E, e, u = es(x)
         pos = x > zero
         q = two * e
         num = one + q
@@ -448,14 +480,15 @@ def _mish(p):
         a = num if pos else s
         b = num + q * e if pos else e * s + two
         m = x if pos else clamp(x) * E
-        return (m * (a / b)) * (one if pos else u)
+        return (m * (a / b)) * u
 
     def backward(g, x):
         # tanh(sp) + x sigmoid(x) sech(sp)**2, sp = softplus(x):
         # x > 0: ((1 + 2e) P + 4 x e**2 (1 + e)) / P**2, P = 1 + 2e + 2e**2;
         # x <= 0: e ((2 + e) D + 4 x (1 + e)) / D**2, D = 2 + e (2 + e)
         # (its zero near x = -1.19 cancels in the sum: the "cond" bound)
-        E, e, u = es(-abs(x))
+        inline()
+        E, e, u = es(x)
         pos = x > zero
         q = two * e
         num = one + q
@@ -465,10 +498,10 @@ def _mish(p):
         k = (e * e) * (one + e) if pos else one + e
         a0 = f * h + (four * clamp(x)) * k
         a = a0 if pos else E * a0
-        r = (g * (a / (h * h))) * (one if pos else u)
+        r = (g * (a / (h * h))) * u
         # an infinite g times the nonzero derivative of a finite x: +-inf,
         # also where E underflows (a0 has the derivative's sign)
-        return g * a0 if abs(g) == inf and abs(x) < inf else r
+        return g * a0 if (abs(g) == inf) & (abs(x) < inf) else r
 
     return forward, backward
 
@@ -555,22 +588,26 @@ _TS_P64 = (0.3333333333333333, -0.1333333333333331, 0.05396825396823156,
 
 def _tanhshrink(p):
     T = p.T
+    inline = _inliner(p)
     one, zero, two, four, m2 = T(1.0), T(0.0), T(2.0), T(4.0), T(-2.0)
     coef = tuple(T(c) for c in reversed(_TS_P32 if p.dtype == np.float32 else _TS_P64))
     n = len(coef)
     exp = p.exp
 
-    @p.jit
-    def poly(z):
-        q = coef[0]
-        for k in range(1, n):
-            q = q * z + coef[k]
-        return q
+    # Horner's scheme written out (exec): a loop over the coefficients stayed
+    # a loop in float64 (17 terms, not unrolled), and the kernel ran scalar
+    ns = {f"c{k}": c for k, c in enumerate(coef)}
+    ns["inline"] = inline
+    src = "def poly(z):\n    inline()\n    q = c0\n" + "".join(
+        f"    q = q * z + c{k}\n" for k in range(1, n)) + "    return q\n"
+    exec(src, ns)
+    poly = p.jit(ns["poly"])
 
     def forward(x):
         # |x| < 1: x**3 P(x**2) (x - tanh x cancels there); else
         # |x| - tanh|x| = (|x| - 1) + 2e / (1 + e), e = exp(-2|x|), both terms
         # >= 0 (|x| - 1 exact up to 2); the sign put back by a select
+        inline()
         ax = abs(x)
         z = x * x
         small = x * (z * poly(z))
@@ -582,6 +619,7 @@ def _tanhshrink(p):
         # tanh(x)**2: |x| < 1: x**2 (1 - v)**2, v = x**2 P (tanh x = x (1 - v)),
         # taken as (g x) (x (1 - v)**2) so that an infinite g gives +-inf
         # where x**2 underflows; else 1 - 4e / (1 + e)**2 (sech**2 <= 0.42)
+        inline()
         ax = abs(x)
         small = ax < one
         z = x * x
