@@ -35,36 +35,43 @@ def _inliner(p):
 
 
 def _exp_scaled(p):
-    """``es(x)``: ``(E, e, u)`` with ``e ~ e^a``, ``a = -|x|`` (for sums with 1:
-    it may round in the subnormal range), and ``E = e^a / u``, ``u = 2**-K``
-    where ``x < -CUT``, else 1 (so ``u`` is 1 wherever ``x > 0``: formulas
-    multiply by it without a select).  Where ``x < -CUT``, ``E`` is normal
-    wherever a result built on it is not 0, and small enough (``E <= e^-CUT
-    2**K``, at most 1.6e-7 / 2.6e-20) that ``g * E * (a factor up to 1e4)``
-    cannot overflow.  ``exp_mul`` clamps ``a`` at its ``mul_lo`` (-200 /
-    -1460): below, ``E`` is 0 after the scaling too.  NaN passes."""
+    """``es(x)``: ``(E, e, u1, u2)`` with ``e ~ e^a``, ``a = -|x|`` (for sums
+    with 1: it may round in the subnormal range), and ``E = e^a / (u1 u2)``
+    normal wherever a result ``g E (...) u2 u1`` built on it is not 0, even
+    for ``g`` up to the largest float: ``u1 u2 = 2**-K`` with K = 0 for x >=
+    -60, 64 down to -130 and 164 below (float32; float64: 0, 512 from -400,
+    1112 from -1000), so that ``E`` stays within ``[2**-126, 2**-16]`` where
+    it is scaled (``g E`` times a factor up to 200 cannot overflow, and
+    ``(r u2) u1`` rounds once into the subnormal range).  ``u1`` and ``u2``
+    are 1 wherever ``x > 0``: formulas multiply by them without a select.
+    ``exp_mul`` clamps ``a`` at its ``mul_lo`` (-200 / -1460); formulas
+    clamp ``x`` there too (:func:`_clamp_x`).  NaN passes."""
     T = p.T
     f32 = p.dtype == np.float32
-    K = 64 if f32 else 512
-    cut = T(60.0 if f32 else 400.0)
-    one, up, down = T(1.0), T(2.0 ** K), T(2.0 ** -K)
+    K1, K2 = (64, 100) if f32 else (512, 600)
+    cut1, cut2 = (T(-60.0), T(-130.0)) if f32 else (T(-400.0), T(-1000.0))
+    one = T(1.0)
+    up1, up2, down1, down2 = T(2.0 ** K1), T(2.0 ** K2), T(2.0 ** -K1), T(2.0 ** -K2)
     exp_mul = p.exp_mul
 
     @p.jit
     def es(x):
-        big = x < -cut
-        E = exp_mul(-abs(x), up if big else one, one)
-        u = down if big else one
-        return E, E * u, u
+        t1 = x < cut1
+        t2 = x < cut2
+        E = exp_mul(-abs(x), up1 if t1 else one, up2 if t2 else one)
+        u1 = down1 if t1 else one
+        u2 = down2 if t2 else one
+        return E, (E * u2) * u1, u1, u2
 
     return es
 
 
-def _clamp_abs(p, lim=1e4):
-    """x clamped into [-lim, lim] (NaN passes): a finite stand-in for x where it
-    only multiplies a factor that is 0 out there (0 * inf would be NaN)."""
+def _clamp_x(p):
+    """x clamped into [mul_lo, 1e4] (exp_mul's lower clamp; NaN passes): a
+    finite stand-in for x where it multiplies a factor that is 0 beyond (0 *
+    inf would be NaN), consistent with the clamped exponential."""
     T = p.T
-    hi, lo = T(lim), T(-lim)
+    hi, lo = T(1e4), T(-200.0 if p.dtype == np.float32 else -1460.0)
 
     @p.jit
     def clamp(x):
@@ -81,29 +88,29 @@ def _silu(p):
     T = p.T
     inline = _inliner(p)
     one, zero, inf = T(1.0), T(0.0), T(np.inf)
-    es, clamp = _exp_scaled(p), _clamp_abs(p)
+    es, clamp = _exp_scaled(p), _clamp_x(p)
 
     def forward(x):
         # e = e^-|x|: x > 0: x / (1 + e); x <= 0: x e / (1 + e), with e
         # scaled (E u) so that x e keeps its bits where it is subnormal; one
         # division, its operands chosen by selects
         inline()
-        E, e, u = es(x)
+        E, e, u1, u2 = es(x)
         pos = x > zero
         num = x if pos else clamp(x) * E
-        return (num / (one + e)) * u
+        return ((num / (one + e)) * u2) * u1
 
     def backward(g, x):
         # sigmoid(x) (1 + x (1 - sigmoid(x))): x > 0: (1 + e + x e) / (1 + e)**2;
         # x <= 0: e (1 + e + x) / (1 + e)**2 (its zero at x = -1.2785 cancels
         # in 1 + e + x: the "cond" bound)
         inline()
-        E, e, u = es(x)
+        E, e, u1, u2 = es(x)
         pos = x > zero
         d = one + e
         a0 = d + clamp(x) * (e if pos else one)
         a = a0 if pos else E * a0
-        r = (g * (a / (d * d))) * u
+        r = ((g * (a / (d * d))) * u2) * u1
         # an infinite g times the nonzero derivative of a finite x: +-inf,
         # also where E underflows (a0 has the derivative's sign)
         return g * a0 if (abs(g) == inf) & (abs(x) < inf) else r
@@ -159,7 +166,10 @@ within 4 ULP of the exact value everywhere.  ``silu(+inf) = +inf``,
 ``e (1 + e + x) / (1 + e)**2``.  The limits at ``+-inf``: 1 and 0 (PyTorch
 gives NaN); a NaN input gives NaN; an infinite ``g`` gives ``+-inf`` for
 every finite ``x`` (the exact product; PyTorch: NaN where its sigmoid
-underflows).""",
+underflows).  The bounds hold for every finite ``g`` but one corner: in
+float64 for ``x < -1460`` the exponential is held at ``x = -1460``, where
+``g e^x |x|`` is still a few subnormal ULPs for ``|g|`` near the largest
+float.""",
         example=""">>> import numpy as np, fastact
 >>> fastact.silu(np.array([-np.inf, -1.0, 0.0, 2.0, np.inf]))
 array([-0.        , -0.26894142,  0.        ,  1.76159416,         inf])""",
@@ -463,7 +473,7 @@ def _mish(p):
     T = p.T
     inline = _inliner(p)
     one, zero, two, four, inf = T(1.0), T(0.0), T(2.0), T(4.0), T(np.inf)
-    es, clamp = _exp_scaled(p), _clamp_abs(p)
+    es, clamp = _exp_scaled(p), _clamp_x(p)
 
     def forward(x):
         # tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2): with e =
@@ -472,7 +482,7 @@ def _mish(p):
         # keeps its bits where the result is subnormal; one division, its
         # operands chosen by selects
         inline()
-        E, e, u = es(x)
+        E, e, u1, u2 = es(x)
         pos = x > zero
         q = two * e
         num = one + q
@@ -480,7 +490,7 @@ def _mish(p):
         a = num if pos else s
         b = num + q * e if pos else e * s + two
         m = x if pos else clamp(x) * E
-        return (m * (a / b)) * u
+        return ((m * (a / b)) * u2) * u1
 
     def backward(g, x):
         # tanh(sp) + x sigmoid(x) sech(sp)**2, sp = softplus(x):
@@ -488,7 +498,7 @@ def _mish(p):
         # x <= 0: e ((2 + e) D + 4 x (1 + e)) / D**2, D = 2 + e (2 + e)
         # (its zero near x = -1.19 cancels in the sum: the "cond" bound)
         inline()
-        E, e, u = es(x)
+        E, e, u1, u2 = es(x)
         pos = x > zero
         q = two * e
         num = one + q
@@ -498,7 +508,7 @@ def _mish(p):
         k = (e * e) * (one + e) if pos else one + e
         a0 = f * h + (four * clamp(x)) * k
         a = a0 if pos else E * a0
-        r = (g * (a / (h * h))) * u
+        r = ((g * (a / (h * h))) * u2) * u1
         # an infinite g times the nonzero derivative of a finite x: +-inf,
         # also where E underflows (a0 has the derivative's sign)
         return g * a0 if (abs(g) == inf) & (abs(x) < inf) else r
@@ -551,7 +561,9 @@ the subnormal range: within 4 ULP everywhere.  ``mish(+inf) = +inf``,
 ``x = -1.19``; near it within ``4 eps |g| (|tanh(sp(x))| + |x| sigmoid(x)
 sech(sp(x))**2)`` (the formula's own conditioning).  The limits at
 ``+-inf``: 1 and 0 (PyTorch gives NaN); a NaN input gives NaN; an infinite
-``g`` gives ``+-inf`` for every finite ``x`` (the exact product).""",
+``g`` gives ``+-inf`` for every finite ``x`` (the exact product).  In
+float64 for ``x < -1460`` and ``|g|`` near the largest float the result may
+be a few subnormal ULPs (the exponential is held at -1460).""",
         example=""">>> import numpy as np, fastact
 >>> fastact.mish(np.array([-np.inf, -1.0, 0.0, 1.0, np.inf]))
 array([-0.        , -0.30340146,  0.        ,  0.86509839,         inf])""",
