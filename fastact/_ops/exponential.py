@@ -44,13 +44,16 @@ def _exp_scaled(p):
     it is scaled (``g E`` times a factor up to 200 cannot overflow, and
     ``(r u2) u1`` rounds once into the subnormal range).  ``u1`` and ``u2``
     are 1 wherever ``x > 0``: formulas multiply by them without a select.
-    ``exp_mul`` clamps ``a`` at its ``mul_lo`` (-200 / -1460); formulas
-    clamp ``x`` there too (:func:`_clamp_x`).  NaN passes."""
+    ``exp_mul`` clamps ``a`` at its ``mul_lo`` (-200 / -1460): below, E is
+    0 (float32: results there round to 0 for any g; float64: within 1.6 of
+    -1460 a g near the largest float would still give a few subnormal
+    ULPs), and formulas clamp ``x`` there too (:func:`_clamp_x`).  NaN
+    passes."""
     T = p.T
     f32 = p.dtype == np.float32
     K1, K2 = (64, 100) if f32 else (512, 600)
     cut1, cut2 = (T(-60.0), T(-130.0)) if f32 else (T(-400.0), T(-1000.0))
-    one = T(1.0)
+    one, zero, lo = T(1.0), T(0.0), T(-200.0 if f32 else -1460.0)
     up1, up2, down1, down2 = T(2.0 ** K1), T(2.0 ** K2), T(2.0 ** -K1), T(2.0 ** -K2)
     exp_mul = p.exp_mul
 
@@ -59,6 +62,7 @@ def _exp_scaled(p):
         t1 = x < cut1
         t2 = x < cut2
         E = exp_mul(-abs(x), up1 if t1 else one, up2 if t2 else one)
+        E = zero if x < lo else E          # held at lo by exp_mul's clamp
         u1 = down1 if t1 else one
         u2 = down2 if t2 else one
         return E, (E * u2) * u1, u1, u2
@@ -112,8 +116,10 @@ def _silu(p):
         a = a0 if pos else E * a0
         r = ((g * (a / (d * d))) * u2) * u1
         # an infinite g times the nonzero derivative of a finite x: +-inf,
-        # also where E underflows (a0 has the derivative's sign)
-        return g * a0 if (abs(g) == inf) & (abs(x) < inf) else r
+        # also where E underflows (a0 has the derivative's sign); at x =
+        # +-inf the derivative is 1 or 0 (g * 0: NaN, as for a NaN x)
+        w = a0 if abs(x) < inf else (one if pos else zero)
+        return g * w if abs(g) == inf else r
 
     return forward, backward
 
@@ -167,9 +173,8 @@ within 4 ULP of the exact value everywhere.  ``silu(+inf) = +inf``,
 gives NaN); a NaN input gives NaN; an infinite ``g`` gives ``+-inf`` for
 every finite ``x`` (the exact product; PyTorch: NaN where its sigmoid
 underflows).  The bounds hold for every finite ``g`` but one corner: in
-float64 for ``x < -1460`` the exponential is held at ``x = -1460``, where
-``g e^x |x|`` is still a few subnormal ULPs for ``|g|`` near the largest
-float.""",
+float64 the result is 0 below ``x = -1460``, where ``g e^x |x|`` is still
+a few subnormal ULPs down to -1461.6 for ``|g|`` near the largest float.""",
         example=""">>> import numpy as np, fastact
 >>> fastact.silu(np.array([-np.inf, -1.0, 0.0, 2.0, np.inf]))
 array([-0.        , -0.26894142,  0.        ,  1.76159416,         inf])""",
@@ -510,8 +515,10 @@ def _mish(p):
         a = a0 if pos else E * a0
         r = ((g * (a / (h * h))) * u2) * u1
         # an infinite g times the nonzero derivative of a finite x: +-inf,
-        # also where E underflows (a0 has the derivative's sign)
-        return g * a0 if (abs(g) == inf) & (abs(x) < inf) else r
+        # also where E underflows (a0 has the derivative's sign); at x =
+        # +-inf the derivative is 1 or 0 (g * 0: NaN, as for a NaN x)
+        w = a0 if abs(x) < inf else (one if pos else zero)
+        return g * w if abs(g) == inf else r
 
     return forward, backward
 
@@ -562,8 +569,8 @@ the subnormal range: within 4 ULP everywhere.  ``mish(+inf) = +inf``,
 sech(sp(x))**2)`` (the formula's own conditioning).  The limits at
 ``+-inf``: 1 and 0 (PyTorch gives NaN); a NaN input gives NaN; an infinite
 ``g`` gives ``+-inf`` for every finite ``x`` (the exact product).  In
-float64 for ``x < -1460`` and ``|g|`` near the largest float the result may
-be a few subnormal ULPs (the exponential is held at -1460).""",
+float64 the result is 0 below ``x = -1460``, a few subnormal ULPs off
+down to -1461.6 for ``|g|`` near the largest float.""",
         example=""">>> import numpy as np, fastact
 >>> fastact.mish(np.array([-np.inf, -1.0, 0.0, 1.0, np.inf]))
 array([-0.        , -0.30340146,  0.        ,  0.86509839,         inf])""",
