@@ -77,11 +77,17 @@ def _clamp_x(p):
     T = p.T
     hi, lo = T(1e4), T(-200.0 if p.dtype == np.float32 else -1460.0)
 
-    @p.jit
-    def clamp(x):
-        # min/max, not selects: with two selects Numba's float64 loops of
-        # SiLU and Mish stopped vectorizing (LLVM; 4-5x slower)
-        return min(max(x, lo), hi)
+    if hasattr(p, "row_max"):             # cpu_prims
+        @p.jit
+        def clamp(x):
+            # min/max, not selects: with two selects Numba's float64 loops of
+            # SiLU and Mish stopped vectorizing (LLVM; 4-5x slower)
+            return min(max(x, lo), hi)
+    else:                                  # CUDA (whose typing rejects min/max here)
+        @p.jit
+        def clamp(x):
+            xc = hi if x > hi else x
+            return lo if xc < lo else xc
 
     return clamp
 
