@@ -34,16 +34,20 @@ def _inliner(p):
     return always_inline()
 
 
-def _exp_scaled(p):
+def _exp_scaled(p, tiers=2):
     """``es(x)``: ``(E, e, u1, u2)`` with ``e ~ e^a``, ``a = -|x|`` (for sums
     with 1: it may round in the subnormal range), and ``E = e^a / (u1 u2)``
     normal wherever a result ``g E (...) u2 u1`` built on it is not 0, even
     for ``g`` up to the largest float: ``u1 u2 = 2**-K`` with K = 0 for x >=
     -60, 64 down to -130 and 164 below (float32; float64: 0, 512 from -400,
     1112 from -1000), so that ``E`` stays within ``[2**-126, 2**-16]`` where
-    it is scaled (``g E`` times a factor up to 200 cannot overflow, and
+    it is scaled (``g E`` times a factor up to 800 cannot overflow, and
     ``(r u2) u1`` rounds once into the subnormal range).  ``u1`` and ``u2``
     are 1 wherever ``x > 0``: formulas multiply by them without a select.
+    The scaling is exp_mul's ``a * b`` with ``b = 2**K2`` a constant (its
+    exponent taken apart once, outside the loop) and ``a`` one of ``2**-K2,
+    2**(K1-K2), 2**K1``.  ``tiers=1`` (forward passes, no ``g``): K = 0 or
+    K1 only, and ``u2 = 1`` (results below -130 / -1000 are 0 anyway).
     ``exp_mul`` clamps ``a`` at its ``mul_lo`` (-200 / -1460): below, E is
     0 (float32: results there round to 0 for any g; float64: within 1.6 of
     -1460 a g near the largest float would still give a few subnormal
@@ -54,15 +58,26 @@ def _exp_scaled(p):
     K1, K2 = (64, 100) if f32 else (512, 600)
     cut1, cut2 = (T(-60.0), T(-130.0)) if f32 else (T(-400.0), T(-1000.0))
     one, zero, lo = T(1.0), T(0.0), T(-200.0 if f32 else -1460.0)
-    up1, up2, down1, down2 = T(2.0 ** K1), T(2.0 ** K2), T(2.0 ** -K1), T(2.0 ** -K2)
+    up1, down1, down2 = T(2.0 ** K1), T(2.0 ** -K1), T(2.0 ** -K2)
+    a0, a1, a2, b = T(2.0 ** -K2), T(2.0 ** (K1 - K2)), T(2.0 ** K1), T(2.0 ** K2)
     exp_mul = p.exp_mul
+
+    if tiers == 1:
+        @p.jit
+        def es1(x):
+            t1 = x < cut1
+            E = exp_mul(-abs(x), up1 if t1 else one, one)
+            u1 = down1 if t1 else one
+            return E, E * u1, u1, one
+        return es1
 
     @p.jit
     def es(x):
         t1 = x < cut1
         t2 = x < cut2
-        E = exp_mul(-abs(x), up1 if t1 else one, up2 if t2 else one)
-        E = zero if x < lo else E          # held at lo by exp_mul's clamp
+        E = exp_mul(-abs(x), a2 if t2 else (a1 if t1 else a0), b)
+        if not f32:
+            E = zero if x < lo else E      # held at lo by exp_mul's clamp
         u1 = down1 if t1 else one
         u2 = down2 if t2 else one
         return E, (E * u2) * u1, u1, u2
@@ -98,14 +113,14 @@ def _silu(p):
     T = p.T
     inline = _inliner(p)
     one, zero, inf = T(1.0), T(0.0), T(np.inf)
-    es, clamp = _exp_scaled(p), _clamp_x(p)
+    es, es1, clamp = _exp_scaled(p), _exp_scaled(p, 1), _clamp_x(p)
 
     def forward(x):
         # e = e^-|x|: x > 0: x / (1 + e); x <= 0: x e / (1 + e), with e
         # scaled (E u) so that x e keeps its bits where it is subnormal; one
         # division, its operands chosen by selects
         inline()
-        E, e, u1, u2 = es(x)
+        E, e, u1, u2 = es1(x)
         pos = x > zero
         num = x if pos else clamp(x) * E
         return ((num / (one + e)) * u2) * u1
@@ -491,7 +506,7 @@ def _mish(p):
     T = p.T
     inline = _inliner(p)
     one, zero, two, four, inf = T(1.0), T(0.0), T(2.0), T(4.0), T(np.inf)
-    es, clamp = _exp_scaled(p), _clamp_x(p)
+    es, es1, clamp = _exp_scaled(p), _exp_scaled(p, 1), _clamp_x(p)
 
     def forward(x):
         # tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2): with e =
@@ -500,7 +515,7 @@ def _mish(p):
         # keeps its bits where the result is subnormal; one division, its
         # operands chosen by selects
         inline()
-        E, e, u1, u2 = es(x)
+        E, e, u1, u2 = es1(x)
         pos = x > zero
         q = two * e
         num = one + q
