@@ -30,6 +30,9 @@ def _inliner(p):
         def nothing():
             return None
         return nothing
+    from .. import _prims
+    if hasattr(_prims, "always_inline"):          # the primitives' own, where present
+        return _prims.always_inline()
     from .._backends.numba_cpu import always_inline
     return always_inline()
 
@@ -40,7 +43,7 @@ def _exp_scaled(p, tiers=2):
     normal wherever a result ``g E (...) u2 u1`` built on it is not 0, even
     for ``g`` up to the largest float: ``u1 u2 = 2**-K`` with K = 0 for x >=
     -60, 64 down to -130 and 164 below (float32; float64: 0, 512 from -400,
-    1112 from -1000), so that ``E`` stays within ``[2**-126, 2**-16]`` where
+    1112 from -1000), so that ``E`` stays normal and at most 2**-16 where
     it is scaled (``g E`` times a factor up to 800 cannot overflow, and
     ``(r u2) u1`` rounds once into the subnormal range).  ``u1`` and ``u2``
     are 1 wherever ``x > 0``: formulas multiply by them without a select.
@@ -54,6 +57,7 @@ def _exp_scaled(p, tiers=2):
     ULPs), and formulas clamp ``x`` there too (:func:`_clamp_x`).  NaN
     passes."""
     T = p.T
+    inline = _inliner(p)
     f32 = p.dtype == np.float32
     K1, K2 = (64, 100) if f32 else (512, 600)
     cut1, cut2 = (T(-60.0), T(-130.0)) if f32 else (T(-400.0), T(-1000.0))
@@ -65,6 +69,7 @@ def _exp_scaled(p, tiers=2):
     if tiers == 1:
         @p.jit
         def es1(x):
+            inline()
             t1 = x < cut1
             E = exp_mul(-abs(x), up1 if t1 else one, one)
             u1 = down1 if t1 else one
@@ -73,6 +78,7 @@ def _exp_scaled(p, tiers=2):
 
     @p.jit
     def es(x):
+        inline()
         t1 = x < cut1
         t2 = x < cut2
         E = exp_mul(-abs(x), a2 if t2 else (a1 if t1 else a0), b)
@@ -90,6 +96,7 @@ def _clamp_x(p):
     finite stand-in for x where it multiplies a factor that is 0 beyond (0 *
     inf would be NaN), consistent with the clamped exponential."""
     T = p.T
+    inline = _inliner(p)
     hi, lo = T(1e4), T(-200.0 if p.dtype == np.float32 else -1460.0)
 
     if hasattr(p, "row_max"):             # cpu_prims
@@ -97,6 +104,7 @@ def _clamp_x(p):
         def clamp(x):
             # min/max, not selects: with two selects Numba's float64 loops of
             # SiLU and Mish stopped vectorizing (LLVM; 4-5x slower)
+            inline()
             return min(max(x, lo), hi)
     else:                                  # CUDA (whose typing rejects min/max here)
         @p.jit
@@ -205,7 +213,7 @@ array([ 0.5       ,  0.92767051, -0.09078425])"""),
     torch=Torch("silu",
                 deviations="silu(-inf) = -0.0 and silu'(+-inf) = 1, 0 (the limits); "
                            "PyTorch gives NaN (-inf * 0, inf * 0 in its formulas)",
-                skip=lambda x: np.isinf(x),
+                skip=lambda x, *params: np.isinf(x),
                 forward_out=lambda A, x, out: A.silu.out(x, out=out),
                 backward_out=lambda A, g, x, out: A.silu_backward.grad_input(
                     g, x, grad_input=out)),
@@ -355,7 +363,7 @@ array([0.6467686 , 1.75809934, 1.05070099])"""),
     torch=Torch("selu",
                 deviations="a NaN input's gradient is g scale (PyTorch's scalar "
                            "elu_backward); PyTorch's vectorized path gives NaN",
-                skip=lambda x: np.isnan(x),
+                skip=lambda x, *params: np.isnan(x),
                 forward_out=lambda A, x, out: A.elu.out(x, SELU_ALPHA, SELU_SCALE, 1, out=out),
                 backward_out=lambda A, g, x, out: A.elu_backward.grad_input(
                     g, SELU_ALPHA, SELU_SCALE, 1, False, x, grad_input=out)),
@@ -401,6 +409,7 @@ def _celu(p):
 
     @p.jit
     def _exp_arg(x, alpha, inv, alpha_lo):
+        inline()
         # u = x / alpha as uh + ul: uh = x * (1/alpha) rounded, ul from the
         # residual x - uh * alpha, the product exact (Dekker: alpha and uh
         # split as Veltkamp's), plus uh * alpha_lo in float32 (the part of
@@ -491,7 +500,7 @@ array([0.60653066, 1.        , 1.        ])"""),
                 deviations="a NaN input's gradient is g (PyTorch's scalar elu_backward; "
                            "its vectorized path gives NaN); a negative alpha is a "
                            "ValueError (PyTorch accepts it)",
-                skip=lambda x: np.isnan(x),
+                skip=lambda x, *params: np.isnan(x),
                 forward_out=lambda A, x, out, a: A.elu.out(x, a, 1, 1 / a, out=out),
                 backward_out=lambda A, g, x, out, a: A.elu_backward.grad_input(
                     g, a, 1, 1 / a, False, x, grad_input=out)),
@@ -608,7 +617,7 @@ array([ 0.6       ,  1.04903622, -0.10835509])"""),
     torch=Torch("mish",
                 deviations="mish(-inf) = -0.0 and mish'(+-inf) = 1, 0 (the limits); "
                            "PyTorch gives NaN",
-                skip=lambda x: np.isinf(x),
+                skip=lambda x, *params: np.isinf(x),
                 forward_out=lambda A, x, out: A.mish.out(x, out=out),
                 backward_out=lambda A, g, x, out: A.mish_backward(g, x)),
     numpy_forward=lambda x: x * np.tanh(np.logaddexp(0, x)),
