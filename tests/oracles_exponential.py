@@ -39,7 +39,7 @@ def silu_terms(x):
     return s + np.abs(xs) * s * (1 - s)
 
 
-ORACLES["silu"] = Oracle(silu, silu_backward, terms=silu_terms, kinks=lambda: (-1.2785,))
+ORACLES["silu"] = Oracle(silu, silu_backward, terms=silu_terms)
 
 
 # --- tanh ---------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def mish_terms(x):
     return np.abs(np.tanh(sp)) + np.abs(xs) * _sigmoid(w) / np.cosh(sp) ** 2
 
 
-ORACLES["mish"] = Oracle(mish, mish_backward, terms=mish_terms, kinks=lambda: (-1.1924,))
+ORACLES["mish"] = Oracle(mish, mish_backward, terms=mish_terms)
 
 
 # --- tanhshrink -------------------------------------------------------------------------
