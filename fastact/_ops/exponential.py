@@ -16,6 +16,12 @@ from .. import _checks
 from .._spec import Doc, Param, Spec, Torch, register
 
 
+def _torch_rtol(r):
+    """``rtol=r`` for :class:`Torch` where the record has that field (the parity
+    test's tolerance where PyTorch is less accurate)."""
+    return {"rtol": r} if "rtol" in Torch.__dataclass_fields__ else {}
+
+
 # --- shared scalar helpers ---------------------------------------------------------
 
 def _inliner(p):
@@ -279,6 +285,10 @@ array([-1.        , -0.76159416,  0.        ,  0.46211716,  1.        ])""",
 >>> fastact.tanh_backward(np.ones(3), np.array([0.0, 0.5, 1.0]))
 array([1.  , 0.75, 0.  ])"""),
     torch=Torch("tanh",
+                deviations="none in the function; PyTorch's backward 1 - y*y loses up to "
+                           "all its bits near |y| = 1, where (1 - y)(1 + y) is exact: "
+                           "the parity test compares |x| <= 3 only",
+                skip=lambda x, *params: np.abs(x) > 3,
                 forward_out=lambda A, x, out: A.tanh.out(x, out=out),
                 backward_out=lambda A, g, y, out: A.tanh_backward.grad_input(
                     g, y, grad_input=out)),
@@ -499,8 +509,11 @@ array([0.60653066, 1.        , 1.        ])"""),
     torch=Torch("celu", lambda a: {"alpha": a},
                 deviations="a NaN input's gradient is g (PyTorch's scalar elu_backward; "
                            "its vectorized path gives NaN); a negative alpha is a "
-                           "ValueError (PyTorch accepts it)",
+                           "ValueError (PyTorch accepts it); PyTorch's float64 "
+                           "gradient with an alpha like 0.7 is off by up to ~1e-7 "
+                           "|x/alpha| relative (its 1/alpha rounded), ours within 4 ULP",
                 skip=lambda x, *params: np.isnan(x),
+                **_torch_rtol(1e-5),
                 forward_out=lambda A, x, out, a: A.elu.out(x, a, 1, 1 / a, out=out),
                 backward_out=lambda A, g, x, out, a: A.elu_backward.grad_input(
                     g, a, 1, 1 / a, False, x, grad_input=out)),
@@ -739,6 +752,11 @@ array([       -inf, -0.23840584,  0.03788284,  1.03597242])""",
 >>> fastact.tanhshrink_backward(np.ones(3), np.array([0.0, 1.0, np.inf]))
 array([0.        , 0.58002566, 1.        ])"""),
     torch=Torch("tanhshrink",
+                deviations="none in the function; near 0 PyTorch's x - tanh(x) and its "
+                           "gradient g - g (1 - tanh(x)**2) cancel (relative error about "
+                           "3 eps / x**2), where ours stay within 4 ULP: the parity "
+                           "test compares |x| >= 0.1 only",
+                skip=lambda x, *params: np.abs(x) < 0.1,
                 forward_out=lambda A, x, out: A.sub.out(x, A.tanh(x), out=out),
                 backward_out=lambda A, g, x, out: A.mul.out(g, A.square(A.tanh(x)), out=out)),
     numpy_forward=lambda x: x - np.tanh(x),
