@@ -45,7 +45,8 @@ def _inliner(p):
 
 def _exp_scaled(p, tiers=2):
     """``es(x)``: ``(E, e, u1, u2)`` with ``e ~ e^a``, ``a = -|x|`` (for sums
-    with 1: it may round in the subnormal range), and ``E = e^a / (u1 u2)``
+    with 1 and 2: 0 where x < -60 / -400, where 1 + e^a rounds to 1 anyway),
+    and ``E = e^a / (u1 u2)``
     normal wherever a result ``g E (...) u2 u1`` built on it is not 0, even
     for ``g`` up to the largest float: ``u1 u2 = 2**-K`` with K = 0 for x >=
     -60, 64 down to -130 and 164 below (float32; float64: 0, 512 from -400,
@@ -79,7 +80,7 @@ def _exp_scaled(p, tiers=2):
             t1 = x < cut1
             E = exp_mul(-abs(x), up1 if t1 else one, one)
             u1 = down1 if t1 else one
-            return E, E * u1, u1, one
+            return E, zero if t1 else E, u1, one
         return es1
 
     @p.jit
@@ -92,7 +93,7 @@ def _exp_scaled(p, tiers=2):
             E = zero if x < lo else E      # held at lo by exp_mul's clamp
         u1 = down1 if t1 else one
         u2 = down2 if t2 else one
-        return E, (E * u2) * u1, u1, u2
+        return E, zero if t1 else E, u1, u2
 
     return es
 
