@@ -35,16 +35,30 @@ enum {
     FA_K_THRESHOLD_BWD = 24,
     FA_K_SOFTSIGN_FWD = 25,
     FA_K_SOFTSIGN_BWD = 26,
-    FA_K_ELEMENTWISE_COUNT = 27,
-    FA_K_PRELU_FWD = 27,
-    FA_K_PRELU_BWD = 28,
-    FA_K_SOFTMAX_FWD = 29,
-    FA_K_SOFTMAX_BWD = 30,
-    FA_K_LOG_SOFTMAX_FWD = 31,
-    FA_K_LOG_SOFTMAX_BWD = 32,
-    FA_K_SOFTMIN_FWD = 33,
-    FA_K_SOFTMIN_BWD = 34,
-    FA_K_COUNT = 35
+    FA_K_SILU_FWD = 27,
+    FA_K_SILU_BWD = 28,
+    FA_K_TANH_FWD = 29,
+    FA_K_TANH_BWD = 30,
+    FA_K_SELU_FWD = 31,
+    FA_K_SELU_BWD = 32,
+    FA_K_SELU_BWDY = 33,
+    FA_K_CELU_FWD = 34,
+    FA_K_CELU_BWD = 35,
+    FA_K_CELU_BWDY = 36,
+    FA_K_MISH_FWD = 37,
+    FA_K_MISH_BWD = 38,
+    FA_K_TANHSHRINK_FWD = 39,
+    FA_K_TANHSHRINK_BWD = 40,
+    FA_K_ELEMENTWISE_COUNT = 41,
+    FA_K_PRELU_FWD = 41,
+    FA_K_PRELU_BWD = 42,
+    FA_K_SOFTMAX_FWD = 43,
+    FA_K_SOFTMAX_BWD = 44,
+    FA_K_LOG_SOFTMAX_FWD = 45,
+    FA_K_LOG_SOFTMAX_BWD = 46,
+    FA_K_SOFTMIN_FWD = 47,
+    FA_K_SOFTMIN_BWD = 48,
+    FA_K_COUNT = 49
 };
 /* cdef end */
 
@@ -76,7 +90,21 @@ enum {
     X(THRESHOLD_FWD, threshold_fwd, 0, FA_OUT_STREAM) \
     X(THRESHOLD_BWD, threshold_bwd, 1, FA_OUT_STREAM) \
     X(SOFTSIGN_FWD, softsign_fwd, 0, FA_OUT_STREAM) \
-    X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM)
+    X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM) \
+    X(SILU_FWD, silu_fwd, 0, FA_OUT_PREFETCH) \
+    X(SILU_BWD, silu_bwd, 1, FA_OUT_PREFETCH) \
+    X(TANH_FWD, tanh_fwd, 0, FA_OUT_PREFETCH) \
+    X(TANH_BWD, tanh_bwd, 1, FA_OUT_STREAM) \
+    X(SELU_FWD, selu_fwd, 0, FA_OUT_PREFETCH) \
+    X(SELU_BWD, selu_bwd, 1, FA_OUT_PREFETCH) \
+    X(SELU_BWDY, selu_bwdy, 1, FA_OUT_STREAM) \
+    X(CELU_FWD, celu_fwd, 0, FA_OUT_PREFETCH) \
+    X(CELU_BWD, celu_bwd, 1, FA_OUT_PREFETCH) \
+    X(CELU_BWDY, celu_bwdy, 1, FA_OUT_STREAM) \
+    X(MISH_FWD, mish_fwd, 0, FA_OUT_PREFETCH) \
+    X(MISH_BWD, mish_bwd, 1, FA_OUT_PREFETCH) \
+    X(TANHSHRINK_FWD, tanhshrink_fwd, 0, FA_OUT_PREFETCH) \
+    X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH)
 
 /* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
    softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,
