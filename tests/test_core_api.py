@@ -109,6 +109,16 @@ FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
           "silu", "tanh", "selu", "celu", "mish", "tanhshrink"}
 
 
+def test_readme_op_table_lists_every_activation():
+    """The README's op table (generated from the registry) has a row per
+    public activation and no other."""
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text[text.index("<!-- op table"):text.index("<!-- end of op table -->")]
+    assert set(re.findall(r"^\| `(\w+)` \|", table, re.M)) == set(fastact.ACTIVATIONS)
+
+
 def test_package_surface():
     assert set(fastact.ACTIVATIONS) == FROZEN
     assert len(fastact.ACTIVATIONS) == len(FROZEN)
