@@ -18,12 +18,16 @@ enum {
     FA_K_RRELU_TRAIN_BWD = 7,
     FA_K_ELU_FWD = 8,
     FA_K_ELU_BWD = 9,
-    FA_K_ELEMENTWISE_COUNT = 10,
-    FA_K_PRELU_FWD = 10,
-    FA_K_PRELU_BWD = 11,
-    FA_K_SOFTMAX_FWD = 12,
-    FA_K_SOFTMAX_BWD = 13,
-    FA_K_COUNT = 14
+    FA_K_SOFTPLUS_FWD = 10,
+    FA_K_SOFTPLUS_BWD = 11,
+    FA_K_LOGSIGMOID_FWD = 12,
+    FA_K_LOGSIGMOID_BWD = 13,
+    FA_K_ELEMENTWISE_COUNT = 14,
+    FA_K_PRELU_FWD = 14,
+    FA_K_PRELU_BWD = 15,
+    FA_K_SOFTMAX_FWD = 16,
+    FA_K_SOFTMAX_BWD = 17,
+    FA_K_COUNT = 18
 };
 /* cdef end */
 
@@ -38,6 +42,10 @@ enum {
     X(RRELU_TRAIN_FWD, rrelu_train_fwd, 0, FA_OUT_PREFETCH) \
     X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH) \
     X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH) \
-    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH)
+    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH) \
+    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_PREFETCH) \
+    X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
+    X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
+    X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH)
 
 #endif /* FASTACT_OPS_H */

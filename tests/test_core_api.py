@@ -76,7 +76,8 @@ def test_docstrings_state_kink_conventions(name, words):
 
 
 #: the API freeze: every public activation (each also has ``<name>_backward``)
-FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax"}
+FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
+          "softplus", "logsigmoid"}
 
 
 def test_package_surface():
