@@ -31,12 +31,21 @@ def softplus(x, beta=1.0, threshold=20.0):
     return np.where(above | np.isnan(xw), xw, y)
 
 
+def _times(g, sig, z):
+    """g * sig with sig > 0 wherever z > -inf (an infinite g gives g there,
+    where the long double exponential may have underflowed)."""
+    with np.errstate(invalid="ignore"):
+        r = hp(g) * sig
+    return np.where(np.isinf(hp(g)) & (z > -np.inf), hp(g), r)
+
+
 def softplus_backward(g, x, beta=1.0, threshold=20.0):
     dt = _dt(x)
     b = dt.type(beta)
     with np.errstate(over="ignore", invalid="ignore"):
-        above = np.asarray(x) * b > threshold
-        r = hp(g) * _sigmoid(hp(x) * WIDE(b))
+        z = np.asarray(x) * b              # the rounded product: PyTorch's test
+        above = z > threshold
+        r = _times(g, _sigmoid(hp(x) * WIDE(b)), z)
     return np.where(above, hp(g), r)
 
 
@@ -47,8 +56,7 @@ def logsigmoid(x):
 
 
 def logsigmoid_backward(g, x):
-    with np.errstate(over="ignore", invalid="ignore"):
-        return hp(g) * _sigmoid(-hp(x))
+    return _times(g, _sigmoid(-hp(x)), -hp(x))
 
 
 ORACLES: dict[str, Oracle] = {

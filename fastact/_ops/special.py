@@ -103,11 +103,19 @@ def _ref_sigmoid_wide(zw):
     return np.where(zw > 0, 1 / (1 + e), e / (1 + e))
 
 
+def _ref_grad_sigmoid(g, z, zw):
+    """g * sigmoid(z) (zw: z in the wider type) as if exact: an infinite g
+    times the positive sigmoid of a finite z is g, even where the wide
+    exponential underflows; at z = -inf, g * 0."""
+    r = (g.astype(zw.dtype) * _ref_sigmoid_wide(zw)).astype(g.dtype)
+    return np.where(np.isinf(g) & (z > -np.inf), g, r)
+
+
 def _ref_softplus_bwd(g, x, beta, threshold):
     W = _wide(x.dtype)
     b = x.dtype.type(beta)
     z = x * b
-    r = (g.astype(W) * _ref_sigmoid_wide(x.astype(W) * W(b))).astype(x.dtype)
+    r = _ref_grad_sigmoid(g, z, x.astype(W) * W(b))
     return np.where(z > threshold, g, r)
 
 
@@ -156,7 +164,7 @@ PyTorch).  Deviation from PyTorch 2.13: with a threshold above ~88.7
 ``inf / inf = NaN`` for large ``beta x``; fastact gives ``g``.""",
         example=""">>> import numpy as np, fastact
 >>> fastact.softplus(np.array([-np.inf, -1.0, 0.0, 1.0, 30.0]))
-array([0.        , 0.31326169, 0.69314718, 1.31326169, 30.        ])
+array([ 0.        ,  0.31326169,  0.69314718,  1.31326169, 30.        ])
 >>> fastact.softplus(np.array([1.0]), beta=2.0)
 array([1.06346401])""",
         backward_example=""">>> import numpy as np, fastact
@@ -209,8 +217,7 @@ def _ref_logsigmoid_fwd(x):
 
 
 def _ref_logsigmoid_bwd(g, x):
-    W = _wide(x.dtype)
-    return (g.astype(W) * _ref_sigmoid_wide(-x.astype(W))).astype(x.dtype)
+    return _ref_grad_sigmoid(g, -x, -x.astype(_wide(x.dtype)))
 
 
 register(Spec(
@@ -231,7 +238,7 @@ included.  NaN ``x`` gives NaN; at ``x = +inf`` the result is ``g * 0``
 (NaN for an infinite ``g``, as PyTorch), at ``x = -inf`` it is ``g``.""",
         example=""">>> import numpy as np, fastact
 >>> fastact.logsigmoid(np.array([-np.inf, -1.0, 0.0, 1.0, 800.0]))
-array([-inf, -1.31326169, -0.69314718, -0.31326169, -0.        ])""",
+array([       -inf, -1.31326169, -0.69314718, -0.31326169, -0.        ])""",
         backward_example=""">>> import numpy as np, fastact
 >>> fastact.logsigmoid_backward(np.ones(3), np.array([-np.inf, 0.0, 1.0]))
 array([1.        , 0.5       , 0.26894142])"""),
