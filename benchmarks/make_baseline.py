@@ -4,6 +4,11 @@ Usage::
 
     python benchmarks/make_baseline.py --runs 8 -o benchmarks/baseline.json [extra bench options]
     python benchmarks/make_baseline.py --merge run1.json run2.json ... -o baseline.json
+    python benchmarks/make_baseline.py --add --runs 8 --ops gelu,silu
+
+``--add`` measures only the kernels the extra options select (a new op's)
+and puts their rows into the existing baseline, keeping every other row as
+it is: a new op gets a baseline without the whole file being regenerated.
 
 Each run is a separate process (fresh caches, thread pool and heap), spread
 over minutes, so that the baseline sees the machine's ordinary noise.  Each
@@ -48,10 +53,26 @@ def merge(paths):
     return {"meta": meta, "results": results}
 
 
+def add_rows(path, new):
+    """The baseline at ``path`` with ``new``'s rows added, or replacing the
+    rows of the same kernels (its meta kept: the same bench settings)."""
+    with open(path) as f:
+        old = json.load(f)
+    keys = {r["key"] for r in new["results"]}
+    for k in ("quick", "size", "threads"):
+        if old["meta"].get(k) != new["meta"].get(k):
+            raise SystemExit(f"make_baseline: {path} was measured with {k}="
+                             f"{old['meta'].get(k)!r}, these runs with {new['meta'].get(k)!r}")
+    results = [r for r in old["results"] if r["key"] not in keys] + new["results"]
+    return {"meta": old["meta"], "results": results}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=8)
     p.add_argument("--merge", nargs="+", metavar="JSON", help="merge existing result files")
+    p.add_argument("--add", action="store_true",
+                   help="keep the output file's rows; add (or replace) those measured now")
     p.add_argument("-o", "--output", default=os.path.join(os.path.dirname(__file__),
                                                           "baseline.json"))
     args, extra = p.parse_known_args(argv)
@@ -67,6 +88,8 @@ def main(argv=None):
             paths.append(path)
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
     data = merge(paths)
+    if args.add:
+        data = add_rows(args.output, data)
     with open(args.output, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")

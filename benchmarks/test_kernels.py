@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+import fastact
 from fastact import _bench
 from fastact.config import BACKEND_NAMES
 
@@ -22,7 +23,7 @@ from conftest import SIZE, implementation_or_skip, record
 
 HOST_BACKENDS = [b for b in BACKEND_NAMES if b != "cuda"]   # cuda: benchmarks/gpu_check.py
 IMPLS = HOST_BACKENDS + ["torch", "numpy-expr"]
-OPS = ("sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax")
+OPS = fastact.ACTIVATIONS
 
 KERNELS = [pytest.param(dtype, op, pass_, impl, id=f"{op}-{pass_}-{impl}-{dtype}")
            for dtype in _bench.DTYPES for op in OPS for pass_ in _bench.PASSES

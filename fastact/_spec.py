@@ -59,10 +59,11 @@ class Doc:
 @dataclasses.dataclass(frozen=True)
 class Torch:
     """The PyTorch counterpart: ``torch.nn.functional.<name>(x, **kwargs)``
-    with ``kwargs = params(*our_params)``; ``deviations`` lists, in words,
-    where fastact gives another result and why (the tests' table of
-    documented differences reads ``skip``: a predicate on the input
-    ``x`` (a float64 NumPy array) true where the two may differ)."""
+    with ``kwargs = params(*our_params)`` (the public parameters in order);
+    ``deviations`` says, in words, where fastact gives another result and
+    why (the docstring repeats it); ``skip(x, *our_params)`` is true (a
+    boolean array over the float64 input ``x``) where the two may differ for
+    that reason: the parity test's table of documented deviations."""
     name: str
     params: Callable = lambda *p: {}
     deviations: str = ""

@@ -533,6 +533,18 @@ def _plot_grid(path, plt, np, fastact):
         ("softmax", r"$y_0$ of softmax$(x, 0, 1)$", sm_y[:, 0],
          fastact.softmax_backward(e0, sm_y)[:, 0]),
     ]
+    from ._bench import registry_entry
+    drawn = {p[0] for p in panels}
+    for name in fastact.ACTIVATIONS:         # the catalogue, from the registry
+        spec = registry_entry(name)
+        if name in drawn or spec is None:
+            continue
+        p = spec.example_params()
+        y = getattr(fastact, name)(x, *p)
+        dy = getattr(fastact, name + "_backward")(one, y if spec.saves == "y" else x, *p)
+        args = ", ".join(f"{q.name}={v:g}" if isinstance(v, float) else f"{q.name}={v}"
+                         for q, v in zip(spec.api, p))
+        panels.append((name, args or spec.doc.title.rstrip("."), y, dy))
     cols = 4
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows))

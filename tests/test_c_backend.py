@@ -14,7 +14,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import platform
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -92,6 +94,44 @@ def test_generated_op_list_is_current():
     registry (run it after adding an op)."""
     b = _load_build_module()
     assert b.generate(check=True), "c_src/ops.h is stale: run `python build.py --generate`"
+
+
+def _disassembly(so, symbol):
+    r = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--disassemble={symbol}", str(so)],
+                       capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else ""
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None or platform.machine() not in ("x86_64", "AMD64"),
+                    reason="needs objdump on x86-64")
+def test_every_c_kernel_is_inlined_and_vectorized(cb):
+    """Each elementwise range worker of the AVX-512 and AVX2 builds (the
+    kernels of c_src/ops.h, both dtypes) computes on vector registers and
+    calls no function but libm's frexp (once per call, splitting a
+    parameter): a formula or primitive left a call would keep its loop
+    scalar.  Read from the built extension's disassembly."""
+    from fastact._registry import c_ops
+    so = pathlib.Path(cb._lib.__file__ if hasattr(cb._lib, "__file__") else
+                      importlib.import_module("fastact._backends._cfastact").__file__)
+    allowed = re.compile(r"<(frexpf?|memcpy|memset)(@plt)?>")
+    bad = {}
+    for name, pass_ in c_ops():
+        if _registry.REGISTRY[name].kind != "elementwise":
+            continue
+        stem = f"{name}_{'fwd' if pass_ == 'forward' else 'bwd'}_run"
+        for isa, reg in (("avx512", "zmm"), ("avx2", "ymm")):
+            for sfx in ("f32", "f64"):
+                sym = f"{stem}_{sfx}_{isa}"
+                text = _disassembly(so, sym)
+                body = text[text.find(f"<{sym}>:"):]
+                if f"<{sym}>:" not in text:
+                    bad[sym] = "not found"
+                    continue
+                calls = [ln.split("call")[-1].strip() for ln in body.splitlines()
+                         if re.search(r"\tcall", ln) and not allowed.search(ln)]
+                if calls or reg not in body:
+                    bad[sym] = {"calls": calls[:3], "vector": reg in body}
+    assert not bad, bad
 
 
 def test_every_elementwise_kernel_id_runs(cb):

@@ -6,7 +6,7 @@ import pytest
 
 import fastact
 from conftest import (ELEMENTWISE_OPS, LAYOUTS, WIDE, assert_bitwise_equal, assert_ulp,
-                      contiguous_copy, make_layout, mixed_values, oracle_softmax,
+                      make_layout, mixed_values, oracle_softmax, sampled_op_dtypes,
                       oracle_elu_backward, oracle_softmax_backward, softmax_backward_bound,
                       special_values)
 
@@ -142,7 +142,7 @@ def test_python_lists_and_scalars(op):
 
 @pytest.mark.parametrize("n", ["below", "at", "odd_above"])
 @pytest.mark.parametrize("pass_", ["forward", "backward"])
-@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+@pytest.mark.parametrize("op,dtype", sampled_op_dtypes())
 def test_parallel_path_sizes(fast_backend, op, pass_, dtype, n):
     """Around the parallel threshold (thread chunks, vector tails, rrelu's global index)."""
     from fastact import config

@@ -11,6 +11,11 @@ LLVM IR instead.  It compiles the kernels afresh in a child process (a new
 and looks for those calls, and for the runtime's allocations, in basic
 blocks that lie on a cycle of the control-flow graph.
 
+Every formula, primitive and loop wrapper is inlined (fastact._prims.
+always_inline) and the loops vectorize: for every elementwise op of the
+registry the blocked kernel (the one big arrays take) is compiled and its
+IR read for calls left to fastact's own functions and for vector code.
+
 Checked: one kernel of each shape the backend generates (elementwise
 ``prange`` kernels unary, binary and indexed; the blocked kernels, unary,
 binary and indexed), PReLU forward (parallel) and
@@ -69,6 +74,28 @@ def refcounts_in_loops(llvm_ir: str) -> list[tuple[str, str]]:
     return found
 
 
+def fastact_calls(llvm_ir: str) -> list[str]:
+    """Functions of fastact's (Numba's mangled ``_ZN7fastact...`` names)
+    that a kernel's compiled code still calls, outside the Python wrappers:
+    a formula, primitive or loop wrapper that was not inlined."""
+    found = set()
+    for func in re.split(r"(?:^|\n)define ", llvm_ir)[1:]:
+        name = re.match(r'[^@]*@"?([^\s("]+)', func).group(1)
+        if name.startswith(("cpython.", "cfunc.")):
+            continue
+        # the kernel's own entry (kernel_njit names it loop__<tag>) is called
+        # by Numba's wrappers; anything else of fastact's is a leftover call
+        found.update(m for m in re.findall(r'call [^@]*@"?(_ZN7fastact[^\s("]*)', func)
+                     if m != name and "loop__" not in m)
+    return sorted(found)
+
+
+def vectorized(llvm_ir: str, dtype) -> bool:
+    """Whether the compiled kernel computes on vectors of ``dtype``."""
+    elem = "float" if np.dtype(dtype) == np.float32 else "double"
+    return re.search(rf"<(\d+) x {elem}>", llvm_ir) is not None
+
+
 def _llvm(kernel, *args):
     kernel(*args)
     return "\n".join(kernel.inspect_llvm().values())
@@ -101,6 +128,18 @@ def _scan_kernels() -> dict:
         ins = (v,) if pass_ == "forward" else (v, v)
         check(f"{name} {pass_} blocked", nc._blocked_kernel(name, pass_, dt),
               *ins, v.copy(), params[name], 2)
+    # every op's blocked kernel: inlined (no call left) and vectorized
+    from fastact._registry import REGISTRY
+    for name, spec in REGISTRY.items():
+        if spec.kind != "elementwise":
+            continue
+        p = tuple(np.uint64(1) if n == "key" else dt(0.5) for n in spec.params)
+        for pass_ in ("forward", "backward"):
+            ins = (v,) if pass_ == "forward" else (v, v)
+            ir = _llvm(nc._blocked_kernel(name, pass_, dt), *ins, v.copy(), p, 2)
+            res[f"{name} {pass_} blocked inlined"] = {
+                "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
+                "vectorized": vectorized(ir, dt)}
     x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
     check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
@@ -147,10 +186,34 @@ def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
 
 
 def test_no_refcounts_in_parallel_kernel_loops(scan):
-    scan = {k: v for k, v in scan.items() if k != "control"}
+    scan = {k: v for k, v in scan.items() if k != "control" and "inlined" not in k}
     assert len(scan) == 15, sorted(scan)
     bad = {k: v for k, v in scan.items() if v}
     assert not bad, f"reference counting inside a loop: {bad}"
+
+
+def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
+    """No formula, primitive or loop wrapper left a call; vector code; no
+    reference counts in the loops: every elementwise op of the registry."""
+    from fastact._registry import REGISTRY
+    checked = {k: v for k, v in scan.items() if "inlined" in k}
+    n = sum(s.kind == "elementwise" for s in REGISTRY.values())
+    assert len(checked) == 2 * n, sorted(checked)
+    bad = {k: v for k, v in checked.items()
+           if v["refcounts"] or v["calls"] or not v["vectorized"]}
+    assert not bad, f"not inlined or not vectorized: {bad}"
+
+
+def test_the_call_scan_can_fail():
+    """The positive control of fastact_calls: a call to a fastact function
+    in a kernel's IR is found, one in its Python wrapper is not."""
+    ir = ('define i32 @"_ZN7fastact4loopE"(i8* %a) {\nentry:\n'
+          '  %r = call i32 @"_ZN7fastact8_formulaE"(i8* %a)\n  ret i32 %r\n}\n'
+          'define i8* @"cpython._ZN7fastact4loopE"(i8* %a) {\nentry:\n'
+          '  %r = call i32 @"_ZN7fastact4loopE"(i8* %a)\n  ret i8* null\n}\n')
+    assert fastact_calls(ir) == ["_ZN7fastact8_formulaE"]
+    assert vectorized("  %v = fmul <16 x float> %a, %b", np.float32)
+    assert not vectorized("  %v = fmul float %a, %b", np.float32)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--scan"]:

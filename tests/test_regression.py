@@ -121,6 +121,27 @@ def test_committed_baseline_covers_the_quick_run():
             assert 0.02 < figures[key] < 2, key
 
 
+def test_make_baseline_add_keeps_other_rows(tmp_path):
+    """--add puts the new runs' rows into the baseline, replacing only the
+    kernels they measured, and refuses runs made with other settings."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_baseline",
+                                                  ROOT / "benchmarks" / "make_baseline.py")
+    mb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mb)
+    meta = {"quick": True, "size": 4, "threads": 1}
+    old = {"meta": meta, "results": [{"key": "a", "roofline": 1.0},
+                                     {"key": "b", "roofline": 2.0}]}
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(old))
+    new = {"meta": dict(meta), "results": [{"key": "b", "roofline": 3.0},
+                                           {"key": "c", "roofline": 4.0}]}
+    got = {r["key"]: r["roofline"] for r in mb.add_rows(path, new)["results"]}
+    assert got == {"a": 1.0, "b": 3.0, "c": 4.0}
+    with pytest.raises(SystemExit, match="size"):
+        mb.add_rows(path, {"meta": {**meta, "size": 8}, "results": []})
+
+
 def test_benchmark_suite_collects_and_runs():
     """``benchmarks/`` imports cleanly and its cases run (untimed, tiny arrays)."""
     env = dict(os.environ, FASTACT_BENCH_SIZE="4096", PYTHONPATH=str(ROOT))

@@ -18,7 +18,8 @@ import fastact
 from fastact import _api, _registry, config
 from fastact._prims import streaming_supported
 
-from conftest import ELEMENTWISE_OPS, assert_bitwise_equal, mixed_values, require_backend
+from conftest import (assert_bitwise_equal, mixed_values, require_backend,
+                      sampled_op_dtypes)
 
 pytestmark = pytest.mark.skipif(not streaming_supported(),
                                 reason="streaming stores are used on x86-64 only")
@@ -64,7 +65,7 @@ def _out(kind, n, dtype, src=None):
     return src                       # in place
 
 
-@pytest.mark.parametrize("op", ELEMENTWISE_OPS, ids=repr)
+@pytest.mark.parametrize("op,dtype", sampled_op_dtypes())
 @pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blocked_elementwise_matches_the_regular_path(op, dtype, out_kind, threads, spy,

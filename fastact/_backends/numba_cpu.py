@@ -13,8 +13,8 @@ import threading
 import numpy as np
 
 from .. import _threads, config
-from .._prims import (array_address, cpu_prims, inner_njit, kernel_njit, prefetchers,
-                      streaming, streaming_supported, wide_vectors)
+from .._prims import (always_inline, array_address, cpu_prims, inner_njit, kernel_njit,
+                      prefetchers, streaming, streaming_supported, wide_vectors)
 from .._registry import REGISTRY, parallel_min, streamed
 from . import Backend, prelu_run
 
@@ -33,9 +33,21 @@ def _jit(tag, parallel):
     return kernel_njit(f"{tag}_{'par' if parallel else 'ser'}", parallel=parallel, nogil=True)
 
 
+def _inlined(f):
+    """``f`` compiled for the kernels, always inlined: its body inlined (by
+    Numba) into a shim of the same arity that LLVM must inline (the
+    registry's formulas stay math only, and cannot call the intrinsic
+    themselves)."""
+    import inspect
+    names = ", ".join(f"a{k}" for k in range(len(inspect.signature(f).parameters)))
+    ns = {"f": inner_njit(inline="always")(f), "inline": always_inline()}
+    exec(f"def {f.__name__}({names}):\n    inline()\n    return f({names})\n", ns)
+    return inner_njit()(ns[f.__name__])
+
+
 @functools.lru_cache(maxsize=None)
 def _formulas(name, dtype):
-    return tuple(inner_njit()(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
+    return tuple(_inlined(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
 
 
 # --- loop skeletons -----------------------------------------------------------
@@ -244,12 +256,24 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     # one formula shape for both arities, fi(a, b, i, *params): the index is
     # dead code where the formula takes none, and so is b for a unary
     # formula (whose kernel passes x as both), both removed by LLVM
-    if binary:
-        fi = f if indexed else inner_njit()(lambda g, s, i, *params: f(g, s, *params))
+    inline = always_inline()
+    if binary and indexed:
+        fi = f
+    elif binary:
+        @inner_njit()
+        def fi(g, s, i, *params):
+            inline()
+            return f(g, s, *params)
     elif indexed:
-        fi = inner_njit()(lambda x, b, i, *params: f(x, i, *params))
+        @inner_njit()
+        def fi(x, b, i, *params):
+            inline()
+            return f(x, i, *params)
     else:
-        fi = inner_njit()(lambda x, b, i, *params: f(x, *params))
+        @inner_njit()
+        def fi(x, b, i, *params):
+            inline()
+            return f(x, *params)
 
     fence = streaming()[1]
     pf_read = prefetchers()[0]
@@ -272,6 +296,7 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     @inner_njit()
     def thread_blocks(a, b, out, params, t, nthreads):
         """Thread ``t``'s share of the blocks of ``out``."""
+        inline()
         first, b0, b1 = blocks(out, t, nthreads)
         aligned = address(out) % size == 0
         for blk in range(b0, b1):
