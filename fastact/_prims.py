@@ -848,6 +848,7 @@ def cpu_prims(dtype) -> Prims:
         f = (m - 1) + c 2**-k (m - 1 exact, one rounding in the sum);
         log1p(f) = f - f**2/2 + s (f**2/2 + R(s**2)), s = f / (2 + f)
         (fdlibm's form), k ln2 in two parts (Cody-Waite)."""
+        inline()
         u = one + t
         m, kf, s = log_split(u)
         c = (one - (u - t)) if kf >= two else (t - (u - one))
@@ -872,6 +873,7 @@ def cpu_prims(dtype) -> Prims:
         that q 2**nf divided by the smallest subnormal does too) and vl then
         dropped (-inf; vl NaN); NaN passes (nf is then garbage: callers
         select)."""
+        inline()
         below = v < split_lo
         vc = split_lo if below else v
         r, n = _reduce(vc)
@@ -883,6 +885,7 @@ def cpu_prims(dtype) -> Prims:
         """(bm, kf) with b = bm * 2**kf exactly, bm in [1, 2) for normal b
         (exp_mul's split: in [2**-(mbits+1), 1) for a subnormal b, still
         exact); b finite and nonzero."""
+        inline()
         kb = exponent(b)
         return b * pow2n(-kb), T(kb)
 
@@ -890,6 +893,7 @@ def cpu_prims(dtype) -> Prims:
     def two_prod(a, b):
         """(p, e): p = a * b rounded and its error e = a * b - p, exact
         (one FMA) while p is finite and not below the normal range."""
+        inline()
         p_ = a * b
         return p_, fma(a, b, -p_)
 

@@ -63,6 +63,7 @@ ORACLES: dict[str, Oracle] = {
     "softplus": Oracle(softplus, softplus_backward,
                        variants={"beta2": dict(beta=2.0, threshold=10.0),
                                  "beta07": dict(beta=0.7, threshold=np.inf)},
-                       kinks=lambda beta=1.0, threshold=20.0: (threshold / beta,)),
+                       kinks=lambda beta=1.0, threshold=20.0: (
+                           (threshold / beta,) if np.isfinite(threshold) else ())),
     "logsigmoid": Oracle(logsigmoid, logsigmoid_backward),
 }

@@ -119,6 +119,18 @@ def _ref_softplus_bwd(g, x, beta, threshold):
     return np.where(z > threshold, g, r)
 
 
+def _softplus_torch_skip(x, beta, threshold):
+    """Where PyTorch's softplus may differ beyond the bounds: exp(beta x)
+    overflows below a threshold set high (inf forward, NaN backward; from
+    ~88.7 in float32), and, for a beta that is not a power of two, PyTorch
+    rounds beta * x before the exponential (|beta x| eps / 2 relative error
+    in the negative tail)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = x * beta
+    exact = float(beta) == 2.0 ** np.floor(np.log2(float(beta)))
+    return ((z > 80) & (z <= threshold)) | ((z < -4) & (not exact))
+
+
 def _softplus_check(op, beta, threshold):
     _checks.not_nan(op, beta=beta, threshold=threshold)
     _checks.positive(op, beta=beta)
@@ -159,7 +171,8 @@ the finite value.""",
 results included (the power of two of ``exp(beta x)`` is applied last);
 ``g`` where the rounded ``beta * x > threshold``.  NaN ``x`` gives NaN; at
 ``x = -inf`` the result is ``g * 0`` (NaN for an infinite ``g``, as
-PyTorch).  Deviation from PyTorch 2.13: with a threshold above ~88.7
+PyTorch); an infinite ``g`` gives ``g`` for every finite ``x`` (the exact
+product: PyTorch gives NaN where ``exp(beta x)`` underflows).  Deviation from PyTorch 2.13: with a threshold above ~88.7
 (float32) / ~709.8 (float64) PyTorch's ``exp(z) / (exp(z) + 1)`` is
 ``inf / inf = NaN`` for large ``beta x``; fastact gives ``g``.""",
         example=""">>> import numpy as np, fastact
@@ -174,7 +187,13 @@ array([0.26894142, 0.5       , 1.        ])"""),
         "softplus", lambda beta, threshold: {"beta": beta, "threshold": threshold},
         deviations="PyTorch's log1p(exp(beta x)) overflows to inf (forward) and "
                    "exp(z)/(exp(z)+1) is NaN (backward) where beta x > ~88.7 (float32) / "
-                   "~709.8 (float64) below a threshold set that high; fastact gives x, g.",
+                   "~709.8 (float64) below a threshold set that high; fastact gives x, g.  "
+                   "PyTorch rounds beta * x before the exponential: for a beta that is not "
+                   "a power of two, a relative error up to |beta x| eps / 2 in the negative "
+                   "tail (forward and backward), which fastact avoids (exact product).  An "
+                   "infinite g times a sigmoid(beta x) that underflows is NaN in PyTorch, "
+                   "+-inf in fastact (the exact product).",
+        skip=_softplus_torch_skip,
         forward_out=lambda A, x, out, beta, threshold: A.softplus.out(
             x, beta, threshold, out=out),
         backward_out=lambda A, g, x, out, beta, threshold: A.softplus_backward.grad_input(
@@ -235,7 +254,9 @@ large ``x``, ``x`` for very negative ``x``).  ``logsigmoid(+inf) = -0.0``,
 ``logsigmoid(-inf) = -inf``, NaN propagates.""",
         backward_notes="""Within 4 ULP of ``g * sigmoid(-x)`` over the whole range, subnormal results
 included.  NaN ``x`` gives NaN; at ``x = +inf`` the result is ``g * 0``
-(NaN for an infinite ``g``, as PyTorch), at ``x = -inf`` it is ``g``.""",
+(NaN for an infinite ``g``, as PyTorch), at ``x = -inf`` it is ``g``; an
+infinite ``g`` gives ``g`` for every finite ``x`` (the exact product:
+PyTorch gives NaN where ``exp(-x)`` underflows).""",
         example=""">>> import numpy as np, fastact
 >>> fastact.logsigmoid(np.array([-np.inf, -1.0, 0.0, 1.0, 800.0]))
 array([       -inf, -1.31326169, -0.69314718, -0.31326169, -0.        ])""",
@@ -244,6 +265,9 @@ array([       -inf, -1.31326169, -0.69314718, -0.31326169, -0.        ])""",
 array([1.        , 0.5       , 0.26894142])"""),
     torch=Torch(
         "logsigmoid",
+        deviations="An infinite g times a sigmoid(-x) that underflows (x > ~88.7 in "
+                   "float32, ~709.8 in float64) is NaN in PyTorch, +-inf in fastact (the "
+                   "exact product).",
         forward_out=lambda A, x, out: A.log_sigmoid.out(x, out=out),
         backward_out=lambda A, g, x, out: A.log_sigmoid_backward.grad_input(
             g, x, A.empty.memory_format([0], dtype=x.dtype), grad_input=out)),
