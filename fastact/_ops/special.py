@@ -269,8 +269,10 @@ array([1.        , 0.5       , 0.26894142])"""),
                    "float32, ~709.8 in float64) is NaN in PyTorch, +-inf in fastact (the "
                    "exact product).",
         forward_out=lambda A, x, out: A.log_sigmoid.out(x, out=out),
+        # the CPU kernel reads the forward's buffer without using it: x
+        # stands in (no allocation, lines already cached: PyTorch's best case)
         backward_out=lambda A, g, x, out: A.log_sigmoid_backward.grad_input(
-            g, x, A.empty.memory_format([0], dtype=x.dtype), grad_input=out)),
+            g, x, x, grad_input=out)),
     numpy_forward=lambda x: -np.log1p(np.exp(-x)),
     numpy_backward=lambda g, x: g / (1 + np.exp(x)),
 ))
