@@ -22,12 +22,16 @@ enum {
     FA_K_SOFTPLUS_BWD = 11,
     FA_K_LOGSIGMOID_FWD = 12,
     FA_K_LOGSIGMOID_BWD = 13,
-    FA_K_ELEMENTWISE_COUNT = 14,
-    FA_K_PRELU_FWD = 14,
-    FA_K_PRELU_BWD = 15,
-    FA_K_SOFTMAX_FWD = 16,
-    FA_K_SOFTMAX_BWD = 17,
-    FA_K_COUNT = 18
+    FA_K_GELU_TANH_FWD = 14,
+    FA_K_GELU_TANH_BWD = 15,
+    FA_K_GELU_FWD = 16,
+    FA_K_GELU_BWD = 17,
+    FA_K_ELEMENTWISE_COUNT = 18,
+    FA_K_PRELU_FWD = 18,
+    FA_K_PRELU_BWD = 19,
+    FA_K_SOFTMAX_FWD = 20,
+    FA_K_SOFTMAX_BWD = 21,
+    FA_K_COUNT = 22
 };
 /* cdef end */
 
@@ -46,6 +50,10 @@ enum {
     X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_PREFETCH) \
     X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
     X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
-    X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH)
+    X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH) \
+    X(GELU_TANH_FWD, gelu_tanh_fwd, 0, FA_OUT_PREFETCH) \
+    X(GELU_TANH_BWD, gelu_tanh_bwd, 1, FA_OUT_PREFETCH) \
+    X(GELU_FWD, gelu_fwd, 0, FA_OUT_PREFETCH) \
+    X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH)
 
 #endif /* FASTACT_OPS_H */

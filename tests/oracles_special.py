@@ -67,3 +67,79 @@ ORACLES: dict[str, Oracle] = {
                            (threshold / beta,) if np.isfinite(threshold) else ())),
     "logsigmoid": Oracle(logsigmoid, logsigmoid_backward),
 }
+
+
+# --- gelu: mpmath, 40 digits ----------------------------------------------------------
+
+def _mp_map(fn, *arrays):
+    """fn(*mpf) elementwise over float arrays, as long double (inf and NaN
+    inputs are passed on as mpf's inf / nan)."""
+    import mpmath
+    flat = [np.asarray(a, dtype=np.float64).ravel() for a in arrays]
+    out = np.empty(flat[0].size, dtype=WIDE)
+    with mpmath.workdps(40), np.errstate(all="ignore"):     # beyond long double: 0, inf
+        for i in range(out.size):
+            v = fn(*[mpmath.mpf(float(a[i])) for a in flat])
+            if not mpmath.isfinite(v):
+                out[i] = WIDE(float(v))
+            elif abs(v) < mpmath.mpf("1e-4945"):          # below long double
+                out[i] = WIDE(0.0) if v >= 0 else WIDE(-0.0)
+            else:
+                out[i] = WIDE(mpmath.nstr(v, 30))
+    return out.reshape(np.shape(arrays[0]))
+
+
+def _gelu_parts(x, tanh):
+    """(Phi-like factor s, derivative terms t1, t2) at the mpf x."""
+    import mpmath as mp
+    if tanh:
+        c0 = 2 * mp.sqrt(2 / mp.pi)
+        v = x * (c0 + c0 * mp.mpf("0.044715") * x * x)
+        s, sm = 1 / (1 + mp.exp(-v)), 1 / (1 + mp.exp(v))
+        return s, s, x * s * sm * (c0 + 3 * c0 * mp.mpf("0.044715") * x * x)
+    Phi = mp.erfc(-x / mp.sqrt(2)) / 2
+    return Phi, Phi, x * mp.exp(-x * x / 2) / mp.sqrt(2 * mp.pi)
+
+
+def _gelu_fwd(xv, tanh):
+    import mpmath as mp
+    if mp.isnan(xv):
+        return xv
+    if abs(xv) > 200:           # Phi is 1 or below 1e-8000 (long double's 0) there
+        return xv if xv > 0 else mp.mpf(0)
+    return xv * _gelu_parts(xv, tanh)[0]
+
+
+def _gelu_deriv(xv, tanh, terms=False):
+    import mpmath as mp
+    if mp.isnan(xv):
+        return xv
+    if abs(xv) > 200:
+        return mp.mpf(1 if xv > 0 else 0)
+    _, t1, t2 = _gelu_parts(xv, tanh)
+    return abs(t1) + abs(t2) if terms else t1 + t2
+
+
+def gelu(x, approximate="none"):
+    tanh = approximate == "tanh"
+    return _mp_map(lambda v: _gelu_fwd(v, tanh), x)
+
+
+def gelu_backward(g, x, approximate="none"):
+    tanh = approximate == "tanh"
+    d = _mp_map(lambda v: _gelu_deriv(v, tanh), x)
+    gw, xw = hp(g), hp(x)
+    with np.errstate(invalid="ignore"):
+        r = gw * d
+    # the exact product: an infinite g gives +-inf for every finite x
+    sign = np.where(d != 0, np.sign(d), np.where(xw < -0.7518, -1, 1))
+    return np.where(np.isinf(gw) & np.isfinite(xw), gw * sign, r)
+
+
+def gelu_terms(x, approximate="none"):
+    tanh = approximate == "tanh"
+    return _mp_map(lambda v: _gelu_deriv(v, tanh, terms=True), x)
+
+
+ORACLES["gelu"] = Oracle(gelu, gelu_backward, terms=gelu_terms,
+                         variants={"tanh": dict(approximate="tanh")})

@@ -58,3 +58,59 @@ def test_grid_reaches_subnormal_results(dtype):
     y = np.abs(logsigmoid(x).astype(dtype))
     tiny = np.finfo(dtype).tiny
     assert ((y > 0) & (y < tiny)).sum() > 100
+
+
+# --- gelu ------------------------------------------------------------------------------
+
+from conftest import WIDE, hp, ulp_of  # noqa: E402
+from oracles_special import gelu, gelu_backward, gelu_terms  # noqa: E402
+
+
+def _gelu_grid(dtype):
+    """Both signs over the whole range (coarser than whole_range: the oracle is
+    mpmath), dense where the results go subnormal and around the derivative's
+    zero near -0.75."""
+    dt = np.dtype(dtype)
+    fi = np.finfo(dt)
+    lo, hi = np.log10(float(fi.smallest_subnormal)), np.log10(float(fi.max))
+    with np.errstate(over="ignore"):
+        mags = np.logspace(lo, hi, 600)[:-1]
+    tail = 16.0 if dt == np.float32 else 40.0
+    rng = np.random.default_rng(3)
+    parts = [mags, -mags, np.linspace(-tail, 6, 6000), rng.uniform(-1.2, -0.3, 1000),
+             rng.uniform(-1e-3, 1e-3, 200), [0.0, -0.0, fi.max, -fi.max, fi.tiny, -fi.tiny]]
+    with np.errstate(over="ignore"):
+        return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]).astype(dt)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_4ulp(host_backend, dtype, approximate):
+    x = _gelu_grid(dtype)
+    got = fastact.gelu(x, approximate=approximate, backend=host_backend)
+    assert_ulp(got, gelu(x, approximate), 4, f"gelu {approximate}")
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_backward_cond(host_backend, dtype, approximate):
+    """Within 4 eps |g| (sum of the terms' magnitudes), or 4 ULP."""
+    x = _gelu_grid(dtype)
+    fi = np.finfo(dtype)
+    terms = gelu_terms(x, approximate)
+    for g in (_gradients(x, 4), np.ones_like(x)):
+        got = fastact.gelu_backward(g, x, approximate=approximate, backend=host_backend)
+        exact = gelu_backward(g, x, approximate)
+        with np.errstate(all="ignore"):
+            err = np.abs(hp(got) - exact)
+            tol = np.maximum(4 * WIDE(fi.eps) * np.abs(hp(g)) * terms
+                             + WIDE(fi.smallest_subnormal), 4 * ulp_of(exact, dtype))
+        same = (np.isnan(hp(got)) & np.isnan(exact)) | (hp(got) == exact)
+        bad = ~same & ~(err <= tol)
+        assert not bad.any(), (f"gelu_backward {approximate}: {int(bad.sum())} beyond the bound;"
+                               f" first at x = {x[bad][:3]}: got {got[bad][:3]}, "
+                               f"exact {exact[bad][:3]}, ratio {(err / tol)[bad][:3]}")
+
+
+def test_gelu_grid_reaches_subnormal_results(dtype):
+    x = _gelu_grid(dtype)
+    y = np.abs(np.asarray(gelu(x), dtype=np.float64).astype(dtype))
+    assert ((y > 0) & (y < np.finfo(dtype).tiny)).sum() > 20

@@ -77,7 +77,7 @@ def test_docstrings_state_kink_conventions(name, words):
 
 #: the API freeze: every public activation (each also has ``<name>_backward``)
 FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
-          "softplus", "logsigmoid"}
+          "softplus", "logsigmoid", "gelu"}
 
 
 def test_package_surface():
