@@ -140,8 +140,8 @@ def math_prims(dtype, jit=_identity) -> Prims:
 
 
 def _math_log_prims(prims, jit):
-    """``log1p``, ``exp_split``, ``ldexp``, ``two_prod`` (see cpu_prims)
-    from the ``math`` module: CUDA's libdevice routines on a GPU, Python's
+    """``log1p``, ``exp_split``, ``ldexp``, ``two_prod``, ``frexp2``,
+    ``ldexp_normal``, ``erfcx`` (see cpu_prims) from the ``math`` module: CUDA's libdevice routines on a GPU, Python's
     libm in the simulator."""
     dt = prims.dtype
     T = dt.type
@@ -177,9 +177,19 @@ def _math_log_prims(prims, jit):
         m, e = math.frexp(b)
         return T(m + m), T(e - 1)
 
+    def two_prod(a, b):
+        # Dekker's exact product (kernels run without FMA contraction); an
+        # error term that is not finite (|a| or |b| near overflow) is dropped
+        p = a * b
+        ca, cb = split * a, split * b
+        ah, bh = ca - (ca - a), cb - (cb - b)
+        al, bl = a - ah, b - bh
+        e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+        return p, (e if abs(e) <= abs(p) else zero)
+
+    two_prod = jit(two_prod)
     ex_K = T(_ERFCX_K32 if dt == np.float32 else _ERFCX_K64)
     ex_p = tuple(T(v) for v in (_ERFCX_P32 if dt == np.float32 else _ERFCX_P64))
-    two = T(2.0)
 
     ex_ch = T(float(_ERFCX_C))
     ex_cl = T(float(fractions.Fraction(_ERFCX_C) - fractions.Fraction(float(ex_ch))))
@@ -202,8 +212,7 @@ def _math_log_prims(prims, jit):
         return r * (y * (ip0 + ip1 * q)) + y
 
     prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
-    prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), jit(two_prod), jit(frexp2)
-    two_prod = prims.two_prod
+    prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
     prims.ldexp_normal, prims.erfcx = prims.ldexp, jit(erfcx)
 
 

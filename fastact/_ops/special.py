@@ -527,9 +527,12 @@ def _gelu_route(op, approximate):
 
 def _gelu_torch_skip(x, approximate):
     """PyTorch's GELU differs beyond the bounds at +-inf (NaN; the limits are
-    0, inf, and 0 and 1 for the derivative) and, for the tanh form, where
-    1 + tanh(u) cancels (x < -1: hundreds of ULP by x = -3)."""
-    return np.isinf(x) | ((x < -1) if approximate == "tanh" else False)
+    0, inf, and 0 and 1 for the derivative), where 1 + erf(x / sqrt 2) or
+    1 + tanh(u) cancels (x < -1: float32 erf form 5 ULP at -1.5, 0.16% at
+    -4; the tanh form hundreds of ULP by -3), and for large x: its float32
+    product overflows to inf from 2**127, and the tanh form's x**3 overflows
+    (NaN backward from ~7e12 in float32)."""
+    return np.isinf(x) | (x < -1) | (x > 1e12)
 
 
 register(Spec(
@@ -579,10 +582,13 @@ array([-0.08331547,  0.5       ,  1.08331547])"""),
         "gelu", lambda approximate: {"approximate": approximate},
         deviations="PyTorch gives NaN at -inf (both forms) and +inf (approximate='none'), "
                    "forward and backward; fastact the limits (0, inf; derivative 0, 1).  "
-                   "PyTorch's tanh form computes 1 + tanh(u), which cancels below x = -1 "
-                   "(hundreds of ULP by x = -3, 0 or garbage further out); fastact "
-                   "x sigmoid(2u) with 2u in two parts.  An infinite g times a derivative "
-                   "that underflows is NaN in PyTorch, +-inf in fastact.",
+                   "PyTorch computes 1 + erf(x/sqrt 2) and 1 + tanh(u), which cancel below "
+                   "x = -1 (float32 erf form: 5 ULP at -1.5, 0.16% at -4; tanh form: "
+                   "hundreds of ULP by -3, 0 or garbage further out); fastact keeps 4 ULP "
+                   "there (erfc = exp(-x^2/2) erfcx, x sigmoid(2u)).  PyTorch's float32 "
+                   "gelu overflows to inf from x = 2**127, and its tanh form's backward is "
+                   "NaN where x**3 overflows.  An infinite g times a "
+                   "derivative that underflows is NaN in PyTorch, +-inf in fastact.",
         skip=_gelu_torch_skip,
         forward_out=lambda A, x, out, approximate: A.gelu.out(
             x, approximate=approximate, out=out),
