@@ -194,14 +194,13 @@ def _math_log_prims(prims, jit):
     ex_ch = T(float(_ERFCX_C))
     ex_cl = T(float(fractions.Fraction(_ERFCX_C) - fractions.Fraction(float(ex_ch))))
     ip0, ip1 = T(1.28125), T(0.28125)
+    erfcx_poly = _horner(jit, ex_p)
 
     def erfcx(t):
         # cpu_prims' erfcx, its exact products by Dekker's (CUDA kernels run
         # without FMA)
         q = (t - ex_K) / (t + ex_K)
-        P = ex_p[0]
-        for k in range(1, len(ex_p)):
-            P = P * q + ex_p[k]
+        P = erfcx_poly(q)
         ct, ctl = two_prod(ex_ch, t)
         ctl = ctl + ex_cl * t
         s = one + ct
@@ -214,6 +213,20 @@ def _math_log_prims(prims, jit):
     prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
     prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
     prims.ldexp_normal, prims.erfcx = prims.ldexp, jit(erfcx)
+
+
+def _horner(jit, coefs, inline=None):
+    """p(q) = coefs[0] q**(n-1) + ... + coefs[-1] in Horner form, written out
+    (a loop over a long constant tuple is left a loop by LLVM, which keeps
+    the kernel around it scalar)."""
+    ns = {f"c{k}": v for k, v in enumerate(coefs)}
+    ns["inline"] = inline
+    lines = ["def horner(q):"] + (["    inline()"] if inline is not None else [])
+    lines.append("    p = c0")
+    lines += [f"    p = p * q + c{k}" for k in range(1, len(coefs))]
+    lines.append("    return p")
+    exec("\n".join(lines), ns)
+    return jit(ns["horner"])
 
 
 def inner_njit(**options):
@@ -963,6 +976,8 @@ def cpu_prims(dtype) -> Prims:
     # 1/P ~ 1.28125 + 0.28125 q within 6% (P falls from 1 to 2/pi)
     ip0, ip1 = T(1.28125), T(0.28125)
 
+    erfcx_poly = _horner(njit, ex_p, inline)
+
     @njit
     def erfcx(t):
         """erfc(t) exp(t**2) for t >= 0, finite (t <= 2**60, say): P(q) /
@@ -974,9 +989,7 @@ def cpu_prims(dtype) -> Prims:
         most).  Error: the fit's and about one rounding."""
         inline()
         q = (t - ex_K) / (t + ex_K)
-        P = ex_p[0]
-        for k in range(1, len(ex_p)):
-            P = P * q + ex_p[k]
+        P = erfcx_poly(q)
         ct = ex_ch * t
         ctl = fma(ex_ch, t, -ct) + ex_cl * t
         s = one + ct

@@ -69,65 +69,125 @@ ORACLES: dict[str, Oracle] = {
 }
 
 
-# --- gelu: mpmath, 40 digits ----------------------------------------------------------
+# --- gelu --------------------------------------------------------------------------------
+# The exact form in long double: exp(-x**2/2) with x**2 exact (x split into
+# 26-bit halves), erfc(t) = exp(-t**2) erfcx(t) with erfcx by its continued
+# fraction (300 terms: 3e-20 from t = 1) and, below t = 1, erf by its Taylor
+# series.  The tanh form: long double, with mpmath (40 digits) where float64
+# data have |v| > 30 (v's long double rounding would cost |v| 2**-64).
 
-def _mp_map(fn, *arrays):
-    """fn(*mpf) elementwise over float arrays, as long double (inf and NaN
-    inputs are passed on as mpf's inf / nan)."""
+_PI = WIDE("3.141592653589793238462643383279502884")
+_SQRTPI = np.sqrt(_PI)
+_SQRT2 = np.sqrt(WIDE(2))
+
+
+def _exp_half_sq(x):
+    """exp(-x**2 / 2) for float32/float64 values x, x**2 carried exactly."""
+    xd = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        c = xd * 134217729.0
+        xh = np.where(np.abs(xd) < 1e300, c - (c - xd), 0.0)
+        xl = np.where(np.abs(xd) < 1e300, xd - xh, 0.0)
+        h, lo = hp(xh), hp(xl)
+        e = np.exp(-h * h / 2) * np.exp(-(2 * h * lo + lo * lo) / 2)
+    return np.where(np.abs(xd) < 200, e, 0)        # exp(-20000) is 0 in long double
+
+
+def _erfcx_cf(t):
+    f = t.copy()
+    for k in range(300, 0, -1):
+        f = t + (WIDE(k) / 2) / f
+    return 1 / (_SQRTPI * f)
+
+
+def _erf_taylor(y):
+    term, s = y.copy(), y.copy()
+    y2 = y * y
+    for k in range(1, 40):
+        term = term * (-y2) / k
+        s = s + term / (2 * k + 1)
+    return s * (2 / _SQRTPI)
+
+
+def _phi_parts(x):
+    """(Phi(x), phi(x)) in long double, for finite x."""
+    xw = hp(x)
+    t = np.abs(xw) / _SQRT2
+    e = _exp_half_sq(x)
+    small = t < 1
+    with np.errstate(all="ignore"):
+        f = _erfcx_cf(np.where(small, WIDE(1), np.minimum(t, WIDE(1e6))))
+        big = np.where(xw < 0, e * f / 2, 1 - e * f / 2)
+        Phi = np.where(small, (1 + _erf_taylor(np.where(small, xw / _SQRT2, 0))) / 2, big)
+    return Phi, e / np.sqrt(2 * _PI)
+
+
+_C0 = 2 * np.sqrt(2 / _PI)
+_C1 = _C0 * WIDE("0.044715")
+
+
+def _mp_tanh_parts(xv):
+    import mpmath as mp
+    c0 = 2 * mp.sqrt(2 / mp.pi)
+    c1 = c0 * mp.mpf("0.044715")
+    v = xv * (c0 + c1 * xv * xv)
+    s, sm = 1 / (1 + mp.exp(-v)), 1 / (1 + mp.exp(v))
+    return s, xv * s * sm * (c0 + 3 * c1 * xv * xv)
+
+
+def _tanh_parts(x):
+    """(sigmoid(v), x sigmoid(v) sigmoid(-v) v') in long double, finite x."""
+    xw = hp(x)
+    with np.errstate(all="ignore"):
+        v = xw * (_C0 + _C1 * xw * xw)
+        e = np.exp(-np.abs(v))
+        s = np.where(v > 0, 1 / (1 + e), e / (1 + e))
+        sm = np.where(v > 0, e / (1 + e), 1 / (1 + e))
+        t2 = xw * s * sm * (_C0 + 3 * _C1 * xw * xw)
+    if np.asarray(x).dtype == np.float64:
+        hard = np.isfinite(v) & (np.abs(v) > 30) & (np.abs(v) < 5e4)
+        if hard.any():
+            import mpmath
+            with mpmath.workdps(40):
+                for i in zip(*np.nonzero(hard)):
+                    a, b = _mp_tanh_parts(mpmath.mpf(float(np.asarray(x)[i])))
+                    s[i], t2[i] = _mp_to_wide(a), _mp_to_wide(b)
+    return s, t2
+
+
+def _mp_to_wide(v):
     import mpmath
-    flat = [np.asarray(a, dtype=np.float64).ravel() for a in arrays]
-    out = np.empty(flat[0].size, dtype=WIDE)
-    with mpmath.workdps(40), np.errstate(all="ignore"):     # beyond long double: 0, inf
-        for i in range(out.size):
-            v = fn(*[mpmath.mpf(float(a[i])) for a in flat])
-            if not mpmath.isfinite(v):
-                out[i] = WIDE(float(v))
-            elif abs(v) < mpmath.mpf("1e-4945"):          # below long double
-                out[i] = WIDE(0.0) if v >= 0 else WIDE(-0.0)
-            else:
-                out[i] = WIDE(mpmath.nstr(v, 30))
-    return out.reshape(np.shape(arrays[0]))
+    if abs(v) < mpmath.mpf("1e-4945"):
+        return WIDE(0.0)
+    return WIDE(mpmath.nstr(v, 30))
 
 
-def _gelu_parts(x, tanh):
-    """(Phi-like factor s, derivative terms t1, t2) at the mpf x."""
-    import mpmath as mp
-    if tanh:
-        c0 = 2 * mp.sqrt(2 / mp.pi)
-        v = x * (c0 + c0 * mp.mpf("0.044715") * x * x)
-        s, sm = 1 / (1 + mp.exp(-v)), 1 / (1 + mp.exp(v))
-        return s, s, x * s * sm * (c0 + 3 * c0 * mp.mpf("0.044715") * x * x)
-    Phi = mp.erfc(-x / mp.sqrt(2)) / 2
-    return Phi, Phi, x * mp.exp(-x * x / 2) / mp.sqrt(2 * mp.pi)
-
-
-def _gelu_fwd(xv, tanh):
-    import mpmath as mp
-    if mp.isnan(xv):
-        return xv
-    if abs(xv) > 200:           # Phi is 1 or below 1e-8000 (long double's 0) there
-        return xv if xv > 0 else mp.mpf(0)
-    return xv * _gelu_parts(xv, tanh)[0]
-
-
-def _gelu_deriv(xv, tanh, terms=False):
-    import mpmath as mp
-    if mp.isnan(xv):
-        return xv
-    if abs(xv) > 200:
-        return mp.mpf(1 if xv > 0 else 0)
-    _, t1, t2 = _gelu_parts(xv, tanh)
-    return abs(t1) + abs(t2) if terms else t1 + t2
+def _gelu_terms(x, approximate):
+    """(Phi-like factor, term1, term2) of the derivative, with the limits at
+    +-inf and NaN for NaN."""
+    xw = hp(x)
+    fin = np.isfinite(xw)
+    xf = np.where(fin, np.asarray(x), 0).astype(np.asarray(x).dtype)
+    if approximate == "tanh":
+        s, t2 = _tanh_parts(xf)
+    else:
+        s, phi = _phi_parts(xf)
+        t2 = xw * phi
+    s = np.where(fin, s, np.where(xw > 0, 1, np.where(xw < 0, 0, np.nan)))
+    t2 = np.where(fin, t2, np.where(np.isnan(xw), np.nan, 0))
+    return s, t2
 
 
 def gelu(x, approximate="none"):
-    tanh = approximate == "tanh"
-    return _mp_map(lambda v: _gelu_fwd(v, tanh), x)
+    s, _ = _gelu_terms(x, approximate)
+    xw = hp(x)
+    with np.errstate(invalid="ignore"):
+        return np.where(xw == -np.inf, 0, xw * s)
 
 
 def gelu_backward(g, x, approximate="none"):
-    tanh = approximate == "tanh"
-    d = _mp_map(lambda v: _gelu_deriv(v, tanh), x)
+    s, t2 = _gelu_terms(x, approximate)
+    d = s + t2
     gw, xw = hp(g), hp(x)
     with np.errstate(invalid="ignore"):
         r = gw * d
@@ -137,8 +197,8 @@ def gelu_backward(g, x, approximate="none"):
 
 
 def gelu_terms(x, approximate="none"):
-    tanh = approximate == "tanh"
-    return _mp_map(lambda v: _gelu_deriv(v, tanh, terms=True), x)
+    s, t2 = _gelu_terms(x, approximate)
+    return np.abs(s) + np.abs(t2)
 
 
 ORACLES["gelu"] = Oracle(gelu, gelu_backward, terms=gelu_terms,
