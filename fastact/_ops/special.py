@@ -560,16 +560,19 @@ formulas).  ``gelu(+inf) = +inf``, ``gelu(-inf) = -0.0``, NaN propagates;
 ``approximate`` other than ``"none"`` or ``"tanh"`` is a ValueError.
 
 Deviations from PyTorch 2.13: PyTorch gives NaN at ``-inf`` (both forms) and
-at ``+inf`` (``"none"``), and its tanh form loses all accuracy below
-``x = -1`` (``1 + tanh(u)`` cancels).""",
+at ``+inf`` (``"none"``); it computes ``1 + erf(x/sqrt 2)`` and ``1 +
+tanh(u)``, which cancel below ``x = -1`` (float32 erf form: 5 ULP at -1.5,
+0.16% at -4; the tanh form hundreds of ULP by -3); its float32 GELU
+overflows to inf from ``x = 2**127``.""",
         backward_notes="""Within ``4 eps |g| (|Phi(x)| + |x phi(x)|)`` (tanh: ``4 eps |g|
 (sigmoid(v) + |x sigmoid(v) sigmoid(-v) v'|)``) of the exact value: the
 derivative has a zero near ``x = -0.7518``, where its two terms cancel; 4 ULP
 elsewhere, subnormal results included.  The derivative is 1 at ``+inf`` and
 0 at ``-inf`` (``g * 0``, NaN for an infinite ``g``); an infinite ``g``
 gives ``+-inf`` for every finite ``x`` (the exact product).  Deviations from
-PyTorch 2.13: NaN at ``+-inf``, and the tanh form's cancellation below
-``x = -1``.""",
+PyTorch 2.13: NaN at ``+-inf`` (and, tanh form, where ``x**3`` overflows), the
+cancellation below ``x = -1``, and NaN for an infinite ``g`` where the
+derivative underflows.""",
         example=""">>> import numpy as np, fastact
 >>> fastact.gelu(np.array([-np.inf, -1.0, 0.0, 1.0, np.inf]))
 array([-0.        , -0.15865525,  0.        ,  0.84134475,         inf])
