@@ -128,7 +128,8 @@ def make_workload(op, dtype, n, row=None):
     w = gw = noise = None
     spec = registry_entry(op)
     if spec is not None:
-        y = getattr(fastact, op)(x, *spec.example_params()) if spec.saves == "y" else x
+        a, kw = _example_args(spec)
+        y = getattr(fastact, op)(x, *a, **kw) if spec.saves == "y" else x
     elif op == "softmax":
         y = fastact.softmax(x)
     elif op == "prelu":
@@ -158,6 +159,14 @@ def registry_entry(op):
     return None
 
 
+def _example_args(spec):
+    """(positional, keyword) example parameters of ``spec``'s public pair:
+    keyword-only parameters (gelu's ``approximate``) by keyword."""
+    p = spec.example_params()
+    return (tuple(v for q, v in zip(spec.api, p) if not q.kw_only),
+            {q.name: v for q, v in zip(spec.api, p) if q.kw_only})
+
+
 def _saved(wl, spec):
     return wl.y if spec.saves == "y" else wl.x
 
@@ -169,10 +178,10 @@ def fastact_call(wl, pass_, backend):
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        p, s = spec.example_params(), _saved(wl, spec)
+        (p, kw), s = _example_args(spec), _saved(wl, spec)
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
-        return (lambda: f(x, *p, out=out, backend=b)) if fwd else \
-               (lambda: fb(g, s, *p, out=out, backend=b))
+        return (lambda: f(x, *p, **kw, out=out, backend=b)) if fwd else \
+               (lambda: fb(g, s, *p, **kw, out=out, backend=b))
     if op == "rrelu":
         kw = dict(training=True, seed=RRELU_SEED, out=out, backend=b)
         lo, up = RRELU_LOWER, RRELU_UPPER

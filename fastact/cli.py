@@ -540,8 +540,10 @@ def _plot_grid(path, plt, np, fastact):
         if name in drawn or spec is None:
             continue
         p = spec.example_params()
-        y = getattr(fastact, name)(x, *p)
-        dy = getattr(fastact, name + "_backward")(one, y if spec.saves == "y" else x, *p)
+        kw = {q.name: v for q, v in zip(spec.api, p) if q.kw_only}
+        pa = tuple(v for q, v in zip(spec.api, p) if not q.kw_only)
+        y = getattr(fastact, name)(x, *pa, **kw)
+        dy = getattr(fastact, name + "_backward")(one, y if spec.saves == "y" else x, *pa, **kw)
         args = ", ".join(f"{q.name}={v:g}" if isinstance(v, float) else f"{q.name}={v}"
                          for q, v in zip(spec.api, p))
         panels.append((name, args or spec.doc.title.rstrip("."), y, dy))

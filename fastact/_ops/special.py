@@ -515,6 +515,27 @@ def _ref_gelu_bwd(g, x):
     return _ref_grad_times(g, x, Phi + xw * phi, -0.7518)
 
 
+def _numpy_erf(x):
+    """NumPy has no erf: what a NumPy-only user would write."""
+    import math
+    return np.vectorize(math.erf, otypes=[x.dtype])(x)
+
+
+def _numpy_gelu_fwd(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + _numpy_erf(x / np.sqrt(2)))
+
+
+def _numpy_gelu_bwd(g, x, approximate):
+    if approximate == "tanh":
+        k = np.sqrt(2 / np.pi)
+        t = np.tanh(k * (x + 0.044715 * x ** 3))
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+    return g * (0.5 * (1 + _numpy_erf(x / np.sqrt(2)))
+                + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
+
+
 def _gelu_route(op, approximate):
     if isinstance(approximate, str):
         if approximate == "none":
@@ -597,5 +618,5 @@ array([-0.08331547,  0.5       ,  1.08331547])"""),
             x, approximate=approximate, out=out),
         backward_out=lambda A, g, x, out, approximate: A.gelu_backward.grad_input(
             g, x, approximate=approximate, grad_input=out)),
-    numpy_forward=None, numpy_backward=None,
+    numpy_forward=_numpy_gelu_fwd, numpy_backward=_numpy_gelu_bwd,
 ))
