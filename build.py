@@ -99,6 +99,13 @@ def ops_header() -> str:
     for (n, p), st in zip(ops[:n_ew], stem):
         out = "FA_OUT_PREFETCH" if p in REGISTRY[n].compute_bound else "FA_OUT_STREAM"
         rows.append(f"    X({st.upper()}, {st}, {int(p == 'backward')}, {out})")
+    family = []
+    for n, spec in REGISTRY.items():
+        if spec.kind == "rowwise":
+            fwd, bwd = ("FA_OUT_PREFETCH" if p in spec.compute_bound else "FA_OUT_STREAM"
+                        for p in ("forward", "backward"))
+            family.append(f"    X({n.upper()}, {n}, {int(spec.row.negate)}, {int(spec.row.log)}, "
+                          f"{fwd}, {bwd})")
     return (
         "/* ops.h: the C backend's op list.  GENERATED from fastact's registry by\n"
         "   `python build.py --generate` (build.py: ops_header); do not edit.\n"
@@ -109,6 +116,10 @@ def ops_header() -> str:
         + "\n".join(enum) + "\n};\n/* cdef end */\n\n"
         "/* X(ID, stem, binary, out) for every elementwise kernel (see build.py) */\n"
         "#define FA_ELEMENTWISE_KERNELS(X) \\\n" + " \\\n".join(rows) + "\n\n"
+        "/* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the\n"
+        "   softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,\n"
+        "   rows of -x where negate, log-probabilities where log */\n"
+        "#define FA_ROW_FAMILY(X) \\\n" + " \\\n".join(family) + "\n\n"
         "#endif /* FASTACT_OPS_H */\n")
 
 
@@ -181,7 +192,8 @@ def fastcall_extension(relative: bool = True):
     cflags += shlex.split(os.environ.get("FASTACT_C_CFLAGS", ""))
     return Extension(FASTCALL_MODULE, sources=[str(root / s) for s in FASTCALL_SOURCES],
                      include_dirs=[numpy.get_include(), str(root / "c_src")],
-                     depends=[str(root / "c_src" / "fastact.h")], extra_compile_args=cflags)
+                     depends=[str(root / "c_src" / "fastact.h"), str(root / "c_src" / "ops.h")],
+                     extra_compile_args=cflags)
 
 
 def build_fastcall(verbose: bool = False) -> pathlib.Path:

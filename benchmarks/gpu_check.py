@@ -74,12 +74,16 @@ def _catalogue_calls():
         spec = registry_entry(op)
         if spec is None or op in ("sigmoid", "relu", "leaky_relu", "elu"):
             continue
-        p = spec.example_params()
+        if op == "softmax":
+            continue
+        p, pb = spec.example_kwargs(), spec.example_kwargs("backward")
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
         fwd_bound, bwd_bound = spec.accuracy
-        calls[op] = (lambda a, f=f, p=p, **k: f(*a, *p, **k), 1, fwd_bound == 0)
-        calls[op + "_backward"] = (lambda a, f=fb, p=p, **k: f(*a, *p, **k), 2,
-                                   "cond" if bwd_bound == "cond" else bwd_bound == 0)
+        calls[op] = (lambda a, f=f, p=p, **k: f(*a, **p, **k), 1, fwd_bound == 0)
+        # the softmax family's backwards have their own bound (_compare)
+        cond = bwd_bound == "cond" and spec.kind == "elementwise"
+        calls[op + "_backward"] = (lambda a, f=fb, p=pb, **k: f(*a, **p, **k), 2,
+                                   "cond" if cond else bwd_bound == 0)
     return calls
 
 
@@ -98,7 +102,9 @@ def _ulp_diff(got, want):
 
 
 def _shape(name, n):
-    if name.startswith("softmax"):
+    from fastact._bench import registry_entry
+    spec = registry_entry(name.removesuffix("_backward"))
+    if name.startswith("softmax") or (spec is not None and spec.kind == "rowwise"):
         return (max(n // 4096, 2), 4096)
     if name.startswith("prelu"):
         return (max(n // (64 * 256), 1), 64, 256)
@@ -125,7 +131,7 @@ def _inputs(name, n, dtype, rng):
     spec = registry_entry(name[:-len("_backward")])
     if spec is not None and spec.saves == "y":
         with np.errstate(all="ignore"):
-            return g, getattr(fastact, spec.api_name)(x, *spec.example_params(), backend="numpy")
+            return g, getattr(fastact, spec.api_name)(x, **spec.example_kwargs(), backend="numpy")
     return g, x
 
 
@@ -182,11 +188,13 @@ def _compare(name, exact, got, want, ins):
         same = np.array_equal(gn, wn) and np.array_equal(
             got[~gn].view(_uint(dt)), want[~wn].view(_uint(dt)))
         return same, "bitwise" if same else f"{int((got != want).sum())} elements differ"
-    if name == "softmax_backward":
+    if name in ("softmax_backward", "softmin_backward", "log_softmax_backward"):
         g, y = (a.astype(np.longdouble) for a in ins)
-        bound = (4 * np.finfo(dt).eps * np.abs(y)
-                 * (np.abs(g) + np.sum(np.abs(g * y), axis=-1, keepdims=True))
-                 + np.finfo(dt).smallest_subnormal)
+        if name == "log_softmax_backward":     # g - exp(y) sum g
+            terms = np.abs(g) + np.exp(y) * np.sum(np.abs(g), axis=-1, keepdims=True)
+        else:
+            terms = np.abs(y) * (np.abs(g) + np.sum(np.abs(g * y), axis=-1, keepdims=True))
+        bound = 4 * np.finfo(dt).eps * terms + np.finfo(dt).smallest_subnormal
         with np.errstate(all="ignore"):
             err = np.abs(got.astype(np.longdouble) - want.astype(np.longdouble))
         bad = ~((err <= 2 * bound) | (np.isnan(got) & np.isnan(want)))

@@ -51,8 +51,10 @@
 #define FA_PRAGMA(x) _Pragma(#x)
 #if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
 #define FA_SIMD_SUM(v) FA_PRAGMA(omp simd reduction(+ : v))
+#define FA_SIMD_SUM2(v, w) FA_PRAGMA(omp simd reduction(+ : v, w))
 #else
 #define FA_SIMD_SUM(v)
+#define FA_SIMD_SUM2(v, w)
 #endif
 
 /* Everything a range worker needs; unused fields are ignored. */
@@ -315,7 +317,8 @@ int64_t fa_stream_min(void) { return atomic_load(&fa_stream_min_bytes); }
    bounds the pass, FA_OUT_PREFETCH where its arithmetic does: the input
    lines a few chunks ahead prefetched and each 64-byte output line streamed
    as soon as it is computed); prelu forward and softmax backward stream
-   whole chunks, softmax forward prefetches, prelu backward stores as usual.
+   whole chunks, prelu backward stores as usual, and the softmax family as
+   the registry says (ops.h: FA_ROW_FAMILY).
    The measurements behind the two modes are in the commits that added
    them (% of the copy, 2**24 float32, 2 threads: sigmoid 69-87 regular /
    101-113 prefetched and streamed by lines; relu 55-60 GB/s streamed by
@@ -325,7 +328,10 @@ static const unsigned char fa_out_mode[FA_K_COUNT] = {
     FA_ELEMENTWISE_KERNELS(FA_OUT_MODE)
 #undef FA_OUT_MODE
     [FA_K_PRELU_FWD] = FA_OUT_STREAM, [FA_K_PRELU_BWD] = FA_OUT_REGULAR,
-    [FA_K_SOFTMAX_FWD] = FA_OUT_PREFETCH, [FA_K_SOFTMAX_BWD] = FA_OUT_STREAM,
+#define FA_ROW_MODE(NAME, name, negate, log_, fwd_out, bwd_out)                      \
+    [FA_K_##NAME##_FWD] = fwd_out, [FA_K_##NAME##_BWD] = bwd_out,
+    FA_ROW_FAMILY(FA_ROW_MODE)
+#undef FA_ROW_MODE
 };
 
 #if FA_X86
@@ -469,18 +475,20 @@ int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const vo
     case FA_K_PRELU_BWD:
         return f32 ? fa_prelu_bwd_f32(in0, in1, in2, out0, out1, d0, d1, d2, nthreads)
                    : fa_prelu_bwd_f64(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
-    case FA_K_SOFTMAX_FWD:
-        if (f32)
-            fa_softmax_fwd_f32(in0, out0, d0, d1, nthreads);
-        else
-            fa_softmax_fwd_f64(in0, out0, d0, d1, nthreads);
-        return 0;
-    case FA_K_SOFTMAX_BWD:
-        if (f32)
-            fa_softmax_bwd_f32(in0, in1, out0, d0, d1, nthreads);
-        else
-            fa_softmax_bwd_f64(in0, in1, out0, d0, d1, nthreads);
-        return 0;
+    /* the softmax family: rows d0 of length d1 */
+#define FA_ROW_CASE(NAME, name, negate, log_, fwd_out, bwd_out)                      \
+    case FA_K_##NAME##_FWD: {                                                        \
+        fa_args a = {.in0 = in0, .out = out0, .n = d1};                              \
+        fa_launch(dtype, kernel, &a, d0, 1, d1, nthreads);                           \
+        return 0;                                                                    \
+    }                                                                                \
+    case FA_K_##NAME##_BWD: {                                                        \
+        fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = d1};                  \
+        fa_launch(dtype, kernel, &a, d0, 1, d1, nthreads);                           \
+        return 0;                                                                    \
+    }
+    FA_ROW_FAMILY(FA_ROW_CASE)
+#undef FA_ROW_CASE
     default:
         return -2;
     }

@@ -63,8 +63,10 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
 
 /* The row-wise kernels by id, for the same callers: FA_K_PRELU_FWD (in0 x,
    in1 w, out0 y; d0, d1, d2 = outer, C, inner), FA_K_PRELU_BWD (in0 g, in1
-   x, in2 w, out0 gx, out1 gw), FA_K_SOFTMAX_FWD (in0 x, out0 y; d0 rows, d1
-   n), FA_K_SOFTMAX_BWD (in0 g, in1 y, out0 gx); unused pointers may be NULL.
+   x, in2 w, out0 gx, out1 gw), and the softmax family of c_src/ops.h
+   (FA_ROW_FAMILY: softmax, log_softmax, softmin...): FA_K_<NAME>_FWD (in0 x,
+   out0 y; d0 rows, d1 n), FA_K_<NAME>_BWD (in0 g, in1 y, out0 gx); unused
+   pointers may be NULL.
    Returns 0; -1 where prelu backward ran out of memory; -2 for an unknown
    dtype or kernel id or a negative extent (nothing is touched). */
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,

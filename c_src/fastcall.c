@@ -280,9 +280,12 @@ static const RowLayout row_layouts[] = {
      "x, w, out, outer, C, inner"},
     {FA_K_PRELU_BWD, 5, 3, {"g", "x", "w", "gx", "gw"},
      {ROLE_IN, ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C}, "g, x, w, gx, gw, outer, C, inner"},
-    {FA_K_SOFTMAX_FWD, 2, 2, {"x", "out"}, {ROLE_IN, ROLE_OUT}, "x, out, rows, n"},
-    {FA_K_SOFTMAX_BWD, 3, 2, {"g", "y", "out"}, {ROLE_IN, ROLE_IN, ROLE_OUT},
+#define ROW_FAMILY_LAYOUTS(NAME, name, negate, log_, fwd_out, bwd_out)               \
+    {FA_K_##NAME##_FWD, 2, 2, {"x", "out"}, {ROLE_IN, ROLE_OUT}, "x, out, rows, n"},   \
+    {FA_K_##NAME##_BWD, 3, 2, {"g", "y", "out"}, {ROLE_IN, ROLE_IN, ROLE_OUT},         \
      "g, y, out, rows, n"},
+    FA_ROW_FAMILY(ROW_FAMILY_LAYOUTS)
+#undef ROW_FAMILY_LAYOUTS
 };
 
 typedef struct {

@@ -18,20 +18,40 @@ enum {
     FA_K_RRELU_TRAIN_BWD = 7,
     FA_K_ELU_FWD = 8,
     FA_K_ELU_BWD = 9,
-    FA_K_SOFTPLUS_FWD = 10,
-    FA_K_SOFTPLUS_BWD = 11,
-    FA_K_LOGSIGMOID_FWD = 12,
-    FA_K_LOGSIGMOID_BWD = 13,
-    FA_K_GELU_TANH_FWD = 14,
-    FA_K_GELU_TANH_BWD = 15,
-    FA_K_GELU_FWD = 16,
-    FA_K_GELU_BWD = 17,
-    FA_K_ELEMENTWISE_COUNT = 18,
-    FA_K_PRELU_FWD = 18,
-    FA_K_PRELU_BWD = 19,
-    FA_K_SOFTMAX_FWD = 20,
-    FA_K_SOFTMAX_BWD = 21,
-    FA_K_COUNT = 22
+    FA_K_HARDTANH_FWD = 10,
+    FA_K_HARDTANH_BWD = 11,
+    FA_K_RELU6_FWD = 12,
+    FA_K_RELU6_BWD = 13,
+    FA_K_HARDSIGMOID_FWD = 14,
+    FA_K_HARDSIGMOID_BWD = 15,
+    FA_K_HARDSWISH_FWD = 16,
+    FA_K_HARDSWISH_BWD = 17,
+    FA_K_HARDSHRINK_FWD = 18,
+    FA_K_HARDSHRINK_BWD = 19,
+    FA_K_SOFTSHRINK_FWD = 20,
+    FA_K_SOFTSHRINK_BWD = 21,
+    FA_K_THRESHOLD_FWD = 22,
+    FA_K_THRESHOLD_BWD = 23,
+    FA_K_SOFTSIGN_FWD = 24,
+    FA_K_SOFTSIGN_BWD = 25,
+    FA_K_SOFTPLUS_FWD = 26,
+    FA_K_SOFTPLUS_BWD = 27,
+    FA_K_LOGSIGMOID_FWD = 28,
+    FA_K_LOGSIGMOID_BWD = 29,
+    FA_K_GELU_TANH_FWD = 30,
+    FA_K_GELU_TANH_BWD = 31,
+    FA_K_GELU_FWD = 32,
+    FA_K_GELU_BWD = 33,
+    FA_K_ELEMENTWISE_COUNT = 34,
+    FA_K_PRELU_FWD = 34,
+    FA_K_PRELU_BWD = 35,
+    FA_K_SOFTMAX_FWD = 36,
+    FA_K_SOFTMAX_BWD = 37,
+    FA_K_LOG_SOFTMAX_FWD = 38,
+    FA_K_LOG_SOFTMAX_BWD = 39,
+    FA_K_SOFTMIN_FWD = 40,
+    FA_K_SOFTMIN_BWD = 41,
+    FA_K_COUNT = 42
 };
 /* cdef end */
 
@@ -47,6 +67,22 @@ enum {
     X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH) \
     X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH) \
     X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH) \
+    X(HARDTANH_FWD, hardtanh_fwd, 0, FA_OUT_STREAM) \
+    X(HARDTANH_BWD, hardtanh_bwd, 1, FA_OUT_STREAM) \
+    X(RELU6_FWD, relu6_fwd, 0, FA_OUT_STREAM) \
+    X(RELU6_BWD, relu6_bwd, 1, FA_OUT_STREAM) \
+    X(HARDSIGMOID_FWD, hardsigmoid_fwd, 0, FA_OUT_STREAM) \
+    X(HARDSIGMOID_BWD, hardsigmoid_bwd, 1, FA_OUT_STREAM) \
+    X(HARDSWISH_FWD, hardswish_fwd, 0, FA_OUT_STREAM) \
+    X(HARDSWISH_BWD, hardswish_bwd, 1, FA_OUT_STREAM) \
+    X(HARDSHRINK_FWD, hardshrink_fwd, 0, FA_OUT_STREAM) \
+    X(HARDSHRINK_BWD, hardshrink_bwd, 1, FA_OUT_STREAM) \
+    X(SOFTSHRINK_FWD, softshrink_fwd, 0, FA_OUT_STREAM) \
+    X(SOFTSHRINK_BWD, softshrink_bwd, 1, FA_OUT_STREAM) \
+    X(THRESHOLD_FWD, threshold_fwd, 0, FA_OUT_STREAM) \
+    X(THRESHOLD_BWD, threshold_bwd, 1, FA_OUT_STREAM) \
+    X(SOFTSIGN_FWD, softsign_fwd, 0, FA_OUT_STREAM) \
+    X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM) \
     X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_PREFETCH) \
     X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
     X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
@@ -55,5 +91,13 @@ enum {
     X(GELU_TANH_BWD, gelu_tanh_bwd, 1, FA_OUT_PREFETCH) \
     X(GELU_FWD, gelu_fwd, 0, FA_OUT_PREFETCH) \
     X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH)
+
+/* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
+   softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,
+   rows of -x where negate, log-probabilities where log */
+#define FA_ROW_FAMILY(X) \
+    X(SOFTMAX, softmax, 0, 0, FA_OUT_PREFETCH, FA_OUT_STREAM) \
+    X(LOG_SOFTMAX, log_softmax, 0, 1, FA_OUT_PREFETCH, FA_OUT_PREFETCH) \
+    X(SOFTMIN, softmin, 1, 0, FA_OUT_PREFETCH, FA_OUT_STREAM)
 
 #endif /* FASTACT_OPS_H */

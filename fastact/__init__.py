@@ -12,7 +12,7 @@ Importing fastact compiles nothing: kernels are compiled on first use and
 cached on disk.
 """
 from . import _api
-from ._api import prelu, prelu_backward, softmax, softmax_backward
+from ._api import prelu, prelu_backward
 from ._dispatch import BackendUnavailable, use_backend
 from ._registry import REGISTRY as _REGISTRY
 from ._threads import get_num_threads, set_num_threads

@@ -332,6 +332,23 @@ def _default_route(spec):
     return route
 
 
+def _define_rows(spec, pass_):
+    """The public function of a row-wise entry's ``pass_`` (``axis`` keyword-only)."""
+    fname = spec.api_name if pass_ == "forward" else spec.api_name + "_backward"
+    if pass_ == "forward":
+        sig, named = "x", '[("x", x)]'
+    else:
+        sig, named = f"grad, {spec.saves}", f'[("grad", grad), ("{spec.saves}", {spec.saves})]'
+    src = (f"def {fname}({sig}, *, axis=-1, out=None, backend=None, stream=None):\n"
+           f"    return _rowwise({fname!r}, {spec.name!r}, {pass_!r}, {named}, axis, out, "
+           "backend, stream)\n")
+    g = globals()
+    exec(compile(src, f"<fastact.{fname}>", "exec"), g)
+    fn = g[fname]
+    fn.__doc__ = _docstring(spec, pass_)
+    return fn
+
+
 def _define(spec, pass_):
     """The public function of ``spec``'s ``pass_``: source text with the real
     signature (defaults, keyword-only parameters), compiled once, so that a
@@ -339,12 +356,18 @@ def _define(spec, pass_):
     fname = spec.api_name if pass_ == "forward" else spec.api_name + "_backward"
     arrays = ["x"] if pass_ == "forward" else ["grad", spec.saves]
     positional, keyword = [], []
-    for prm in spec.api:
+    taken = spec.api_of(pass_)
+    for prm in taken:
         text = prm.name if prm.default is REQUIRED else f"{prm.name}=_d_{fname}_{prm.name}"
         (keyword if prm.kw_only else positional).append(text)
     sig = ", ".join(arrays + positional + ["*"] + keyword + ["out=None", "backend=None",
                                                             "stream=None"])
-    values = ", ".join(p.name for p in spec.api)
+    # a parameter this pass does not take (Spec.backward_api) reaches the
+    # route as its default, or its example where it has none
+    fixed = {p.name: p.example if p.default is REQUIRED else p.default
+             for p in spec.api if p not in taken}
+    values = ", ".join(f"_d_{fname}_{p.name}" if p.name in fixed else p.name
+                       for p in spec.api)
     route = spec.route or _default_route(spec)
     arrs = ", ".join(arrays)
     # compiled into this module's namespace (doctest collects a function
@@ -361,6 +384,7 @@ def _define(spec, pass_):
                f"    return _elementwise({fname!r}, name, {pass_!r}, ({arrs},), p, "
                "out, backend, stream)\n")
     g.update({f"_d_{fname}_{p.name}": p.default for p in spec.api if p.default is not REQUIRED})
+    g.update({f"_d_{fname}_{k}": v for k, v in fixed.items()})
     exec(compile(src, f"<fastact.{fname}>", "exec"), g)
     fn = g[fname]
     fn.__doc__ = _docstring(spec, pass_)
@@ -393,7 +417,7 @@ def _arguments(spec, pass_):
         saved = (spec.doc.saved_doc or ("the forward output" if spec.saves == "y"
                                         else "the forward input"))
         rows = [("grad", _DOC_ARGS["grad"]), (spec.saves, saved)]
-    rows += [(p.name, p.doc) for p in spec.api]
+    rows += [(p.name, p.doc) for p in spec.api_of(pass_)]
     rows += [(k, _DOC_ARGS[k]) for k in ("out", "backend", "stream")]
     return _argument_block(rows, _RETURNS)
 
@@ -414,9 +438,10 @@ GENERATED: dict = {}
 
 def _generate():
     for spec in REGISTRY.values():
-        if spec.kind == "elementwise" and spec.public:
+        if spec.kind in ("elementwise", "rowwise") and spec.public:
+            define = _define if spec.kind == "elementwise" else _define_rows
             for pass_ in ("forward", "backward"):
-                fn = _define(spec, pass_)
+                fn = define(spec, pass_)
                 GENERATED[fn.__name__] = fn
 
 
@@ -606,7 +631,11 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
 
 # --- softmax --------------------------------------------------------------------------
 
-def _rowwise(op, method, named, axis, out, backend, stream):
+def _rowwise(op, name, pass_, named, axis, out, backend, stream):
+    """One row-wise call (the softmax family): registry entry ``name``'s
+    ``pass_`` along ``axis``; ``named`` is ``[("x", x)]`` forward,
+    ``[("grad", g), ("y", y)]`` backward."""
+    method = "rows_forward" if pass_ == "forward" else "rows_backward"
     # fast path (small arrays' call overhead): rows along the last axis of
     # arrays that pass _direct, on a host backend
     a0 = named[0][1]
@@ -618,10 +647,10 @@ def _rowwise(op, method, named, axis, out, backend, stream):
             if b.name != "cuda":
                 res = _empty_like(a0) if out is None else out
                 if a0.ndim == 2:           # rows already: no reshapes
-                    getattr(b, method)(*arrays, res)
+                    getattr(b, method)(name, *arrays, res)
                 else:
                     n = a0.shape[-1]
-                    getattr(b, method)(*[a.reshape(-1, n) for a in arrays],
+                    getattr(b, method)(name, *[a.reshape(-1, n) for a in arrays],
                                        res.reshape(-1, n))
                 return res
     xp, arrs = _inputs(op, named)
@@ -644,52 +673,13 @@ def _rowwise(op, method, named, axis, out, backend, stream):
         if not a0.size:
             return
         if last:
-            getattr(b, method)(*rows2, target.reshape(-1, n), **kw)
+            getattr(b, method)(name, *rows2, target.reshape(-1, n), **kw)
         else:
             tmp = xp.empty(mshape, dtype)
-            getattr(b, method)(*rows2, tmp.reshape(-1, n), **kw)
+            getattr(b, method)(name, *rows2, tmp.reshape(-1, n), **kw)
             xp.assign(xp.moveaxis(target, ax, -1), tmp)
 
     return _finish(xp, out, shape, dtype, moved, compute, named[0][1])
-
-
-def softmax(x, *, axis=-1, out=None, backend=None, stream=None):
-    r"""Softmax along ``axis``.
-
-    .. math:: \mathrm{softmax}(x)_j = \frac{e^{x_j - m}}{\sum_k e^{x_k - m}}, \quad m = \max_k x_k
-
-    The max shift keeps every exponential <= 1 (rows with values 1e4 apart
-    are fine).  float32 rows are accumulated in float64 (within 4 ULP);
-    float64 rows with compensated sums.  A row containing NaN, or only
-    ``-inf``, gives NaN (as PyTorch).
-
-    >>> import numpy as np, fastact
-    >>> np.round(fastact.softmax(np.array([3, 0.7, 0.5])), 3)
-    array([0.846, 0.085, 0.069])
-    >>> np.round(fastact.softmax(np.array([1.2, 1, 1.5])), 3)
-    array([0.316, 0.258, 0.426])
-    >>> np.round(fastact.softmax(np.array([1.5] + [1.2] * 9)), 3)
-    array([0.13 , 0.097, 0.097, 0.097, 0.097, 0.097, 0.097, 0.097, 0.097,
-           0.097])
-    """
-    return _rowwise("softmax", "softmax_forward", [("x", x)], axis, out, backend, stream)
-
-
-def softmax_backward(grad, y, *, axis=-1, out=None, backend=None, stream=None):
-    r"""Gradient of :func:`softmax` from its output ``y``.
-
-    .. math:: \frac{\partial L}{\partial x_j} = y_j \Big(g_j - \sum_k g_k y_k\Big)
-
-    The dot product is accumulated in float64 (float32) or compensated
-    (float64); the result is within ``4 eps |y| (|g| + sum|g y|)`` of exact.
-
-    >>> import numpy as np, fastact
-    >>> y = fastact.softmax(np.array([1.0, 1.0]))
-    >>> fastact.softmax_backward(np.array([1.0, 0.0]), y)
-    array([ 0.25, -0.25])
-    """
-    return _rowwise("softmax_backward", "softmax_backward", [("grad", grad), ("y", y)],
-                    axis, out, backend, stream)
 
 
 # --- the arguments, documented once -----------------------------------------------------
@@ -699,11 +689,9 @@ _DOC_ARGS = {
     "x": f"input: {_ARRAY}",
     "grad": "upstream gradient dL/d(output): the saved array's shape and dtype",
     "x_saved": "the forward input",
-    "y_softmax": "the forward output",
     "weight": "the slopes: size 1 (shared), or shape ``(x.shape[axis],)`` (one per channel); "
               "a Python number or list takes x's dtype",
     "axis_prelu": "the channel axis of ``x`` (x.ndim >= 2; ignored for 1-D x)",
-    "axis_softmax": "the axis the rows run along",
     "out": "where to write the result: an array of its shape and dtype, writeable (it may be "
            "an input: in place; partial overlap is handled); default a new array",
     "backend": "``\"numpy\"``, ``\"numba\"``, ``\"c\"`` or ``\"cuda\"``; default the "
@@ -716,7 +704,6 @@ _RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new on
 #: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {
     prelu: ("x", "weight", "axis_prelu"), prelu_backward: ("grad", "x_saved", "weight", "axis_prelu"),
-    softmax: ("x", "axis_softmax"), softmax_backward: ("grad", "y_softmax", "axis_softmax"),
 }
 
 

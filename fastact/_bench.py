@@ -68,7 +68,8 @@ ROOFLINE_MIN_SIZE = 1 << 20
 
 def shape_for(op, n, row=None):
     """The array shape a case of ``op`` uses for (about) ``n`` elements."""
-    if op == "softmax":
+    spec = registry_entry(op)
+    if spec is not None and spec.kind == "rowwise":
         L = min(row or SOFTMAX_ROW, n)
         return (max(n // L, 1), L)
     if op == "prelu" and row is not None:        # (samples, channels, row)
@@ -128,10 +129,7 @@ def make_workload(op, dtype, n, row=None):
     w = gw = noise = None
     spec = registry_entry(op)
     if spec is not None:
-        a, kw = _example_args(spec)
-        y = getattr(fastact, op)(x, *a, **kw) if spec.saves == "y" else x
-    elif op == "softmax":
-        y = fastact.softmax(x)
+        y = getattr(fastact, op)(x, **spec.example_kwargs()) if spec.saves == "y" else x
     elif op == "prelu":
         w = np.linspace(0.05, 0.5, shape[1], dtype=dtype)
         gw = np.empty_like(w)
@@ -150,21 +148,14 @@ def make_workload(op, dtype, n, row=None):
 
 def registry_entry(op):
     """The registry entry of ``op`` where the bench times it from the
-    registry alone (every public elementwise op but rrelu, whose training
-    slopes PyTorch keeps in a noise tensor); else None."""
+    registry alone (every public elementwise and row-wise op but rrelu,
+    whose training slopes PyTorch keeps in a noise tensor); else None."""
     from ._registry import REGISTRY
     for spec in REGISTRY.values():
-        if spec.kind == "elementwise" and spec.public and spec.api_name == op != "rrelu":
+        if spec.kind in ("elementwise", "rowwise") and spec.public and \
+                spec.api_name == op != "rrelu":
             return spec
     return None
-
-
-def _example_args(spec):
-    """(positional, keyword) example parameters of ``spec``'s public pair:
-    keyword-only parameters (gelu's ``approximate``) by keyword."""
-    p = spec.example_params()
-    return (tuple(v for q, v in zip(spec.api, p) if not q.kw_only),
-            {q.name: v for q, v in zip(spec.api, p) if q.kw_only})
 
 
 def _saved(wl, spec):
@@ -174,14 +165,14 @@ def _saved(wl, spec):
 def fastact_call(wl, pass_, backend):
     """A zero-argument callable running fastact's ``op`` on ``backend``."""
     import fastact
-    x, y, g, out, b = wl.x, wl.y, wl.g, wl.out, backend
+    x, g, out, b = wl.x, wl.g, wl.out, backend
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        (p, kw), s = _example_args(spec), _saved(wl, spec)
+        kw, s = spec.example_kwargs(pass_), _saved(wl, spec)
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
-        return (lambda: f(x, *p, **kw, out=out, backend=b)) if fwd else \
-               (lambda: fb(g, s, *p, **kw, out=out, backend=b))
+        return (lambda: f(x, **kw, out=out, backend=b)) if fwd else \
+               (lambda: fb(g, s, **kw, out=out, backend=b))
     if op == "rrelu":
         kw = dict(training=True, seed=RRELU_SEED, out=out, backend=b)
         lo, up = RRELU_LOWER, RRELU_UPPER
@@ -191,19 +182,16 @@ def fastact_call(wl, pass_, backend):
         w, gw = wl.w, wl.gw
         return (lambda: fastact.prelu(x, w, out=out, backend=b)) if fwd else \
                (lambda: fastact.prelu_backward(g, x, w, out=(out, gw), backend=b))
-    if op == "softmax":
-        return (lambda: fastact.softmax(x, out=out, backend=b)) if fwd else \
-               (lambda: fastact.softmax_backward(g, y, out=out, backend=b))
     raise ValueError(f"unknown op {op!r}")
 
 
 def numpy_expr_call(wl, pass_):
     """NumPy's own expression of the op, written the way a user would."""
-    x, y, g = wl.x, wl.y, wl.g
+    x, g = wl.x, wl.g
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        p, s = spec.example_params(), _saved(wl, spec)
+        p, s = spec.example_params(pass_), _saved(wl, spec)
         ef, eb = spec.numpy_forward, spec.numpy_backward
         f = (lambda: ef(x, *p)) if fwd else (lambda: eb(g, s, *p))
     elif op == "rrelu":
@@ -222,11 +210,6 @@ def numpy_expr_call(wl, pass_):
             gx = np.where(x > 0, g, w * g)
             return gx, np.where(x > 0, 0, g * x).sum(axis=(0, 2))
         f = (lambda: np.where(x > 0, x, w * x)) if fwd else backward
-    elif op == "softmax":
-        def forward():
-            e = np.exp(x - x.max(axis=-1, keepdims=True))
-            return e / e.sum(axis=-1, keepdims=True)
-        f = forward if fwd else (lambda: y * (g - (g * y).sum(axis=-1, keepdims=True)))
     else:
         raise ValueError(f"unknown op {op!r}")
 
@@ -251,11 +234,11 @@ def torch_call(wl, pass_):
     torch.set_num_threads(fastact.get_num_threads())
     A = torch.ops.aten
     t = torch.from_numpy
-    x, y, g, out = t(wl.x), t(wl.y), t(wl.g), t(wl.out)
+    x, g, out = t(wl.x), t(wl.g), t(wl.out)
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
-        p, s = spec.example_params(), t(_saved(wl, spec))
+        p, s = spec.example_params(pass_), t(_saved(wl, spec))
         tf, tb = spec.torch.forward_out, spec.torch.backward_out
         return (lambda: tf(A, x, out, *p)) if fwd else (lambda: tb(A, g, s, out, *p))
     if op == "rrelu":
@@ -271,9 +254,6 @@ def torch_call(wl, pass_):
         # no out= form: these include allocating the result(s)
         return (lambda: A._prelu_kernel(x, w)) if fwd else \
                (lambda: A._prelu_kernel_backward(g, x, w))
-    if op == "softmax":
-        return (lambda: A._softmax.out(x, -1, False, out=out)) if fwd else \
-               (lambda: A._softmax_backward_data.out(g, y, -1, x.dtype, grad_input=out))
     raise ValueError(f"unknown op {op!r}")
 
 

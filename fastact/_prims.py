@@ -1034,6 +1034,17 @@ def cpu_prims(dtype) -> Prims:
         return unordered(m)
 
     @njit
+    def row_min(x1, base, n):
+        """Smallest of ``x1[base:base + n]``, as row_max (NaN: either way)."""
+        inline()
+        m = ordered(T(np.inf))
+        for j in range(n):
+            wide()
+            k = ordered(x1[U(base) + U(j)])
+            m = k if k < m else m
+        return unordered(m)
+
+    @njit
     def exp_diff(x, m):
         """exp(x - m) for x <= m, as if x - m were exact: the rounding error of
         the difference (TwoSum, which contraction leaves exact) is added
@@ -1074,7 +1085,7 @@ def cpu_prims(dtype) -> Prims:
 
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
     prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit())
-    prims.row_max, prims.exp_diff = row_max, exp_diff
+    prims.row_max, prims.row_min, prims.exp_diff = row_max, row_min, exp_diff
     prims.log1p, prims.exp_split, prims.ldexp, prims.two_prod = log1p, exp_split, ldexp_f, two_prod
     prims.frexp2, prims.ldexp_normal, prims.erfcx = frexp2, ldexp_normal_f, erfcx
     if f32:

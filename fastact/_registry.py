@@ -25,8 +25,8 @@ import numpy as np
 
 from . import _checks, _rng
 from ._prims import math_prims
-from ._spec import (REGISTRY, REQUIRED, Doc, Param, Spec, Torch, c_ops,  # noqa: F401
-                    elementwise, parallel_min, register, streamed)
+from ._spec import (REGISTRY, REQUIRED, Doc, Param, Row, Spec, Torch, c_ops,  # noqa: F401
+                    elementwise, parallel_min, register, rowwise, streamed)
 
 _register = register
 
@@ -427,10 +427,143 @@ def _ref_softmax_bwd(g, y):
     return (yw * (gw - np.sum(gw * yw, axis=-1, keepdims=True))).astype(y.dtype)
 
 
+_AXIS = (Param("axis", -1, "the axis the rows run along", kw_only=True),)
+
+
+def _wide(dt):
+    return np.longdouble if dt == np.float64 else np.float64
+
+
+def _ref_log_softmax_fwd(x):
+    """(x - m) - log sum exp(x - m) along the last axis, in higher
+    precision; the log of the sum as log1p of its part beside the max's
+    exact 1s (a sum near 1 rounds its small part away: row [0, -30])."""
+    wide = _wide(x.dtype)
+    xw = x.astype(wide)
+    m = np.max(xw, axis=-1, keepdims=True) if x.shape[-1] else xw
+    e = np.exp(xw - m)
+    ones = np.sum(e == 1, axis=-1, keepdims=True)
+    rest = np.sum(np.where(e == 1, 0, e), axis=-1, keepdims=True)
+    lse = np.log1p((ones - 1) + rest)
+    return ((xw - m) - lse).astype(x.dtype)
+
+
+def _ref_log_softmax_bwd(g, y):
+    wide = _wide(y.dtype)
+    gw, yw = g.astype(wide), y.astype(wide)
+    return (gw - np.exp(yw) * np.sum(gw, axis=-1, keepdims=True)).astype(y.dtype)
+
+
 _register(Spec(
-    "softmax", "rowwise", saves="y", compute_bound=("forward",), api=(), accuracy=(4, "cond"),
-    torch=Torch("softmax", lambda axis=-1: {"dim": axis}),
+    "softmax", "rowwise", saves="y", compute_bound=("forward",), api=_AXIS,
+    accuracy=(4, "cond"), row=Row(),
     reference_forward=_ref_softmax_fwd, reference_backward=_ref_softmax_bwd,
+    doc=Doc(
+        "Softmax along ``axis``.",
+        r"\mathrm{softmax}(x)_j = \frac{e^{x_j - m}}{\sum_k e^{x_k - m}}, \quad m = \max_k x_k",
+        r"\frac{\partial L}{\partial x_j} = y_j \Big(g_j - \sum_k g_k y_k\Big)",
+        notes="""The max shift keeps every exponential <= 1 (rows with values 1e4 apart
+are fine).  float32 rows are accumulated in float64 (within 4 ULP);
+float64 rows with compensated sums.  A row containing NaN, or only
+``-inf``, gives NaN (as PyTorch).""",
+        backward_notes="""The dot product is accumulated in float64 (float32) or compensated
+(float64); the result is within ``4 eps |y| (|g| + sum|g y|)`` of exact.""",
+        example=""">>> import numpy as np, fastact
+>>> np.round(fastact.softmax(np.array([3, 0.7, 0.5])), 3)
+array([0.846, 0.085, 0.069])
+>>> np.round(fastact.softmax(np.array([1.2, 1, 1.5])), 3)
+array([0.316, 0.258, 0.426])
+>>> np.round(fastact.softmax(np.array([1.5] + [1.2] * 9)), 3)
+array([0.13 , 0.097, 0.097, 0.097, 0.097, 0.097, 0.097, 0.097, 0.097,
+       0.097])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> y = fastact.softmax(np.array([1.0, 1.0]))
+>>> fastact.softmax_backward(np.array([1.0, 0.0]), y)
+array([ 0.25, -0.25])"""),
+    torch=Torch("softmax", lambda axis: {"dim": axis},
+                forward_out=lambda A, x, out, axis: A._softmax.out(x, axis, False, out=out),
+                backward_out=lambda A, g, y, out, axis: A._softmax_backward_data.out(
+                    g, y, axis, y.dtype, grad_input=out)),
+    numpy_forward=lambda x, axis: _np_softmax(x, axis),
+    numpy_backward=lambda g, y, axis: y * (g - (g * y).sum(axis=axis, keepdims=True)),
+))
+
+
+def _np_softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+_register(Spec(
+    "log_softmax", "rowwise", saves="y", compute_bound=("forward", "backward"), api=_AXIS,
+    accuracy=(4, "cond"), row=Row(log=True),
+    reference_forward=_ref_log_softmax_fwd, reference_backward=_ref_log_softmax_bwd,
+    doc=Doc(
+        "Log-softmax along ``axis``: the log-probabilities of a softmax.",
+        r"\log\mathrm{softmax}(x)_j = -\Big((m - x_j) + \log \sum_k e^{x_k - m}\Big), "
+        r"\quad m = \max_k x_k",
+        r"\frac{\partial L}{\partial x_j} = g_j - e^{y_j} \sum_k g_k",
+        notes="""Both terms are <= 0, so nothing cancels: within 4 ULP
+(float32 rows in float64, float64 rows with compensated sums), and
+finite far below where ``softmax`` underflows to 0 (``log_softmax([0,
+-1e4]) = [0, -1e4]``).  A row containing NaN or ``+inf``, or only
+``-inf``, gives NaN (as PyTorch); a ``-inf`` element among finite ones
+gives ``-inf``.  Deviation: where one term dominates a row, PyTorch's sum
+rounds to 1 and its largest log-probability to 0; ours is the exact
+``-log1p(sum of the others)`` (float32 ``[0, -30, -40, ...]``: -9.5e-14).""",
+        backward_notes="""From the output ``y`` (``e^y`` is the softmax).  The row sum of ``g``
+is accumulated in float64 (float32) or compensated (float64); the result
+is within ``4 eps (|g| + e^{y} sum|g|)`` of exact.""",
+        example=""">>> import numpy as np, fastact
+>>> np.round(fastact.log_softmax(np.array([3, 0.7, 0.5])), 4)
+array([-0.1675, -2.4675, -2.6675])
+>>> fastact.log_softmax(np.array([0.0, -1e4]))
+array([     0., -10000.])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> y = fastact.log_softmax(np.array([1.0, 1.0]))
+>>> fastact.log_softmax_backward(np.array([1.0, 0.0]), y)
+array([ 0.5, -0.5])"""),
+    torch=Torch("log_softmax", lambda axis: {"dim": axis},
+                deviations="PyTorch takes the log of the row's sum: where one term "
+                "dominates, the sum rounds to 1 and the largest element's log-probability "
+                "to 0 (float32 row [0, -30, -40, ...]: 0 where the exact value, ours, is "
+                "-9.5e-14)",
+                forward_out=lambda A, x, out, axis: A._log_softmax.out(x, axis, False, out=out),
+                backward_out=lambda A, g, y, out, axis: A._log_softmax_backward_data.out(
+                    g, y, axis, y.dtype, out=out)),
+    numpy_forward=lambda x, axis: (x - x.max(axis=axis, keepdims=True)) - np.log(
+        np.exp(x - x.max(axis=axis, keepdims=True)).sum(axis=axis, keepdims=True)),
+    numpy_backward=lambda g, y, axis: g - np.exp(y) * g.sum(axis=axis, keepdims=True),
+))
+
+
+_register(Spec(
+    "softmin", "rowwise", saves="y", compute_bound=("forward",), api=_AXIS,
+    accuracy=(4, "cond"), row=Row(negate=True),
+    reference_forward=lambda x: _ref_softmax_fwd(-x),
+    reference_backward=lambda g, y: -_ref_softmax_bwd(g, y),
+    doc=Doc(
+        "Softmin along ``axis``: the softmax of ``-x``.",
+        r"\mathrm{softmin}(x)_j = \frac{e^{m - x_j}}{\sum_k e^{m - x_k}}, \quad m = \min_k x_k",
+        r"\frac{\partial L}{\partial x_j} = y_j \Big(\sum_k g_k y_k - g_j\Big)",
+        notes="""As :func:`softmax` of ``-x`` (the same shift, sums and bounds), without
+negating a copy of ``x``.  A row containing NaN, or only ``+inf``, gives
+NaN (as PyTorch).""",
+        backward_notes="""From the output ``y``: softmax's backward, negated; within ``4 eps |y|
+(|g| + sum|g y|)`` of exact.""",
+        example=""">>> import numpy as np, fastact
+>>> np.round(fastact.softmin(np.array([3, 0.7, 0.5])), 3)
+array([0.043, 0.431, 0.526])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> y = fastact.softmin(np.array([1.0, 1.0]))
+>>> fastact.softmin_backward(np.array([1.0, 0.0]), y)
+array([-0.25,  0.25])"""),
+    torch=Torch("softmin", lambda axis: {"dim": axis},
+                forward_out=lambda A, x, out, axis: A._softmax.out(A.neg(x), axis, False, out=out),
+                backward_out=lambda A, g, y, out, axis: A.neg.out(
+                    A._softmax_backward_data(g, y, axis, y.dtype), out=out)),
+    numpy_forward=lambda x, axis: _np_softmax(-x, axis),
+    numpy_backward=lambda g, y, axis: y * ((g * y).sum(axis=axis, keepdims=True) - g),
 ))
 
 

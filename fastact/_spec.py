@@ -70,9 +70,24 @@ class Torch:
     skip: Callable | None = None
     # the ATen kernels the bench times, writing into ``out`` (no autograd):
     # forward(A, x, out, *params), backward(A, g, s, out, *params), with
-    # A = torch.ops.aten and s as the registry's ``saves``
+    # A = torch.ops.aten, s as the registry's ``saves`` and each pass's own
+    # public parameters (Spec.backward_api)
     forward_out: Callable | None = None
     backward_out: Callable | None = None
+    # how far (relative) PyTorch's finite results may lie from ours where
+    # the deviations say it is less accurate (the parity test's tolerance)
+    rtol: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """How a row-wise entry of the softmax family varies the one row
+    skeleton of each backend: ``negate`` takes the rows of ``-x`` (softmin;
+    its backward is softmax's negated), ``log`` writes ``log`` of the
+    normalized exponentials, ``(x - m) - log sum exp(x - m)`` with ``m``
+    the row max (log_softmax; backward ``g - exp(y) sum(g)``)."""
+    negate: bool = False
+    log: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +105,11 @@ class Spec:
     compute_bound: tuple = ()
     # --- the public pair (None: an internal entry, reached through another's route)
     api: tuple | None = None        # Param per public parameter, in order
+    # names of the Params of `api` the public backward takes, where it takes
+    # fewer (threshold_backward has no `value`); None: all of them.  The
+    # others reach the route at their default (their example where
+    # required): the backward formula must not read them
+    backward_api: tuple | None = None
     public_name: str | None = None  # the functions' name where it is not `name`
     doc: Doc | None = None
     # route(op, *api values) -> (registry name, kernel params as Python floats);
@@ -103,9 +123,11 @@ class Spec:
     accuracy: tuple = (0, 0)
     torch: Torch | None = None
     # the NumPy expression the bench compares against: f(x, *params) forward,
-    # f(g, s, *params) backward (None: no such column)
+    # f(g, s, *params) backward, each with its pass's public parameters (see
+    # backward_api; None: no such column)
     numpy_forward: Callable | None = None
     numpy_backward: Callable | None = None
+    row: Row | None = None          # kind "rowwise": the softmax family's variant
 
     @property
     def public(self) -> bool:
@@ -115,9 +137,20 @@ class Spec:
     def api_name(self) -> str:
         return self.public_name or self.name
 
-    def example_params(self) -> tuple:
-        """The public parameters the bench, plots and tests use by default."""
-        return tuple(p.example if p.default is REQUIRED else p.default for p in self.api)
+    def api_of(self, pass_: str = "forward") -> tuple:
+        """The Params of the public function of ``pass_``, in order."""
+        if pass_ == "forward" or self.backward_api is None:
+            return self.api
+        return tuple(p for p in self.api if p.name in self.backward_api)
+
+    def example_params(self, pass_: str = "forward") -> tuple:
+        """The public parameters of ``pass_`` the bench, plots and tests use by default."""
+        return tuple(p.example if p.default is REQUIRED else p.default
+                     for p in self.api_of(pass_))
+
+    def example_kwargs(self, pass_: str = "forward") -> dict:
+        """``example_params`` by name (keyword-only ones can be passed so)."""
+        return dict(zip((p.name for p in self.api_of(pass_)), self.example_params(pass_)))
 
 
 def parallel_min(name: str) -> int:
@@ -142,6 +175,10 @@ REGISTRY: dict[str, Spec] = {}
 def register(spec: Spec) -> Spec:
     if spec.name in REGISTRY:
         raise ValueError(f"fastact: op {spec.name!r} registered twice")
+    if spec.backward_api is not None and \
+            not set(spec.backward_api) <= {p.name for p in spec.api or ()}:
+        raise ValueError(f"fastact: op {spec.name!r}: backward_api names a parameter "
+                         "that api lacks")
     REGISTRY[spec.name] = spec
     return spec
 
@@ -151,9 +188,15 @@ def elementwise() -> list[str]:
     return [n for n, s in REGISTRY.items() if s.kind == "elementwise"]
 
 
+def rowwise() -> list[str]:
+    """The row-wise entries (the softmax family), in registration order."""
+    return [n for n, s in REGISTRY.items() if s.kind == "rowwise"]
+
+
 def c_ops() -> list[tuple[str, str]]:
     """The C backend's kernels as (registry name, pass), in kernel-id order:
-    every elementwise entry's forward and backward, then the row kernels."""
-    ops = [(n, p) for n in elementwise() for p in ("forward", "backward")]
-    return ops + [("prelu", "forward"), ("prelu", "backward"),
-                  ("softmax", "forward"), ("softmax", "backward")]
+    every elementwise entry's forward and backward, then PReLU's, then the
+    row-wise entries'."""
+    both = ("forward", "backward")
+    return ([(n, p) for n in elementwise() for p in both] + [("prelu", p) for p in both]
+            + [(n, p) for n in rowwise() for p in both])

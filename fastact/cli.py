@@ -539,13 +539,17 @@ def _plot_grid(path, plt, np, fastact):
         spec = registry_entry(name)
         if name in drawn or spec is None:
             continue
-        p = spec.example_params()
-        kw = {q.name: v for q, v in zip(spec.api, p) if q.kw_only}
-        pa = tuple(v for q, v in zip(spec.api, p) if not q.kw_only)
-        y = getattr(fastact, name)(x, *pa, **kw)
-        dy = getattr(fastact, name + "_backward")(one, y if spec.saves == "y" else x, *pa, **kw)
-        args = ", ".join(f"{q.name}={v:g}" if isinstance(v, float) else f"{q.name}={v}"
-                         for q, v in zip(spec.api, p))
+        f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
+        if spec.kind == "rowwise":           # as softmax: y_0 of rows (x, 0, 1)
+            y = f(sm_x)
+            panels.append((name, f"$y_0$ of {name}$(x, 0, 1)$", y[:, 0],
+                           fb(e0, y)[:, 0]))
+            continue
+        kw = spec.example_kwargs()
+        y = f(x, **kw)
+        dy = fb(one, y if spec.saves == "y" else x, **spec.example_kwargs("backward"))
+        args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in kw.items())
         panels.append((name, args or spec.doc.title.rstrip("."), y, dy))
     cols = 4
     rows = -(-len(panels) // cols)

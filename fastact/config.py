@@ -113,6 +113,17 @@ PRELU_SUM_CHUNK = 256
 #: to 1.4x on rows of 4096 normal values, and so did runs of 256 (C) on rows
 #: of 256; a run of 16 adds about eps * sum |its terms| at most.
 SOFTMAX_DOT_RUN = 16
+#: float64 log_softmax forward: the row's exponentials summed in runs of this
+#: many terms (one AVX-512 vector), the runs added with Kahan's compensation.
+#: Rows of one large term and thousands of tiny ones (the max's output is
+#: -log1p(sum of the others), whose relative error shows whole): runs of
+#: 16 missed by up to 6 ULP, runs of 8 by 2, of 4 by 1 (rerun: the
+#: adversarial rows of tests/test_rowwise_family.py with this value changed
+#: and a fresh NUMBA_CACHE_DIR).
+LOG_SOFTMAX_RUN = 8
+#: the most tasks a log_softmax forward splits its rows into (each takes a
+#: block buffer for its exponentials once)
+ROW_TASKS = 64
 
 #: Default CUDA launch shape for the grid-stride elementwise kernels.
 CUDA_THREADS_PER_BLOCK = 256

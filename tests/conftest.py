@@ -359,17 +359,20 @@ def registry_ops():
         fwd_fn = getattr(F, spec.api_name)
         bwd_fn = getattr(F, spec.api_name + "_backward")
         base = {p.name: p.default for p in spec.api if p.default is not REQUIRED}
+        # the parameters the backward does not take (Spec.backward_api)
+        dropped = {p.name for p in spec.api} - {p.name for p in spec.api_of("backward")}
         for suffix, kw in [("", {})] + list(orc.variants.items()):
             kw = {**base, **orc.required, **kw}
+            bkw = {k: v for k, v in kw.items() if k not in dropped}
             ops.append(Op(
                 spec.api_name + (f"_{suffix}" if suffix else ""),
                 lambda x, f=fwd_fn, kw=kw, **k: f(x, **kw, **k),
-                lambda g, s, f=bwd_fn, kw=kw, **k: f(g, s, **kw, **k),
+                lambda g, s, f=bwd_fn, kw=bkw, **k: f(g, s, **kw, **k),
                 spec.saves, False,
                 lambda x, o=orc.forward, kw=kw: o(x, **kw),
-                lambda g, s, o=orc.backward, kw=kw: o(g, s, **kw),
+                lambda g, s, o=orc.backward, kw=bkw: o(g, s, **kw),
                 bounds=spec.accuracy,
-                terms=(lambda s, t=orc.terms, kw=kw: t(s, **kw)) if orc.terms else None))
+                terms=(lambda s, t=orc.terms, kw=bkw: t(s, **kw)) if orc.terms else None))
             ops[-1].kinks = tuple(orc.kinks(**kw))
             ops[-1].spec, ops[-1].kw = spec, kw
     return ops

@@ -27,6 +27,23 @@ SIGNATURES = {
                        ("training", K, False), ("seed", K, None)],
     "elu_backward": [("grad", P, E), ("x", P, E), ("alpha", P, 1.0)],
     "softmax_backward": [("grad", P, E), ("y", P, E), ("axis", K, -1)],
+    # the clamps family
+    "hardtanh": [("x", P, E), ("min_val", P, -1.0), ("max_val", P, 1.0)],
+    "hardtanh_backward": [("grad", P, E), ("x", P, E), ("min_val", P, -1.0), ("max_val", P, 1.0)],
+    "relu6": [("x", P, E)],
+    "relu6_backward": [("grad", P, E), ("x", P, E)],
+    "hardsigmoid": [("x", P, E)],
+    "hardsigmoid_backward": [("grad", P, E), ("x", P, E)],
+    "hardswish": [("x", P, E)],
+    "hardswish_backward": [("grad", P, E), ("x", P, E)],
+    "hardshrink": [("x", P, E), ("lambd", P, 0.5)],
+    "hardshrink_backward": [("grad", P, E), ("x", P, E), ("lambd", P, 0.5)],
+    "softshrink": [("x", P, E), ("lambd", P, 0.5)],
+    "softshrink_backward": [("grad", P, E), ("x", P, E), ("lambd", P, 0.5)],
+    "threshold": [("x", P, E), ("threshold", P, E), ("value", P, E)],
+    "threshold_backward": [("grad", P, E), ("x", P, E), ("threshold", P, E)],
+    "softsign": [("x", P, E)],
+    "softsign_backward": [("grad", P, E), ("x", P, E)],
 }
 
 
@@ -68,6 +85,15 @@ def test_docstring_documents_every_argument_and_the_result(name):
     ("elu_backward", ["elu'(0) = alpha", "NaN"]),
     ("prelu_backward", ["x > 0"]),
     ("rrelu", ["seed", "ValueError", "(lower + upper) / 2"]),
+    ("hardtanh_backward", ["hardtanh'(min_val)", "NaN"]),
+    ("relu6_backward", ["relu6'(0) = relu6'(6) = 0", "NaN"]),
+    ("hardsigmoid_backward", ["hardsigmoid'(-3)", "NaN"]),
+    ("hardswish_backward", ["hardswish'(-3) = 0", "hardswish'(3) = 1", "NaN"]),
+    ("hardshrink_backward", ["hardshrink'(+-lambd) = 0", "NaN"]),
+    ("softshrink_backward", ["softshrink'(+-lambd) = 0", "NaN"]),
+    ("threshold_backward", ["f'(threshold) = 0", "NaN"]),
+    ("hardtanh", ["ValueError"]),
+    ("softshrink", ["ValueError"]),
 ])
 def test_docstrings_state_kink_conventions(name, words):
     doc = getattr(fastact, name).__doc__
@@ -77,6 +103,9 @@ def test_docstrings_state_kink_conventions(name, words):
 
 #: the API freeze: every public activation (each also has ``<name>_backward``)
 FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
+          "log_softmax", "softmin",
+          "hardtanh", "relu6", "hardsigmoid", "hardswish", "hardshrink", "softshrink",
+          "threshold", "softsign",
           "softplus", "logsigmoid", "gelu"}
 
 
@@ -111,9 +140,10 @@ def test_generated_signatures_follow_the_registry():
         for pass_, arrays in (("forward", ["x"]), ("backward", ["grad", spec.saves])):
             name = spec.api_name + ("" if pass_ == "forward" else "_backward")
             params = list(inspect.signature(getattr(fastact, name)).parameters.values())
-            assert [p.name for p in params] == arrays + [p.name for p in spec.api] + [
+            api = spec.api_of(pass_)
+            assert [p.name for p in params] == arrays + [p.name for p in api] + [
                 "out", "backend", "stream"], name
-            for p, q in zip(params[len(arrays):], spec.api):
+            for p, q in zip(params[len(arrays):], api):
                 assert p.default == (inspect.Parameter.empty if q.default is REQUIRED
                                      else q.default), (name, q.name)
                 assert (p.kind == p.KEYWORD_ONLY) == q.kw_only, (name, q.name)

@@ -119,9 +119,11 @@ def _compile_every_kernel_to_ptx(cc=(9, 0)):
         compile_(fwd, (A1, A1, A1, i64, i64), f"prelu forward {dt.__name__}")
         compile_(bwd, (A1, A1, A1, A1, F64) + (i64,) * 5, f"prelu backward {dt.__name__}")
         compile_(channel_sum, (F64, A1) + (i64,) * 4, f"prelu channel_sum {dt.__name__}")
-        sf, sb = backend._softmax_kernels(dt)
-        compile_(sf, (A2, A2, i64), f"softmax forward {dt.__name__}")
-        compile_(sb, (A2, A2, A2, i64), f"softmax backward {dt.__name__}")
+        for name, spec in REGISTRY.items():
+            if spec.kind == "rowwise":          # the softmax family
+                sf, sb = backend._row_kernels(name, dt)
+                compile_(sf, (A2, A2, i64), f"{name} forward {dt.__name__}")
+                compile_(sb, (A2, A2, A2, i64), f"{name} backward {dt.__name__}")
         for kernel, what in zip(backend._copy_kernels(), ("gather", "scatter")):
             compile_(kernel, (A1, i64, t.UniTuple(i64, 3), t.UniTuple(i64, 3), A1),
                      f"{what} {dt.__name__}")
@@ -142,8 +144,9 @@ def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
                          cwd=pathlib.Path(__file__).resolve().parent)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     report = dict(line.rsplit(": fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
-    n_elementwise = sum(s.kind == "elementwise" for s in fastact._registry.REGISTRY.values())
-    assert len(report) == 2 * (2 * n_elementwise + 7), run.stdout
+    kinds = [s.kind for s in fastact._registry.REGISTRY.values()]
+    n_rows = 2 * (kinds.count("elementwise") + kinds.count("rowwise"))
+    assert len(report) == 2 * (n_rows + 5), run.stdout
     # NVVM would contract lower + (upper - lower) * u into one FMA: the slopes
     # would then differ from the CPU backends'
     assert all(report[k] == "0" for k in report if k.startswith("rrelu_train")), report

@@ -11,8 +11,9 @@ outputs, and parameters already cast to that dtype (the RReLU key as
     Arrays are 1-D; for an ``indexed`` spec the flat index is the position.
 ``prelu_forward(x, w, out)`` / ``prelu_backward(g, x, w, gx, gw)``
     ``x`` has shape ``(outer, C, inner)``, ``w`` and ``gw`` shape ``(C,)``.
-``softmax_forward(x, out)`` / ``softmax_backward(g, y, out)``
-    Rows along the last axis of 2-D arrays.
+``rows_forward(name, x, out)`` / ``rows_backward(name, g, y, out)``
+    ``name`` is a registry entry of kind ``"rowwise"`` (the softmax family,
+    its ``row`` the variant); rows along the last axis of 2-D arrays.
 
 ``elementwise_kernel(name, pass_, dtype, small)`` (optional)
     A callable ``f(*ins, out, params)`` doing what ``elementwise`` does, for
@@ -49,6 +50,12 @@ class Backend:
 
     def describe(self) -> dict:
         return {}
+
+    def softmax_forward(self, x, out, **kw):
+        self.rows_forward("softmax", x, out, **kw)
+
+    def softmax_backward(self, g, y, out, **kw):
+        self.rows_backward("softmax", g, y, out, **kw)
 
     def elementwise_kernel(self, name, pass_, dtype, small):
         elementwise = self.elementwise

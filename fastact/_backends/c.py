@@ -33,7 +33,7 @@ import pathlib
 import numpy as np
 
 from .. import _threads, config
-from .._registry import REGISTRY
+from .._registry import REGISTRY, rowwise
 from . import Backend, prelu_run
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
@@ -50,8 +50,8 @@ def _kernel_id_name(name, pass_):
 
 _SUFFIX = {"f": "f32", "d": "f64"}
 # the row-wise kernels: op -> (inputs, arrays) of its call, extents after them
-_ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5), "softmax_fwd": (1, 2),
-            "softmax_bwd": (2, 3)}
+_ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5),
+            **{f"{n}_{p}": (k, k + 1) for n in rowwise() for p, k in (("fwd", 1), ("bwd", 2))}}
 _CTYPE = {"f": "float[]", "d": "double[]"}
 
 
@@ -125,16 +125,21 @@ class CBackend(Backend):
             return self._fastcall.make_row_kernel(
                 address, getattr(lib, "FA_K_" + op.upper()), np.dtype(ch),
                 config.C_PARALLEL_MIN, _threads.team_size, name)
-        fn, ct, fb = getattr(self._lib, f"fa_{op}_{_SUFFIX[ch]}"), self._ctype[ch], self._from_buffer
+        fn, ct, fb = self._lib.fa_rowwise, self._ctype[ch], self._from_buffer
+        kid, dtid, null = getattr(self._lib, "FA_K_" + op.upper()), int(ch == "d"), self._ffi.NULL
         threads = self._threads
 
         def call(*args):
-            n = args[0].size
-            rc = fn(*[fb(ct, a, i >= ninputs) for i, a in enumerate(args[:narrays])],
-                    *args[narrays:], threads(n))
+            bufs = [fb(ct, a, i >= ninputs) for i, a in enumerate(args[:narrays])]
+            ins = bufs[:ninputs] + [null] * (3 - ninputs)
+            outs = bufs[ninputs:] + [null] * (2 - (narrays - ninputs))
+            dims = list(args[narrays:]) + [0] * (3 - len(args[narrays:]))
+            rc = fn(dtid, kid, *ins, *outs, *dims, threads(args[0].size))
             if rc == -1:
                 raise MemoryError(f"{name}: could not allocate its {args[narrays + 1]}-channel "
                                   "partial sums")
+            if rc != 0:
+                raise RuntimeError(f"{name}: fa_rowwise refused the call ({rc})")
         return call
 
     @staticmethod
@@ -248,11 +253,11 @@ class CBackend(Backend):
                     total += terms.sum(axis=(0, 2))
             gw[...] = total
 
-    def softmax_forward(self, x, out):
-        self._rowwise["softmax_fwd", out.dtype.char](x, out, *x.shape)
+    def rows_forward(self, name, x, out):
+        self._rowwise[name + "_fwd", out.dtype.char](x, out, *x.shape)
 
-    def softmax_backward(self, g, y, out):
-        self._rowwise["softmax_bwd", out.dtype.char](g, y, out, *y.shape)
+    def rows_backward(self, name, g, y, out):
+        self._rowwise[name + "_bwd", out.dtype.char](g, y, out, *y.shape)
 
     def describe(self):
         lib = self._lib

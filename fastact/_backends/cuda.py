@@ -325,17 +325,26 @@ def _prelu_kernels(dtype):
 # --- softmax -----------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _softmax_kernels(dtype):
-    """Rows of ``n``; float32 works in float64, float64 sums compensated.
+def _row_kernels(name, dtype):
+    """The softmax family's rows of ``n`` for the registry entry ``name`` (its
+    ``row``: softmin takes the rows of ``-x``, log_softmax writes
+    log-probabilities); float32 works in float64, float64 sums compensated.
 
-    The forward pass stores ``exp(x - m)`` while summing and rescales it in
-    place: one float64 exponential per element (two would make float32
-    softmax compute-bound where float64 throughput is low).
+    The softmax forward stores ``exp(x - m)`` while summing and rescales it
+    in place: one float64 exponential per element (two would make float32
+    softmax compute-bound where float64 throughput is low).  log_softmax
+    stores nothing before its last pass (its output may be its input) and
+    takes the log of the sum as log1p of its part beside the max's exact 1s
+    (a sum near 1 rounds that part away).
     """
     group_max, group_sum, kahan = _reducers(np.dtype(dtype) == np.float64)
     T = np.dtype(dtype).type
     MAX = _MAX_THREADS
-    exp = math.exp
+    exp, log1p = math.exp, math.log1p
+    row = REGISTRY[name].row
+    negate, log = row.negate, row.log
+    sg = -1.0 if negate else 1.0
+    one = np.float64(1.0)
 
     def forward(x, out, group):
         sh_s = cuda.shared.array(MAX, np.float64)
@@ -350,23 +359,38 @@ def _softmax_kernels(dtype):
             m = _NEG_INF
             if active:
                 for j in range(lane, n, group):
-                    v = np.float64(x[r, j])
+                    v = sg * np.float64(x[r, j])
                     if v > m:
                         m = v
             m = group_max(sh_s, tid, lane, group, m)
             s = _ZERO
             e = _ZERO
+            c = _ZERO
             if active:
                 for j in range(lane, n, group):
                     # the max shift keeps every exponential <= 1; a NaN or an
                     # all -inf row makes the sum (and so every output) NaN
-                    v = exp(np.float64(x[r, j]) - m)
-                    out[r, j] = T(v)
-                    s, e = kahan(s, e, v)
-            inv = 1.0 / group_sum(sh_s, sh_e, tid, lane, group, s, e)
-            if active:
-                for j in range(lane, n, group):
-                    out[r, j] = T(np.float64(out[r, j]) * inv)
+                    v = exp(sg * np.float64(x[r, j]) - m)
+                    if log:
+                        if v == one:
+                            c += one
+                        else:
+                            s, e = kahan(s, e, v)
+                    else:
+                        out[r, j] = T(v)
+                        s, e = kahan(s, e, v)
+            total = group_sum(sh_s, sh_e, tid, lane, group, s, e)
+            if log:
+                ones = group_sum(sh_s, sh_e, tid, lane, group, c, _ZERO)
+                lse = log1p((ones - one) + total)
+                if active:
+                    for j in range(lane, n, group):
+                        out[r, j] = T((sg * np.float64(x[r, j]) - m) - lse)
+            else:
+                inv = 1.0 / total
+                if active:
+                    for j in range(lane, n, group):
+                        out[r, j] = T(np.float64(out[r, j]) * inv)
 
     def backward(g, y, out, group):
         sh_s = cuda.shared.array(MAX, np.float64)
@@ -382,13 +406,24 @@ def _softmax_kernels(dtype):
             e = _ZERO
             if active:
                 for j in range(lane, n, group):
-                    s, e = kahan(s, e, np.float64(g[r, j]) * np.float64(y[r, j]))
-            dot = group_sum(sh_s, sh_e, tid, lane, group, s, e)
+                    gv = np.float64(g[r, j])
+                    s, e = kahan(s, e, gv if log else gv * np.float64(y[r, j]))
+            d = group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if active:
                 for j in range(lane, n, group):
-                    out[r, j] = T(np.float64(y[r, j]) * (np.float64(g[r, j]) - dot))
+                    gv, yv = np.float64(g[r, j]), np.float64(y[r, j])
+                    if log:
+                        out[r, j] = T(gv - exp(yv) * d)
+                    elif negate:
+                        out[r, j] = T(yv * (d - gv))
+                    else:
+                        out[r, j] = T(yv * (gv - d))
 
     return _kernel(forward), _kernel(backward)
+
+
+def _softmax_kernels(dtype):
+    return _row_kernels("softmax", dtype)
 
 
 # --- strided copies (layout plumbing for the public layer) --------------------------
@@ -703,11 +738,11 @@ class CudaBackend(Backend):
         self._launch(kernel, _grid(rows, _Launch.threads // group), stream,
                      *arrays, np.int64(group))
 
-    def softmax_forward(self, x, out, stream=None):
-        self._rows(_softmax_kernels(x.dtype.type)[0], (x, out), stream)
+    def rows_forward(self, name, x, out, stream=None):
+        self._rows(_row_kernels(name, x.dtype.type)[0], (x, out), stream)
 
-    def softmax_backward(self, g, y, out, stream=None):
-        self._rows(_softmax_kernels(y.dtype.type)[1], (g, y, out), stream)
+    def rows_backward(self, name, g, y, out, stream=None):
+        self._rows(_row_kernels(name, y.dtype.type)[1], (g, y, out), stream)
 
     def describe(self):
         if _simulating():

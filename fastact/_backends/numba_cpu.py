@@ -8,6 +8,7 @@ compiled lazily on first use, release the GIL, and are cached on disk.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 
 import numpy as np
@@ -615,9 +616,16 @@ def _prelu_kernels(dtype, parallel):
     return _jit(tag + "_fwd_stream", True)(forward_stream), backward_kernel(True)
 
 
-@functools.lru_cache(maxsize=None)
 def _softmax_kernels(dtype, parallel):
-    """Row skeletons: max shift, exp, sum, scale; sums in float64.
+    return _row_kernels("softmax", dtype, parallel)
+
+
+@functools.lru_cache(maxsize=None)
+def _row_kernels(name, dtype, parallel):
+    """The softmax family's row skeletons, specialized for the registry
+    entry ``name`` (its ``row``: softmin takes the rows of ``-x``,
+    log_softmax writes log-probabilities): max shift, exp, sum, scale (or
+    log); sums in float64.
     ``parallel``: False (serial), True (``prange`` over rows) or
     ``"stream"`` (the backward only: one task per thread, rows streamed out
     of a row buffer).
@@ -633,9 +641,21 @@ def _softmax_kernels(dtype, parallel):
     T = np.dtype(dtype).type
     W = np.float64
     prims = cpu_prims(dtype)
-    row_max, exp_diff = prims.row_max, prims.exp_diff
-    tag = f"softmax_{np.dtype(dtype).name}"
-    zero = W(0.0)
+    exp_diff, exp = prims.exp_diff, prims.exp
+    row = REGISTRY[name].row
+    negate, log = row.negate, row.log
+    # the max of -x is minus the min of x; the rows' elements enter as sg * x
+    sg = T(-1.0) if negate else T(1.0)
+    if negate:
+        row_min = prims.row_min
+
+        @inner_njit()
+        def row_max(x1, base, n):
+            return -row_min(x1, base, n)
+    else:
+        row_max = prims.row_max
+    tag = f"{name}_{np.dtype(dtype).name}"
+    zero, one = W(0.0), W(1.0)
     wide = wide_vectors()
 
     U = np.uint64
@@ -665,13 +685,21 @@ def _softmax_kernels(dtype, parallel):
     @inner_njit(fastmath={"reassoc", "contract"})
     def dot_run(g1, y1, base, n):
         """sum g1[base + j] * y1[base + j], j < n, in float64 (flat arrays),
-        in vector partial sums"""
+        in vector partial sums; for log_softmax sum g1[base + j] (its
+        backward's reduction)"""
         s = zero
         for j in range(n):
             wide()
             k = U(base) + U(j)
-            s += W(g1[k]) * W(y1[k])
+            s += W(g1[k]) if log else W(g1[k]) * W(y1[k])
         return s
+
+    @inner_njit()
+    def grad(gk, yk, d):
+        """the input gradient of one element, d the row's reduction"""
+        if log:
+            return gk - exp(yk) * d
+        return yk * (d - gk) if negate else yk * (gk - d)
 
     if np.dtype(dtype) == np.float64:
         # float64 rows: runs of SOFTMAX_DOT_RUN products (dot_run, compiled
@@ -715,7 +743,71 @@ def _softmax_kernels(dtype, parallel):
             for j in range(hi - lo):
                 wide()
                 k = U(base + lo) + U(j)
-                o1[k] = exp_diff(x1[k], m)
+                o1[k] = exp_diff(sg * x1[k], m)
+
+    @inner_njit()
+    def exp_block(x1, buf, k0, n, m):
+        """buf[:n] = exp(x - m) of ``n`` elements from ``k0``, in float64 (no
+        reassociation may touch the exponentials' range reduction: fused
+        with the sum below, exp(-30) lost 7e-16 of its accuracy)"""
+        for j in range(n):
+            wide()
+            buf[j] = W(exp_diff(sg * x1[U(k0) + U(j)], m))
+
+    @inner_njit(fastmath={"reassoc"})
+    def rest_run(buf, j0, n):
+        """(count of buf == 1, sum of the others) over buf[j0:j0 + n], in
+        vector partial sums"""
+        c = zero
+        rest = zero
+        for j in range(n):
+            wide()
+            e = buf[U(j0) + U(j)]
+            ones = e == one
+            c += one if ones else zero
+            rest += zero if ones else e
+        return c, rest
+
+    compensated = np.dtype(dtype) == np.float64
+    run, kahan = config.LOG_SOFTMAX_RUN, _kahan()
+
+    @inner_njit()
+    def exp_rest(x1, buf, base, n, m, nxt):
+        """(count of exp(x - m) == 1, sum of the others) over the row at
+        ``base``, nothing stored in the output (log_softmax's may be its
+        input): block by block through ``buf``; float64 rows in runs whose
+        sums are added with Kahan's compensation (the max's output is
+        -log1p(rest): rest's relative error shows whole, and a plain float64
+        sum of 4096 terms missed by 1700 ULP, runs of 16 by 6: config.
+        LOG_SOFTMAX_RUN); the next row's lines asked
+        for meanwhile"""
+        c = zero
+        acc = zero
+        comp = zero
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            if parallel:
+                for q in range(lo, hi, line):
+                    pf_read(x1, nxt + q)
+            exp_block(x1, buf, base + lo, hi - lo, m)
+            if compensated:
+                for r0 in range(0, hi - lo, run):
+                    ci, ri = rest_run(buf, r0, min(run, hi - lo - r0))
+                    c += ci
+                    acc, comp = kahan(acc, comp, ri)
+            else:
+                ci, ri = rest_run(buf, 0, hi - lo)
+                c += ci
+                acc += ri
+        return c, acc - comp
+
+    @inner_njit()
+    def log_row(x1, o1, base, n, m, lse):
+        """o1 = (x - m) - lse over the row: both terms <= 0, in float64"""
+        for j in range(n):
+            wide()
+            k = U(base) + U(j)
+            o1[k] = T((W(sg * x1[k]) - W(m)) - lse)
 
     def forward(x, out):
         rows, n = x.shape
@@ -725,6 +817,25 @@ def _softmax_kernels(dtype, parallel):
             m = row_max(x1, base, n)
             exp_row(x1, o1, base, n, m, min(r + 1, rows - 1) * n)
             scale(o1, base, n, W(1.0) / wide_sum(o1, base, n))
+
+    tasks = config.ROW_TASKS
+
+    def forward_log(x, out):
+        # rows in at most ROW_TASKS tasks, each with a block buffer for the
+        # exponentials, allocated once
+        rows, n = x.shape
+        x1, o1 = x.reshape(rows * n), out.reshape(rows * n)
+        nt = max(1, min(rows, tasks)) if parallel else 1
+        for t in prange(nt):
+            buf = np.empty(block, W)
+            r0, r1 = t * rows // nt, (t + 1) * rows // nt
+            for r in range(r0, r1):
+                base = r * n
+                m = row_max(x1, base, n)
+                # log of the sum as log1p of its part beside the max's 1s
+                # (a sum near 1 rounds that part away: row [0, -30])
+                c, rest = exp_rest(x1, buf, base, n, m, min(r + 1, r1 - 1) * n)
+                log_row(x1, o1, base, n, m, math.log1p((c - one) + rest))
 
     def backward(g, y, out):
         rows, n = y.shape
@@ -738,10 +849,11 @@ def _softmax_kernels(dtype, parallel):
             for j in range(n):
                 wide()
                 k = U(base) + U(j)
-                o1[k] = y1[k] * (g1[k] - d)
+                o1[k] = grad(g1[k], y1[k], d)
 
     if parallel != "stream":
-        return _jit(tag + "_fwd", parallel)(forward), _jit(tag + "_bwd", parallel)(backward)
+        return (_jit(tag + "_fwd", parallel)(forward_log if log else forward),
+                _jit(tag + "_bwd", parallel)(backward))
 
     # Streaming variant (outputs too big for the caches): one task per
     # thread, each row computed block by block into a buffer and streamed
@@ -775,7 +887,7 @@ def _softmax_kernels(dtype, parallel):
                     for j in range(hi - lo):
                         wide()
                         k = U(base + lo) + U(j)
-                        buf[j] = y1[k] * (g1[k] - d)
+                        buf[j] = grad(g1[k], y1[k], d)
                     stream(o1, base + lo, buf, hi - lo)
                     lo = hi
             fence()
@@ -871,15 +983,15 @@ class NumbaBackend(Backend):
             else:
                 gw[...] = 0
 
-    def softmax_forward(self, x, out):
-        self._run(x.size, parallel_min("softmax"),
-                  lambda par: _softmax_kernels(x.dtype.type, par)[0], x, out,
-                  big_out=out if streamed("softmax", "forward") else None)
+    def rows_forward(self, name, x, out):
+        self._run(x.size, parallel_min(name),
+                  lambda par: _row_kernels(name, x.dtype.type, par)[0], x, out,
+                  big_out=out if streamed(name, "forward") else None)
 
-    def softmax_backward(self, g, y, out):
-        self._run(y.size, parallel_min("softmax"),
-                  lambda par: _softmax_kernels(y.dtype.type, par)[1], g, y, out,
-                  big_out=out if streamed("softmax", "backward") else None)
+    def rows_backward(self, name, g, y, out):
+        self._run(y.size, parallel_min(name),
+                  lambda par: _row_kernels(name, y.dtype.type, par)[1], g, y, out,
+                  big_out=out if streamed(name, "backward") else None)
 
     def describe(self):
         # fastact's thread count: numba.get_num_threads() would start Numba's

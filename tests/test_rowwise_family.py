@@ -1,0 +1,183 @@
+"""The softmax family beyond softmax (log_softmax, softmin) on every host
+backend: values against independent mpmath oracles (forward within 4 ULP,
+backward within the derivative's conditioning), rows that defeat a plain
+sum, edge rows, in place, any axis, finite differences and PyTorch."""
+import mpmath as mp
+import numpy as np
+import pytest
+
+import fastact
+from conftest import DTYPES, WIDE, assert_ulp, hp
+
+FAMILY = ("log_softmax", "softmin")
+mp.mp.dps = 40
+
+
+def _oracle_rows(name, x):
+    """The exact forward along the last axis (mpmath, then longdouble)."""
+    out = np.empty(x.shape, WIDE)
+    for idx in np.ndindex(x.shape[:-1]):
+        row = [mp.mpf(float(v)) for v in x[idx]]
+        if name == "softmin":
+            row = [-v for v in row]
+        m = max(row)
+        s = mp.fsum(mp.e ** (v - m) for v in row)
+        if name == "log_softmax":
+            out[idx] = [WIDE(str(-((m - v) + mp.log(s)))) for v in row]
+        else:
+            out[idx] = [WIDE(str(mp.e ** (v - m) / s)) for v in row]
+    return out
+
+
+def _oracle_grad(name, g, y):
+    gw, yw = hp(g), hp(y)
+    if name == "log_softmax":
+        return gw - np.exp(yw) * np.sum(gw, axis=-1, keepdims=True)
+    return yw * (np.sum(gw * yw, axis=-1, keepdims=True) - gw)
+
+
+def _grad_bound(name, g, y):
+    """4 eps times the magnitudes of the backward's terms (its conditioning)."""
+    gw, yw = hp(g), hp(y)
+    eps = WIDE(np.finfo(np.asarray(y).dtype).eps)
+    tiny = WIDE(np.finfo(np.asarray(y).dtype).smallest_subnormal)
+    if name == "log_softmax":
+        terms = np.abs(gw) + np.exp(yw) * np.sum(np.abs(gw), axis=-1, keepdims=True)
+    else:
+        terms = np.abs(yw) * (np.abs(gw) + np.sum(np.abs(gw * yw), axis=-1, keepdims=True))
+    return 4 * eps * terms + tiny
+
+
+def _rows(dtype, n=300, rows=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * 5).astype(dtype)
+    # one large term and many tiny ones: a plain sum's rounding shows at the max
+    x[0] = -40.0
+    x[0, 0], x[0, 1] = 0.0, -30.0
+    return x
+
+
+@pytest.mark.parametrize("n", [13, 300, 4100])
+@pytest.mark.parametrize("name", FAMILY)
+def test_forward_within_4_ulp(host_backend, name, dtype, n):
+    x = _rows(dtype, n)
+    y = getattr(fastact, name)(x, backend=host_backend)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_ulp(y, _oracle_rows(name, x), 4, f"{name} {host_backend} {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_backward_within_the_conditioning_bound(host_backend, name, dtype):
+    x = _rows(dtype, 300)
+    y = getattr(fastact, name)(x, backend="numpy")
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    gx = getattr(fastact, name + "_backward")(g, y, backend=host_backend)
+    err = np.abs(hp(gx) - _oracle_grad(name, g, y))
+    bound = _grad_bound(name, g, y)
+    assert np.all(err <= bound), float(np.max(err / bound))
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_edge_rows_match_the_reference(host_backend, name, dtype):
+    inf, nan = np.inf, np.nan
+    x = np.array([[1.0, nan, 2.0, 0.5],            # NaN: the whole row NaN
+                  [-inf, -inf, -inf, -inf],       # all -inf
+                  [inf, inf, inf, inf],           # all +inf
+                  [-inf, 0.0, -inf, 1.0],         # some -inf
+                  [inf, 0.0, 1.0, 2.0],           # some +inf
+                  [1e4, -1e4, 1e4 - 1, 0.0]], dtype)
+    with np.errstate(all="ignore"):
+        want = getattr(fastact, name)(x, backend="numpy")
+    got = getattr(fastact, name)(x, backend=host_backend)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), (got, want)
+    assert np.array_equal(np.isinf(got), np.isinf(want)), (got, want)
+    fin = np.isfinite(want)
+    assert_ulp(got[fin], hp(want[fin]), 4, f"{name} edge rows")
+    if name == "log_softmax":
+        assert np.isnan(got[[0, 1, 4]]).all() and np.isneginf(got[3, [0, 2]]).all()
+        assert got[5, 1] < -1e4 * 1.99                    # finite where softmax is 0
+    else:
+        assert np.isnan(got[[0, 2]]).all() and (got[4, 0] == 0)
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_in_place_and_other_axes(host_backend, name, dtype):
+    x = _rows(dtype, 37, rows=5).reshape(5, 37)
+    f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
+    want = f(x, backend=host_backend)
+    inplace = x.copy()
+    assert f(inplace, out=inplace, backend=host_backend) is inplace
+    np.testing.assert_array_equal(inplace, want)
+    for axis in (0, -2):
+        y = f(x, axis=axis, backend=host_backend)
+        assert_ulp(y, np.moveaxis(_oracle_rows(name, np.moveaxis(x, axis, -1)), -1, axis), 4,
+                   f"{name} axis={axis}")
+        g = np.ones_like(x)
+        gx = fb(g, y, axis=axis, backend=host_backend)
+        ref = np.moveaxis(fb(np.moveaxis(g, axis, -1), np.moveaxis(y, axis, -1),
+                             backend="numpy"), -1, axis)
+        np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_backward_matches_finite_differences(host_backend, name):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 6))
+    g = rng.standard_normal(x.shape)
+    f = getattr(fastact, name)
+    h, want = 1e-6, np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        d = np.zeros_like(x)
+        d[i] = h
+        want[i] = np.sum(g * (f(x + d, backend=host_backend) - f(x - d, backend=host_backend))) / (2 * h)
+    got = getattr(fastact, name + "_backward")(g, f(x, backend=host_backend), backend=host_backend)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ("softmax",) + FAMILY)
+@pytest.mark.parametrize("dt", DTYPES, ids=["float32", "float64"])
+def test_matches_torch(torch, name, dt):
+    x = _rows(dt, 300)
+    x[1, :5] = [-np.inf, 1e4, -1e4, 0.0, -0.0]
+    g = np.random.default_rng(2).standard_normal(x.shape).astype(dt)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    yt = getattr(torch.nn.functional, name)(xt, dim=-1)
+    yt.backward(torch.from_numpy(g))
+    y = getattr(fastact, name)(x)
+    gx = getattr(fastact, name + "_backward")(g, y)
+    # the same function and conventions: ours is held to the exact oracle
+    # above; PyTorch's plain float sums lose more (17 ULP at a float32
+    # softmax of 1e-10), so values agree to a relative tolerance
+    ty = yt.detach().numpy()
+    for what in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(what(y), what(ty))
+    fin = np.isfinite(y)
+    rtol = 2e-5 if dt == np.float32 else 1e-12
+    # log_softmax: PyTorch's error is absolute, a few eps of the row's
+    # log-sum (the registry's documented deviation: its 0 where one term
+    # dominates a row, ours -log1p of the others' sum), ours is relative
+    atol = 8 * np.finfo(dt).eps if name == "log_softmax" else 0
+    np.testing.assert_allclose(y[fin], ty[fin], rtol=rtol, atol=atol)
+    rows = np.isfinite(y).all(axis=-1)
+    bound = _grad_bound(name, g[rows], y[rows])
+    np.testing.assert_allclose(gx[rows], xt.grad.numpy()[rows], rtol=0,
+                               atol=float(np.max(bound)) * 4)
+
+
+def test_big_rows_take_the_parallel_and_streamed_kernels(fast_backend, dtype):
+    """Rows past the parallel threshold and outputs past the streaming one
+    give the serial results."""
+    from fastact import config
+    rows, n = 2048, 1100                  # 2.2M elements: parallel, and >= 4 MiB
+    x = (np.random.default_rng(6).standard_normal((rows, n)) * 4).astype(dtype)
+    g = np.random.default_rng(7).standard_normal((rows, n)).astype(dtype)
+    assert x.size >= config.PARALLEL_MIN and x.nbytes >= config.STREAM_MIN_BYTES
+    for name in FAMILY:
+        f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
+        y, gx = f(x, backend=fast_backend), None
+        gx = fb(g, y, backend=fast_backend)
+        small_y = np.concatenate([f(x[i:i + 8], backend=fast_backend) for i in range(0, 64, 8)])
+        small_g = np.concatenate([fb(g[i:i + 8], y[i:i + 8], backend=fast_backend)
+                                  for i in range(0, 64, 8)])
+        np.testing.assert_array_equal(y[:64], small_y)
+        np.testing.assert_array_equal(gx[:64], small_g)
