@@ -57,8 +57,10 @@ class Prims:
         # ldexp_normal(m, nf): m * 2**nf where only a normal result matters
         # (cheaper without vscalef: one factor, nf raised to the normal range)
         self.frexp2 = self.ldexp_normal = None
-        # erfcx(t) = erfc(t) exp(t**2) for t >= 0 (gelu)
-        self.erfcx = None
+        # erfcx(t) = erfc(t) exp(t**2) for t >= 0 (gelu); erfcx2(t) -> (y, c)
+        # with erfcx(t) = y + c unrounded; fma(a, b, c) = a * b + c rounded
+        # once (emulated with an exact product where there is no FMA)
+        self.erfcx = self.erfcx2 = self.fma = None
 
 
 def _hash24_python(jit):
@@ -196,8 +198,8 @@ def _math_log_prims(prims, jit):
     ip0, ip1 = T(1.28125), T(0.28125)
     erfcx_poly = _horner(jit, ex_p)
 
-    def erfcx(t):
-        # cpu_prims' erfcx, its exact products by Dekker's (CUDA kernels run
+    def erfcx2(t):
+        # cpu_prims' erfcx2, its exact products by Dekker's (CUDA kernels run
         # without FMA)
         q = (t - ex_K) / (t + ex_K)
         P = erfcx_poly(q)
@@ -208,11 +210,24 @@ def _math_log_prims(prims, jit):
         y = P / s
         ys, ye = two_prod(y, s)
         r = ((P - ys) - ye) - y * sl
-        return r * (y * (ip0 + ip1 * q)) + y
+        return y, r * (y * (ip0 + ip1 * q))
+
+    erfcx2 = jit(erfcx2)
+
+    def erfcx(t):
+        y, c = erfcx2(t)
+        return y + c
+
+    def fma(a, b, c):
+        # a * b + c with a * b exact (Dekker): one rounding but for the
+        # rounding of e + c
+        p, e = two_prod(a, b)
+        return p + (e + c)
 
     prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
     prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
     prims.ldexp_normal, prims.erfcx = prims.ldexp, jit(erfcx)
+    prims.erfcx2, prims.fma = erfcx2, jit(fma)
 
 
 def _horner(jit, coefs, inline=None):
@@ -979,14 +994,15 @@ def cpu_prims(dtype) -> Prims:
     erfcx_poly = _horner(njit, ex_p, inline)
 
     @njit
-    def erfcx(t):
-        """erfc(t) exp(t**2) for t >= 0, finite (t <= 2**60, say): P(q) /
+    def erfcx2(t):
+        """(y, c) with erfc(t) exp(t**2) = y + c (c < 2 ULP of y), for t >= 0,
+        finite (t <= 2**60, say): P(q) /
         (1 + c t), q = (t - K) / (t + K), Horner with FMA (the fit: 0.50 /
         0.72 eps).  1 + c t = s + sl exactly (c in two parts, c t by FMA,
         Fast2Sum); y = P / s rounded, r = P - y (s + sl) (FMA: exact but for
-        the small y sl), F = y + r / s with 1 / s ~ y / P, 1 / P by a line
-        in q (6%: the correction, about an ULP of y, is off by 0.06 ULP at
-        most).  Error: the fit's and about one rounding."""
+        the small y sl), c = r / s with 1 / s ~ y / P, 1 / P by a line in q
+        (6%: the correction, about an ULP of y, is off by 0.06 ULP at most).
+        Error of y + c: the fit's."""
         inline()
         q = (t - ex_K) / (t + ex_K)
         P = erfcx_poly(q)
@@ -996,7 +1012,14 @@ def cpu_prims(dtype) -> Prims:
         sl = ((one - (s - ct)) if ct >= one else (ct - (s - one))) + ctl
         y = P / s
         r = fma(-y, s, P) - y * sl
-        return fma(r, y * (ip0 + ip1 * q), y)
+        return y, r * (y * (ip0 + ip1 * q))
+
+    @njit
+    def erfcx(t):
+        """erfcx2's y + c, rounded once."""
+        inline()
+        y, c = erfcx2(t)
+        return y + c
 
     @njit
     def frexp2(b):
@@ -1088,6 +1111,7 @@ def cpu_prims(dtype) -> Prims:
     prims.row_max, prims.row_min, prims.exp_diff = row_max, row_min, exp_diff
     prims.log1p, prims.exp_split, prims.ldexp, prims.two_prod = log1p, exp_split, ldexp_f, two_prod
     prims.frexp2, prims.ldexp_normal, prims.erfcx = frexp2, ldexp_normal_f, erfcx
+    prims.erfcx2, prims.fma = erfcx2, fma
     if f32:
         prims.hash24 = hash24
     return prims

@@ -408,7 +408,7 @@ _RSQRT2PI = "0.3989422804014326779399460599343818684759"    # 1 / sqrt(2 pi)
 
 def _gelu_erf(p):
     T, two_prod, exp_split = p.T, p.two_prod, p.exp_split
-    ldexp, ldexp_normal, erfcx = p.ldexp, p.ldexp_normal, p.erfcx
+    ldexp, ldexp_normal, erfcx2, fma = p.ldexp, p.ldexp_normal, p.erfcx2, p.fma
     zero, one, half, ninf, mzero = T(0.0), T(1.0), T(0.5), T(-np.inf), T(-0.0)
     rsqrt2 = _split_const(_RSQRT2, p.dtype)[0]
     cphi = _split_const(_RSQRT2PI, p.dtype)[0]
@@ -421,29 +421,32 @@ def _gelu_erf(p):
 
     @p.jit
     def phi_parts(x):
-        """(a, ns, e_n, f, q): E = q 2**ns (ns as a float) with e_n = E
-        where normal; f = erfcx(t)."""
+        """(q, nf, e, y, c): E = exp(-x**2 / 2) = q 2**nf (nf a float) with
+        e = E where normal; erfcx(|x| / sqrt 2) = y + c."""
         x2, x2l = two_prod(x, x)
         q, nf = exp_split(-half * x2, -half * x2l)
         t = abs(x) * rsqrt2
-        f = erfcx(tmax if t > tmax else t)
-        return q, nf, ldexp_normal(q, nf), f
+        y, c = erfcx2(tmax if t > tmax else t)
+        return q, nf, ldexp_normal(q, nf), y, c
 
     def forward(x):
-        q, nf, e, f = phi_parts(x)
-        pos = x > zero
-        # Phi(x) = a 2**ns
-        a = one - half * (e * f) if pos else (half * q) * f
-        ns = zero if pos else nf
-        n1 = nlim if ns < nlim else ns
-        r = ldexp(x * ldexp_normal(a, n1), ns - n1)
+        q, nf, e, y, c = phi_parts(x)
+        # x > 0: x (1 - E erfcx / 2); else x (q / 2) erfcx 2**nf, with
+        # x (q / 2) = h + l exact and erfcx = y + c: one rounding, then the
+        # power of two (|h y| < 1: no overflow; one more rounding only where
+        # the result is subnormal)
+        rp = x * (one - half * (e * (y + c)))
+        h, l = two_prod(x, half * q)
+        rn = ldexp(fma(h, y, h * c + l * y), nf)
+        r = rp if x > zero else rn
         r = mzero if x == ninf else r
         return x if x != x else r
 
     def backward(g, x):
         xc = xcut if x > xcut else x
         xc = -xcut if xc < -xcut else xc            # NaN passes
-        q, nf, e, f = phi_parts(xc)
+        q, nf, e, y, c = phi_parts(xc)
+        f = y + c
         pos = xc > zero
         # Phi(x) + x phi(x), phi(x) = E / sqrt(2 pi): a 2**ns with
         # a = 1 + E (x / sqrt(2 pi) - erfcx / 2) for x > 0, else
