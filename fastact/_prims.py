@@ -1107,7 +1107,9 @@ def cpu_prims(dtype) -> Prims:
         return types.float32(types.uint64, types.uint64), codegen
 
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
-    prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit())
+    # (formula helpers inlined by Numba itself: a helper left a call by
+    # LLVM kept the plain loops of gelu float64 scalar)
+    prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit(inline="always"))
     prims.row_max, prims.row_min, prims.exp_diff = row_max, row_min, exp_diff
     prims.log1p, prims.exp_split, prims.ldexp, prims.two_prod = log1p, exp_split, ldexp_f, two_prod
     prims.frexp2, prims.ldexp_normal, prims.erfcx = frexp2, ldexp_normal_f, erfcx
