@@ -86,11 +86,12 @@ def ops_header() -> str:
     ``compute_bound``), else ``FA_OUT_STREAM``."""
     sys.path.insert(0, str(ROOT))
     try:
+        from fastact._spec import PASS_SUFFIX
         from fastact._registry import REGISTRY, c_ops
     finally:
         sys.path.remove(str(ROOT))
     ops = c_ops()
-    stem = [f"{n}_{'fwd' if p == 'forward' else 'bwd'}" for n, p in ops]
+    stem = [f"{n}_{PASS_SUFFIX[p]}" for n, p in ops]
     n_ew = sum(REGISTRY[n].kind == "elementwise" for n, _ in ops)
     enum = [f"    FA_K_{st.upper()} = {k}," for k, st in enumerate(stem)]
     enum.insert(n_ew, f"    FA_K_ELEMENTWISE_COUNT = {n_ew},")
@@ -98,7 +99,7 @@ def ops_header() -> str:
     rows = []
     for (n, p), st in zip(ops[:n_ew], stem):
         out = "FA_OUT_PREFETCH" if p in REGISTRY[n].compute_bound else "FA_OUT_STREAM"
-        rows.append(f"    X({st.upper()}, {st}, {int(p == 'backward')}, {out})")
+        rows.append(f"    X({st.upper()}, {st}, {int(p != 'forward')}, {out})")
     family = []
     for n, spec in REGISTRY.items():
         if spec.kind == "rowwise":

@@ -284,7 +284,8 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                         else:
                             k(x, s if s.ndim == 1 else s.ravel(), res1, params)
                     return res
-    names = ("x",) if pass_ == "forward" else ("grad", REGISTRY[name].saves)
+    names = (("x",) if pass_ == "forward" else
+             ("grad", "y" if pass_ == "backward_y" else REGISTRY[name].saves))
     named = list(zip(names, arrays))
     xp, arrs = _inputs(op, named)
     x = arrs[-1]
@@ -349,6 +350,24 @@ def _define_rows(spec, pass_):
     return fn
 
 
+def _backward_pass(op, name, from_output, params):
+    """The kernels' pass for ``from_output``: "backward" (the derivative
+    from x; also from y where the formula reads both alike), or
+    "backward_y"; refuses a non-bool and the parameters for which y does
+    not determine the derivative (the entry's FromOutput.check)."""
+    if not (from_output is True or from_output is False or isinstance(from_output, np.bool_)):
+        raise TypeError(f"fastact.{op}: from_output must be a bool, not "
+                        f"{type(from_output).__name__}")
+    fo = REGISTRY[name].from_output
+    if not from_output:
+        return "backward"
+    if fo is None:           # reached through a route to an entry without it
+        raise ValueError(f"fastact.{op}: from_output=True is not offered for these parameters")
+    if fo.check is not None:
+        fo.check(op, *params)
+    return "backward" if fo.build is None else "backward_y"
+
+
 def _define(spec, pass_):
     """The public function of ``spec``'s ``pass_``: source text with the real
     signature (defaults, keyword-only parameters), compiled once, so that a
@@ -360,6 +379,9 @@ def _define(spec, pass_):
     for prm in taken:
         text = prm.name if prm.default is REQUIRED else f"{prm.name}=_d_{fname}_{prm.name}"
         (keyword if prm.kw_only else positional).append(text)
+    offers_y = pass_ == "backward" and spec.from_output is not None
+    if offers_y:
+        keyword.append("from_output=False")
     sig = ", ".join(arrays + positional + ["*"] + keyword + ["out=None", "backend=None",
                                                             "stream=None"])
     # a parameter this pass does not take (Spec.backward_api) reaches the
@@ -374,14 +396,20 @@ def _define(spec, pass_):
     # whose globals are its module's), its route and defaults under its own names
     g = globals()
     if route is None:            # no parameters: nothing to validate or route
+        which = (f"{pass_!r} if from_output is False else "
+                 f"_backward_pass({fname!r}, {spec.name!r}, from_output, ())" if offers_y
+                 else repr(pass_))
         src = (f"def {fname}({sig}):\n"
-               f"    return _elementwise({fname!r}, {spec.name!r}, {pass_!r}, ({arrs},), (), "
+               f"    return _elementwise({fname!r}, {spec.name!r}, {which}, ({arrs},), (), "
                "out, backend, stream)\n")
     else:
         g[f"_route_{fname}"] = route
+        # from_output=True: the pass that reads y (_backward_pass)
+        which = (f"{pass_!r} if from_output is False else "
+                 f"_backward_pass({fname!r}, name, from_output, p)" if offers_y else repr(pass_))
         src = (f"def {fname}({sig}):\n"
                f"    name, p = _route_{fname}({fname!r}, {values})\n"
-               f"    return _elementwise({fname!r}, name, {pass_!r}, ({arrs},), p, "
+               f"    return _elementwise({fname!r}, name, {which}, ({arrs},), p, "
                "out, backend, stream)\n")
     g.update({f"_d_{fname}_{p.name}": p.default for p in spec.api if p.default is not REQUIRED})
     g.update({f"_d_{fname}_{k}": v for k, v in fixed.items()})
@@ -418,6 +446,10 @@ def _arguments(spec, pass_):
                                         else "the forward input"))
         rows = [("grad", _DOC_ARGS["grad"]), (spec.saves, saved)]
     rows += [(p.name, p.doc) for p in spec.api_of(pass_)]
+    if pass_ == "backward" and spec.from_output is not None:
+        rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
+                     "instead of its input (the forward may then run in place); "
+                     + spec.from_output.doc))
     rows += [(k, _DOC_ARGS[k]) for k in ("out", "backend", "stream")]
     return _argument_block(rows, _RETURNS)
 

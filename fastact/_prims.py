@@ -553,6 +553,23 @@ _ERFCX_P64 = (
 # c = 2 / sqrt(pi) as hi + lo (float64; float32 splits its own)
 _ERFCX_C = "1.128379167095512573896158903121545171688"
 
+# The float32 polynomials (float64 takes Taylor's 1/k!), shared with the C
+# primitives of c_src/kernels.inc, which write the same literals (a test
+# compares them):
+#: exp(r) = 1 + r + c2 r**2 + ... + c6 r**6 on |r| <= ln2/2, c6..c2: a
+#: near-minimax fit of the relative error (3.1e-9), 0.71 ULP at most in
+#: float32 Horner with FMA (checked on 2e6 points of the interval)
+EXP_POLY_F32 = (1.3817227445542812e-3, 8.368715643882751e-3, 4.166834056377411e-2,
+                1.666652113199234e-1, 4.999999403953552e-1)
+#: expm1(r) = r + r**2 q(r), q of degree 4 (its coefficients from r**4 down):
+#: a near-minimax fit of expm1's relative error on |r| <= ln2/2 (1.3e-8; 0.94
+#: ULP at most in float32 with FMA, checked on 2e6 points), one FMA fewer than
+#: Cephes' degree 5
+EXPM1_POLY_F32 = (1.3882515486329794e-3, 8.366580121219158e-3, 4.166720062494278e-2,
+                  1.666654348373413e-1, 4.999999701976776e-1)
+#: exp_neg_ratio's upper clamp: 2**round(RATIO_HI / ln2) is finite
+RATIO_HI = {"f32": 88.0, "f64": 709.0}
+
 
 @functools.lru_cache(maxsize=None)
 def _has_scalef() -> bool:
@@ -795,29 +812,18 @@ def cpu_prims(dtype) -> Prims:
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
     one, zero = T(1.0), T(0.0)
-    # exp_neg_ratio's upper clamp: 2**round(hi_ratio / ln2) is finite
-    hi_ratio = T(88.0 if f32 else 709.0)
+    hi_ratio = T(RATIO_HI["f32" if f32 else "f64"])
     S = 64 if f32 else 512                # exp_mul's scaling step
     two_S, two_mS = T(2.0 ** S), T(2.0 ** -S)
     kS, kmS = np.int32(S), np.int32(-S)
     if f32:
-        # exp(r) = 1 + r + c2 r**2 + ... + c6 r**6 on |r| <= ln2/2: a
-        # near-minimax fit of the relative error (3.1e-9), 0.71 ULP at most
-        # in float32 Horner with FMA (checked on 2e6 points of the interval)
-        p = tuple(T(v) for v in (1.3817227445542812e-3, 8.368715643882751e-3,
-                                 4.166834056377411e-2, 1.666652113199234e-1,
-                                 4.999999403953552e-1))
+        p = tuple(T(v) for v in EXP_POLY_F32)
     else:
         # Taylor coefficients 1/13! ... 1/2!; truncation error < 5e-18 on |r| <= ln2/2
         p = tuple(T(1.0 / math.factorial(k)) for k in range(13, 1, -1))
     # expm1's polynomial: r + r**2 * q(r), which keeps its accuracy near 0
     if f32:
-        # q of degree 4: a near-minimax fit of expm1's relative error on
-        # |r| <= ln2/2 (1.3e-8; 0.94 ULP at most in float32 with FMA, checked
-        # on 2e6 points), one FMA fewer than Cephes' degree 5
-        pm = tuple(T(v) for v in (1.3882515486329794e-3, 8.366580121219158e-3,
-                                  4.166720062494278e-2, 1.666654348373413e-1,
-                                  4.999999701976776e-1))
+        pm = tuple(T(v) for v in EXPM1_POLY_F32)
     else:
         pm = p
 

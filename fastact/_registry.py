@@ -25,7 +25,8 @@ import numpy as np
 
 from . import _checks, _rng
 from ._prims import math_prims
-from ._spec import (REGISTRY, REQUIRED, Doc, Param, Row, Spec, Torch, c_ops,  # noqa: F401
+from ._spec import (REGISTRY, REQUIRED, Doc, FromOutput, Param, Row, Spec, Torch,  # noqa: F401
+                    c_ops,
                     elementwise, parallel_min, register, rowwise, streamed)
 
 _register = register
@@ -332,6 +333,24 @@ def _elu(p):
     return forward, backward
 
 
+def _elu_y(p):
+    zero = p.T(0.0)
+
+    def backward_y(g, y, alpha):
+        # y <= 0 where x <= 0: alpha exp(x) = y + alpha, exact where y is;
+        # a NaN y (a NaN x) passes g, as from x
+        return g * (y + alpha) if y <= zero else g
+
+    return backward_y
+
+
+def alpha_determines_x(op, alpha, *rest):
+    """from_output's check of ELU-like ops: y determines x only for alpha >= 0."""
+    if not alpha >= 0:
+        raise ValueError(f"fastact.{op}: from_output=True needs alpha >= 0 (with a negative "
+                         f"alpha the output does not determine the input); got alpha={alpha}")
+
+
 def _ref_elu_fwd(x, a):
     return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
 
@@ -370,6 +389,12 @@ array([-1.    , -0.6321,  2.    ])""",
         backward_example=""">>> import numpy as np, fastact
 >>> fastact.elu_backward(np.ones(2), np.array([0.0, 1.0]), 2.0)
 array([2., 1.])"""),
+    from_output=FromOutput(
+        build=_elu_y, check=alpha_determines_x,
+        reference=lambda g, y, a: np.where(y <= 0, g * (y + y.dtype.type(a)), g),
+        doc="then ``g (y + alpha)`` where ``y <= 0``, which needs ``alpha >= 0`` (else a "
+            "ValueError); where ``y`` rounds to ``-alpha`` (``x`` below about -17 in float32) "
+            "it is ``0``"),
     torch=Torch("elu", lambda a: {"alpha": a},
                 forward_out=lambda A, x, out, a: A.elu.out(x, a, 1, 1, out=out),
                 backward_out=lambda A, g, x, out, a: A.elu_backward.grad_input(

@@ -80,6 +80,22 @@ class Torch:
 
 
 @dataclasses.dataclass(frozen=True)
+class FromOutput:
+    """The backward from the forward's output ``y`` (``from_output=True``:
+    the forward may then run in place).  ``build`` (Prims ->
+    ``backward_y(g, y, *params)``) and ``reference`` where the derivative
+    needs its own formula in ``y`` (ELU: ``g (y + alpha)``), the kernels'
+    third pass ``"backward_y"``; both None where the backward formula reads
+    ``y`` as it reads ``x`` (a mask: hardtanh, relu6).  ``check(op,
+    *params)`` raises where ``y`` does not determine the derivative
+    (ELU with alpha < 0); ``doc`` says how, for the docstring."""
+    build: Callable | None = None
+    reference: Callable | None = None
+    check: Callable | None = None
+    doc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Row:
     """How a row-wise entry of the softmax family varies the one row
     skeleton of each backend: ``negate`` takes the rows of ``-x`` (softmin;
@@ -128,6 +144,13 @@ class Spec:
     numpy_forward: Callable | None = None
     numpy_backward: Callable | None = None
     row: Row | None = None          # kind "rowwise": the softmax family's variant
+    from_output: FromOutput | None = None   # the backward from y, where offered
+
+    def passes(self) -> tuple:
+        """The kernels' passes of an elementwise entry: forward, backward
+        and, where the derivative has its own formula in y, backward_y."""
+        own_y = self.from_output is not None and self.from_output.build is not None
+        return ("forward", "backward") + (("backward_y",) if own_y else ())
 
     @property
     def public(self) -> bool:
@@ -198,5 +221,9 @@ def c_ops() -> list[tuple[str, str]]:
     every elementwise entry's forward and backward, then PReLU's, then the
     row-wise entries'."""
     both = ("forward", "backward")
-    return ([(n, p) for n in elementwise() for p in both] + [("prelu", p) for p in both]
-            + [(n, p) for n in rowwise() for p in both])
+    return ([(n, p) for n in elementwise() for p in REGISTRY[n].passes()]
+            + [("prelu", p) for p in both] + [(n, p) for n in rowwise() for p in both])
+
+
+#: the C kernel-name suffix of each pass (FA_K_<NAME>_<SUFFIX>, N_(<name>_<suffix>))
+PASS_SUFFIX = {"forward": "fwd", "backward": "bwd", "backward_y": "bwdy"}

@@ -157,6 +157,13 @@ def oracle_elu_backward(g, x, alpha):
     return np.where(np.isnan(xw) | (xw > 0), gw, neg)
 
 
+def oracle_elu_backward_y(g, y, alpha):
+    """elu's derivative from its output: g (y + alpha) where y <= 0."""
+    yw, gw = hp(y), hp(g)
+    a = hp(np.asarray(alpha, dtype=np.asarray(y).dtype))
+    return np.where(yw <= 0, gw * (yw + a), gw)
+
+
 def oracle_softmax(x, axis=-1):
     xw = hp(x)
     if xw.ndim == 0:
@@ -337,6 +344,9 @@ ELEMENTWISE_OPS = [
     Op("elu_alpha0.7", lambda x, **k: F.elu(x, 0.7, **k),
        lambda g, s, **k: F.elu_backward(g, s, 0.7, **k), "x", False,
        lambda x: oracle_elu(x, 0.7), lambda g, s: oracle_elu_backward(g, s, 0.7)),
+    Op("elu_from_output", lambda x, **k: F.elu(x, 0.7, **k),
+       lambda g, s, **k: F.elu_backward(g, s, 0.7, from_output=True, **k), "y", False,
+       lambda x: oracle_elu(x, 0.7), lambda g, y: oracle_elu_backward_y(g, y, 0.7)),
 ]
 #: the ops above, written out by hand; every other public elementwise entry
 #: of the registry joins the matrix from it (registry_ops)
@@ -375,6 +385,16 @@ def registry_ops():
                 terms=(lambda s, t=orc.terms, kw=bkw: t(s, **kw)) if orc.terms else None))
             ops[-1].kinks = tuple(orc.kinks(**kw))
             ops[-1].spec, ops[-1].kw = spec, kw
+            if spec.from_output is not None and not suffix:
+                # the backward from y (from_output=True), the forward alike
+                own = spec.from_output.build is not None
+                oy = orc.backward_y if own else orc.backward
+                ops.append(Op(
+                    spec.api_name + "_from_output", ops[-1].fwd,
+                    lambda g, s, f=bwd_fn, kw=bkw, **k: f(g, s, from_output=True, **kw, **k),
+                    "y", False, ops[-1].oracle_fwd,
+                    lambda g, y, o=oy, kw=bkw: o(g, y, **kw), bounds=spec.accuracy))
+                ops[-1].kinks, ops[-1].spec, ops[-1].kw = tuple(orc.kinks(**kw)), spec, kw
     return ops
 
 

@@ -11,7 +11,9 @@ parameters by name; ``terms(s, **params)`` (for a backward whose bound is
 ``required`` gives values for parameters without a default; ``variants``
 are extra parameter sets tested as ops of their own (``name_<key>``);
 ``kinks(**params)`` the points where the derivative jumps (the finite-
-difference test keeps its inputs away from them).
+difference test keeps its inputs away from them); ``backward_y(g, y,
+**params)`` the derivative from the output where the registry offers
+``from_output`` with a formula of its own.
 """
 from __future__ import annotations
 
@@ -35,5 +37,8 @@ class Oracle:
     required: dict = dataclasses.field(default_factory=dict)
     variants: dict = dataclasses.field(default_factory=dict)
     kinks: Callable = lambda **params: ()
+    # the backward from the output y (from_output=True), where the registry
+    # gives it a formula of its own (None: a mask, the backward oracle reads y)
+    backward_y: Callable | None = None
 
 

@@ -12,6 +12,7 @@ this file and the core suite's C cases under it).
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import pathlib
 import platform
@@ -28,6 +29,7 @@ import pytest
 import fastact
 from conftest import ELEMENTWISE_OPS, assert_bitwise_equal, mixed_values
 from fastact import _registry, _rng, config
+from fastact._spec import PASS_SUFFIX
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ISAS = ("baseline", "avx2", "avx512")
@@ -81,12 +83,48 @@ def test_cdef_is_read_from_the_header_and_declares_every_kernel():
     for fn in ("fa_elementwise", "fa_rowwise"):
         assert re.search(rf"\b{fn}\(", cdef), fn
     for name, pass_ in c_ops():
-        kid = f"FA_K_{name.upper()}_{'FWD' if pass_ == 'forward' else 'BWD'}"
+        kid = f"FA_K_{name.upper()}_{PASS_SUFFIX[pass_].upper()}"
         assert re.search(rf"\b{kid} = \d+,", cdef), kid
     for op in ("prelu", "softmax"):
         for pass_ in ("fwd", "bwd"):
             for sfx in ("f32", "f64"):
                 assert re.search(rf"\bfa_{op}_{pass_}_{sfx}\(", cdef), (op, pass_, sfx)
+
+
+def _c_block(text, start):
+    """The text of c_src/kernels.inc's function starting at ``start``."""
+    i = text.index(start)
+    return text[i:text.index("\n}\n", i)]
+
+
+def test_c_primitives_are_ports_of_the_python_ones():
+    """c_src/kernels.inc's float32 polynomials, clamps and float64 Taylor
+    coefficients are _prims.py's (the same literals, in the same order), and
+    its constants C_* equal the Python ones."""
+    from fastact import _prims
+    text = (ROOT / "c_src" / "kernels.inc").read_text()
+    f32 = text[text.index("#if FA_F32\n#define UT uint32_t"):text.index("#else\n#define UT uint64_t")]
+    f64 = text[text.index("#else\n#define UT uint64_t"):text.index("#endif", text.index(
+        "#else\n#define UT uint64_t"))]
+
+    def literals(block, branch):
+        part = block.split("#else")[branch] if "#else" in block else block
+        return [float(v) for v in re.findall(r"\(T\)([-+0-9.e]+)\)?[);,]", part)]
+    assert literals(_c_block(text, "FA_INLINE T N_(expm1_poly)"), 0) == list(
+        _prims.EXPM1_POLY_F32)
+    assert literals(_c_block(text, "FA_INLINE T N_(exp_poly)"), 0)[:5] == list(
+        _prims.EXP_POLY_F32)
+    taylor = [eval(v) for v in re.findall(r"(1\.0 / [0-9.]+)", _c_block(text, "FA_INLINE T N_(taylor_q)"))]
+    assert taylor == [1.0 / math.factorial(k) for k in range(13, 1, -1)]
+
+    def const(block, name):
+        return float(re.search(rf"#define {name} \(\(T\)([-0-9.e]+)\)", block).group(1))
+    for block, key, d in ((f32, "f32", _prims._F32), (f64, "f64", _prims._F64)):
+        assert const(block, "C_RATIO_HI") == _prims.RATIO_HI[key]
+        assert const(block, "C_RATIO_LO") == d["lo"]
+        for c_name, py in (("C_LOG2E", "log2e"), ("C_LN2HI", "ln2hi"), ("C_LN2LO", "ln2lo"),
+                           ("C_EM1_LO", "em1_lo"), ("C_MUL_LO", "mul_lo"), ("C_EXP_HI", "hi")):
+            assert const(block, c_name) == d[py], (key, c_name)
 
 
 def test_generated_op_list_is_current():
@@ -118,7 +156,7 @@ def test_every_c_kernel_is_inlined_and_vectorized(cb):
     for name, pass_ in c_ops():
         if _registry.REGISTRY[name].kind != "elementwise":
             continue
-        stem = f"{name}_{'fwd' if pass_ == 'forward' else 'bwd'}_run"
+        stem = f"{name}_{PASS_SUFFIX[pass_]}_run"
         for isa, reg in (("avx512", "zmm"), ("avx2", "ymm")):
             for sfx in ("f32", "f64"):
                 sym = f"{stem}_{sfx}_{isa}"
@@ -146,7 +184,7 @@ def test_every_elementwise_kernel_id_runs(cb):
     registry's."""
     from fastact._registry import c_ops, elementwise
     lib, ffi = cb._lib, cb._ffi
-    n_ew = 2 * len(elementwise())
+    n_ew = sum(len(_registry.REGISTRY[n].passes()) for n in elementwise())
     assert lib.FA_K_ELEMENTWISE_COUNT == n_ew and lib.FA_K_COUNT == len(c_ops())
     x = np.linspace(-3, 3, 64)
     out = np.empty_like(x)

@@ -130,7 +130,8 @@ def test_positional_parameters_work():
 
 def test_generated_signatures_follow_the_registry():
     """Each generated function has the registry's parameters, defaults and
-    keyword-only flags, then out=, backend=, stream= (keyword-only)."""
+    keyword-only flags, then from_output= (backwards offering it), out=,
+    backend=, stream= (keyword-only)."""
     import inspect
 
     from fastact._registry import REGISTRY, REQUIRED
@@ -141,8 +142,13 @@ def test_generated_signatures_follow_the_registry():
             name = spec.api_name + ("" if pass_ == "forward" else "_backward")
             params = list(inspect.signature(getattr(fastact, name)).parameters.values())
             api = spec.api_of(pass_)
-            assert [p.name for p in params] == arrays + [p.name for p in api] + [
+            # from_output (keyword-only) where the registry offers the backward from y
+            y = ["from_output"] if pass_ == "backward" and spec.from_output else []
+            assert [p.name for p in params] == arrays + [p.name for p in api] + y + [
                 "out", "backend", "stream"], name
+            if y:
+                assert params[-4].kind == params[-4].KEYWORD_ONLY and params[-4].default is False
+                assert "from_output" in getattr(fastact, name).__doc__
             for p, q in zip(params[len(arrays):], api):
                 assert p.default == (inspect.Parameter.empty if q.default is REQUIRED
                                      else q.default), (name, q.name)

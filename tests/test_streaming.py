@@ -84,7 +84,8 @@ def test_blocked_elementwise_matches_the_regular_path(op, dtype, out_kind, threa
         assert_bitwise_equal(got, want)
         if op.exact:
             assert_bitwise_equal(got, fn(*args, backend="numpy"))
-    assert [p for _, p in spy] == ["forward", "backward"], spy
+    # the backward from y takes its own kernels where the registry has them
+    assert [p for _, p in spy] in (["forward", "backward"], ["forward", "backward_y"]), spy
 
 
 @pytest.mark.parametrize("cols", [256, 1000, 4099])

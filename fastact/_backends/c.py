@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _threads, config
 from .._registry import REGISTRY, rowwise
+from .._spec import PASS_SUFFIX
 from . import Backend, prelu_run
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
@@ -45,7 +46,7 @@ _FASTCALL_MODULE = "fastact._backends._cfastcall"
 def _kernel_id_name(name, pass_):
     """The C kernel id of a registry entry's pass (c_src/ops.h, generated
     from the registry): ``FA_K_<NAME>_<FWD|BWD>``."""
-    return f"FA_K_{name.upper()}_{'FWD' if pass_ == 'forward' else 'BWD'}"
+    return f"FA_K_{name.upper()}_{PASS_SUFFIX[pass_].upper()}"
 
 
 _SUFFIX = {"f": "f32", "d": "f64"}
@@ -187,9 +188,9 @@ class CBackend(Backend):
             address = int(self._ffi.cast("uintptr_t",
                                          self._ffi.addressof(self._lib, "fa_elementwise")))
             k = self._fast_kernels[key] = self._fastcall.make_kernel(
-                address, kid, dtype, pass_ == "backward", nparams, REGISTRY[name].indexed,
+                address, kid, dtype, pass_ != "forward", nparams, REGISTRY[name].indexed,
                 config.C_PARALLEL_MIN, _threads.team_size,
-                f"fastact C {name}_{'fwd' if pass_ == 'forward' else 'bwd'}")
+                f"fastact C {name}_{PASS_SUFFIX[pass_]}")
         return k
 
     @staticmethod

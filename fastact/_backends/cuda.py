@@ -233,8 +233,11 @@ def _make_binary(f, indexed):
 
 @functools.lru_cache(maxsize=None)
 def _elementwise_kernel(name, pass_, dtype):
-    fwd, bwd = _formulas(name, dtype)
     indexed = REGISTRY[name].indexed
+    if pass_ == "backward_y":
+        f = _device(REGISTRY[name].from_output.build(_prims(np.dtype(dtype).type)))
+        return _make_binary(f, indexed)
+    fwd, bwd = _formulas(name, dtype)
     if pass_ == "forward":
         return _make_unary(fwd, indexed)
     return _make_binary(bwd, indexed)

@@ -51,6 +51,14 @@ def _formulas(name, dtype):
     return tuple(_inlined(f) for f in REGISTRY[name].build(cpu_prims(dtype)))
 
 
+@functools.lru_cache(maxsize=None)
+def _formula(name, pass_, dtype):
+    """The compiled scalar formula of an elementwise entry's pass."""
+    if pass_ == "backward_y":
+        return _inlined(REGISTRY[name].from_output.build(cpu_prims(dtype)))
+    return _formulas(name, dtype)[pass_ != "forward"]
+
+
 # --- loop skeletons -----------------------------------------------------------
 
 #: the largest array whose flat indices all fit in 32 bits
@@ -323,20 +331,18 @@ def _make_blocked(tag, f, indexed, binary, dtype):
 @functools.lru_cache(maxsize=None)
 def _blocked_kernel(name, pass_, dtype):
     """The big-output kernel of ``name``'s ``pass_`` (see _make_blocked)."""
-    fwd, bwd = _formulas(name, dtype)
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
-    return _make_blocked(tag, fwd if pass_ == "forward" else bwd, REGISTRY[name].indexed,
-                         pass_ == "backward", dtype)
+    return _make_blocked(tag, _formula(name, pass_, dtype), REGISTRY[name].indexed,
+                         pass_ != "forward", dtype)
 
 
 @functools.lru_cache(maxsize=None)
 def _elementwise_kernel(name, pass_, dtype, parallel):
-    fwd, bwd = _formulas(name, dtype)
-    indexed = REGISTRY[name].indexed
+    f, indexed = _formula(name, pass_, dtype), REGISTRY[name].indexed
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
     if pass_ == "forward":
-        return _make_unary(tag, fwd, indexed, parallel)
-    return _make_binary(tag, bwd, indexed, parallel)
+        return _make_unary(tag, f, indexed, parallel)
+    return _make_binary(tag, f, indexed, parallel)
 
 
 @functools.lru_cache(maxsize=None)

@@ -26,7 +26,8 @@ class NumpyBackend(Backend):
     @_quiet
     def elementwise(self, name, pass_, ins, out, params):
         spec = REGISTRY[name]
-        fn = spec.reference_forward if pass_ == "forward" else spec.reference_backward
+        fn = {"forward": spec.reference_forward, "backward": spec.reference_backward}.get(
+            pass_) or spec.from_output.reference
         out[...] = fn(*ins, *params)
 
     @_quiet

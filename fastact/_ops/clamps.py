@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks
-from .._spec import Doc, Param, Spec, Torch, register
+from .._spec import Doc, FromOutput, Param, Spec, Torch, register
 
 
 #: the deviation of the backward kernels whose vectorized PyTorch loop masks a NaN input
@@ -85,6 +85,7 @@ array([-0.25,  0.5 ,  2.  ])""",
         backward_example=""">>> import numpy as np, fastact
 >>> fastact.hardtanh_backward(np.ones(4), np.array([-1.0, 0.0, 1.0, np.nan]))
 array([0., 1., 0., 1.])"""),
+    from_output=FromOutput(doc="the same mask (``y`` is ``x`` clamped)"),
     torch=Torch("hardtanh", lambda lo, hi: {"min_val": lo, "max_val": hi},
                 deviations=_NAN_PASSES % "0", skip=lambda x, *params: np.isnan(x),
                 forward_out=lambda A, x, out, lo, hi: A.hardtanh.out(x, lo, hi, out=out),
@@ -129,6 +130,7 @@ array([0. , 2.5, 6. , 6. ])""",
         backward_example=""">>> import numpy as np, fastact
 >>> fastact.relu6_backward(np.ones(4), np.array([0.0, 3.0, 6.0, np.nan]))
 array([0., 1., 0., 1.])"""),
+    from_output=FromOutput(doc="the same mask (``y`` is ``x`` clamped)"),
     torch=Torch("relu6", deviations=_NAN_PASSES % "0", skip=lambda x, *params: np.isnan(x),
                 forward_out=lambda A, x, out: A.hardtanh.out(x, 0.0, 6.0, out=out),
                 backward_out=lambda A, g, x, out: A.hardtanh_backward.grad_input(
