@@ -114,3 +114,33 @@ def test_gelu_grid_reaches_subnormal_results(dtype):
     x = _gelu_grid(dtype)
     y = np.abs(np.asarray(gelu(x), dtype=np.float64).astype(dtype))
     assert ((y > 0) & (y < np.finfo(dtype).tiny)).sum() > 20
+
+
+# --- the C primitives are ports of the Python ones ------------------------------------
+
+def test_c_special_primitives_are_ports_of_the_python_ones():
+    """c_src/kernels.inc's erfcx coefficients and K, log1p's polynomial and
+    exp_split's clamp are _prims.py's (the same values, in the same order)."""
+    import pathlib
+    import re
+
+    from fastact import _prims
+    text = (pathlib.Path(__file__).resolve().parent.parent / "c_src" / "kernels.inc").read_text()
+    i = text.index("FA_INLINE T N_(erfcx2)")
+    block = text[i:text.index("\n}\n", i)]
+    f32, f64 = block.split("#else")[0], block.split("#else")[1].split("#endif")[0]
+    c32 = [float(v) for v in re.findall(r"p = FMA\(p, q, \(T\)([-+0-9.e]+)\)", f32)]
+    c64 = [float(v) for v in re.findall(r"p = FMA\(p, q, ([-+0-9.e]+)\)", f64)]
+    first32 = float(re.search(r"T p = \(T\)([-+0-9.e]+);", f32).group(1))
+    first64 = float(re.search(r"T p = ([-+0-9.e]+);", f64).group(1))
+    assert [first32] + c32 == list(_prims._ERFCX_P32)
+    assert [first64] + c64 == list(_prims._ERFCX_P64)
+    assert float(re.search(r"const T K = \(T\)([0-9.]+)", f32).group(1)) == _prims._ERFCX_K32
+    assert float(re.search(r"const T K = ([0-9.]+)", f64).group(1)) == _prims._ERFCX_K64
+    i = text.index("FA_INLINE T N_(log1p)")
+    block = text[i:text.index("\n}\n", i)]
+    lg32 = [eval(v) for v in re.findall(r"\(T\)\((0x[0-9A-F]+ / [0-9.]+)\)", block)]
+    assert lg32 == [0xF89E26 / 2 ** 26, 0x91E9EE / 2 ** 25, 0xCCCE13 / 2 ** 25, 0xAAAAAA / 2 ** 24]
+    lg64 = [float(v) for v in re.findall(r"R = (?:FMA\(R, z, )?([0-9.]+e-01)", block)]
+    assert len(lg64) == 7 and lg64[0] == 1.479819860511658591e-01 and lg64[-1] == 6.666666666666735130e-01
+    assert "#define C_SPLIT_LO ((T)-210.0)" in text and "#define C_SPLIT_LO ((T)-1500.0)" in text
