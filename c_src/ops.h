@@ -49,16 +49,24 @@ enum {
     FA_K_MISH_BWD = 38,
     FA_K_TANHSHRINK_FWD = 39,
     FA_K_TANHSHRINK_BWD = 40,
-    FA_K_ELEMENTWISE_COUNT = 41,
-    FA_K_PRELU_FWD = 41,
-    FA_K_PRELU_BWD = 42,
-    FA_K_SOFTMAX_FWD = 43,
-    FA_K_SOFTMAX_BWD = 44,
-    FA_K_LOG_SOFTMAX_FWD = 45,
-    FA_K_LOG_SOFTMAX_BWD = 46,
-    FA_K_SOFTMIN_FWD = 47,
-    FA_K_SOFTMIN_BWD = 48,
-    FA_K_COUNT = 49
+    FA_K_SOFTPLUS_FWD = 41,
+    FA_K_SOFTPLUS_BWD = 42,
+    FA_K_LOGSIGMOID_FWD = 43,
+    FA_K_LOGSIGMOID_BWD = 44,
+    FA_K_GELU_TANH_FWD = 45,
+    FA_K_GELU_TANH_BWD = 46,
+    FA_K_GELU_FWD = 47,
+    FA_K_GELU_BWD = 48,
+    FA_K_ELEMENTWISE_COUNT = 49,
+    FA_K_PRELU_FWD = 49,
+    FA_K_PRELU_BWD = 50,
+    FA_K_SOFTMAX_FWD = 51,
+    FA_K_SOFTMAX_BWD = 52,
+    FA_K_LOG_SOFTMAX_FWD = 53,
+    FA_K_LOG_SOFTMAX_BWD = 54,
+    FA_K_SOFTMIN_FWD = 55,
+    FA_K_SOFTMIN_BWD = 56,
+    FA_K_COUNT = 57
 };
 /* cdef end */
 
@@ -104,7 +112,15 @@ enum {
     X(MISH_FWD, mish_fwd, 0, FA_OUT_PREFETCH) \
     X(MISH_BWD, mish_bwd, 1, FA_OUT_PREFETCH) \
     X(TANHSHRINK_FWD, tanhshrink_fwd, 0, FA_OUT_PREFETCH) \
-    X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH)
+    X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH) \
+    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_PREFETCH) \
+    X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
+    X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
+    X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH) \
+    X(GELU_TANH_FWD, gelu_tanh_fwd, 0, FA_OUT_PREFETCH) \
+    X(GELU_TANH_BWD, gelu_tanh_bwd, 1, FA_OUT_PREFETCH) \
+    X(GELU_FWD, gelu_fwd, 0, FA_OUT_PREFETCH) \
+    X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH)
 
 /* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
    softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,

@@ -18,6 +18,7 @@ Numba is imported lazily: importing fastact compiles nothing.
 """
 from __future__ import annotations
 
+import fractions
 import functools
 import hashlib
 import math
@@ -46,6 +47,20 @@ class Prims:
         # float32 only: hash24(i, key) -> the 24 random bits of RReLU draw i
         # (fastact._rng), as a float32 holding that integer exactly
         self.hash24 = None
+        # log1p(t), t > -1 (+inf, NaN pass); exp_split(v, vl) -> (q, nf)
+        # with exp(v + vl) = q * 2**nf for v <= 0, q in [0.70, 1.42] (vl the
+        # low part of a value carried in two parts); ldexp(m, nf) = m * 2**nf
+        # rounded once; two_prod(a, b) -> (p, e), a * b = p + e exactly;
+        # frexp2(b) -> (bm, kf), b = bm * 2**kf exactly (bm in [1, 2) for
+        # normal b)
+        self.log1p = self.exp_split = self.ldexp = self.two_prod = None
+        # ldexp_normal(m, nf): m * 2**nf where only a normal result matters
+        # (cheaper without vscalef: one factor, nf raised to the normal range)
+        self.frexp2 = self.ldexp_normal = None
+        # erfcx(t) = erfc(t) exp(t**2) for t >= 0 (gelu); erfcx2(t) -> (y, c)
+        # with erfcx(t) = y + c unrounded; fma(a, b, c) = a * b + c rounded
+        # once (emulated with an exact product where there is no FMA)
+        self.erfcx = self.erfcx2 = self.fma = None
 
 
 def _hash24_python(jit):
@@ -122,7 +137,111 @@ def math_prims(dtype, jit=_identity) -> Prims:
     prims = Prims(dt, math.exp, jit(exp_neg_ratio), math.expm1, jit(exp_mul), dt.type, jit)
     if dt == np.float32:
         prims.hash24 = _hash24_python(jit)
+    _math_log_prims(prims, jit)
     return prims
+
+
+def _math_log_prims(prims, jit):
+    """``log1p``, ``exp_split``, ``ldexp``, ``two_prod``, ``frexp2``,
+    ``ldexp_normal``, ``erfcx`` (see cpu_prims) from the ``math`` module: CUDA's libdevice routines on a GPU, Python's
+    libm in the simulator."""
+    dt = prims.dtype
+    T = dt.type
+    c = _F32 if dt == np.float32 else _F64
+    log2e, ln2hi, ln2lo = (T(c[k]) for k in ("log2e", "ln2hi", "ln2lo"))
+    lo = T(-210.0 if dt == np.float32 else -1500.0)     # cpu_prims' split_lo
+    zero, half, one = T(0.0), T(0.5), T(1.0)
+    K = 120 if dt == np.float32 else 1000
+    # Dekker's splitter: 2**ceil(p/2) + 1
+    split = T(4097.0 if dt == np.float32 else 134217729.0)
+
+    def log1p(t):
+        return T(math.log1p(t))
+
+    def exp_split(v, vl):
+        # exp(v + vl) = q * 2**nf for v <= 0; v below lo (and NaN, -inf)
+        # clamped to lo, vl then dropped: callers select NaN themselves
+        above = v > lo
+        vc = v if above else lo
+        n = T(math.floor(vc * log2e + half))
+        r = ((vc - n * ln2hi) - n * ln2lo) + (vl if above else zero)
+        return T(math.exp(r)), n
+
+    def ldexp(m, nf):
+        # in two factors, 2**k1 with |k1| <= K: a result that overflows is
+        # inf (the simulator's math.ldexp raises a range error), one in the
+        # subnormal range is rounded once
+        k = int(nf)
+        k1 = K if k > K else (-K if k < -K else k)
+        return T(math.ldexp(m, k1) * math.ldexp(one, k - k1))
+
+    def frexp2(b):
+        m, e = math.frexp(b)
+        return T(m + m), T(e - 1)
+
+    def two_prod(a, b):
+        # Dekker's exact product (kernels run without FMA contraction); an
+        # error term that is not finite (|a| or |b| near overflow) is dropped
+        p = a * b
+        ca, cb = split * a, split * b
+        ah, bh = ca - (ca - a), cb - (cb - b)
+        al, bl = a - ah, b - bh
+        e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+        return p, (e if abs(e) <= abs(p) else zero)
+
+    two_prod = jit(two_prod)
+    ex_K = T(_ERFCX_K32 if dt == np.float32 else _ERFCX_K64)
+    ex_p = tuple(T(v) for v in (_ERFCX_P32 if dt == np.float32 else _ERFCX_P64))
+
+    ex_ch = T(float(_ERFCX_C))
+    ex_cl = T(float(fractions.Fraction(_ERFCX_C) - fractions.Fraction(float(ex_ch))))
+    ip0, ip1 = T(1.28125), T(0.28125)
+    erfcx_poly = _horner(jit, ex_p)
+
+    def erfcx2(t):
+        # cpu_prims' erfcx2, its exact products by Dekker's (CUDA kernels run
+        # without FMA)
+        q = (t - ex_K) / (t + ex_K)
+        P = erfcx_poly(q)
+        ct, ctl = two_prod(ex_ch, t)
+        ctl = ctl + ex_cl * t
+        s = one + ct
+        sl = ((one - (s - ct)) if ct >= one else (ct - (s - one))) + ctl
+        y = P / s
+        ys, ye = two_prod(y, s)
+        r = ((P - ys) - ye) - y * sl
+        return y, r * (y * (ip0 + ip1 * q))
+
+    erfcx2 = jit(erfcx2)
+
+    def erfcx(t):
+        y, c = erfcx2(t)
+        return y + c
+
+    def fma(a, b, c):
+        # a * b + c with a * b exact (Dekker): one rounding but for the
+        # rounding of e + c
+        p, e = two_prod(a, b)
+        return p + (e + c)
+
+    prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
+    prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
+    prims.ldexp_normal, prims.erfcx = prims.ldexp, jit(erfcx)
+    prims.erfcx2, prims.fma = erfcx2, jit(fma)
+
+
+def _horner(jit, coefs, inline=None):
+    """p(q) = coefs[0] q**(n-1) + ... + coefs[-1] in Horner form, written out
+    (a loop over a long constant tuple is left a loop by LLVM, which keeps
+    the kernel around it scalar)."""
+    ns = {f"c{k}": v for k, v in enumerate(coefs)}
+    ns["inline"] = inline
+    lines = ["def horner(q):"] + (["    inline()"] if inline is not None else [])
+    lines.append("    p = c0")
+    lines += [f"    p = p * q + c{k}" for k in range(1, len(coefs))]
+    lines.append("    return p")
+    exec("\n".join(lines), ns)
+    return jit(ns["horner"])
 
 
 def inner_njit(**options):
@@ -404,6 +523,36 @@ _F64 = dict(log2e=1.4426950408889634, ln2hi=6.93147180369123816490e-01,
             em1_lo=-38.0, mul_lo=-1460.0)
 
 
+# erfcx(t) = erfc(t) exp(t**2) = P(q) / (1 + c t), c = 2 / sqrt(pi), q =
+# (t - K) / (t + K) in [-1, 1) for t in [0, inf) (Juffa's change of variable;
+# the factor 1 + c t makes P flat at both ends, P'(-1) = 0 and P(1) = 2/pi,
+# so that q's roundings barely matter): P's coefficients, highest degree
+# first, least-squares fits of (1 + c t) erfcx(t) on Chebyshev nodes of q
+# (mpmath, 113 bits), rounded to the dtype; measured with FMA Horner on 4000
+# points of q: 0.50 eps (float32, degree 11, K = 3), 0.72 eps (float64,
+# degree 25, K = 3.5).  c_src/kernels.inc's N_(erfcx) holds the same numbers.
+_ERFCX_K32 = 3.0
+_ERFCX_P32 = (
+    4.030561103718355e-05, -3.2322244805982336e-05, -0.0003927313955500722,
+    0.000805933668743819, 0.0017199007561430335, -0.01155071146786213,
+    0.027912572026252747, -0.03606021776795387, 0.007721821311861277,
+    0.08020254224538803, -0.21869197487831116, 0.7849446535110474,
+)
+_ERFCX_K64 = 3.5
+_ERFCX_P64 = (
+    1.0825768966606122e-10, -2.3599231241160103e-11, -1.2951816006656889e-09,
+    2.9305668378252013e-11, 9.03086917134394e-09, 1.663554913051919e-09,
+    -5.322909105949552e-08, -1.6241593404243784e-08, 3.1505615456669325e-07,
+    5.848625588575974e-08, -1.9921218223120564e-06, 6.515512718590448e-07,
+    1.2978361151607621e-05, -1.8320840451337615e-05, -7.059293932341185e-05,
+    0.00027131531021912556, -4.478101273391257e-05, -0.002261541116573507,
+    0.008926831796789592, -0.02014696261486962, 0.02983736510201146,
+    -0.023779730602904156, -0.015293751984939504, 0.09564533477514485,
+    -0.2050564406883516, 0.7685990958080297,
+)
+# c = 2 / sqrt(pi) as hi + lo (float64; float32 splits its own)
+_ERFCX_C = "1.128379167095512573896158903121545171688"
+
 # The float32 polynomials (float64 takes Taylor's 1/k!), shared with the C
 # primitives of c_src/kernels.inc, which write the same literals (a test
 # compares them):
@@ -507,6 +656,84 @@ def cpu_prims(dtype) -> Prims:
             s1, s2 = _pow2(builder, n1), _pow2(builder, builder.sub(n, n1))
             return builder.fmul(builder.fmul(m, s1), s2)
         return nb_f(nb_f, types.int32), codegen
+
+    @intrinsic
+    def ldexp_f(typingctx, m, nf):
+        """m * 2**nf for an integer-valued float nf (after one conversion to
+        int32, ``vcvttps2dq``), rounded once: ``llvm.ldexp`` (one
+        ``vscalef``) where AVX-512 has it; elsewhere three normal factors
+        2**e1 * 2**e2 * 2**e3 (e1 = n >> 2, e2 = (n - e1) >> 1, the rest),
+        n first raised to ldexp_floor (-300 / -2200: any |m| < 2**128 /
+        2**1024 then rounds to 0), n <= 300 / 2200; where the result is
+        subnormal the product before the last factor is normal for |m| >=
+        2**-40, so it is rounded once.  (c_src/kernels.inc: N_(ldexp).)"""
+        def codegen(context, builder, sig, args):
+            m, n = args[0], builder.fptosi(args[1], i32)
+            if scalef:
+                return _ldexp(builder, m, n)
+            floor = ir.Constant(i32, ldexp_floor)
+            n = builder.select(builder.icmp_signed("<", n, floor), floor, n)
+            e1 = builder.ashr(n, ir.Constant(i32, 2))
+            e2 = builder.ashr(builder.sub(n, e1), ir.Constant(i32, 1))
+            e3 = builder.sub(builder.sub(n, e1), e2)
+            r = m
+            for ek in (e1, e2, e3):
+                r = builder.fmul(r, _pow2(builder, ek))
+            return r
+        return nb_f(nb_f, nb_f), codegen
+
+    @intrinsic
+    def ldexp_normal_f(typingctx, m, nf):
+        """m * 2**nf where only normal results matter: ``vscalef`` where
+        AVX-512 has it, else one factor 2**max(n, 1 - bias) built from bits
+        (c_src/kernels.inc: N_(ldexp_normal))."""
+        def codegen(context, builder, sig, args):
+            m, n = args[0], builder.fptosi(args[1], i32)
+            if scalef:
+                return _ldexp(builder, m, n)
+            lo_n = ir.Constant(i32, 1 - bias)
+            n = builder.select(builder.icmp_signed("<", n, lo_n), lo_n, n)
+            return builder.fmul(m, _pow2(builder, n))
+        return nb_f(nb_f, nb_f), codegen
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        """a * b + c rounded once (``llvm.fma``: one ``vfmadd`` where the CPU
+        has FMA, a libm call elsewhere): two_prod's exact error term."""
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(t_float, [t_float] * 3),
+                f"llvm.fma.{'f32' if f32 else 'f64'}")
+            return builder.call(fn, list(args))
+        return nb_f(nb_f, nb_f, nb_f), codegen
+
+    # log1p's reduction (musl's log1pf / fdlibm's log1p): the bits of u plus
+    # one_bits - sqrth_bits carry the exponent k of u with its mantissa taken
+    # into [sqrt(2)/2, sqrt(2)); kernels.inc's N_(log1p) does the same
+    ldexp_floor = -300 if f32 else -2200
+    sqrth_bits = 0x3F3504F3 if f32 else 0x3FE6A09E667F3BCD
+    one_bits = 0x3F800000 if f32 else 0x3FF0000000000000
+    mant_mask = (1 << mbits) - 1
+
+    @intrinsic
+    def log_split(typingctx, u):
+        """(m, kf, s) for u > 0 (finite, normal): u = m * 2**k with m in
+        [sqrt(2)/2, sqrt(2)) exact, kf = float(k), s = 2**-min(k, bias - 1).
+        Integer work on the float's own width, no branches (+inf: a finite m
+        and k = bias + 1; callers select)."""
+        def codegen(context, builder, sig, args):
+            C = lambda v: ir.Constant(ity, v)           # noqa: E731
+            ix = builder.add(builder.bitcast(args[0], ity), C(one_bits - sqrth_bits))
+            k = builder.sub(builder.lshr(ix, C(mbits)), C(bias))
+            m = builder.bitcast(builder.add(builder.and_(ix, C(mant_mask)), C(sqrth_bits)),
+                                t_float)
+            k32 = k if f32 else builder.trunc(k, i32)
+            kf = builder.sitofp(k32, t_float)
+            top = ir.Constant(i32, bias - 1)
+            kc = builder.select(builder.icmp_signed(">", k32, top), top, k32)
+            s = _pow2(builder, builder.neg(kc))
+            return context.make_tuple(builder, sig.return_type, [m, kf, s])
+        return types.UniTuple(nb_f, 3)(nb_f), codegen
 
     @intrinsic
     def scale2nk(typingctx, m, n, ka, kb):
@@ -705,6 +932,118 @@ def cpu_prims(dtype) -> Prims:
         # 2**n * expm1(r) + (2**n - 1): exact scaling, one rounding in the sum
         return s * e + (s - one)
 
+    # --- log1p, exp_split, two_prod (softplus, logsigmoid; c_src/kernels.inc
+    # ports them line for line, with the same constants) ----------------------
+    if f32:
+        # musl's logf/log1pf Lg4..Lg1: R(z) = z (Lg1 + z (Lg2 + z (Lg3 + z Lg4)))
+        # with z = s**2, s = f / (2 + f), |s| <= 0.1716; under 1 ULP
+        lg = tuple(T(v) for v in (0xF89E26 / 2 ** 26, 0x91E9EE / 2 ** 25,
+                                  0xCCCE13 / 2 ** 25, 0xAAAAAA / 2 ** 24))
+    else:
+        # fdlibm's log1p Lp7..Lp1 (|error of the fit| < 2**-58.45)
+        lg = tuple(T(v) for v in (1.479819860511658591e-01, 1.531383769920937332e-01,
+                                  1.818357216161805012e-01, 2.222219843214978396e-01,
+                                  2.857142874366239149e-01, 3.999999999940941908e-01,
+                                  6.666666666666735130e-01))
+    two, half, inf = T(2.0), T(0.5), T(np.inf)
+    split_lo = T(-210.0 if f32 else -1500.0)
+
+    @njit
+    def log1p(t):
+        """log(1 + t) for t > -1 (+inf and NaN pass through; t <= -1 is not
+        handled): within 1 ULP.  u = 1 + t rounded, its rounding error c
+        (exact) carried along: 1 + t = (m + c 2**-k) 2**k with m in
+        [sqrt(2)/2, sqrt(2)) (log_split), so log1p(t) = k ln2 + log1p(f),
+        f = (m - 1) + c 2**-k (m - 1 exact, one rounding in the sum);
+        log1p(f) = f - f**2/2 + s (f**2/2 + R(s**2)), s = f / (2 + f)
+        (fdlibm's form), k ln2 in two parts (Cody-Waite)."""
+        inline()
+        u = one + t
+        m, kf, s = log_split(u)
+        c = (one - (u - t)) if kf >= two else (t - (u - one))
+        f = (m - one) + c * s
+        sd = f / (two + f)
+        z = sd * sd
+        R = lg[0]
+        for k in range(1, len(lg)):
+            R = R * z + lg[k]
+        R = R * z
+        hfsq = half * f * f
+        r = kf * ln2hi - ((hfsq - (sd * (hfsq + R) + kf * ln2lo)) - f)
+        return r if t < inf else t
+
+    @njit
+    def exp_split(v, vl):
+        """(q, nf) with exp(v + vl) = q * 2**nf, q in [0.70, 1.42] (the
+        polynomial on the reduced argument, vl added after the reduction,
+        where it is not swamped: vl is the low part of v = hi + lo), nf an
+        integer-valued float; for v <= 0.  v is clamped at split_lo (-210 /
+        -1500: exp(v) 2**(mbits + 1 - emin) still rounds to 0 there, so
+        that q 2**nf divided by the smallest subnormal does too) and vl then
+        dropped (-inf; vl NaN); NaN passes (nf is then garbage: callers
+        select)."""
+        inline()
+        below = v < split_lo
+        vc = split_lo if below else v
+        r, n = _reduce(vc)
+        r = r + (zero if below else vl)
+        return _exp_poly(r), T(n)
+
+    ex_K = T(_ERFCX_K32 if f32 else _ERFCX_K64)
+    ex_p = tuple(T(v) for v in (_ERFCX_P32 if f32 else _ERFCX_P64))
+
+    ex_ch = T(float(_ERFCX_C))
+    ex_cl = T(float(fractions.Fraction(_ERFCX_C) - fractions.Fraction(float(ex_ch))))
+    # 1/P ~ 1.28125 + 0.28125 q within 6% (P falls from 1 to 2/pi)
+    ip0, ip1 = T(1.28125), T(0.28125)
+
+    erfcx_poly = _horner(njit, ex_p, inline)
+
+    @njit
+    def erfcx2(t):
+        """(y, c) with erfc(t) exp(t**2) = y + c (c < 2 ULP of y), for t >= 0,
+        finite (t <= 2**60, say): P(q) /
+        (1 + c t), q = (t - K) / (t + K), Horner with FMA (the fit: 0.50 /
+        0.72 eps).  1 + c t = s + sl exactly (c in two parts, c t by FMA,
+        Fast2Sum); y = P / s rounded, r = P - y (s + sl) (FMA: exact but for
+        the small y sl), c = r / s with 1 / s ~ y / P, 1 / P by a line in q
+        (6%: the correction, about an ULP of y, is off by 0.06 ULP at most).
+        Error of y + c: the fit's."""
+        inline()
+        q = (t - ex_K) / (t + ex_K)
+        P = erfcx_poly(q)
+        ct = ex_ch * t
+        ctl = fma(ex_ch, t, -ct) + ex_cl * t
+        s = one + ct
+        sl = ((one - (s - ct)) if ct >= one else (ct - (s - one))) + ctl
+        y = P / s
+        r = fma(-y, s, P) - y * sl
+        return y, r * (y * (ip0 + ip1 * q))
+
+    @njit
+    def erfcx(t):
+        """erfcx2's y + c, rounded once."""
+        inline()
+        y, c = erfcx2(t)
+        return y + c
+
+    @njit
+    def frexp2(b):
+        """(bm, kf) with b = bm * 2**kf exactly, bm in [1, 2) for normal b
+        (exp_mul's split: in [2**-(mbits+1), 1) for a subnormal b, still
+        exact); b finite and nonzero."""
+        inline()
+        kb = exponent(b)
+        return b * pow2n(-kb), T(kb)
+
+    @njit
+    def two_prod(a, b):
+        """(p, e): p = a * b rounded and its error e = a * b - p, exact
+        (one FMA) while p is finite and not below the normal range."""
+        inline()
+        p_ = a * b
+        return p_, fma(a, b, -p_)
+
     wide = wide_vectors()
 
     U = np.uint64
@@ -774,8 +1113,13 @@ def cpu_prims(dtype) -> Prims:
         return types.float32(types.uint64, types.uint64), codegen
 
     # formula helpers get no contraction: RReLU slopes must stay bit-exact
-    prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit())
+    # (formula helpers inlined by Numba itself: a helper left a call by
+    # LLVM kept the plain loops of gelu float64 scalar)
+    prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit(inline="always"))
     prims.row_max, prims.row_min, prims.exp_diff = row_max, row_min, exp_diff
+    prims.log1p, prims.exp_split, prims.ldexp, prims.two_prod = log1p, exp_split, ldexp_f, two_prod
+    prims.frexp2, prims.ldexp_normal, prims.erfcx = frexp2, ldexp_normal_f, erfcx
+    prims.erfcx2, prims.fma = erfcx2, fma
     if f32:
         prims.hash24 = hash24
     return prims

@@ -106,7 +106,8 @@ FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
           "log_softmax", "softmin",
           "hardtanh", "relu6", "hardsigmoid", "hardswish", "hardshrink", "softshrink",
           "threshold", "softsign",
-          "silu", "tanh", "selu", "celu", "mish", "tanhshrink"}
+          "silu", "tanh", "selu", "celu", "mish", "tanhshrink",
+          "softplus", "logsigmoid", "gelu"}
 
 
 def test_readme_op_table_lists_every_activation():
