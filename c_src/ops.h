@@ -85,7 +85,7 @@ enum {
     X(THRESHOLD_BWD, threshold_bwd, 1, FA_OUT_STREAM) \
     X(SOFTSIGN_FWD, softsign_fwd, 0, FA_OUT_STREAM) \
     X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM) \
-    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_PREFETCH) \
+    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_STREAM) \
     X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
     X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
     X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH) \
