@@ -113,7 +113,7 @@ enum {
     X(MISH_BWD, mish_bwd, 1, FA_OUT_PREFETCH) \
     X(TANHSHRINK_FWD, tanhshrink_fwd, 0, FA_OUT_PREFETCH) \
     X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH) \
-    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_PREFETCH) \
+    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_STREAM) \
     X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
     X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
     X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH) \
