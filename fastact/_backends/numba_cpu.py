@@ -768,7 +768,7 @@ def _row_kernels(name, dtype, parallel):
         rest = zero
         for j in range(n):
             wide()
-            e = buf[U(j0) + U(j)]
+            e = W(buf[U(j0) + U(j)])
             ones = e == one
             c += one if ones else zero
             rest += zero if ones else e
@@ -825,22 +825,44 @@ def _row_kernels(name, dtype, parallel):
             scale(o1, base, n, W(1.0) / wide_sum(o1, base, n))
 
     tasks = config.ROW_TASKS
+    address = array_address()
+
+    @inner_njit()
+    def out_rest(o1, base, n):
+        """exp_rest's sums over exponentials already stored in o1's row"""
+        c = zero
+        acc = zero
+        comp = zero
+        if compensated:
+            for r0 in range(0, n, run):
+                ci, ri = rest_run(o1, base + r0, min(run, n - r0))
+                c += ci
+                acc, comp = kahan(acc, comp, ri)
+        else:
+            c, acc = rest_run(o1, base, n)
+        return c, acc - comp
 
     def forward_log(x, out):
-        # rows in at most ROW_TASKS tasks, each with a block buffer for the
-        # exponentials, allocated once
+        # rows in at most ROW_TASKS tasks; the exponentials go into the
+        # output's row (as softmax's) and are summed from there, or, where
+        # the output is the input, into a block buffer of each task's
         rows, n = x.shape
         x1, o1 = x.reshape(rows * n), out.reshape(rows * n)
+        in_place = address(x1) == address(o1)
         nt = max(1, min(rows, tasks)) if parallel else 1
         for t in prange(nt):
-            buf = np.empty(block, W)
+            buf = np.empty(block if in_place else 1, W)
             r0, r1 = t * rows // nt, (t + 1) * rows // nt
             for r in range(r0, r1):
-                base = r * n
+                base, nxt = r * n, min(r + 1, r1 - 1) * n
                 m = row_max(x1, base, n)
                 # log of the sum as log1p of its part beside the max's 1s
                 # (a sum near 1 rounds that part away: row [0, -30])
-                c, rest = exp_rest(x1, buf, base, n, m, min(r + 1, r1 - 1) * n)
+                if in_place:
+                    c, rest = exp_rest(x1, buf, base, n, m, nxt)
+                else:
+                    exp_row(x1, o1, base, n, m, nxt)
+                    c, rest = out_rest(o1, base, n)
                 log_row(x1, o1, base, n, m, math.log1p((c - one) + rest))
 
     def backward(g, y, out):
