@@ -26,7 +26,7 @@ import numpy as np
 from . import _checks, _rng
 from ._prims import math_prims
 from ._spec import (REGISTRY, REQUIRED, Doc, FromOutput, Param, Row, Spec, Torch,  # noqa: F401
-                    c_ops,
+                    c_ops, wide as _wide,
                     elementwise, parallel_min, register, rowwise, streamed)
 
 _register = register
@@ -455,8 +455,6 @@ def _ref_softmax_bwd(g, y):
 _AXIS = (Param("axis", -1, "the axis the rows run along", kw_only=True),)
 
 
-def _wide(dt):
-    return np.longdouble if dt == np.float64 else np.float64
 
 
 def _ref_log_softmax_fwd(x):

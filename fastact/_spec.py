@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import numpy as np
+
 from . import config
 
 #: a parameter without a default (the public function requires it)
@@ -190,6 +192,12 @@ def streamed(name: str, pass_: str) -> bool:
     prefetched blocked kernel, which streams each vector as it is computed
     (numba_cpu._make_blocked)."""
     return pass_ not in REGISTRY[name].compute_bound
+
+
+def wide(dtype):
+    """The references' working type: float64 for float32 data (every
+    product of two float32 exact), long double for float64."""
+    return np.float64 if np.dtype(dtype) == np.float32 else np.longdouble
 
 
 REGISTRY: dict[str, Spec] = {}

@@ -156,7 +156,7 @@ def _scan_kernels() -> dict:
     check("prelu backward streamed float64 short rows", nc._prelu_kernels(np.float64, "stream")[1],
           xs, xs, wd[:8], xs.copy(), np.empty((16, 256)), 2)
     s = np.ones((64, 256), dt)
-    fwd, bwd = nc._softmax_kernels(dt, True)
+    fwd, bwd = nc._row_kernels("softmax", dt, True)
     check("softmax forward parallel", fwd, s, s.copy())
     check("softmax backward parallel", bwd, s, s, s.copy())
 

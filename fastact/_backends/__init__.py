@@ -51,12 +51,6 @@ class Backend:
     def describe(self) -> dict:
         return {}
 
-    def softmax_forward(self, x, out, **kw):
-        self.rows_forward("softmax", x, out, **kw)
-
-    def softmax_backward(self, g, y, out, **kw):
-        self.rows_backward("softmax", g, y, out, **kw)
-
     def elementwise_kernel(self, name, pass_, dtype, small):
         elementwise = self.elementwise
 

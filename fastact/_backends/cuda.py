@@ -425,10 +425,6 @@ def _row_kernels(name, dtype):
     return _kernel(forward), _kernel(backward)
 
 
-def _softmax_kernels(dtype):
-    return _row_kernels("softmax", dtype)
-
-
 # --- strided copies (layout plumbing for the public layer) --------------------------
 
 @functools.lru_cache(maxsize=None)

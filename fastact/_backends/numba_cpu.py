@@ -622,10 +622,6 @@ def _prelu_kernels(dtype, parallel):
     return _jit(tag + "_fwd_stream", True)(forward_stream), backward_kernel(True)
 
 
-def _softmax_kernels(dtype, parallel):
-    return _row_kernels("softmax", dtype, parallel)
-
-
 @functools.lru_cache(maxsize=None)
 def _row_kernels(name, dtype, parallel):
     """The softmax family's row skeletons, specialized for the registry

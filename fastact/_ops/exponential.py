@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _checks
 from .._spec import Doc, FromOutput, Param, Spec, Torch, register
+from .._spec import wide as _wide
 
 
 def _torch_rtol(r):
@@ -160,8 +161,6 @@ def _silu(p):
     return forward, backward
 
 
-def _wide(dt):
-    return np.longdouble if dt == np.float64 else np.float64
 
 
 def _ref_sig(w):

@@ -8,12 +8,9 @@ import numpy as np
 
 from .. import _checks
 from .._spec import Doc, Param, Spec, Torch, register
+from .._spec import wide as _wide
 
 
-def _wide(dtype):
-    """The reference's working type: float64 for float32 data (every
-    product of two float32 exact), long double for float64."""
-    return np.float64 if dtype == np.float32 else np.longdouble
 
 
 # --- shared: g * sigmoid(z + zl) ---------------------------------------------------
@@ -303,7 +300,7 @@ def _gelu_v(p):
     """v(x) = x (c0 + c1 x**2) as vh + vl, accurate to a few eps**2 |v|: in the
     negative tail x sigmoid(v) ~ x exp(v), whose relative error is v's
     absolute error (|v| up to ~104 / 745 before the result underflows)."""
-    T, two_prod = p.T, p.two_prod
+    two_prod = p.two_prod
     c0h, c0l = _split_const(_C0, p.dtype)
     c1h, c1l = _split_const(_C1, p.dtype)
 
