@@ -13,8 +13,9 @@ cffi, a little slower on small arrays.
 * ``setup.py`` calls :func:`extension` so that ``pip install .`` and
   ``pip install -e .`` compile it as part of the normal build.
 * ``python build.py --generate`` writes ``c_src/ops.h``, the C op list, from
-  fastact's registry (:func:`ops_header`); the header is committed, and a
-  test checks it is current, so building needs no import of fastact;
+  fastact's registry (:func:`ops_header`), and README.md's op table
+  (:func:`op_table`); both are committed, and tests check they are current,
+  so building needs no import of fastact;
 * ``python build.py`` rebuilds it in place for development;
   ``python build.py --sanitize --outdir DIR`` builds an AddressSanitizer +
   UBSan variant into ``DIR`` (loaded with ``FASTACT_C_LIBRARY``, see
@@ -107,6 +108,14 @@ def ops_header() -> str:
                         for p in ("forward", "backward"))
             family.append(f"    X({n.upper()}, {n}, {int(spec.row.negate)}, {int(spec.row.log)}, "
                           f"{fwd}, {bwd})")
+    gates = []
+    for n, spec in REGISTRY.items():
+        if spec.kind == "gated":
+            gd, act = spec.gated, REGISTRY[spec.gated.act]
+            fwd, bwd = ("FA_OUT_PREFETCH" if p in spec.compute_bound else "FA_OUT_STREAM"
+                        for p in ("forward", "backward"))
+            gates.append(f"    X({n.upper()}, {n}, {gd.act}, {int(gd.swap)}, "
+                         f"{int(gd.complement)}, {int(act.saves == 'y')}, {fwd})")
     return (
         "/* ops.h: the C backend's op list.  GENERATED from fastact's registry by\n"
         "   `python build.py --generate` (build.py: ops_header); do not edit.\n"
@@ -121,16 +130,76 @@ def ops_header() -> str:
         "   softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,\n"
         "   rows of -x where negate, log-probabilities where log */\n"
         "#define FA_ROW_FAMILY(X) \\\n" + " \\\n".join(family) + "\n\n"
+        "/* X(NAME, name, act, swap, complement, saves_y, fwd_out) for every gated op\n"
+        "   (fastact/_spec.py: Gated): kernels FA_K_<NAME>_FWD/_BWD composing the\n"
+        "   formulas N_(act_fwd), N_(act_bwd) as fastact/_ops/gated.py does */\n"
+        "#define FA_GATED_FAMILY(X) \\\n" + " \\\n".join(gates) + "\n\n"
         "#endif /* FASTACT_OPS_H */\n")
 
 
+README = ROOT / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- op table: generated from the registry -->", "<!-- end of op table -->"
+
+
+def op_table() -> str:
+    """The README's op table, a row per public activation of the registry."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from fastact._registry import REGISTRY, REQUIRED
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def value(v):
+        if isinstance(v, str):
+            return f'"{v}"'
+        return "1/3" if isinstance(v, float) and abs(v - 1 / 3) < 1e-15 else repr(v)
+
+    def bound(b):
+        return {0: "bit-exact", "cond": "conditioning"}.get(b, f"{b} ULP")
+
+    rows = ["| op | parameters (defaults) | backward takes | accuracy, forward / backward "
+            "| bound by |",
+            "|----|-----------------------|----------------|------------------------------"
+            "|----------|"]
+    for spec in REGISTRY.values():
+        if not spec.public:
+            continue
+        if spec.kind == "prelu":
+            params = "weight, axis=1"
+        else:
+            params = ", ".join(p.name if p.default is REQUIRED else f"{p.name}={value(p.default)}"
+                               for p in spec.api) or "-"
+        takes = f"grad, {spec.saves}"
+        if spec.backward_api is not None:
+            takes += f" ({', '.join(spec.backward_api)})"
+        if spec.from_output is not None:
+            takes += "; or y (`from_output=True`)"
+        acc = " / ".join(bound(b) for b in spec.accuracy)
+        rows.append(f"| `{spec.api_name}` | {params} | {takes} | {acc} | "
+                    f"{'compute' if spec.compute_bound else 'memory'} |")
+    return "\n".join(rows)
+
+
+def readme_text() -> str:
+    """README.md with its op table regenerated."""
+    text = README.read_text()
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return head + TABLE_BEGIN + "\n" + op_table() + "\n" + TABLE_END + tail
+
+
 def generate(check: bool = False) -> bool:
-    """Write ``c_src/ops.h`` (or, with ``check``, only say whether it is current)."""
-    text = ops_header()
+    """Write ``c_src/ops.h`` and the README's op table (or, with ``check``,
+    only say whether both are current)."""
+    text, readme = ops_header(), readme_text()
     current = OPS_HEADER.exists() and OPS_HEADER.read_text() == text
-    if not check and not current:
-        OPS_HEADER.write_text(text)
-    return current
+    readme_current = README.read_text() == readme
+    if not check:
+        if not current:
+            OPS_HEADER.write_text(text)
+        if not readme_current:
+            README.write_text(readme)
+    return current and readme_current
 
 
 def compile_flags(openmp: bool = True, sanitize: bool = False) -> tuple[list, list]:
@@ -260,7 +329,8 @@ def main(argv=None):
     ap.add_argument("--no-openmp", action="store_true", help="build without threads")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--generate", action="store_true",
-                    help="write c_src/ops.h from fastact's registry, then stop")
+                    help="write c_src/ops.h and README.md's op table from fastact's "
+                    "registry, then stop")
     args = ap.parse_args(argv)
     if args.generate:
         print(f"{OPS_HEADER}: {'current' if generate() else 'written'}")

@@ -72,7 +72,8 @@ def _catalogue_calls():
     calls = {}
     for op in fastact.ACTIVATIONS:
         spec = registry_entry(op)
-        if spec is None or op in ("sigmoid", "relu", "leaky_relu", "elu"):
+        if spec is None or op in ("sigmoid", "relu", "leaky_relu", "elu") or \
+                spec.kind == "gated":           # check_gated, bench_gated
             continue
         if op == "softmax":
             continue
@@ -219,6 +220,71 @@ def _check_prelu_weight_grad(dev, ins, w_dev, w_host, dtype):
     return ok, f"weight grad rel. err {err.max():.2e}"
 
 
+# --- the gated family ---------------------------------------------------------------
+
+def _gated_ops():
+    from fastact._bench import registry_entry
+    return [op for op in fastact.ACTIVATIONS
+            if registry_entry(op) is not None and registry_entry(op).kind == "gated"]
+
+
+def check_gated(n, dtypes):
+    """Each gated op and parameter set on device arrays of ~n elements (rows
+    of 4096 split in halves) against the test suite's oracle and bounds
+    (tests/oracles_gated.py, which needs the test extras)."""
+    import pathlib
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from oracles_gated import VARIANTS
+    from oracles_gated import check as within_bounds
+    cuda, failures = _cuda(), []
+    rng = np.random.default_rng(7)
+    for dtype in dtypes:
+        for op in _gated_ops():
+            for kw in VARIANTS[op]:
+                x = (rng.standard_normal((max(n // 4096, 1), 4096)) * 3).astype(dtype)
+                x.reshape(-1)[:5] = [0.0, np.inf, -np.inf, np.nan, -100.0]
+                g = rng.uniform(-1, 1, (x.shape[0], 2048)).astype(dtype)
+                y = getattr(fastact, op)(cuda.to_device(x), **kw).copy_to_host()
+                dx = getattr(fastact, op + "_backward")(
+                    cuda.to_device(g), cuda.to_device(x), **kw).copy_to_host()
+                label = f"{op}{kw or ''}"
+                try:
+                    within_bounds(op, x, g, y, dx, -1, "cuda", **kw)
+                    print(f"  {label:22s} {np.dtype(dtype).name:8s} ok (oracle bounds)")
+                except AssertionError as e:
+                    failures.append((label, np.dtype(dtype).name, str(e)[:300]))
+                    print(f"  {label:22s} {np.dtype(dtype).name:8s} FAIL {str(e)[:200]}")
+    return failures
+
+
+def bench_gated(n, dtypes, peak):
+    """GB/s of each gated op: forward reads x, writes half of it; backward
+    reads the half-size gradient and x, writes x's size."""
+    cuda, rows = _cuda(), []
+    stream = cuda.stream()
+    for dtype in dtypes:
+        item = np.dtype(dtype).itemsize
+        x = cuda.to_device((np.random.default_rng(1).standard_normal(n) * 3).astype(dtype)
+                           .reshape(-1, 4096))
+        g = cuda.device_array((x.shape[0], 2048), dtype)
+        g.copy_to_device(np.ones(g.shape, dtype))
+        y, dx = cuda.device_array(g.shape, dtype), cuda.device_array(x.shape, dtype)
+        for op in _gated_ops():
+            f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
+            for name, fn, traffic in (
+                    (op, lambda: f(x, out=y, stream=stream), 1.5 * x.size * item),
+                    (op + "_backward", lambda: fb(g, x, out=dx, stream=stream),
+                     2.5 * x.size * item)):
+                ms = _time(fn, stream)
+                gbs = traffic / (ms * 1e-3) / 1e9
+                rows.append((name, np.dtype(dtype).name, ms, gbs, ELEMENTWISE_TARGET))
+                verdict = "ok" if gbs >= ELEMENTWISE_TARGET * peak else "BELOW TARGET"
+                print(f"  {name:22s} {np.dtype(dtype).name:8s} {ms:8.3f} ms {gbs:8.1f} GB/s "
+                      f"{gbs / peak:6.1%} of peak (target {ELEMENTWISE_TARGET:.0%}) {verdict}",
+                      flush=True)
+    return rows
+
+
 # --- bandwidth ---------------------------------------------------------------------------
 
 def peak_bandwidth():
@@ -340,6 +406,7 @@ def main(argv=None):
 
     print(f"\n1. correctness against the reference on {check_n} elements per array")
     failures = check(check_n, dtypes)
+    failures += check_gated(min(check_n, 1 << 18), dtypes)
 
     copy = copy_bandwidth(min(bench_n * 4, 1 << 30))
     peak = args.peak_gbs or peak_bandwidth()
@@ -348,6 +415,7 @@ def main(argv=None):
           + (f"{peak:.0f} GB/s" if peak else "unknown (the copy is used; pass --peak-gbs)"))
     peak = peak or copy
     rows = bench(bench_n, dtypes, peak)
+    rows += bench_gated(bench_n, dtypes, peak)
     bench_cupy(bench_n, peak)
 
     missed = [r for r in rows if r[3] < r[4] * peak]

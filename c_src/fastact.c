@@ -332,6 +332,11 @@ static const unsigned char fa_out_mode[FA_K_COUNT] = {
     [FA_K_##NAME##_FWD] = fwd_out, [FA_K_##NAME##_BWD] = bwd_out,
     FA_ROW_FAMILY(FA_ROW_MODE)
 #undef FA_ROW_MODE
+    /* the gated backward writes two halves with regular stores */
+#define FA_GATE_MODE(NAME, name, act, swap, complement, saves_y, fwd_out)            \
+    [FA_K_##NAME##_FWD] = fwd_out, [FA_K_##NAME##_BWD] = FA_OUT_REGULAR,
+    FA_GATED_FAMILY(FA_GATE_MODE)
+#undef FA_GATE_MODE
 };
 
 #if FA_X86
@@ -489,6 +494,20 @@ int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const vo
     }
     FA_ROW_FAMILY(FA_ROW_CASE)
 #undef FA_ROW_CASE
+    /* the gated family: x (d0, 2, d1), y and g (d0, d1) */
+#define FA_GATE_CASE(NAME, name, act, swap, complement, saves_y, fwd_out)            \
+    case FA_K_##NAME##_FWD: {                                                        \
+        fa_args a = {.in0 = in0, .out = out0, .n = d1};                              \
+        fa_launch(dtype, kernel, &a, d0 * d1, FA_ELEMENTWISE_GRAIN, 1, nthreads);    \
+        return 0;                                                                    \
+    }                                                                                \
+    case FA_K_##NAME##_BWD: {                                                        \
+        fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = d1};                  \
+        fa_launch(dtype, kernel, &a, d0 * d1, FA_ELEMENTWISE_GRAIN, 1, nthreads);    \
+        return 0;                                                                    \
+    }
+    FA_GATED_FAMILY(FA_GATE_CASE)
+#undef FA_GATE_CASE
     default:
         return -2;
     }

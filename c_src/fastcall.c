@@ -13,7 +13,9 @@
  * A row kernel (make_row_kernel: PReLU and softmax, through fa_rowwise)
  * takes its arrays, then their extents: prelu forward (x, w, out, outer, C,
  * inner), backward (g, x, w, gx, gw, outer, C, inner), softmax forward
- * (x, out, rows, n), backward (g, y, out, rows, n).
+ * (x, out, rows, n), backward (g, y, out, rows, n), the gated family forward
+ * (x, out, outer, M), backward (g, x, out, outer, M) (x and the backward's
+ * out hold 2 outer M elements).
  * It checks everything the C code relies on before calling it: NumPy arrays
  * of the kernel's dtype in native byte order, C-contiguous, all of one size,
  * a writeable output, the number and types of the parameters.  A failed
@@ -266,7 +268,8 @@ static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
 
 /* --- row kernels (fa_rowwise) ---------------------------------------------------- */
 
-enum { ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C };   /* _C: C elements (extent d1) */
+/* _C: C elements (extent d1); _2: twice the extents' product (a gated x) */
+enum { ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C, ROLE_IN_2, ROLE_OUT_2 };
 
 typedef struct {
     int kernel, narr, ndims;
@@ -286,6 +289,12 @@ static const RowLayout row_layouts[] = {
      "g, y, out, rows, n"},
     FA_ROW_FAMILY(ROW_FAMILY_LAYOUTS)
 #undef ROW_FAMILY_LAYOUTS
+#define GATED_LAYOUTS(NAME, name, act, swap, complement, saves_y, fwd_out)            \
+    {FA_K_##NAME##_FWD, 2, 2, {"x", "out"}, {ROLE_IN_2, ROLE_OUT}, "x, out, outer, M"}, \
+    {FA_K_##NAME##_BWD, 3, 2, {"g", "x", "out"}, {ROLE_IN, ROLE_IN_2, ROLE_OUT_2},     \
+     "g, x, out, outer, M"},
+    FA_GATED_FAMILY(GATED_LAYOUTS)
+#undef GATED_LAYOUTS
 };
 
 typedef struct {
@@ -326,10 +335,12 @@ static PyObject *row_kernel_call(PyObject *self_, PyObject *args, PyObject *kwar
     int nin = 0, nout = 0;
     for (int i = 0; i < L->narr; i++) {
         PyObject *o = PyTuple_GET_ITEM(args, i);
-        const int role = L->roles[i], output = role == ROLE_OUT || role == ROLE_OUT_C;
+        const int role = L->roles[i];
+        const int output = role == ROLE_OUT || role == ROLE_OUT_C || role == ROLE_OUT_2;
         if (check_array_of(k->name, k->type_num, o, L->names[i], output) < 0)
             return NULL;
-        const int64_t want = role == ROLE_IN_C || role == ROLE_OUT_C ? d[1] : total;
+        const int64_t want = role == ROLE_IN_C || role == ROLE_OUT_C ? d[1]
+                             : role == ROLE_IN_2 || role == ROLE_OUT_2 ? 2 * total : total;
         if ((int64_t)PyArray_SIZE((PyArrayObject *)o) != want) {
             PyErr_Format(PyExc_ValueError, "%U: %s has %zd elements, not %lld", k->name,
                          L->names[i], (Py_ssize_t)PyArray_SIZE((PyArrayObject *)o),
@@ -362,7 +373,7 @@ static PyObject *row_kernel_call(PyObject *self_, PyObject *args, PyObject *kwar
 }
 
 KERNEL_TYPE(RowKernelType, "RowKernel", RowKernel, row_kernel_call,
-            "A PReLU or softmax C kernel: its arrays, then their extents.");
+            "A PReLU, softmax-family or gated C kernel: its arrays, then their extents.");
 
 static PyObject *make_row_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
@@ -393,7 +404,7 @@ static PyMethodDef methods[] = {
     {"make_row_kernel", (PyCFunction)(void (*)(void))make_row_kernel,
      METH_VARARGS | METH_KEYWORDS,
      "make_row_kernel(address, kernel, dtype, parallel_min, threads, name): a RowKernel "
-     "calling fa_rowwise at `address` with kernel id `kernel` (PReLU or softmax)."},
+     "calling fa_rowwise at `address` with kernel id `kernel` (PReLU, softmax family, gated)."},
     {"make_kernel", (PyCFunction)(void (*)(void))make_kernel, METH_VARARGS | METH_KEYWORDS,
      "make_kernel(address, kernel, dtype, binary, nparams, has_key, parallel_min, threads, "
      "name): a Kernel calling fa_elementwise at `address` with kernel id `kernel`."},

@@ -66,7 +66,17 @@ enum {
     FA_K_LOG_SOFTMAX_BWD = 54,
     FA_K_SOFTMIN_FWD = 55,
     FA_K_SOFTMIN_BWD = 56,
-    FA_K_COUNT = 57
+    FA_K_GLU_FWD = 57,
+    FA_K_GLU_BWD = 58,
+    FA_K_REGLU_FWD = 59,
+    FA_K_REGLU_BWD = 60,
+    FA_K_GEGLU_FWD = 61,
+    FA_K_GEGLU_BWD = 62,
+    FA_K_GEGLU_TANH_FWD = 63,
+    FA_K_GEGLU_TANH_BWD = 64,
+    FA_K_SWIGLU_FWD = 65,
+    FA_K_SWIGLU_BWD = 66,
+    FA_K_COUNT = 67
 };
 /* cdef end */
 
@@ -129,5 +139,15 @@ enum {
     X(SOFTMAX, softmax, 0, 0, FA_OUT_PREFETCH, FA_OUT_STREAM) \
     X(LOG_SOFTMAX, log_softmax, 0, 1, FA_OUT_PREFETCH, FA_OUT_PREFETCH) \
     X(SOFTMIN, softmin, 1, 0, FA_OUT_PREFETCH, FA_OUT_STREAM)
+
+/* X(NAME, name, act, swap, complement, saves_y, fwd_out) for every gated op
+   (fastact/_spec.py: Gated): kernels FA_K_<NAME>_FWD/_BWD composing the
+   formulas N_(act_fwd), N_(act_bwd) as fastact/_ops/gated.py does */
+#define FA_GATED_FAMILY(X) \
+    X(GLU, glu, sigmoid, 1, 1, 1, FA_OUT_PREFETCH) \
+    X(REGLU, reglu, relu, 0, 0, 1, FA_OUT_STREAM) \
+    X(GEGLU, geglu, gelu, 0, 0, 0, FA_OUT_PREFETCH) \
+    X(GEGLU_TANH, geglu_tanh, gelu_tanh, 0, 0, 0, FA_OUT_PREFETCH) \
+    X(SWIGLU, swiglu, silu, 0, 0, 0, FA_OUT_PREFETCH)
 
 #endif /* FASTACT_OPS_H */

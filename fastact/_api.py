@@ -28,8 +28,9 @@ def _is_device(a):
     return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
 
 
-def _inputs(op, named):
-    """Validate the array arguments: one dtype, one shape, one side (host/device)."""
+def _inputs(op, named, same_shape=True):
+    """Validate the array arguments: one dtype, one shape (unless not
+    ``same_shape``), one side (host/device)."""
     on_dev = [_is_device(a) for _, a in named]
     if any(on_dev):
         if not all(on_dev):
@@ -69,7 +70,7 @@ def _inputs(op, named):
         if arr.dtype != first.dtype:
             raise TypeError(f"fastact.{op}: {name} has dtype {arr.dtype} but "
                             f"{first_name} has dtype {first.dtype}; they must match")
-        if arr.shape != first.shape:
+        if same_shape and arr.shape != first.shape:
             raise ValueError(f"fastact.{op}: {name} has shape {arr.shape} but "
                              f"{first_name} has shape {first.shape}; they must match")
     return xp, arrs
@@ -350,6 +351,32 @@ def _define_rows(spec, pass_):
     return fn
 
 
+def _define_gated(spec, pass_):
+    """The public function of a gated entry's ``pass_``: its parameters
+    and ``axis`` keyword-only, the others routed as an elementwise entry's."""
+    fname = spec.api_name if pass_ == "forward" else spec.api_name + "_backward"
+    params = [p for p in spec.api if p.name != "axis"]
+    keyword = [f"{p.name}=_d_{fname}_{p.name}" for p in params]
+    sig = ", ".join((["x"] if pass_ == "forward" else ["grad", "x"]) + ["*"] + keyword
+                    + ["axis=-1", "out=None", "backend=None", "stream=None"])
+    named = '[("x", x)]' if pass_ == "forward" else '[("grad", grad), ("x", x)]'
+    g = globals()
+    if params:
+        g[f"_route_{fname}"] = spec.route
+        values = ", ".join(p.name for p in params)
+        head = f"    name, _ = _route_{fname}({fname!r}, {values})\n"
+    else:
+        head = f"    name = {spec.name!r}\n"
+    src = (f"def {fname}({sig}):\n" + head +
+           f"    return _gated({fname!r}, name, {pass_!r}, {named}, axis, out, backend, "
+           "stream)\n")
+    g.update({f"_d_{fname}_{p.name}": p.default for p in params})
+    exec(compile(src, f"<fastact.{fname}>", "exec"), g)
+    fn = g[fname]
+    fn.__doc__ = _docstring(spec, pass_)
+    return fn
+
+
 def _backward_pass(op, name, from_output, params):
     """The kernels' pass for ``from_output``: "backward" (the derivative
     from x; also from y where the formula reads both alike), or
@@ -439,19 +466,20 @@ def _docstring(spec, pass_):
 
 def _arguments(spec, pass_):
     """The ``Arguments:`` and ``Returns`` block of one public function."""
+    gated = spec.kind == "gated"
     if pass_ == "forward":
         rows = [("x", _DOC_ARGS["x"])]
     else:
         saved = (spec.doc.saved_doc or ("the forward output" if spec.saves == "y"
                                         else "the forward input"))
-        rows = [("grad", _DOC_ARGS["grad"]), (spec.saves, saved)]
+        rows = [("grad", _DOC_ARGS["grad_gated" if gated else "grad"]), (spec.saves, saved)]
     rows += [(p.name, p.doc) for p in spec.api_of(pass_)]
     if pass_ == "backward" and spec.from_output is not None:
         rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
                      "instead of its input (the forward may then run in place); "
                      + spec.from_output.doc))
     rows += [(k, _DOC_ARGS[k]) for k in ("out", "backend", "stream")]
-    return _argument_block(rows, _RETURNS)
+    return _argument_block(rows, _RETURNS_GATED if gated and pass_ == "forward" else _RETURNS)
 
 
 def _argument_block(rows, returns):
@@ -469,9 +497,10 @@ GENERATED: dict = {}
 
 
 def _generate():
+    defines = {"elementwise": _define, "rowwise": _define_rows, "gated": _define_gated}
     for spec in REGISTRY.values():
-        if spec.kind in ("elementwise", "rowwise") and spec.public:
-            define = _define if spec.kind == "elementwise" else _define_rows
+        if spec.kind in defines and spec.public:
+            define = defines[spec.kind]
             for pass_ in ("forward", "backward"):
                 fn = define(spec, pass_)
                 GENERATED[fn.__name__] = fn
@@ -714,12 +743,55 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
     return _finish(xp, out, shape, dtype, moved, compute, named[0][1])
 
 
+# --- the gated family ---------------------------------------------------------------
+
+def _gated(op, name, pass_, named, axis, out, backend, stream):
+    """One gated call: registry entry ``name``'s ``pass_``, ``x`` split in
+    halves along ``axis``; ``named`` is ``[("x", x)]`` forward, ``[("grad",
+    g), ("x", x)]`` backward.  The kernels take C-contiguous ``x`` as
+    ``(outer, 2, M)``: any axis is then runs of ``M`` contiguous elements."""
+    xp, arrs = _inputs(op, named, same_shape=False)
+    x = arrs[-1]
+    if x.ndim == 0:
+        raise ValueError(f"fastact.{op}: x is 0-d; a gated unit splits an axis of x "
+                         "into two halves")
+    ax = _axis(op, axis, x.ndim)
+    L = x.shape[ax]
+    if L % 2:
+        raise ValueError(f"fastact.{op}: x has length {L} along axis {axis}; a gated unit "
+                         "splits it into two halves, so it must be even")
+    half = x.shape[:ax] + (L // 2,) + x.shape[ax + 1:]
+    if pass_ != "forward" and tuple(arrs[0].shape) != half:
+        raise ValueError(f"fastact.{op}: grad has shape {tuple(arrs[0].shape)}, expected "
+                         f"{half} (x's shape {tuple(x.shape)} with axis {ax} halved)")
+    shape, dtype = (half if pass_ == "forward" else x.shape), x.dtype
+    _check_out(op, xp, out, shape, dtype)
+    _check_stream(op, xp, stream)
+    b = _backend(op, xp, backend, x.size)
+    kw = {"stream": stream} if xp.device else {}
+    outer, M = math.prod(x.shape[:ax]), math.prod(half[ax:])
+    flats = [xp.flat(a) for a in arrs]
+    x3 = flats[-1].reshape(outer, 2, M)
+
+    def compute(target):
+        if not x.size:
+            return
+        if pass_ == "forward":
+            b.gated_forward(name, x3, target.reshape(outer, M), **kw)
+        else:
+            b.gated_backward(name, flats[0].reshape(outer, M), x3,
+                             target.reshape(outer, 2, M), **kw)
+
+    return _finish(xp, out, shape, dtype, flats, compute, named[-1][1])
+
+
 # --- the arguments, documented once -----------------------------------------------------
 
 _ARRAY = "float32 or float64, any shape and strides (a NumPy array, anything ``np.asarray`` accepts, or a CUDA device array)"
 _DOC_ARGS = {
     "x": f"input: {_ARRAY}",
     "grad": "upstream gradient dL/d(output): the saved array's shape and dtype",
+    "grad_gated": "upstream gradient dL/d(output): x's shape with ``axis`` halved, x's dtype",
     "x_saved": "the forward input",
     "weight": "the slopes: size 1 (shared), or shape ``(x.shape[axis],)`` (one per channel); "
               "a Python number or list takes x's dtype",
@@ -733,6 +805,9 @@ _DOC_ARGS = {
 }
 _RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new one "
             "(a device array of the input's kind for device input)")
+_RETURNS_GATED = ("an array of x's dtype and shape with ``axis`` halved: ``out`` where "
+                  "given, else a new one (a device array of the input's kind for device "
+                  "input)")
 #: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {
     prelu: ("x", "weight", "axis_prelu"), prelu_backward: ("grad", "x_saved", "weight", "axis_prelu"),

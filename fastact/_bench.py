@@ -11,7 +11,7 @@ in the same moment mostly does not.
 Memory traffic is nominal and the same for every implementation of one op:
 forward reads ``x`` and writes ``y``; backward reads ``grad`` and the saved
 tensor and writes ``grad_x``; PReLU also reads the weights and its backward
-writes their gradient.  What an implementation moves beyond that (PyTorch's
+writes their gradient; a gated op's ``y`` and ``grad`` are half of ``x``.  What an implementation moves beyond that (PyTorch's
 RReLU noise tensor, a second pass over a softmax row, NumPy temporaries) is
 its cost, not extra credit.
 """
@@ -69,7 +69,8 @@ ROOFLINE_MIN_SIZE = 1 << 20
 def shape_for(op, n, row=None):
     """The array shape a case of ``op`` uses for (about) ``n`` elements."""
     spec = registry_entry(op)
-    if spec is not None and spec.kind == "rowwise":
+    if spec is not None and spec.kind in ("rowwise", "gated"):
+        # gated: x's rows split in halves along the last axis
         L = min(row or SOFTMAX_ROW, n)
         return (max(n // L, 1), L)
     if op == "prelu" and row is not None:        # (samples, channels, row)
@@ -94,19 +95,26 @@ class Workload:
     w: np.ndarray | None = None      # prelu slopes
     gw: np.ndarray | None = None     # prelu weight gradient
     noise: np.ndarray | None = None  # rrelu slopes, for implementations that store them
+    out_backward: np.ndarray | None = None  # the backward's result where not out's shape (gated)
 
     @property
     def size(self):
         return self.x.size
 
+    def result(self, pass_):
+        """The preallocated result of ``pass_``."""
+        return self.out if pass_ == "forward" or self.out_backward is None else self.out_backward
+
     def traffic(self, pass_):
         """Nominal bytes moved by one call (see the module docstring)."""
         item = self.dtype.itemsize
         arrays = 2 if pass_ == "forward" else 3
+        if self.out_backward is not None:     # gated: x, half its size out (g in)
+            arrays = 1.5 if pass_ == "forward" else 2.5
         extra = 0
         if self.w is not None:
             extra = self.w.size * item * (1 if pass_ == "forward" else 2)
-        return arrays * self.size * item + extra
+        return int(arrays * self.size * item) + extra
 
 
 @functools.lru_cache(maxsize=4)
@@ -126,8 +134,12 @@ def make_workload(op, dtype, n, row=None):
     xb, gb = _base_data(dtype.name, m)
     x, g = xb.reshape(shape), gb.reshape(shape)
     out = np.empty(shape, dtype)
-    w = gw = noise = None
+    w = gw = noise = out_backward = None
     spec = registry_entry(op)
+    if spec is not None and spec.kind == "gated":
+        half = shape[:-1] + (shape[-1] // 2,)
+        g, out_backward = gb[:math.prod(half)].reshape(half), out
+        out = np.empty(half, dtype)
     if spec is not None:
         y = getattr(fastact, op)(x, **spec.example_kwargs()) if spec.saves == "y" else x
     elif op == "prelu":
@@ -141,7 +153,7 @@ def make_workload(op, dtype, n, row=None):
         y = np.where(x > 0, x, x * noise)
     else:
         y = x
-    return Workload(op, dtype, shape, x, y, g, out, w, gw, noise)
+    return Workload(op, dtype, shape, x, y, g, out, w, gw, noise, out_backward)
 
 
 # --- implementations ---------------------------------------------------------------
@@ -152,7 +164,7 @@ def registry_entry(op):
     whose training slopes PyTorch keeps in a noise tensor); else None."""
     from ._registry import REGISTRY
     for spec in REGISTRY.values():
-        if spec.kind in ("elementwise", "rowwise") and spec.public and \
+        if spec.kind in ("elementwise", "rowwise", "gated") and spec.public and \
                 spec.api_name == op != "rrelu":
             return spec
     return None
@@ -165,7 +177,7 @@ def _saved(wl, spec):
 def fastact_call(wl, pass_, backend):
     """A zero-argument callable running fastact's ``op`` on ``backend``."""
     import fastact
-    x, g, out, b = wl.x, wl.g, wl.out, backend
+    x, g, out, b = wl.x, wl.g, wl.result(pass_), backend
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:
@@ -234,7 +246,7 @@ def torch_call(wl, pass_):
     torch.set_num_threads(fastact.get_num_threads())
     A = torch.ops.aten
     t = torch.from_numpy
-    x, g, out = t(wl.x), t(wl.g), t(wl.out)
+    x, g, out = t(wl.x), t(wl.g), t(wl.result(pass_))
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
     if spec is not None:

@@ -79,6 +79,15 @@ class Torch:
     # how far (relative) PyTorch's finite results may lie from ours where
     # the deviations say it is less accurate (the parity test's tolerance)
     rtol: float = 0.0
+    # where torch.nn.functional has no such function: the PyTorch
+    # expression, function(F, x, **params(...)) (``name`` then describes it)
+    function: Callable | None = None
+
+    def call(self, F, x, *params):
+        """PyTorch's result for ``x`` (a tensor) with our public parameters."""
+        kw = self.params(*params)
+        return (self.function(F, x, **kw) if self.function is not None
+                else getattr(F, self.name)(x, **kw))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +118,31 @@ class Row:
 
 
 @dataclasses.dataclass(frozen=True)
+class Gated:
+    """A gated linear unit (kind ``"gated"``): ``x`` is split along the axis
+    into halves ``a`` (first) and ``b``; ``y = act(u) v`` with ``(u, v) =
+    (a, b)``, or ``(b, a)`` where ``swap`` (GLU: ``a sigmoid(b)``).  ``act``
+    names the elementwise entry (no parameters) whose formulas the gate
+    composes; the entry's ``build(p, f, fb)`` takes the backend's Prims and
+    the act's formulas compiled by it (``f(u)``, ``fb(g, s)`` with ``s`` as
+    the act saves: ``u`` or ``f(u)``) and returns ``forward(a, b)`` and ``backward(g, a, b) -> (da,
+    db)``: the composition is written once, in Python.  ``complement``:
+    the act's derivative is ``f(u) f(-u)`` (sigmoid), taken from ``u``
+    rather than from its output ``y`` (``1 - y`` cancels where ``y`` is near
+    1)."""
+    act: str
+    swap: bool = False
+    complement: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Spec:
     name: str
-    kind: str                       # "elementwise", "prelu" or "rowwise"
+    kind: str                       # "elementwise", "prelu", "rowwise" or "gated"
     saves: str                      # what backward reads besides grad: "x" or "y"
     params: tuple = ()              # names of the kernels' scalar parameters, in order
     build: Callable | None = None   # Prims -> (forward, backward) scalar functions
+    #                                 (kind "gated": see Gated)
     reference_forward: Callable | None = None
     reference_backward: Callable | None = None
     indexed: bool = False           # formula also takes the flat C-order index
@@ -147,6 +175,7 @@ class Spec:
     numpy_backward: Callable | None = None
     row: Row | None = None          # kind "rowwise": the softmax family's variant
     from_output: FromOutput | None = None   # the backward from y, where offered
+    gated: Gated | None = None      # kind "gated": the act and which half it takes
 
     def passes(self) -> tuple:
         """The kernels' passes of an elementwise entry: forward, backward
@@ -224,13 +253,19 @@ def rowwise() -> list[str]:
     return [n for n, s in REGISTRY.items() if s.kind == "rowwise"]
 
 
+def gated() -> list[str]:
+    """The gated entries (GLU and its variants), in registration order."""
+    return [n for n, s in REGISTRY.items() if s.kind == "gated"]
+
+
 def c_ops() -> list[tuple[str, str]]:
     """The C backend's kernels as (registry name, pass), in kernel-id order:
     every elementwise entry's forward and backward, then PReLU's, then the
-    row-wise entries'."""
+    row-wise entries', then the gated entries'."""
     both = ("forward", "backward")
     return ([(n, p) for n in elementwise() for p in REGISTRY[n].passes()]
-            + [("prelu", p) for p in both] + [(n, p) for n in rowwise() for p in both])
+            + [("prelu", p) for p in both] + [(n, p) for n in rowwise() for p in both]
+            + [(n, p) for n in gated() for p in both])
 
 
 #: the C kernel-name suffix of each pass (FA_K_<NAME>_<SUFFIX>, N_(<name>_<suffix>))

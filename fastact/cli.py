@@ -545,6 +545,14 @@ def _plot_grid(path, plt, np, fastact):
             panels.append((name, f"$y_0$ of {name}$(x, 0, 1)$", y[:, 0],
                            fb(e0, y)[:, 0]))
             continue
+        if spec.kind == "gated":             # the act's half x, the other 1
+            k = 1 if spec.gated.swap else 0
+            xx = np.stack([np.ones_like(x)] * 2, axis=1)
+            xx[:, k] = x
+            halves = "(1, x)" if k else "(x, 1)"
+            panels.append((name, f"{name}$({halves})$ halves (a, b)", f(xx)[:, 0],
+                           fb(np.ones((x.size, 1)), xx)[:, k]))
+            continue
         kw = spec.example_kwargs()
         y = f(x, **kw)
         dy = fb(one, y if spec.saves == "y" else x, **spec.example_kwargs("backward"))

@@ -283,11 +283,13 @@ def _warm_up_torch(t):
     for spec in REGISTRY.values():
         if spec.torch is None or spec.api is None:
             continue
-        kw = spec.torch.params(*spec.example_params())
+        kw = spec.torch.params(*spec.example_params())     # prelu's
         for dt in (t.float32, t.float64):
             x = t.linspace(-5, 5, 5000, dtype=dt).reshape(50, 100).requires_grad_()
-            args = (t.full((100,), 0.25, dtype=dt),) if spec.torch.name == "prelu" else ()
-            getattr(F, spec.torch.name)(x, *args, **kw).sum().backward()
+            if spec.torch.name == "prelu":
+                F.prelu(x, t.full((100,), 0.25, dtype=dt), **kw).sum().backward()
+            else:
+                spec.torch.call(F, x, *spec.example_params()).sum().backward()
 
 
 # --- the operations, as uniform callables ---------------------------------------------

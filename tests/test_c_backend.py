@@ -131,7 +131,8 @@ def test_generated_op_list_is_current():
     """c_src/ops.h is what `python build.py --generate` writes from the
     registry (run it after adding an op)."""
     b = _load_build_module()
-    assert b.generate(check=True), "c_src/ops.h is stale: run `python build.py --generate`"
+    assert b.generate(check=True), ("c_src/ops.h or README.md's op table is stale: run "
+                                    "`python build.py --generate`")
 
 
 def _disassembly(so, symbol):
@@ -143,8 +144,8 @@ def _disassembly(so, symbol):
 @pytest.mark.skipif(shutil.which("objdump") is None or platform.machine() not in ("x86_64", "AMD64"),
                     reason="needs objdump on x86-64")
 def test_every_c_kernel_is_inlined_and_vectorized(cb):
-    """Each elementwise range worker of the AVX-512 and AVX2 builds (the
-    kernels of c_src/ops.h, both dtypes) computes on vector registers and
+    """Each elementwise and gated range worker of the AVX-512 and AVX2 builds
+    (the kernels of c_src/ops.h, both dtypes) computes on vector registers and
     calls no function but libm's frexp (once per call, splitting a
     parameter): a formula or primitive left a call would keep its loop
     scalar.  Read from the built extension's disassembly."""
@@ -154,7 +155,7 @@ def test_every_c_kernel_is_inlined_and_vectorized(cb):
     allowed = re.compile(r"<(frexpf?|memcpy|memset)(@plt)?>")
     bad = {}
     for name, pass_ in c_ops():
-        if _registry.REGISTRY[name].kind != "elementwise":
+        if _registry.REGISTRY[name].kind not in ("elementwise", "gated"):
             continue
         stem = f"{name}_{PASS_SUFFIX[pass_]}_run"
         for isa, reg in (("avx512", "zmm"), ("avx2", "ymm")):

@@ -107,7 +107,8 @@ FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
           "hardtanh", "relu6", "hardsigmoid", "hardswish", "hardshrink", "softshrink",
           "threshold", "softsign",
           "silu", "tanh", "selu", "celu", "mish", "tanhshrink",
-          "softplus", "logsigmoid", "gelu"}
+          "softplus", "logsigmoid", "gelu",
+          "glu", "reglu", "geglu", "swiglu"}
 
 
 def test_readme_op_table_lists_every_activation():
@@ -118,6 +119,12 @@ def test_readme_op_table_lists_every_activation():
     text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = text[text.index("<!-- op table"):text.index("<!-- end of op table -->")]
     assert set(re.findall(r"^\| `(\w+)` \|", table, re.M)) == set(fastact.ACTIVATIONS)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fastact_build", pathlib.Path(__file__)
+                                                  .resolve().parents[1] / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert build.op_table() in table, "the op table is stale: run `python build.py --generate`"
 
 
 def test_package_surface():

@@ -21,6 +21,8 @@ import fastact
 from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, mixed_values,
                       oracle_elu_backward, oracle_softmax, oracle_softmax_backward,
                       softmax_backward_bound)
+from oracles_gated import GATED, VARIANTS
+from oracles_gated import check as check_gated
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "") == "1"
 STATUS = fastact.backends()["cuda"]
@@ -124,6 +126,11 @@ def _compile_every_kernel_to_ptx(cc=(9, 0)):
                 sf, sb = backend._row_kernels(name, dt)
                 compile_(sf, (A2, A2, i64), f"{name} forward {dt.__name__}")
                 compile_(sb, (A2, A2, A2, i64), f"{name} backward {dt.__name__}")
+        for name, spec in REGISTRY.items():
+            if spec.kind == "gated":
+                gf, gb = backend._gated_kernels(name, dt)
+                compile_(gf, (A1, A1, i64), f"{name} forward {dt.__name__}")
+                compile_(gb, (A1, A1, A1, i64), f"{name} backward {dt.__name__}")
         for kernel, what in zip(backend._copy_kernels(), ("gather", "scatter")):
             compile_(kernel, (A1, i64, t.UniTuple(i64, 3), t.UniTuple(i64, 3), A1),
                      f"{what} {dt.__name__}")
@@ -146,7 +153,7 @@ def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
     report = dict(line.rsplit(": fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
     specs = fastact._registry.REGISTRY.values()
     n = sum(len(s.passes()) for s in specs if s.kind == "elementwise")
-    n += 2 * sum(s.kind == "rowwise" for s in specs)
+    n += 2 * sum(s.kind in ("rowwise", "gated") for s in specs)
     assert len(report) == 2 * (n + 5), run.stdout
     # NVVM would contract lower + (upper - lower) * u into one FMA: the slopes
     # would then differ from the CPU backends'
@@ -194,6 +201,24 @@ def test_elementwise(op, pass_, dtype):
     assert got.shape == x.shape and got.dtype == dtype
     got = host(got)
     op.check(pass_, got, ins, f"cuda {op.id} {pass_}")
+
+
+@device
+@dtypes
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("op,kw", [(op, kw) for op in GATED for kw in VARIANTS[op]])
+def test_gated(op, kw, axis, dtype):
+    """The gated family on the device: the oracle's bounds, and in place."""
+    x = mixed_values(dtype, 96, seed=4).reshape(8, 12)
+    g = _grad((4, 12) if axis == 0 else (8, 6), dtype)
+    g = np.clip(g, -1, 1)            # g * v finite where v is (oracles_gated)
+    f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
+    y = f(to_dev(x), axis=axis, **kw)
+    dx = fb(to_dev(g), to_dev(x), axis=axis, **kw)
+    check_gated(op, x, g, host(y), host(dx), axis, f"cuda {op}", **kw)
+    xd = to_dev(x)
+    fb(to_dev(g), xd, axis=axis, out=xd, **kw)
+    np.testing.assert_array_equal(xd.copy_to_host(), host(dx))
 
 
 @device

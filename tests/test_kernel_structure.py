@@ -21,7 +21,7 @@ Checked: one kernel of each shape the backend generates (elementwise
 ``prange`` kernels unary, binary and indexed; the blocked kernels, unary,
 binary and indexed), PReLU forward (parallel) and
 backward (streamed; float64 parallel and streamed too), softmax forward and
-backward (parallel).  Not checked:
+backward (parallel), and every gated op's parallel kernels.  Not checked:
 kernels that allocate a buffer once per thread (streamed PReLU forward and
 softmax backward), which this scan cannot tell from a per-iteration cost.
 """
@@ -144,6 +144,22 @@ def _scan_kernels() -> dict:
                 res[f"{name} {pass_} {np.dtype(bt).name} blocked inlined"] = {
                     "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
                     "vectorized": vectorized(ir, bt)}
+    # the gated family's parallel kernels, the same checks (their run
+    # helpers are inlined: a call to a closure of the same generated name
+    # went to another op's code once both were loaded from the disk cache)
+    for bt in (np.float32, np.float64):
+        g1, x1 = np.ones(1 << 14, bt), np.ones(1 << 15, bt)
+        for name, spec in REGISTRY.items():
+            if spec.kind != "gated":
+                continue
+            fwd, bwd, same = nc._gated_kernels(name, bt, True)
+            for label, kernel, args in (("forward", fwd, (x1, g1.copy(), 128)),
+                                        ("backward", bwd, (g1, x1, x1.copy(), 128)),
+                                        ("backward in place", same, (g1, x1.copy(), 128))):
+                ir = _llvm(kernel, *args)
+                res[f"{name} {label} {np.dtype(bt).name} gated inlined"] = {
+                    "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
+                    "vectorized": vectorized(ir, bt)}
     x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
     check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
@@ -198,10 +214,12 @@ def test_no_refcounts_in_parallel_kernel_loops(scan):
 
 def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     """No formula, primitive or loop wrapper left a call; vector code; no
-    reference counts in the loops: every elementwise op of the registry."""
+    reference counts in the loops: every elementwise op of the registry (its
+    blocked kernel) and every gated op (its parallel kernels)."""
     from fastact._registry import REGISTRY
     checked = {k: v for k, v in scan.items() if "inlined" in k}
     n = sum(len(s.passes()) for s in REGISTRY.values() if s.kind == "elementwise")
+    n += 3 * sum(s.kind == "gated" for s in REGISTRY.values())
     assert len(checked) == 2 * n, sorted(checked)
     bad = {k: v for k, v in checked.items()
            if v["refcounts"] or v["calls"] or not v["vectorized"]}

@@ -14,6 +14,11 @@ outputs, and parameters already cast to that dtype (the RReLU key as
 ``rows_forward(name, x, out)`` / ``rows_backward(name, g, y, out)``
     ``name`` is a registry entry of kind ``"rowwise"`` (the softmax family,
     its ``row`` the variant); rows along the last axis of 2-D arrays.
+``gated_forward(name, x, out)`` / ``gated_backward(name, g, x, out)``
+    ``name`` is a registry entry of kind ``"gated"``; ``x`` (and the
+    backward's ``out``) has shape ``(outer, 2, M)``: the halves ``a =
+    x[:, 0]`` and ``b = x[:, 1]``; ``g`` and the forward's ``out`` have
+    shape ``(outer, M)``.
 
 ``elementwise_kernel(name, pass_, dtype, small)`` (optional)
     A callable ``f(*ins, out, params)`` doing what ``elementwise`` does, for

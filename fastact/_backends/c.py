@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _threads, config
 from .._registry import REGISTRY, rowwise
-from .._spec import PASS_SUFFIX
+from .._spec import PASS_SUFFIX, gated
 from . import Backend, prelu_run
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
@@ -52,7 +52,8 @@ def _kernel_id_name(name, pass_):
 _SUFFIX = {"f": "f32", "d": "f64"}
 # the row-wise kernels: op -> (inputs, arrays) of its call, extents after them
 _ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5),
-            **{f"{n}_{p}": (k, k + 1) for n in rowwise() for p, k in (("fwd", 1), ("bwd", 2))}}
+            **{f"{n}_{p}": (k, k + 1) for n in rowwise() + gated()
+               for p, k in (("fwd", 1), ("bwd", 2))}}
 _CTYPE = {"f": "float[]", "d": "double[]"}
 
 
@@ -259,6 +260,12 @@ class CBackend(Backend):
 
     def rows_backward(self, name, g, y, out):
         self._rowwise[name + "_bwd", out.dtype.char](g, y, out, *y.shape)
+
+    def gated_forward(self, name, x, out):
+        self._rowwise[name + "_fwd", out.dtype.char](x, out, x.shape[0], x.shape[2])
+
+    def gated_backward(self, name, g, x, out):
+        self._rowwise[name + "_bwd", out.dtype.char](g, x, out, x.shape[0], x.shape[2])
 
     def describe(self):
         lib = self._lib

@@ -647,6 +647,36 @@ class DeviceArrays:
         return result
 
 
+# --- the gated family ---------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _gated_kernels(name, dtype):
+    """forward(x, out, M) and backward(g, x, out, M) of a gated entry on flat
+    views of (outer, 2, M) and (outer, M), grid-stride over the output's
+    (the gradient's) flat index; the formulas composed by the registry's
+    ``build`` from the act's device formulas."""
+    spec = REGISTRY[name]
+    T = np.dtype(dtype).type
+    f, fb = _formulas(spec.gated.act, T)
+    fwd, bwd = (_device(h) for h in spec.build(_prims(T), f, fb))
+
+    def forward(x, out, M):
+        for k in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+            r = k // M
+            i = k + r * M          # 2 r M + (k - r M)
+            out[k] = fwd(x[i], x[i + M])
+
+    def backward(g, x, out, M):
+        for k in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
+            r = k // M
+            i = k + r * M
+            da, db = bwd(g[k], x[i], x[i + M])
+            out[i] = da
+            out[i + M] = db
+
+    return _kernel(forward), _kernel(backward)
+
+
 # --- launch shapes -------------------------------------------------------------------
 
 def _threads():
@@ -742,6 +772,16 @@ class CudaBackend(Backend):
 
     def rows_backward(self, name, g, y, out, stream=None):
         self._rows(_row_kernels(name, y.dtype.type)[1], (g, y, out), stream)
+
+    def gated_forward(self, name, x, out, stream=None):
+        fwd = _gated_kernels(name, x.dtype.type)[0]
+        self._launch(fwd, _grid(out.size), stream, x.reshape(-1), out.reshape(-1),
+                     np.int64(x.shape[2]))
+
+    def gated_backward(self, name, g, x, out, stream=None):
+        bwd = _gated_kernels(name, x.dtype.type)[1]
+        self._launch(bwd, _grid(g.size), stream, g.reshape(-1), x.reshape(-1),
+                     out.reshape(-1), np.int64(x.shape[2]))
 
     def describe(self):
         if _simulating():

@@ -922,6 +922,112 @@ def _row_kernels(name, dtype, parallel):
 
 # --- the backend ------------------------------------------------------------------
 
+# --- the gated family --------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _gate_formulas(name, dtype):
+    """A gated entry's ``forward(a, b)`` and ``backward(g, a, b) -> (da,
+    db)``, composed by the registry's ``build`` from its act's compiled
+    formulas."""
+    spec = REGISTRY[name]
+    f, fb = _formulas(spec.gated.act, dtype)
+    return tuple(_inlined(h) for h in spec.build(cpu_prims(dtype), f, fb))
+
+
+@functools.lru_cache(maxsize=None)
+def _gated_kernels(name, dtype, parallel):
+    """``forward(x1, o1, M)`` and ``backward(g1, x1, d1, M)`` of a gated
+    entry on flat views of ``(outer, 2, M)`` (``x1``, ``d1``) and ``(outer,
+    M)`` (``o1``, ``g1``): the output's flat range cut into blocks (the
+    threads' tasks, whatever ``outer`` and ``M`` are), each block walked in
+    runs within one row half.  ``backward_same`` is the backward writing
+    over ``x`` (in place), which LLVM vectorizes without the overlap check
+    that would send two distinct-looking arrays to its scalar loop."""
+    prange = _numba().prange if parallel else range
+    fwd, bwd = _gate_formulas(name, dtype)
+    wide = wide_vectors()
+    U = np.uint64
+    block = _block_elems(dtype)
+    tag = f"{name}_{np.dtype(dtype).name}"
+
+    # The run helpers are inlined into the kernels: a call left between a
+    # parallel kernel and a closure compiled in another process (both loaded
+    # from the disk cache) went to the other op's closure of the same
+    # generated name
+    inline = always_inline()
+
+    @inner_njit()
+    def fwd_run(x1, o1, xa, oa, M, n):
+        inline()
+        for j in range(n):
+            wide()
+            k = U(xa) + U(j)
+            o1[U(oa) + U(j)] = fwd(x1[k], x1[k + U(M)])
+
+    @inner_njit()
+    def bwd_run(g1, x1, d1, ga, xa, M, n):
+        inline()
+        for j in range(n):
+            wide()
+            k = U(xa) + U(j)
+            da, db = bwd(g1[U(ga) + U(j)], x1[k], x1[k + U(M)])
+            d1[k] = da
+            d1[k + U(M)] = db
+
+    @inner_njit()
+    def bwd_run_same(g1, x1, ga, xa, M, n):
+        inline()
+        for j in range(n):
+            wide()
+            k = U(xa) + U(j)
+            da, db = bwd(g1[U(ga) + U(j)], x1[k], x1[k + U(M)])
+            x1[k] = da
+            x1[k + U(M)] = db
+
+    def forward(x1, o1, M):
+        total = o1.shape[0]
+        for t in prange((total + block - 1) // block):
+            k = t * block
+            hi = min(k + block, total)
+            while k < hi:
+                r = k // M
+                j0 = k - r * M
+                n = min(M - j0, hi - k)
+                fwd_run(x1, o1, 2 * r * M + j0, k, M, n)
+                k += n
+
+    def backward(g1, x1, d1, M):
+        total = g1.shape[0]
+        for t in prange((total + block - 1) // block):
+            k = t * block
+            hi = min(k + block, total)
+            while k < hi:
+                r = k // M
+                j0 = k - r * M
+                n = min(M - j0, hi - k)
+                bwd_run(g1, x1, d1, k, 2 * r * M + j0, M, n)
+                k += n
+
+    def backward_same(g1, x1, M):
+        total = g1.shape[0]
+        for t in prange((total + block - 1) // block):
+            k = t * block
+            hi = min(k + block, total)
+            while k < hi:
+                r = k // M
+                j0 = k - r * M
+                n = min(M - j0, hi - k)
+                bwd_run_same(g1, x1, k, 2 * r * M + j0, M, n)
+                k += n
+
+    kernels = []
+    for fn, what in ((forward, "fwd"), (backward, "bwd"), (backward_same, "bwd_same")):
+        # named as the other kernels' entries (loop__<tag>)
+        fn.__qualname__ = fn.__qualname__.rsplit(".", 1)[0] + ".loop"
+        kernels.append(_jit(f"gated_{what}_{tag}", parallel)(fn))
+    return tuple(kernels)
+
+
 _STREAMING = streaming_supported()
 
 
@@ -1016,6 +1122,21 @@ class NumbaBackend(Backend):
         self._run(y.size, parallel_min(name),
                   lambda par: _row_kernels(name, y.dtype.type, par)[1], g, y, out,
                   big_out=out if streamed(name, "backward") else None)
+
+    def gated_forward(self, name, x, out):
+        self._run(out.size, parallel_min(name),
+                  lambda par: _gated_kernels(name, x.dtype.type, par)[0],
+                  x.reshape(-1), out.reshape(-1), x.shape[2])
+
+    def gated_backward(self, name, g, x, out):
+        if np.shares_memory(x, out):         # in place (the API passes no other overlap)
+            self._run(g.size, parallel_min(name),
+                      lambda par: _gated_kernels(name, x.dtype.type, par)[2],
+                      g.reshape(-1), out.reshape(-1), x.shape[2])
+            return
+        self._run(g.size, parallel_min(name),
+                  lambda par: _gated_kernels(name, x.dtype.type, par)[1],
+                  g.reshape(-1), x.reshape(-1), out.reshape(-1), x.shape[2])
 
     def describe(self):
         # fastact's thread count: numba.get_num_threads() would start Numba's

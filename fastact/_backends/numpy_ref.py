@@ -50,5 +50,13 @@ class NumpyBackend(Backend):
     def rows_backward(self, name, g, y, out):
         out[...] = REGISTRY[name].reference_backward(g, y)
 
+    @_quiet
+    def gated_forward(self, name, x, out):
+        out[...] = REGISTRY[name].reference_forward(x)
+
+    @_quiet
+    def gated_backward(self, name, g, x, out):
+        out[...] = REGISTRY[name].reference_backward(g, x)
+
     def describe(self):
         return {"numpy": np.__version__}

@@ -1,0 +1,212 @@
+"""The gated family (glu, reglu, geglu, swiglu): values against the
+high-precision oracles of ``oracles_gated.py`` on every host backend, both
+dtypes and every axis, special values, layouts, ``out=`` and in place,
+finite differences, PyTorch parity, and the errors a user can meet."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastact
+from conftest import (DTYPES, assert_bitwise_equal, contiguous_copy, make_layout,
+                      mixed_values, special_values)
+from oracles_gated import GATED, VARIANTS, check
+
+CASES = [pytest.param(op, kw, id=op + ("-" + "-".join(map(str, kw.values())) if kw else ""))
+         for op in GATED for kw in VARIANTS[op]]
+
+
+def _fns(op, kw):
+    f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
+    return (lambda x, **k: f(x, **kw, **k)), (lambda g, x, **k: fb(g, x, **kw, **k))
+
+
+def _grad(shape, dtype, seed=3):
+    # |g| <= 1: g * v cannot overflow where v is finite (the backward's
+    # first product; beyond it the result is +-inf, as the docstrings say)
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(dtype)
+
+
+def _half(shape, axis):
+    s = list(shape)
+    s[axis] //= 2
+    return tuple(s)
+
+
+def test_registry_lists_the_family():
+    for op in GATED:
+        assert op in fastact.ACTIVATIONS and op + "_backward" in fastact.__all__
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+@pytest.mark.parametrize("op,kw", CASES)
+def test_values_every_axis(host_backend, op, kw, axis, dtype):
+    """Mixed values (0, -0, +-inf, NaN, huge, tiny, subnormal, normal draws)."""
+    shape = (6, 8, 10)
+    x = mixed_values(dtype, 480, seed=axis + 7).reshape(shape)
+    g = _grad(_half(shape, axis), dtype)
+    f, fb = _fns(op, kw)
+    y, dx = f(x, axis=axis, backend=host_backend), fb(g, x, axis=axis, backend=host_backend)
+    assert y.shape == _half(shape, axis) and y.dtype == dtype
+    assert dx.shape == shape and dx.dtype == dtype
+    check(op, x, g, y, dx, axis, host_backend, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("op,kw", CASES)
+def test_big_arrays_parallel_kernels(fast_backend, op, kw, dtype):
+    """Arrays past the parallel and streaming thresholds, rows of odd lengths
+    (a thread's block spans row ends), against the oracle and the serial
+    kernels of small pieces."""
+    x = (np.random.default_rng(5).standard_normal((301, 2 * 1111)) * 4).astype(dtype)
+    g = _grad((301, 1111), dtype)
+    f, fb = _fns(op, kw)
+    y, dx = f(x, backend=fast_backend), fb(g, x, backend=fast_backend)
+    check(op, x, g, y, dx, -1, fast_backend, **kw)
+    for r in (0, 150, 300):       # one row alone takes the serial kernel
+        assert_bitwise_equal(f(x[r:r + 1], backend=fast_backend), y[r:r + 1])
+        assert_bitwise_equal(fb(g[r:r + 1], x[r:r + 1], backend=fast_backend), dx[r:r + 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("op,kw", CASES)
+def test_special_pairs(host_backend, op, kw, dtype):
+    """Every pair of special values as (a, b)."""
+    sp = special_values(dtype)
+    a, b = np.meshgrid(sp, sp, indexing="ij")
+    x = np.concatenate([a.reshape(-1, 1), b.reshape(-1, 1)], axis=1)
+    g = _grad((x.shape[0], 1), dtype)
+    f, fb = _fns(op, kw)
+    check(op, x, g, f(x, backend=host_backend), fb(g, x, backend=host_backend), -1,
+          host_backend, **kw)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "slice", "negstride", "transposed", "nd"])
+@pytest.mark.parametrize("op,kw", CASES)
+def test_layouts_match_contiguous(host_backend, op, kw, layout):
+    dtype = np.float32
+    x = make_layout(layout, mixed_values(dtype, 400, seed=4), dtype, shape=(4, 6, 8))
+    axis = 1 if x.shape[1] % 2 == 0 else -1
+    if x.shape[axis] % 2:
+        axis = next(k for k, n in enumerate(x.shape) if n % 2 == 0)
+    g = _grad(_half(x.shape, axis), dtype)
+    gs = g.T.copy().T                      # a non-C-contiguous gradient too
+    f, fb = _fns(op, kw)
+    xc = contiguous_copy(x)
+    assert_bitwise_equal(f(x, axis=axis, backend=host_backend),
+                         f(xc, axis=axis, backend=host_backend))
+    assert_bitwise_equal(fb(gs, x, axis=axis, backend=host_backend),
+                         fb(g, xc, axis=axis, backend=host_backend))
+
+
+@pytest.mark.parametrize("op,kw", CASES)
+def test_out_and_in_place(host_backend, op, kw):
+    dtype = np.float64
+    x = mixed_values(dtype, 240, seed=6).reshape(12, 20)
+    g = _grad((12, 10), dtype)
+    f, fb = _fns(op, kw)
+    want_y, want_d = f(x, backend=host_backend), fb(g, x, backend=host_backend)
+    out = np.empty((12, 10), dtype)
+    assert f(x, out=out, backend=host_backend) is out
+    assert_bitwise_equal(out, want_y)
+    strided = np.empty((12, 20), dtype)[:, ::2]          # a non-contiguous out
+    f(x, out=strided, backend=host_backend)
+    assert_bitwise_equal(strided, want_y)
+    xi = x.copy()                                         # the gradient over x
+    assert fb(g, xi, out=xi, backend=host_backend) is xi
+    assert_bitwise_equal(xi, want_d)
+    big = (np.random.default_rng(1).standard_normal((200, 2 * 3000))).astype(dtype)
+    gb = _grad((200, 3000), dtype)
+    want = fb(gb, big, backend=host_backend)
+    fb(gb, big, out=big, backend=host_backend)            # in place, parallel kernels
+    assert_bitwise_equal(big, want)
+    xo = x.copy()                                         # out overlapping x partly
+    f(xo, out=xo[:, 5:15], backend=host_backend)
+    assert_bitwise_equal(xo[:, 5:15], want_y)
+
+
+@pytest.mark.parametrize("op,kw", CASES)
+def test_finite_differences(op, kw):
+    """The backward is the forward's derivative: central differences in
+    float64 on inputs away from the kinks."""
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0.2, 2.5, (3, 8)) * rng.choice([-1, 1], (3, 8))
+    g = rng.standard_normal((3, 4))
+    f, fb = _fns(op, kw)
+    dx = fb(g, x)
+    h = 1e-6
+    num = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        num[i] = np.sum(g * (f(x + e) - f(x - e))) / (2 * h)
+    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("op,kw", CASES)
+def test_torch_parity(torch, op, kw):
+    """Against PyTorch's glu, and act(a) * b with PyTorch's act for the
+    others (PyTorch has no fused op), float64, finite inputs."""
+    from fastact._registry import REGISTRY
+    spec = REGISTRY[op]
+    x = np.random.default_rng(2).standard_normal((16, 40)) * 3
+    for axis in (0, 1):
+        gg = np.random.default_rng(3).standard_normal(_half(x.shape, axis))
+        params = [kw.get(p.name, p.default) for p in spec.api if p.name != "axis"] + [axis]
+        tx = torch.tensor(x, requires_grad=True)
+        ty = spec.torch.call(torch.nn.functional, tx, *params)
+        ty.backward(torch.tensor(gg))
+        y = getattr(fastact, op)(x, axis=axis, **kw)
+        dx = getattr(fastact, op + "_backward")(gg, x, axis=axis, **kw)
+        # PyTorch's gelu cancels below x = -1 (the gelu entry's deviations):
+        # there only absolutely close
+        atol = 1e-14 if op == "geglu" else 1e-300
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-13, atol=atol)
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=max(atol, 1e-15))
+
+
+def test_empty_and_shapes():
+    for op in GATED:
+        f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
+        x = np.empty((0, 6), np.float32)
+        assert f(x).shape == (0, 3) and fb(np.empty((0, 3), np.float32), x).shape == (0, 6)
+        x = np.empty((3, 0))
+        assert f(x).shape == (3, 0)
+        one = np.array([1.0, 2.0])                      # 1-D: axis 0
+        assert f(one).shape == (1,)
+
+
+@pytest.mark.parametrize("op", list(GATED))
+def test_errors(op):
+    f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
+    x = np.zeros((4, 6))
+    with pytest.raises(ValueError, match="must be even"):
+        f(np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="must be even"):
+        fb(np.zeros((4, 2)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="0-d"):
+        f(np.float64(1.0))
+    with pytest.raises(np.exceptions.AxisError):
+        f(x, axis=2)
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        f(x, axis=1.0)
+    with pytest.raises(ValueError, match=r"grad has shape \(4, 6\), expected \(4, 3\)"):
+        fb(np.zeros((4, 6)), x)
+    with pytest.raises(ValueError, match=r"out has shape"):
+        f(x, out=np.zeros((4, 6)))
+    with pytest.raises(ValueError, match=r"out has shape"):
+        fb(np.zeros((4, 3)), x, out=np.zeros((4, 3)))
+    with pytest.raises(TypeError, match="dtype"):
+        fb(np.zeros((4, 3), np.float32), x)
+    with pytest.raises(TypeError, match="dtype int64"):
+        f(np.zeros((4, 6), np.int64))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        f(x, dim=1)
+
+
+def test_geglu_approximate_checked():
+    with pytest.raises(ValueError, match='approximate must be "none" or "tanh"'):
+        fastact.geglu(np.zeros((2, 2)), approximate="erf")
+    with pytest.raises(ValueError, match='approximate must be "none" or "tanh"'):
+        fastact.geglu_backward(np.zeros((2, 1)), np.zeros((2, 2)), approximate=None)
