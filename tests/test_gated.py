@@ -210,3 +210,60 @@ def test_geglu_approximate_checked():
         fastact.geglu(np.zeros((2, 2)), approximate="erf")
     with pytest.raises(ValueError, match='approximate must be "none" or "tanh"'):
         fastact.geglu_backward(np.zeros((2, 1)), np.zeros((2, 2)), approximate=None)
+
+
+@pytest.mark.parametrize("backend", ["numba", "c"])
+@pytest.mark.parametrize("op,kw", CASES)
+def test_hypothesis_shapes_axes_values(backend, op, kw):
+    """Random shapes (1-D to 4-D, the split axis even), axes, strided views
+    and values (every float, specials included) against the oracle."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis.extra import numpy as hnp
+    from conftest import require_backend
+    require_backend(backend)
+
+    @st.composite
+    def cases(draw):
+        dt = np.dtype(draw(st.sampled_from(DTYPES)))
+        shape = list(draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=6)))
+        axis = draw(st.integers(-len(shape), len(shape) - 1))
+        shape[axis] = 2 * draw(st.integers(0, 4))
+        x = draw(hnp.arrays(dt, tuple(shape), elements=st.floats(
+            width=32 if dt == np.float32 else 64, allow_subnormal=True)))
+        if draw(st.booleans()) and x.ndim > 1:
+            x = np.asfortranarray(x)
+        g = draw(hnp.arrays(dt, _half(x.shape, axis), elements=st.floats(
+            -1, 1, width=32 if dt == np.float32 else 64)))
+        return x, g, axis
+
+    @settings(max_examples=15, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(cases())
+    def run(case):
+        x, g, axis = case
+        f, fb = _fns(op, kw)
+        y, dx = f(x, axis=axis, backend=backend), fb(g, x, axis=axis, backend=backend)
+        assert y.shape == g.shape and dx.shape == x.shape
+        check(op, x, g, y, dx, axis, backend, **kw)
+
+    run()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("half", [1111, 2048])
+@pytest.mark.parametrize("out_kind", ["fresh", "offset"])
+@pytest.mark.parametrize("op", ["glu", "reglu"])
+def test_streamed_forward_matches_the_regular_path(monkeypatch, op, half, out_kind, dtype):
+    """Numba's forward for big outputs (streaming stores from each run's
+    first 64-byte boundary; runs of rows whose length is not a whole number
+    of lines, an output off the boundary) gives the regular kernel's bits."""
+    from conftest import require_backend
+    from fastact import config
+    require_backend("numba")
+    x = (np.random.default_rng(8).standard_normal((77, 2 * half)) * 3).astype(dtype)
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", -1)
+    want = getattr(fastact, op)(x, backend="numba")
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
+    out = np.empty(77 * half + 1, dtype)[1:].reshape(77, half) if out_kind == "offset" else None
+    got = getattr(fastact, op)(x, out=out, backend="numba")
+    assert_bitwise_equal(got, want)

@@ -153,7 +153,9 @@ def _scan_kernels() -> dict:
             if spec.kind != "gated":
                 continue
             fwd, bwd, same = nc._gated_kernels(name, bt, True)
+            stream = nc._gated_kernels(name, bt, "stream")[0]
             for label, kernel, args in (("forward", fwd, (x1, g1.copy(), 128)),
+                                        ("forward streamed", stream, (x1, g1.copy(), 128, 2)),
                                         ("backward", bwd, (g1, x1, x1.copy(), 128)),
                                         ("backward in place", same, (g1, x1.copy(), 128))):
                 ir = _llvm(kernel, *args)
@@ -219,7 +221,7 @@ def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     from fastact._registry import REGISTRY
     checked = {k: v for k, v in scan.items() if "inlined" in k}
     n = sum(len(s.passes()) for s in REGISTRY.values() if s.kind == "elementwise")
-    n += 3 * sum(s.kind == "gated" for s in REGISTRY.values())
+    n += 4 * sum(s.kind == "gated" for s in REGISTRY.values())
     assert len(checked) == 2 * n, sorted(checked)
     bad = {k: v for k, v in checked.items()
            if v["refcounts"] or v["calls"] or not v["vectorized"]}

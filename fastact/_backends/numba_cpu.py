@@ -942,7 +942,9 @@ def _gated_kernels(name, dtype, parallel):
     threads' tasks, whatever ``outer`` and ``M`` are), each block walked in
     runs within one row half.  ``backward_same`` is the backward writing
     over ``x`` (in place), which LLVM vectorizes without the overlap check
-    that would send two distinct-looking arrays to its scalar loop."""
+    that would send two distinct-looking arrays to its scalar loop.
+    ``parallel="stream"``: ``(forward,)``, the forward for outputs too big
+    for the caches (:func:`_gated_stream`)."""
     prange = _numba().prange if parallel else range
     fwd, bwd = _gate_formulas(name, dtype)
     wide = wide_vectors()
@@ -1020,12 +1022,65 @@ def _gated_kernels(name, dtype, parallel):
                 bwd_run_same(g1, x1, k, 2 * r * M + j0, M, n)
                 k += n
 
+    if parallel == "stream":
+        return (_gated_stream(name, dtype, fwd_run),)
     kernels = []
     for fn, what in ((forward, "fwd"), (backward, "bwd"), (backward_same, "bwd_same")):
         # named as the other kernels' entries (loop__<tag>)
         fn.__qualname__ = fn.__qualname__.rsplit(".", 1)[0] + ".loop"
         kernels.append(_jit(f"gated_{what}_{tag}", parallel)(fn))
     return tuple(kernels)
+
+
+def _gated_stream(name, dtype, fwd_run):
+    """The gated forward for big outputs, ``forward(x1, o1, M, nthreads)``:
+    one task per thread over its blocks of the output (as _make_blocked's),
+    each run within a row half stored with streaming stores from the
+    output's first 64-byte boundary in it (the memory-bound gates read 2 and
+    write 1: the write's read for ownership is a third of the traffic)."""
+    prange = _numba().prange
+    fwd = _gate_formulas(name, dtype)[0]
+    block, blocks, span = _stream_blocks(dtype)
+    fence, put = streaming()[1], _store(True)
+    address, size = array_address(), np.dtype(dtype).itemsize
+    inline, wide = always_inline(), wide_vectors()
+    U = np.uint64
+
+    @inner_njit()
+    def fwd_run_nt(x1, o1, xa, oa, M, n):
+        inline()
+        for j in range(n):
+            wide()
+            k = U(xa) + U(j)
+            put(o1, U(oa) + U(j), fwd(x1[k], x1[k + U(M)]))
+
+    @inner_njit()
+    def thread_blocks(x1, o1, M, t, nthreads):
+        inline()
+        total = o1.shape[0]
+        first, b0, b1 = blocks(o1, t, nthreads)
+        base = address(o1)
+        aligned = base % size == 0
+        for blk in range(b0, b1):
+            lo, hi = span(blk, first, total)
+            k = lo
+            while k < hi:
+                r = k // M
+                j0 = k - r * M
+                n = min(M - j0, hi - k)
+                # the head, up to out's next 64-byte boundary, stored as usual
+                h = min(n, (-(base + k * size) & 63) // size) if aligned else n
+                if h > 0:
+                    fwd_run(x1, o1, 2 * r * M + j0, k, M, h)
+                if n > h:
+                    fwd_run_nt(x1, o1, 2 * r * M + j0 + h, k + h, M, n - h)
+                k += n
+        fence()            # the streamed stores drained before the region ends
+
+    def loop(x1, o1, M, nthreads):
+        for t in prange(nthreads):
+            thread_blocks(x1, o1, M, t, nthreads)
+    return _jit(f"gated_fwd_stream_{name}_{np.dtype(dtype).name}", True)(loop)
 
 
 _STREAMING = streaming_supported()
@@ -1126,10 +1181,11 @@ class NumbaBackend(Backend):
     def gated_forward(self, name, x, out):
         self._run(out.size, parallel_min(name),
                   lambda par: _gated_kernels(name, x.dtype.type, par)[0],
-                  x.reshape(-1), out.reshape(-1), x.shape[2])
+                  x.reshape(-1), out.reshape(-1), x.shape[2], big_out=out)
 
     def gated_backward(self, name, g, x, out):
-        if np.shares_memory(x, out):         # in place (the API passes no other overlap)
+        # in place: the public layer passes out as x's own buffer or apart from it
+        if out.__array_interface__["data"][0] == x.__array_interface__["data"][0]:
             self._run(g.size, parallel_min(name),
                       lambda par: _gated_kernels(name, x.dtype.type, par)[2],
                       g.reshape(-1), out.reshape(-1), x.shape[2])
