@@ -224,6 +224,45 @@ def _direct(arrays, out):
     return dt
 
 
+def _dense_order(arrs):
+    """The axes of the operands in memory order, where they all share one
+    dense layout other than C order (F order, any permutation of a
+    contiguous array); else None.  Elementwise ops then walk the memory as
+    it lies, with no copy (NumPy's ``order="K"``)."""
+    a0 = arrs[0]
+    if a0.ndim < 2 or a0.flags.c_contiguous or not a0.size:
+        return None
+    st = a0.strides
+    for a in arrs[1:]:
+        if a.strides != st:
+            return None
+    perm = tuple(sorted(range(a0.ndim), key=lambda k: -abs(st[k])))
+    return perm if a0.transpose(perm).flags.c_contiguous else None
+
+
+def _elementwise_dense(b, name, pass_, arrs, p, out, perm):
+    """An elementwise call on operands of one dense layout (_dense_order):
+    1-D views in memory order, the result in the same layout (``out`` itself
+    where it has that layout and overlaps an input only by being it)."""
+    x = arrs[-1]
+    target = None
+    if out is not None and out.strides == x.strides:
+        if not any(np.may_share_memory(a, out) and not HOST.same_buffer(a, out)
+                   for a in arrs):
+            target = out
+    if target is None:
+        target = np.empty_like(x)              # order "K": x's layout
+        if target.strides != x.strides:        # pragma: no cover - NumPy keeps it
+            target = np.empty(x.transpose(perm).shape, x.dtype).transpose(np.argsort(perm))
+    b.elementwise(name, pass_, [a.transpose(perm).reshape(-1) for a in arrs],
+                  target.transpose(perm).reshape(-1), p)
+    if out is None:
+        return target
+    if target is not out:
+        out[...] = target
+    return out
+
+
 def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     """One elementwise call: ``arrays`` is ``(x,)`` forward, ``(grad, saved)``
     backward (named as the registry's ``saves`` says, for error messages)."""
@@ -294,8 +333,12 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
     b = _backend(op, xp, backend, x.size)
-    flats = [xp.flat(a) for a in arrs]
     p = _cast_params(params, dtype)
+    if not xp.device and not REGISTRY[name].indexed:
+        perm = _dense_order(arrs)
+        if perm is not None:
+            return _elementwise_dense(b, name, pass_, arrs, p, out, perm)
+    flats = [xp.flat(a) for a in arrs]
     kw = {"stream": stream} if xp.device else {}
 
     def compute(target):
