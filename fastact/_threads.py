@@ -6,7 +6,7 @@ import warnings
 
 from . import config
 
-#: the count set by set_num_threads; None: FASTACT_NUM_THREADS, else all CPUs
+#: the count set by set_num_threads; None: FASTACT_NUM_THREADS, else default_threads()
 _setting = {"n": None}
 _env = {}
 
@@ -65,6 +65,50 @@ def _env_threads() -> int | None:
     return _env["n"]
 
 
+def _cgroup_quota(root="/sys/fs/cgroup") -> int | None:
+    """CPUs a cgroup CPU quota allows (rounded up), None where there is none:
+    cgroup v2 ``cpu.max`` (``"<quota> <period>"`` or ``"max ..."``), else
+    v1's ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max" and int(period) > 0:
+            return max(1, -(-int(quota) // int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as f:
+            quota = int(f.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as f:
+            period = int(f.read())
+        if quota > 0 and period > 0:
+            return max(1, -(-quota // period))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def default_threads() -> int:
+    """The count without FASTACT_NUM_THREADS or set_num_threads:
+    OMP_NUM_THREADS's first entry where it is a positive integer (as
+    OpenMP libraries and Dask's workers set it), else the CPUs of the
+    affinity mask, fewer where a cgroup CPU quota allows fewer; at most
+    :func:`max_threads`, checked once."""
+    if "default" not in _env:
+        hi = max_threads()
+        omp = config.env_omp_threads()
+        if omp is not None and omp.isdigit() and int(omp) >= 1:
+            n = int(omp)
+        else:
+            n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else hi
+            quota = _cgroup_quota()
+            if quota is not None:
+                n = min(n, quota)
+        _env["default"] = max(1, min(n, hi))
+    return _env["default"]
+
+
 def max_threads() -> int:
     """Upper bound: Numba's pool size where Numba is installed, else the CPUs."""
     try:
@@ -86,12 +130,13 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """Threads the parallel kernels use: the last :func:`set_num_threads`,
-    else ``FASTACT_NUM_THREADS``, else all available CPUs; 1 in a process
-    forked after its parent ran parallel kernels (OpenMP's pool does not
-    survive fork())."""
+    else ``FASTACT_NUM_THREADS``, else :func:`default_threads`
+    (``OMP_NUM_THREADS``, the affinity mask, a cgroup quota); 1 in a
+    process forked after its parent ran parallel kernels (OpenMP's pool
+    does not survive fork())."""
     if _fork["child"]:
         return 1
     n = _setting["n"]
     if n is None:
         n = _env_threads()
-    return n if n is not None else max_threads()
+    return n if n is not None else default_threads()

@@ -9,6 +9,11 @@ Environment variables read here:
     initial thread count of the parallel CPU kernels: a positive integer; a
     value above the threads available is lowered to them, and one that is
     not a positive integer is ignored, each with a ``RuntimeWarning``.
+``OMP_NUM_THREADS``
+    where ``FASTACT_NUM_THREADS`` is unset: its first entry (``4`` of
+    ``4,2``), if a positive integer, is the initial count (lowered to the
+    threads available); else the CPUs of the process's affinity mask, fewer
+    where a cgroup CPU quota allows fewer (``fastact._threads``).
 """
 from __future__ import annotations
 
@@ -143,6 +148,12 @@ CUDA_PRELU_SEGMENT = 8192
 
 def env_backend() -> str | None:
     v = os.environ.get("FASTACT_BACKEND", "").strip().lower()
+    return v or None
+
+
+def env_omp_threads() -> str | None:
+    """OMP_NUM_THREADS's first entry (stripped), None where unset or empty."""
+    v = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     return v or None
 
 

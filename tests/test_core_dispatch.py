@@ -197,6 +197,7 @@ def _run_py(code, env=None, timeout=120):
     e = dict(os.environ)
     e.pop("FASTACT_BACKEND", None)
     e.pop("FASTACT_NUM_THREADS", None)
+    e.pop("OMP_NUM_THREADS", None)
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
     e.update(env or {})
     r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", textwrap.dedent(code)],
@@ -338,15 +339,46 @@ def test_env_num_threads():
     assert out.strip() == "1"
 
 
+@pytest.mark.parametrize("value, want", [("1", "1"), ("1,4", "1"), (" 1 ", "1"),
+                                         ("1000", "hi"), ("abc", "affinity"), ("", "affinity")])
+def test_omp_num_threads_is_the_default(value, want):
+    """Without FASTACT_NUM_THREADS, OMP_NUM_THREADS (its first entry; Dask's
+    nanny sets it to 1) is the count, at most the threads available; a
+    value that is no positive integer leaves the affinity mask's CPUs."""
+    code = ("import os, fastact; from fastact._threads import max_threads, _cgroup_quota; "
+            "aff = min(len(os.sched_getaffinity(0)), _cgroup_quota() or 10**6, max_threads()); "
+            "print(fastact.get_num_threads(), max_threads(), aff)")
+    n, hi, aff = _run_py(code, {"OMP_NUM_THREADS": value}).split()
+    assert n == {"hi": hi, "affinity": aff}.get(want, want)
+    both = _run_py("import fastact; print(fastact.get_num_threads())",
+                   {"OMP_NUM_THREADS": "1", "FASTACT_NUM_THREADS": hi})
+    assert both.strip() == hi                     # FASTACT_NUM_THREADS first
+
+
+@pytest.mark.parametrize("files, want", [
+    ({"cpu.max": "150000 100000\n"}, 2), ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None)])
+def test_cgroup_cpu_quota(tmp_path, files, want):
+    from fastact._threads import _cgroup_quota
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cgroup_quota(str(tmp_path)) == want
+
+
 _ENV_THREADS = """
 import warnings, numpy as np, fastact
-from fastact._threads import max_threads
+from fastact._threads import default_threads, max_threads
 with warnings.catch_warnings(record=True) as w:
     warnings.simplefilter("always")
     n = fastact.get_num_threads()
     fastact.relu(np.ones(1 << 20, np.float32))      # parallel kernels run with n threads
     fastact.get_num_threads()                      # warned once, not at each read
-print(n, max_threads(), len(w), w[0].category.__name__ if w else "", w[0].message if w else "")
+print(n, max_threads(), default_threads(), len(w), w[0].category.__name__ if w else "",
+      w[0].message if w else "")
 """
 
 
@@ -356,8 +388,9 @@ def test_env_num_threads_out_of_range_warns(value, kind):
     """A count above the available threads is lowered to them (it made the
     parallel kernels raise from inside Numba); one that is not a positive
     integer is ignored; each says so once, in a RuntimeWarning."""
-    n, hi, nwarn, cat, msg = _run_py(_ENV_THREADS, {"FASTACT_NUM_THREADS": value}).split(" ", 4)
-    assert n == hi and nwarn == "1" and cat == "RuntimeWarning"
+    n, hi, default, nwarn, cat, msg = _run_py(
+        _ENV_THREADS, {"FASTACT_NUM_THREADS": value}).split(" ", 5)
+    assert n == (hi if kind == "high" else default) and nwarn == "1" and cat == "RuntimeWarning"
     assert f"FASTACT_NUM_THREADS={value!r}" in msg if kind == "bad" else f"={value} is more" in msg
 
 
