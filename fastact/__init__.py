@@ -9,7 +9,7 @@ The activations are the registry's public entries (``fastact._registry``):
 their functions are generated from it, and ``ACTIVATIONS`` lists them.
 
 Importing fastact compiles nothing: kernels are compiled on first use and
-cached on disk.
+cached on disk (:func:`warmup` compiles every Numba kernel ahead of time).
 """
 from . import _api
 from ._api import prelu, prelu_backward
@@ -36,6 +36,16 @@ def backends():
     return status()
 
 
+def warmup(dtypes=("float32", "float64"), ops=None, progress=None):
+    """Compile every Numba kernel (of ``ops``, default all; in ``dtypes``)
+    into the disk cache now, for images and CI: later processes then load
+    them instead of compiling.  ``progress(label)`` is called before each
+    step.  Returns ``{"steps": n, "seconds": s}``.  ``fastact warmup`` runs
+    it with a progress bar."""
+    from ._warmup import warmup as run
+    return run(dtypes, ops, progress)
+
+
 __all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "backends", "get_num_threads",
-                  "set_num_threads", "use_backend"]
+                  "set_num_threads", "use_backend", "warmup"]
                  + [n for a in ACTIVATIONS for n in (a, a + "_backward")])

@@ -112,14 +112,14 @@ def _axis(op, axis, ndim):
     return axis % n
 
 
-def _backend(op, xp, backend, size):
+def _backend(op, xp, backend, size, name=None):
     if xp.device:
         if backend not in (None, "cuda"):
             _dispatch._check_name(backend)
             raise TypeError(f"fastact.{op}: device arrays run on the 'cuda' backend, "
                             f"not {backend!r}")
         return _dispatch.get("cuda")
-    b = _dispatch.choose(backend, size)
+    b = _dispatch.choose(backend, size, name)
     if b.name == "cuda":
         raise TypeError(f"fastact.{op}: the 'cuda' backend takes device arrays "
                         "(numba.cuda, CuPy, PyTorch CUDA); got host arrays. Copy "
@@ -297,7 +297,7 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                         or not _may_share(s, out))
             if fast:
                 n = x.size
-                b = _choose(backend, n)
+                b = _choose(backend, n, name)
                 # dt.char hashes faster than the dtype; device backends
                 # (cuda) have no entry and take the general path
                 key = (b, name, pass_, dt.char, n < _PARALLEL_MIN[name])
@@ -332,7 +332,7 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     shape, dtype = x.shape, x.dtype
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
-    b = _backend(op, xp, backend, x.size)
+    b = _backend(op, xp, backend, x.size, name)
     p = _cast_params(params, dtype)
     if not xp.device and not REGISTRY[name].indexed:
         perm = _dense_order(arrs)
@@ -644,7 +644,7 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
     if stream is None:
         shape3 = _prelu_direct(x, weight, axis, out)
         if shape3 is not None:
-            b = _choose(backend, x.size)
+            b = _choose(backend, x.size, "prelu")
             if b.name != "cuda":
                 res = _empty_like(x) if out is None else out
                 w = weight if weight.ndim == 1 else weight.reshape(-1)
@@ -654,7 +654,7 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
     _check_out(op, xp, out, xa.shape, xa.dtype)
     _check_stream(op, xp, stream)
     w, shape3, _ = _prelu_layout(op, xp, xa, weight, axis)
-    b = _backend(op, xp, backend, xa.size)
+    b = _backend(op, xp, backend, xa.size, "prelu")
     x3 = xp.flat(xa).reshape(shape3)
     kw = {"stream": stream} if xp.device else {}
 
@@ -688,7 +688,7 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
         if shape3 is not None and (out_w is None or (
                 type(out_w) is _ND and out_w.dtype is x.dtype and out_w.shape == weight.shape
                 and out_w.flags.writeable)):
-            b = _choose(backend, x.size)
+            b = _choose(backend, x.size, "prelu")
             if b.name != "cuda":
                 gx = _empty_like(x) if out_x is None else out_x
                 gw = np.empty(shape3[1], x.dtype)
@@ -712,7 +712,7 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     _check_stream(op, xp, stream)
     w, shape3, wshape = _prelu_layout(op, xp, xa, weight, axis)
     _check_out(op, xp, out_w, wshape, xa.dtype, "out[1]")
-    b = _backend(op, xp, backend, xa.size)
+    b = _backend(op, xp, backend, xa.size, "prelu")
     g3, x3 = xp.flat(ga).reshape(shape3), xp.flat(xa).reshape(shape3)
     gw = xp.empty((shape3[1],), xa.dtype)
     kw = {"stream": stream} if xp.device else {}
@@ -747,7 +747,7 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
             axis == -1 or axis == a0.ndim - 1):
         arrays = [a for _, a in named]
         if _direct(arrays, out) is not None:
-            b = _choose(backend, a0.size)
+            b = _choose(backend, a0.size, name)
             if b.name != "cuda":
                 res = _empty_like(a0) if out is None else out
                 if a0.ndim == 2:           # rows already: no reshapes
@@ -763,7 +763,7 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
     ax = _axis(op, axis, a0.ndim)
-    b = _backend(op, xp, backend, a0.size)
+    b = _backend(op, xp, backend, a0.size, name)
     kw = {"stream": stream} if xp.device else {}
     if a0.ndim == 0:
         arrs = [a.reshape(1) for a in arrs]
@@ -810,7 +810,7 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
     shape, dtype = (half if pass_ == "forward" else x.shape), x.dtype
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
-    b = _backend(op, xp, backend, x.size)
+    b = _backend(op, xp, backend, x.size, name)
     kw = {"stream": stream} if xp.device else {}
     outer, M = math.prod(x.shape[:ax]), math.prod(half[ax:])
     flats = [xp.flat(a) for a in arrs]

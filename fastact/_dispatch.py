@@ -3,7 +3,9 @@
 Precedence: ``backend=`` on the call, then the innermost
 :func:`use_backend` block (per thread), then ``FASTACT_BACKEND``, then the
 automatic choice: device arrays go to ``"cuda"``; host arrays to the first
-loadable backend of ``config.AUTO_LARGE`` or ``config.AUTO_SMALL``.
+loadable backend of ``config.AUTO_SMALL`` (below ``config.PARALLEL_MIN``
+elements), ``config.AUTO_LARGE_NUMBA`` (the ops of ``config.NUMBA_FIRST``)
+or ``config.AUTO_LARGE``.
 """
 from __future__ import annotations
 
@@ -96,10 +98,11 @@ def use_backend(name):
         stack.pop()
 
 
-_auto: dict = {}         # large array? -> the backend the automatic choice settled on
+_auto: dict = {}         # size class (choose) -> the backend the automatic choice settled on
 # read once, at import: a process picks its default backend when it starts
 _ENV_BACKEND = config.env_backend()
 _PARALLEL_MIN = config.PARALLEL_MIN
+_NUMBA_FIRST = config.NUMBA_FIRST
 
 
 def _first_available(names):
@@ -111,8 +114,9 @@ def _first_available(names):
     return get("numpy")
 
 
-def choose(backend, size):
-    """The backend object for one call on host arrays."""
+def choose(backend, size, op=None):
+    """The backend object for one call on host arrays (``op``: the registry
+    entry, for the automatic choice of big arrays)."""
     name = backend
     if name is None:
         stack = _local.stack
@@ -125,11 +129,12 @@ def choose(backend, size):
                 raise ValueError(f"FASTACT_BACKEND={name!r} is not a fastact backend; "
                                  f"valid names: {valid}")
         else:
-            large = size >= _PARALLEL_MIN
-            b = _auto.get(large)
+            # 0: small, 1: large, 2: large and Numba first
+            key = (1 + (op in _NUMBA_FIRST)) if size >= _PARALLEL_MIN else 0
+            b = _auto.get(key)
             if b is None:
-                b = _auto[large] = _first_available(
-                    config.AUTO_LARGE if large else config.AUTO_SMALL)
+                b = _auto[key] = _first_available(
+                    (config.AUTO_SMALL, config.AUTO_LARGE, config.AUTO_LARGE_NUMBA)[key])
             return b
     b = _loaded.get(name)
     return b if b is not None else get(name)

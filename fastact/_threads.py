@@ -110,12 +110,20 @@ def default_threads() -> int:
 
 
 def max_threads() -> int:
-    """Upper bound: Numba's pool size where Numba is installed, else the CPUs."""
-    try:
-        import numba
+    """Upper bound: Numba's pool size (``NUMBA_NUM_THREADS``, by default the
+    affinity mask's CPUs, as Numba counts them), read without importing
+    Numba where it is not loaded yet (a call on the C backend then does not
+    wait the 0.4 s of that import)."""
+    import sys
+    numba = sys.modules.get("numba")
+    if numba is not None and hasattr(numba, "config"):
         return int(numba.config.NUMBA_NUM_THREADS)
-    except ImportError:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    raw = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def set_num_threads(n: int) -> None:

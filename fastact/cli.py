@@ -1,4 +1,4 @@
-"""The ``fastact`` command: ``bench``, ``info`` and ``plot``.
+"""The ``fastact`` command: ``bench``, ``info``, ``plot`` and ``warmup``.
 
 Importing this module imports nothing heavy; NumPy, Numba, PyTorch and
 matplotlib are imported by the subcommand that needs them.  Exit status: 0
@@ -133,6 +133,13 @@ def _parser():
 
     pl = sub.add_parser("plot", help="plot every activation and its derivative")
     pl.add_argument("file", metavar="FILE.png")
+
+    w = sub.add_parser("warmup", help="compile every Numba kernel into the disk cache now "
+                       "(for images and CI; NUMBA_CACHE_DIR says where)")
+    w.add_argument("--dtype", type=_names, default=["float32", "float64"],
+                   help="comma-separated dtypes (default: float32,float64)")
+    w.add_argument("--ops", type=_names, help="comma-separated activations (default: all)")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -153,6 +160,8 @@ def main(argv=None) -> int:
             return _bench(parser, args)
         if args.command == "info":
             return _info()
+        if args.command == "warmup":
+            return _warmup(args)
         return _plot(args.file)
     except _UsageError as e:
         print(f"fastact {args.command}: error: {e}", file=sys.stderr)
@@ -227,8 +236,9 @@ class _Progress:
     """A progress bar on stderr: tqdm where installed and stderr is a terminal,
     else a plain line per tenth of the work; nothing when disabled."""
 
-    def __init__(self, total, enabled):
+    def __init__(self, total, enabled, what="fastact bench"):
         self.total, self.n, self.bar, self.shown = total, 0, None, -1
+        self.what = what
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         if enabled and self.tty:
@@ -251,7 +261,7 @@ class _Progress:
                   flush=True)
         elif 10 * self.n // self.total > self.shown:
             self.shown = 10 * self.n // self.total
-            print(f"fastact bench: {100 * self.n // self.total}% ({label})", file=sys.stderr,
+            print(f"{self.what}: {100 * self.n // self.total}% ({label})", file=sys.stderr,
                   flush=True)
         self.n += 1
 
@@ -261,6 +271,29 @@ class _Progress:
             self.bar.close()
         elif self.enabled and self.tty:
             print(" " * 70, end="\r", file=sys.stderr, flush=True)
+
+
+def _warmup(args):
+    import fastact
+    from ._warmup import VARIANTS, _calls
+    from ._registry import REGISTRY
+    bad = [d for d in args.dtype if d not in ("float32", "float64")]
+    unknown = [o for o in args.ops or () if o not in fastact.ACTIVATIONS]
+    if bad or unknown:
+        raise _UsageError(f"unknown dtype(s) {bad}" if bad else f"unknown op(s) {unknown}")
+    specs = [s for s in REGISTRY.values() if s.public and (not args.ops or s.api_name in args.ops)]
+    import numpy as np
+    total = sum(len(_calls(s, np.dtype(d), 256)) * len(VARIANTS) for s in specs for d in args.dtype)
+    bar = _Progress(total, not args.no_progress, "fastact warmup")
+    try:
+        res = fastact.warmup(tuple(args.dtype), args.ops, bar)
+    except fastact.BackendUnavailable as e:
+        print(f"fastact warmup: {e}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    print(f"fastact warmup: {res['steps']} kernel calls in {res['seconds']:.1f} s")
+    return 0
 
 
 def _memory_bytes():

@@ -36,13 +36,18 @@ BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 #: 6.20 / 5.74, prelu (1, 16, 64) 6.26 / 5.41; 2**14 relu 4.39 / 4.92,
 #: sigmoid 11.5 / 7.1, elu_backward 15.3 / 9.7, softmax 18.2 / 16.1, prelu
 #: 13.7 / 10.7; 2**15 relu 9.65 / 9.19, sigmoid 22.9 / 15.3, softmax
-#: 33.9 / 35.0.  Big arrays go to Numba (the core issue's choice).  There
+#: 33.9 / 35.0.  Big arrays go to C too, but for the ops of NUMBA_FIRST:
 #: C is ahead on the memory-bound kernels and about even on the others
 #: (``fastact bench``, 2**24 float32, 2 threads, C / Numba: relu forward
-#: 1.1-1.5, softmax forward 0.93-0.97, sigmoid forward 0.90-1.12); an
-#: op-aware choice would need the op in ``choose``.
-AUTO_LARGE = ("numba", "c", "numpy")
+#: 1.1-1.5, softmax forward 0.93-0.97, sigmoid forward 0.90-1.12), and a
+#: Numba kernel's first call compiles (about 1.5 s a kernel with an empty
+#: cache: sigmoid on 2**20 elements in a fresh process 1.52 s, C 0.00).
+AUTO_LARGE = ("c", "numba", "numpy")
 AUTO_SMALL = ("c", "numba", "numpy")
+#: registry entries whose big arrays go to Numba first (AUTO_LARGE_NUMBA):
+#: where its kernels are clearly faster than C's, measured (see the commit)
+NUMBA_FIRST = frozenset()
+AUTO_LARGE_NUMBA = ("numba", "c", "numpy")
 
 #: Below this many elements the Numba backend runs its serial kernels (and
 #: the dispatcher uses ``AUTO_SMALL``): memory-bound kernels, then kernels
