@@ -121,6 +121,11 @@ SOFTMAX_DOT_RUN = 16
 #: adversarial rows of tests/test_rowwise_family.py with this value changed
 #: and a fresh NUMBA_CACHE_DIR).
 LOG_SOFTMAX_RUN = 8
+#: float64 log_softmax forward (Numba): the row's exponentials added to this
+#: many compensated (Kahan) sums, element j to sum j % lanes, then the sums
+#: to one another: vector code (four AVX-512 vectors, their additions'
+#: latencies overlapping), at least as accurate as the runs above
+LOG_SOFTMAX_LANES = 32
 #: the most tasks a log_softmax forward splits its rows into (each takes a
 #: block buffer for its exponentials once)
 ROW_TASKS = 64
