@@ -137,7 +137,7 @@ enum {
    rows of -x where negate, log-probabilities where log */
 #define FA_ROW_FAMILY(X) \
     X(SOFTMAX, softmax, 0, 0, FA_OUT_PREFETCH, FA_OUT_STREAM) \
-    X(LOG_SOFTMAX, log_softmax, 0, 1, FA_OUT_PREFETCH, FA_OUT_PREFETCH) \
+    X(LOG_SOFTMAX, log_softmax, 0, 1, FA_OUT_PREFETCH, FA_OUT_REGULAR) \
     X(SOFTMIN, softmin, 1, 0, FA_OUT_PREFETCH, FA_OUT_STREAM)
 
 /* X(NAME, name, act, swap, complement, saves_y, fwd_out) for every gated op

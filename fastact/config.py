@@ -123,14 +123,16 @@ PRELU_SUM_CHUNK = 256
 #: to 1.4x on rows of 4096 normal values, and so did runs of 256 (C) on rows
 #: of 256; a run of 16 adds about eps * sum |its terms| at most.
 SOFTMAX_DOT_RUN = 16
-#: float64 log_softmax forward: the row's exponentials summed in runs of this
-#: many terms (one AVX-512 vector), the runs added with Kahan's compensation.
-#: Rows of one large term and thousands of tiny ones (the max's output is
-#: -log1p(sum of the others), whose relative error shows whole): runs of
-#: 16 missed by up to 6 ULP, runs of 8 by 2, of 4 by 1 (rerun: the
-#: adversarial rows of tests/test_rowwise_family.py with this value changed
-#: and a fresh NUMBA_CACHE_DIR).
-LOG_SOFTMAX_RUN = 8
+#: float64 log_softmax forward (both CPU backends; c_src/kernels.inc:
+#: FA_LOG_LANES): the row's exponentials added to this many compensated
+#: (Kahan) sums, element j to sum j % lanes, then the sums to one another:
+#: vector code (four AVX-512 vectors, their additions' latencies
+#: overlapping).  Rows of one large term and thousands of tiny ones (the
+#: max's output is -log1p(sum of the others), whose relative error shows
+#: whole) need the compensation: a plain float64 sum missed by 1700 ULP.
+#: Runs of 8 terms compensated one after another (before) were as accurate
+#: but scalar in Numba, and a chain of dependent additions in C.
+LOG_SOFTMAX_LANES = 32
 #: the most tasks a log_softmax forward splits its rows into (each takes a
 #: block buffer for its exponentials once)
 ROW_TASKS = 64

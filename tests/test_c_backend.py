@@ -127,6 +127,14 @@ def test_c_primitives_are_ports_of_the_python_ones():
             assert const(block, c_name) == d[py], (key, c_name)
 
 
+def test_log_softmax_lanes_match_config():
+    """The float64 log_softmax forward's compensated lanes are as many in C
+    as in the Numba backend (config.LOG_SOFTMAX_LANES)."""
+    text = (ROOT / "c_src" / "kernels.inc").read_text()
+    assert int(re.search(r"#define FA_LOG_LANES (\d+)", text).group(1)) == \
+        config.LOG_SOFTMAX_LANES
+
+
 def test_generated_op_list_is_current():
     """c_src/ops.h is what `python build.py --generate` writes from the
     registry (run it after adding an op)."""

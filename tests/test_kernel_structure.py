@@ -21,7 +21,9 @@ Checked: one kernel of each shape the backend generates (elementwise
 ``prange`` kernels unary, binary and indexed; the blocked kernels, unary,
 binary and indexed), PReLU forward (parallel) and
 backward (streamed; float64 parallel and streamed too), softmax forward and
-backward (parallel), and every gated op's parallel kernels.  Not checked:
+backward (parallel); log_softmax forward (parallel, float32 and float64):
+its exponentials vector code; and every gated op's parallel kernels.  Not
+checked:
 kernels that allocate a buffer once per thread (streamed PReLU forward and
 softmax backward), which this scan cannot tell from a per-iteration cost.
 """
@@ -95,6 +97,13 @@ def vectorized(llvm_ir: str, dtype) -> bool:
     """Whether the compiled kernel computes on vectors of ``dtype``."""
     elem = "float" if np.dtype(dtype) == np.float32 else "double"
     return re.search(rf"<(\d+) x {elem}>", llvm_ir) is not None
+
+
+def vector_exp(llvm_ir: str, dtype) -> bool:
+    """Whether an exponential's range reduction (``llvm.lrint``, cpu_prims'
+    round_int) is computed on vectors of ``dtype``."""
+    f = "f32" if np.dtype(dtype) == np.float32 else "f64"
+    return re.search(rf"@llvm\.lrint\.v\d+i32\.v\d+{f}", llvm_ir) is not None
 
 
 def _llvm(kernel, *args):
@@ -177,6 +186,14 @@ def _scan_kernels() -> dict:
     fwd, bwd = nc._row_kernels("softmax", dt, True)
     check("softmax forward parallel", fwd, s, s.copy())
     check("softmax backward parallel", bwd, s, s, s.copy())
+    # log_softmax's forward: its exponentials vector code (a count beside
+    # the sum once left that loop scalar, at 0.55x PyTorch's speed).  Its
+    # per-task buffers and per-row calls are not loop costs the scan can
+    # tell apart: only the exponentials are checked.
+    for bt in (np.float32, np.float64):
+        r = np.ones((64, 256), bt)
+        ir = _llvm(nc._row_kernels("log_softmax", bt, True)[0], r, r.copy())
+        res[f"log_softmax forward {np.dtype(bt).name} row exp"] = vector_exp(ir, bt)
 
     # the positive control: a buffer allocated per iteration of a parallel
     # loop (its size varies, so that Numba cannot hoist it; Numba prunes
@@ -208,7 +225,8 @@ def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
 
 
 def test_no_refcounts_in_parallel_kernel_loops(scan):
-    scan = {k: v for k, v in scan.items() if k != "control" and "inlined" not in k}
+    scan = {k: v for k, v in scan.items()
+            if k != "control" and "inlined" not in k and "row exp" not in k}
     assert len(scan) == 15, sorted(scan)
     bad = {k: v for k, v in scan.items() if v}
     assert not bad, f"reference counting inside a loop: {bad}"
@@ -226,6 +244,12 @@ def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     bad = {k: v for k, v in checked.items()
            if v["refcounts"] or v["calls"] or not v["vectorized"]}
     assert not bad, f"not inlined or not vectorized: {bad}"
+
+
+def test_log_softmax_forward_exponentials_are_vector_code(scan):
+    checked = {k: v for k, v in scan.items() if "row exp" in k}
+    assert len(checked) == 2, sorted(checked)
+    assert all(checked.values()), f"exponentials not vectorized: {checked}"
 
 
 def test_the_call_scan_can_fail():

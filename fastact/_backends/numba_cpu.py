@@ -747,61 +747,73 @@ def _row_kernels(name, dtype, parallel):
                 k = U(base + lo) + U(j)
                 o1[k] = exp_diff(sg * x1[k], m)
 
-    @inner_njit()
-    def exp_block(x1, buf, k0, n, m):
-        """buf[:n] = exp(x - m) of ``n`` elements from ``k0``, in float64 (no
-        reassociation may touch the exponentials' range reduction: fused
-        with the sum below, exp(-30) lost 7e-16 of its accuracy)"""
-        for j in range(n):
-            wide()
-            buf[j] = W(exp_diff(sg * x1[U(k0) + U(j)], m))
+    compensated = np.dtype(dtype) == np.float64
+    kahan, lanes = _kahan(), config.LOG_SOFTMAX_LANES
+    t_one, t_zero = T(1.0), T(0.0)
 
     @inner_njit(fastmath={"reassoc"})
-    def rest_run(buf, j0, n):
-        """(count of buf == 1, sum of the others) over buf[j0:j0 + n], in
-        vector partial sums"""
-        c = zero
-        rest = zero
+    def exp_terms(x1, k0, n, m, buf):
+        """buf[:n] = exp(x - m) of the ``n`` elements from ``k0``, 0 where it
+        is 1; returns the count of those 1s (exact: n <= block).  In the
+        data's width (float32: 16 lanes a vector, where the float64 sum
+        beside it made 8); the exponentials are exp_diff's own, compiled
+        apart: the reassociation allowed here (for the count) does not
+        reach their range reduction, which LLVM inlines with its flags."""
+        c = t_zero
         for j in range(n):
             wide()
-            e = W(buf[U(j0) + U(j)])
-            ones = e == one
-            c += one if ones else zero
-            rest += zero if ones else e
-        return c, rest
-
-    compensated = np.dtype(dtype) == np.float64
-    run, kahan = config.LOG_SOFTMAX_RUN, _kahan()
+            e = exp_diff(sg * x1[U(k0) + U(j)], m)
+            # e - 1 where e is 1 is 0, exactly (a select there kept the
+            # loop scalar)
+            ones = t_one if e == t_one else t_zero
+            c += ones
+            buf[j] = e - ones
+        return W(c)
 
     @inner_njit()
-    def exp_rest(x1, buf, base, n, m, nxt):
+    def lane_kahan(buf, n, acc, comp):
+        """buf[:n] added to ``lanes`` compensated sums (acc, comp), element
+        j to lane j % lanes: the lanes are the vector, and 4 vectors'
+        latencies overlap (runs of 8 terms compensated one after another
+        left the loop scalar)"""
+        for i in range(0, n, lanes):
+            for k in range(min(lanes, n - i)):
+                wide()
+                acc[k], comp[k] = kahan(acc[k], comp[k], buf[U(i) + U(k)])
+
+    @inner_njit()
+    def exp_rest(x1, buf, acc, comp, base, n, m, nxt):
         """(count of exp(x - m) == 1, sum of the others) over the row at
-        ``base``, nothing stored in the output (log_softmax's may be its
-        input): block by block through ``buf``; float64 rows in runs whose
-        sums are added with Kahan's compensation (the max's output is
-        -log1p(rest): rest's relative error shows whole, and a plain float64
-        sum of 4096 terms missed by 1700 ULP, runs of 16 by 6: config.
-        LOG_SOFTMAX_RUN); the next row's lines asked
-        for meanwhile"""
+        ``base``, block by block through ``buf``, nothing stored in the
+        output (log_softmax's may be its input): float32 rows in float64
+        vector partial sums; float64 rows by lane_kahan (the max's output
+        is -log1p(rest): rest's relative error shows whole, and a plain
+        float64 sum of 4096 terms missed by 1700 ULP).  The next row's
+        lines asked for meanwhile."""
         c = zero
-        acc = zero
-        comp = zero
+        rest = zero
+        if compensated:
+            for k in range(lanes):
+                acc[k] = zero
+                comp[k] = zero
         for lo in range(0, n, block):
             hi = min(lo + block, n)
             if parallel:
                 for q in range(lo, hi, line):
                     pf_read(x1, nxt + q)
-            exp_block(x1, buf, base + lo, hi - lo, m)
+            c += exp_terms(x1, base + lo, hi - lo, m, buf)
             if compensated:
-                for r0 in range(0, hi - lo, run):
-                    ci, ri = rest_run(buf, r0, min(run, hi - lo - r0))
-                    c += ci
-                    acc, comp = kahan(acc, comp, ri)
+                lane_kahan(buf, hi - lo, acc, comp)
             else:
-                ci, ri = rest_run(buf, 0, hi - lo)
-                c += ci
-                acc += ri
-        return c, acc - comp
+                rest += wide_sum(buf, 0, hi - lo)
+        if compensated:
+            a = zero
+            ca = zero
+            for k in range(lanes):
+                a, ca = kahan(a, ca, acc[k])
+                a, ca = kahan(a, ca, -comp[k])
+            rest = a - ca
+        return c, rest
 
     @inner_njit()
     def log_row(x1, o1, base, n, m, lse):
@@ -821,44 +833,25 @@ def _row_kernels(name, dtype, parallel):
             scale(o1, base, n, W(1.0) / wide_sum(o1, base, n))
 
     tasks = config.ROW_TASKS
-    address = array_address()
-
-    @inner_njit()
-    def out_rest(o1, base, n):
-        """exp_rest's sums over exponentials already stored in o1's row"""
-        c = zero
-        acc = zero
-        comp = zero
-        if compensated:
-            for r0 in range(0, n, run):
-                ci, ri = rest_run(o1, base + r0, min(run, n - r0))
-                c += ci
-                acc, comp = kahan(acc, comp, ri)
-        else:
-            c, acc = rest_run(o1, base, n)
-        return c, acc - comp
 
     def forward_log(x, out):
-        # rows in at most ROW_TASKS tasks; the exponentials go into the
-        # output's row (as softmax's) and are summed from there, or, where
-        # the output is the input, into a block buffer of each task's
+        # rows in at most ROW_TASKS tasks; the exponentials summed as they
+        # are computed (as the C backend's rows_fwd), the output written once
         rows, n = x.shape
         x1, o1 = x.reshape(rows * n), out.reshape(rows * n)
-        in_place = address(x1) == address(o1)
         nt = max(1, min(rows, tasks)) if parallel else 1
         for t in prange(nt):
-            buf = np.empty(block if in_place else 1, W)
+            # float64 rows' terms and lanes (float32's: unused)
+            buf = np.empty(block, T)
+            acc = np.empty(lanes if compensated else 1, W)
+            comp = np.empty_like(acc)
             r0, r1 = t * rows // nt, (t + 1) * rows // nt
             for r in range(r0, r1):
                 base, nxt = r * n, min(r + 1, r1 - 1) * n
                 m = row_max(x1, base, n)
                 # log of the sum as log1p of its part beside the max's 1s
                 # (a sum near 1 rounds that part away: row [0, -30])
-                if in_place:
-                    c, rest = exp_rest(x1, buf, base, n, m, nxt)
-                else:
-                    exp_row(x1, o1, base, n, m, nxt)
-                    c, rest = out_rest(o1, base, n)
+                c, rest = exp_rest(x1, buf, acc, comp, base, n, m, nxt)
                 log_row(x1, o1, base, n, m, math.log1p((c - one) + rest))
 
     def backward(g, y, out):
