@@ -163,10 +163,12 @@ def _scan_kernels() -> dict:
                 continue
             fwd, bwd, same = nc._gated_kernels(name, bt, True)
             stream = nc._gated_kernels(name, bt, "stream")[0]
-            for label, kernel, args in (("forward", fwd, (x1, g1.copy(), 128)),
-                                        ("forward streamed", stream, (x1, g1.copy(), 128, 2)),
-                                        ("backward", bwd, (g1, x1, x1.copy(), 128)),
-                                        ("backward in place", same, (g1, x1.copy(), 128))):
+            o1, xc = g1.copy(), x1.copy()
+            for label, kernel, args in (
+                    ("forward", fwd, (x1, o1, o1, 128, o1.size)),
+                    ("forward streamed", stream, (x1, o1, o1, 128, o1.size, 2)),
+                    ("backward", bwd, (g1, x1, x1.copy(), 128, g1.size)),
+                    ("backward in place", same, (g1, xc, xc, 128, g1.size))):
                 ir = _llvm(kernel, *args)
                 res[f"{name} {label} {np.dtype(bt).name} gated inlined"] = {
                     "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],

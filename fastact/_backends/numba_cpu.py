@@ -929,108 +929,91 @@ def _gate_formulas(name, dtype):
 
 @functools.lru_cache(maxsize=None)
 def _gated_kernels(name, dtype, parallel):
-    """``forward(x1, o1, M)`` and ``backward(g1, x1, d1, M)`` of a gated
-    entry on flat views of ``(outer, 2, M)`` (``x1``, ``d1``) and ``(outer,
-    M)`` (``o1``, ``g1``): the output's flat range cut into blocks (the
-    threads' tasks, whatever ``outer`` and ``M`` are), each block walked in
-    runs within one row half.  ``backward_same`` is the backward writing
-    over ``x`` (in place), which LLVM vectorizes without the overlap check
-    that would send two distinct-looking arrays to its scalar loop.
+    """``forward``, ``backward`` and ``backward_same`` of a gated entry, each
+    called ``k(a1, b1, c1, M, total)`` on flat views: ``(x1, o1, o1)``
+    forward, ``(g1, x1, d1)`` backward, ``(g1, x1, x1)`` in place, with
+    ``x1`` and ``d1`` of ``(outer, 2, M)``, ``o1`` and ``g1`` of ``(outer,
+    M)``, ``total = outer M``.  The output's (gradient's) flat range is cut
+    into blocks (the threads' tasks, whatever ``outer`` and ``M`` are), each
+    block walked in runs within one row half.  ``backward_same`` writes over
+    ``x`` (in place), which LLVM vectorizes without the overlap check that
+    would send two distinct-looking arrays to its scalar loop.
     ``parallel="stream"``: ``(forward,)``, the forward for outputs too big
     for the caches (:func:`_gated_stream`)."""
-    prange = _numba().prange if parallel else range
     fwd, bwd = _gate_formulas(name, dtype)
     wide = wide_vectors()
     U = np.uint64
-    block = _block_elems(dtype)
     tag = f"{name}_{np.dtype(dtype).name}"
 
     # The run helpers are inlined into the kernels: a call left between a
     # parallel kernel and a closure compiled in another process (both loaded
     # from the disk cache) went to the other op's closure of the same
-    # generated name
+    # generated name.  Each: run(a1, b1, c1, k, xk, M, n), k the run's first
+    # flat output index, xk its first element in x's half a
     inline = always_inline()
 
     @inner_njit()
-    def fwd_run(x1, o1, xa, oa, M, n):
+    def fwd_run(x1, o1, _, k, xk, M, n):
         inline()
         for j in range(n):
             wide()
-            k = U(xa) + U(j)
-            o1[U(oa) + U(j)] = fwd(x1[k], x1[k + U(M)])
+            i = U(xk) + U(j)
+            o1[U(k) + U(j)] = fwd(x1[i], x1[i + U(M)])
 
     @inner_njit()
-    def bwd_run(g1, x1, d1, ga, xa, M, n):
+    def bwd_run(g1, x1, d1, k, xk, M, n):
         inline()
         for j in range(n):
             wide()
-            k = U(xa) + U(j)
-            da, db = bwd(g1[U(ga) + U(j)], x1[k], x1[k + U(M)])
-            d1[k] = da
-            d1[k + U(M)] = db
+            i = U(xk) + U(j)
+            da, db = bwd(g1[U(k) + U(j)], x1[i], x1[i + U(M)])
+            d1[i] = da
+            d1[i + U(M)] = db
 
     @inner_njit()
-    def bwd_run_same(g1, x1, ga, xa, M, n):
+    def bwd_run_same(g1, x1, _, k, xk, M, n):
         inline()
         for j in range(n):
             wide()
-            k = U(xa) + U(j)
-            da, db = bwd(g1[U(ga) + U(j)], x1[k], x1[k + U(M)])
-            x1[k] = da
-            x1[k + U(M)] = db
-
-    def forward(x1, o1, M):
-        total = o1.shape[0]
-        for t in prange((total + block - 1) // block):
-            k = t * block
-            hi = min(k + block, total)
-            while k < hi:
-                r = k // M
-                j0 = k - r * M
-                n = min(M - j0, hi - k)
-                fwd_run(x1, o1, 2 * r * M + j0, k, M, n)
-                k += n
-
-    def backward(g1, x1, d1, M):
-        total = g1.shape[0]
-        for t in prange((total + block - 1) // block):
-            k = t * block
-            hi = min(k + block, total)
-            while k < hi:
-                r = k // M
-                j0 = k - r * M
-                n = min(M - j0, hi - k)
-                bwd_run(g1, x1, d1, k, 2 * r * M + j0, M, n)
-                k += n
-
-    def backward_same(g1, x1, M):
-        total = g1.shape[0]
-        for t in prange((total + block - 1) // block):
-            k = t * block
-            hi = min(k + block, total)
-            while k < hi:
-                r = k // M
-                j0 = k - r * M
-                n = min(M - j0, hi - k)
-                bwd_run_same(g1, x1, k, 2 * r * M + j0, M, n)
-                k += n
+            i = U(xk) + U(j)
+            da, db = bwd(g1[U(k) + U(j)], x1[i], x1[i + U(M)])
+            x1[i] = da
+            x1[i + U(M)] = db
 
     if parallel == "stream":
         return (_gated_stream(name, dtype, fwd_run),)
-    kernels = []
-    for fn, what in ((forward, "fwd"), (backward, "bwd"), (backward_same, "bwd_same")):
-        # named as the other kernels' entries (loop__<tag>)
-        fn.__qualname__ = fn.__qualname__.rsplit(".", 1)[0] + ".loop"
-        kernels.append(_jit(f"gated_{what}_{tag}", parallel)(fn))
-    return tuple(kernels)
+    return tuple(_gated_walk(run, f"gated_{what}_{tag}", parallel, dtype)
+                 for run, what in ((fwd_run, "fwd"), (bwd_run, "bwd"),
+                                   (bwd_run_same, "bwd_same")))
+
+
+def _gated_walk(run, tag, parallel, dtype):
+    """The kernel ``loop(a1, b1, c1, M, total)`` calling ``run`` on each run
+    of output elements within one row half, over blocks of the flat output
+    (the threads' tasks)."""
+    prange = _numba().prange if parallel else range
+    block = _block_elems(dtype)
+
+    def loop(a1, b1, c1, M, total):
+        for t in prange((total + block - 1) // block):
+            k = t * block
+            hi = min(k + block, total)
+            while k < hi:
+                r = k // M
+                j0 = k - r * M
+                n = min(M - j0, hi - k)
+                run(a1, b1, c1, k, 2 * r * M + j0, M, n)
+                k += n
+    return _jit(tag, parallel)(loop)
 
 
 def _gated_stream(name, dtype, fwd_run):
-    """The gated forward for big outputs, ``forward(x1, o1, M, nthreads)``:
-    one task per thread over its blocks of the output (as _make_blocked's),
-    each run within a row half stored with streaming stores from the
-    output's first 64-byte boundary in it (the memory-bound gates read 2 and
-    write 1: the write's read for ownership is a third of the traffic)."""
+    """The gated forward for big outputs, ``forward(x1, o1, o1, M, total,
+    nthreads)``: one task per thread over its blocks of the output (as
+    _make_blocked's), each run within a row half stored with streaming
+    stores from the output's first 64-byte boundary in it (the memory-bound
+    gates read 2 and write 1: the write's read for ownership is a third of
+    the traffic)."""
     prange = _numba().prange
     fwd = _gate_formulas(name, dtype)[0]
     block, blocks, span = _stream_blocks(dtype)
@@ -1040,12 +1023,12 @@ def _gated_stream(name, dtype, fwd_run):
     U = np.uint64
 
     @inner_njit()
-    def fwd_run_nt(x1, o1, xa, oa, M, n):
+    def fwd_run_nt(x1, o1, k, xk, M, n):
         inline()
         for j in range(n):
             wide()
-            k = U(xa) + U(j)
-            put(o1, U(oa) + U(j), fwd(x1[k], x1[k + U(M)]))
+            i = U(xk) + U(j)
+            put(o1, U(k) + U(j), fwd(x1[i], x1[i + U(M)]))
 
     @inner_njit()
     def thread_blocks(x1, o1, M, t, nthreads):
@@ -1064,13 +1047,13 @@ def _gated_stream(name, dtype, fwd_run):
                 # the head, up to out's next 64-byte boundary, stored as usual
                 h = min(n, (-(base + k * size) & 63) // size) if aligned else n
                 if h > 0:
-                    fwd_run(x1, o1, 2 * r * M + j0, k, M, h)
+                    fwd_run(x1, o1, o1, k, 2 * r * M + j0, M, h)
                 if n > h:
-                    fwd_run_nt(x1, o1, 2 * r * M + j0 + h, k + h, M, n - h)
+                    fwd_run_nt(x1, o1, k + h, 2 * r * M + j0 + h, M, n - h)
                 k += n
         fence()            # the streamed stores drained before the region ends
 
-    def loop(x1, o1, M, nthreads):
+    def loop(x1, o1, _, M, total, nthreads):
         for t in prange(nthreads):
             thread_blocks(x1, o1, M, t, nthreads)
     return _jit(f"gated_fwd_stream_{name}_{np.dtype(dtype).name}", True)(loop)
@@ -1172,20 +1155,17 @@ class NumbaBackend(Backend):
                   big_out=out if streamed(name, "backward") else None)
 
     def gated_forward(self, name, x, out):
+        o1 = out.reshape(-1)
         self._run(out.size, parallel_min(name),
                   lambda par: _gated_kernels(name, x.dtype.type, par)[0],
-                  x.reshape(-1), out.reshape(-1), x.shape[2], big_out=out)
+                  x.reshape(-1), o1, o1, x.shape[2], out.size, big_out=out)
 
     def gated_backward(self, name, g, x, out):
         # in place: the public layer passes out as x's own buffer or apart from it
-        if out.__array_interface__["data"][0] == x.__array_interface__["data"][0]:
-            self._run(g.size, parallel_min(name),
-                      lambda par: _gated_kernels(name, x.dtype.type, par)[2],
-                      g.reshape(-1), out.reshape(-1), x.shape[2])
-            return
+        same = out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
         self._run(g.size, parallel_min(name),
-                  lambda par: _gated_kernels(name, x.dtype.type, par)[1],
-                  g.reshape(-1), x.reshape(-1), out.reshape(-1), x.shape[2])
+                  lambda par: _gated_kernels(name, x.dtype.type, par)[2 if same else 1],
+                  g.reshape(-1), x.reshape(-1), out.reshape(-1), x.shape[2], g.size)
 
     def describe(self):
         # fastact's thread count: numba.get_num_threads() would start Numba's

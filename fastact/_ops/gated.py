@@ -158,9 +158,23 @@ def _glu_torch():
                      g, x, axis, grad_input=out))
 
 
-def _np_halves(x, axis):
-    a, b = np.split(x, 2, axis=axis)
-    return a, b
+def _np_pair(act, act_grad, swap=False):
+    """The bench's NumPy expressions of ``act(u) v`` and its gradient, as a
+    NumPy user would write them: ``act(u, *p)`` and ``act_grad(g, u, *p)``
+    (the act's own expressions), ``p`` the parameters before ``axis``."""
+    def halves(x, axis):
+        a, b = np.split(x, 2, axis=axis)
+        return (b, a) if swap else (a, b)
+
+    def forward(x, *p):
+        u, v = halves(x, p[-1])
+        return act(u, *p[:-1]) * v
+
+    def backward(g, x, *p):
+        u, v = halves(x, p[-1])
+        du, dv = act_grad(g * v, u, *p[:-1]), g * act(u, *p[:-1])
+        return np.concatenate([dv, du] if swap else [du, dv], axis=p[-1])
+    return forward, backward
 
 
 def _np_sigmoid(x):
@@ -181,10 +195,8 @@ array([[0.5       , 0.53788284]])""",
 >>> fastact.glu_backward(np.ones((1, 2)), np.array([[1.0, 2.0, 0.0, -1.0]]))
 array([[0.5       , 0.26894142, 0.25      , 0.39322387]])""",
     torch=_glu_torch(),
-    numpy_pair=(lambda x, axis: (lambda a, b: a * _np_sigmoid(b))(*_np_halves(x, axis)),
-                lambda g, x, axis: (lambda a, b: np.concatenate(
-                    [g * _np_sigmoid(b), g * a * _np_sigmoid(b) * (1 - _np_sigmoid(b))],
-                    axis=axis))(*_np_halves(x, axis))),
+    numpy_pair=_np_pair(_np_sigmoid, lambda g, u: g * _np_sigmoid(u) * (1 - _np_sigmoid(u)),
+                        swap=True),
 )
 
 
@@ -206,10 +218,7 @@ array([[3., 0.]])""",
 array([[3., 0., 1., 0.]])""",
     torch=Torch("reglu: relu(a) * b", lambda axis: {"axis": axis}, function=_reglu_fn,
                 forward_out=_reglu_fwd, backward_out=_reglu_bwd),
-    numpy_pair=(lambda x, axis: (lambda a, b: np.maximum(a, 0) * b)(*_np_halves(x, axis)),
-                lambda g, x, axis: (lambda a, b: np.concatenate(
-                    [np.where(a > 0, g * b, 0), g * np.maximum(a, 0)], axis=axis))(
-                    *_np_halves(x, axis))),
+    numpy_pair=_np_pair(lambda u: np.maximum(u, 0), lambda g, u: np.where(u > 0, g, 0)),
 )
 
 
@@ -232,16 +241,7 @@ _geglu_fn, _geglu_fwd, _geglu_bwd = _torch_gated("gelu", _gelu_bwd, ("approximat
 
 def _np_gelu_pair():
     from .special import _numpy_gelu_bwd, _numpy_gelu_fwd
-
-    def fwd(x, approximate, axis):
-        a, b = _np_halves(x, axis)
-        return _numpy_gelu_fwd(a, approximate) * b
-
-    def bwd(g, x, approximate, axis):
-        a, b = _np_halves(x, axis)
-        return np.concatenate([_numpy_gelu_bwd(g * b, a, approximate),
-                               g * _numpy_gelu_fwd(a, approximate)], axis=axis)
-    return fwd, bwd
+    return _np_pair(_numpy_gelu_fwd, _numpy_gelu_bwd)
 
 
 _register(
@@ -289,8 +289,6 @@ array([[ 1.46211716, -0.53788284]])""",
 array([[ 1.85534102,  0.14465898,  0.73105858, -0.26894142]])""",
     torch=Torch("swiglu: silu(a) * b", lambda axis: {"axis": axis}, function=_swiglu_fn,
                 forward_out=_swiglu_fwd, backward_out=_swiglu_bwd),
-    numpy_pair=(lambda x, axis: (lambda a, b: a / (1 + np.exp(-a)) * b)(*_np_halves(x, axis)),
-                lambda g, x, axis: (lambda a, b: np.concatenate(
-                    [g * b * _np_sigmoid(a) * (1 + a * (1 - _np_sigmoid(a))),
-                     g * a * _np_sigmoid(a)], axis=axis))(*_np_halves(x, axis))),
+    numpy_pair=_np_pair(lambda u: u / (1 + np.exp(-u)),
+                        lambda g, u: g * _np_sigmoid(u) * (1 + u * (1 - _np_sigmoid(u)))),
 )
