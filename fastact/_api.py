@@ -763,11 +763,29 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
     ax = _axis(op, axis, a0.ndim)
-    b = _backend(op, xp, backend, a0.size, name)
+    last = ax == max(a0.ndim, 1) - 1
+    # along a middle axis the automatic choice asks for "<name>:inner"
+    # (config.NUMBA_FIRST: the backends with inner-axis kernels)
+    middle = not last and not REGISTRY[name].row.log
+    b = _backend(op, xp, backend, a0.size, name + ":inner" if middle else name)
     kw = {"stream": stream} if xp.device else {}
     if a0.ndim == 0:
         arrs = [a.reshape(1) for a in arrs]
-    last = ax == max(a0.ndim, 1) - 1
+    inner = getattr(b, "rows_inner_" + ("forward" if pass_ == "forward" else "backward"),
+                    None) if middle else None
+    if inner is not None:
+        # along a middle axis: (outer, n, K) with no transpose (the backend's
+        # kernels walk the rows of a block of columns)
+        outer, n = math.prod(shape[:ax]), shape[ax]
+        K = math.prod(shape[ax + 1:])
+        cs = [xp.contiguous(a).reshape(outer, n, K) for a in arrs]
+
+        def compute_inner(target):
+            if a0.size:
+                inner(name, *cs, target.reshape(outer, n, K))
+
+        return _finish(xp, out, shape, dtype, [c.reshape(-1) for c in cs], compute_inner,
+                       named[0][1])
     moved = [xp.contiguous(a if last else xp.moveaxis(a, ax, -1)) for a in arrs]
     n = moved[0].shape[-1] if moved[0].ndim else 1
     mshape = moved[0].shape

@@ -45,9 +45,24 @@ BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 AUTO_LARGE = ("c", "numba", "numpy")
 AUTO_SMALL = ("c", "numba", "numpy")
 #: registry entries whose big arrays go to Numba first (AUTO_LARGE_NUMBA):
-#: where its kernels are clearly faster than C's, measured (see the commit)
-NUMBA_FIRST = frozenset()
+#: where its kernels are clearly faster than C's, measured.  "<name>:inner":
+#: the softmax family along a middle axis, where Numba has kernels for it
+#: (no transposes) and C transposes twice: 2 threads, torch time / ours,
+#: float32 and float64, 4096**2 axis 0 and (64, 512, 512) axis 1, forward
+#: and backward: Numba 1.65-6.3, C 0.15-0.51.
+NUMBA_FIRST = frozenset({"softmax:inner", "softmin:inner"})
 AUTO_LARGE_NUMBA = ("numba", "c", "numpy")
+
+#: Bytes of a row a task of the softmax family along a middle axis takes
+#: (fastact._backends.numba_cpu.inner_columns): wide runs of contiguous
+#: columns beat a slab small enough for L2.  Numba, 2 threads, ms forward /
+#: backward, float32 (64, 512, 512) axis 1, 4096**2 axis 0, (8, 4096, 1024)
+#: axis 1, by bytes: 128: 18.3 / 26.0, 32.0 / 34.9, -; 512: 13.0 / 16.3,
+#: 25.7 / 21.6, -; 2048: 11.8 / 10.2, 19.1 / 18.7, 37.9 / 36.1; 4096:
+#: 11.1 / 10.1, 14.9 / 14.9, 24.0 / 22.4; 8192: 11.8 / 10.3, 14.7 / 14.8,
+#: 23.3 / 21.6 (float64, 4096 / 8192: 4096**2 28.0 / 29.6 against 25.2 /
+#: 25.8, (8, 4096, 1024) 55.5 / 58.8 against 49.2 / 47.3).
+INNER_BYTES = 8192
 
 #: Below this many elements the Numba backend runs its serial kernels (and
 #: the dispatcher uses ``AUTO_SMALL``): memory-bound kernels, then kernels

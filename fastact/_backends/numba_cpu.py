@@ -915,6 +915,153 @@ def _row_kernels(name, dtype, parallel):
 
 # --- the backend ------------------------------------------------------------------
 
+# --- the softmax family along an inner axis ------------------------------------------
+
+def inner_columns(outer, K, dtype, nthreads):
+    """Columns a task of the inner-axis softmax kernels takes:
+    ``config.INNER_BYTES`` of a row, fewer where that would leave a thread
+    without two tasks (whole rows where K is narrower)."""
+    cols = max(16, config.INNER_BYTES // np.dtype(dtype).itemsize)
+    while cols > 16 and outer * -(-K // cols) < 2 * nthreads:
+        cols //= 2
+    return min(cols, K)
+
+
+@functools.lru_cache(maxsize=None)
+def _row_inner_kernels(name, dtype, parallel):
+    """``forward(x1, o1, outer, n, K, cols, nthreads)`` and ``backward(g1,
+    y1, o1, outer, n, K, cols, nthreads)`` of the softmax family (softmax,
+    softmin; not log_softmax) along the middle axis of flat ``(outer, n,
+    K)`` views, with no transpose: each task takes ``cols`` columns of one
+    outer index (:func:`inner_columns`) and walks its ``n`` rows three
+    times (max, exp and sum, scale; the backward twice), vectorized across
+    the columns, whose per-column max and sums sit in buffers allocated
+    once per thread (float32 data: sums in float64; float64 data: Kahan's
+    compensation per column) (PyTorch's inner-size path)."""
+    prange = _numba().prange if parallel else range
+    T = np.dtype(dtype).type
+    W = np.float64
+    f32 = T is np.float32
+    prims = cpu_prims(dtype)
+    exp_diff = prims.exp_diff
+    row = REGISTRY[name].row
+    negate = row.negate
+    sg = T(-1.0) if negate else T(1.0)
+    wide = wide_vectors()
+    inline = always_inline()
+    U = np.uint64
+    zero, one = W(0.0), W(1.0)
+    tag = f"{name}_{np.dtype(dtype).name}"
+
+    @inner_njit()
+    def col_max(x1, m, base, n, K, w):
+        inline()
+        for c in range(w):
+            wide()
+            m[c] = sg * x1[U(base) + U(c)]
+        for j in range(1, n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                v = sg * x1[r + U(c)]
+                m[c] = v if v > m[c] else m[c]
+
+    @inner_njit()
+    def exp_sum(x1, o1, m, s, e2, base, n, K, w):
+        """o1 = exp(sg x - m) down the columns, their sums in s (float64;
+        float64 data: e2 the Kahan compensation)"""
+        inline()
+        for c in range(w):
+            s[c] = zero
+            e2[c] = zero
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                e = exp_diff(sg * x1[r + U(c)], m[c])
+                o1[r + U(c)] = e
+                if f32:
+                    s[c] += W(e)
+                else:
+                    y = W(e) - e2[c]
+                    t = s[c] + y
+                    e2[c] = (t - s[c]) - y
+                    s[c] = t
+
+    @inner_njit()
+    def scale(o1, s, base, n, K, w):
+        inline()
+        for c in range(w):
+            s[c] = one / s[c]
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                o1[r + U(c)] = T(W(o1[r + U(c)]) * s[c])
+
+    @inner_njit()
+    def col_dot(g1, y1, s, e2, base, n, K, w):
+        inline()
+        for c in range(w):
+            s[c] = zero
+            e2[c] = zero
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                if f32:
+                    s[c] += W(g1[r + U(c)]) * W(y1[r + U(c)])
+                else:
+                    y = g1[r + U(c)] * y1[r + U(c)] - e2[c]
+                    t = s[c] + y
+                    e2[c] = (t - s[c]) - y
+                    s[c] = t
+
+    @inner_njit()
+    def col_grad(g1, y1, o1, s, base, n, K, w):
+        inline()
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                k = r + U(c)
+                d = T(s[c])
+                o1[k] = y1[k] * (d - g1[k]) if negate else y1[k] * (g1[k] - d)
+
+    def forward(x1, o1, outer, n, K, cols, nthreads):
+        nc = (K + cols - 1) // cols
+        tasks = outer * nc
+        for t in prange(nthreads):
+            m = np.empty(cols, T)
+            s = np.empty(cols, W)
+            e2 = np.empty(cols, W)
+            for task in range(t * tasks // nthreads, (t + 1) * tasks // nthreads):
+                o = task // nc
+                c0 = (task - o * nc) * cols
+                w = min(cols, K - c0)
+                base = o * n * K + c0
+                col_max(x1, m, base, n, K, w)
+                exp_sum(x1, o1, m, s, e2, base, n, K, w)
+                scale(o1, s, base, n, K, w)
+
+    def backward(g1, y1, o1, outer, n, K, cols, nthreads):
+        nc = (K + cols - 1) // cols
+        tasks = outer * nc
+        for t in prange(nthreads):
+            s = np.empty(cols, W)
+            e2 = np.empty(cols, W)
+            for task in range(t * tasks // nthreads, (t + 1) * tasks // nthreads):
+                o = task // nc
+                c0 = (task - o * nc) * cols
+                w = min(cols, K - c0)
+                base = o * n * K + c0
+                col_dot(g1, y1, s, e2, base, n, K, w)
+                col_grad(g1, y1, o1, s, base, n, K, w)
+
+    return (_jit(f"inner_fwd_{tag}", parallel)(forward),
+            _jit(f"inner_bwd_{tag}", parallel)(backward))
+
+
 # --- the gated family --------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
@@ -1153,6 +1300,33 @@ class NumbaBackend(Backend):
         self._run(y.size, parallel_min(name),
                   lambda par: _row_kernels(name, y.dtype.type, par)[1], g, y, out,
                   big_out=out if streamed(name, "backward") else None)
+
+    def rows_inner_forward(self, name, x, out):
+        outer, n, K = x.shape
+        self._rows_inner(name, 0, x.size, x.reshape(-1), out.reshape(-1), outer, n, K)
+
+    def rows_inner_backward(self, name, g, y, out):
+        outer, n, K = y.shape
+        self._rows_inner(name, 1, y.size, g.reshape(-1), y.reshape(-1), out.reshape(-1),
+                         outer, n, K)
+
+    def _rows_inner(self, name, k, size, *args):
+        """The softmax family along a middle axis (_row_inner_kernels): one
+        task per thread (its kernels take the columns of a task and the
+        thread count)."""
+        outer, K, dt = args[-3], args[-1], args[0].dtype
+        if size >= parallel_min(name) and not _threads.forked_serial() and \
+                _pool_lock.acquire(blocking=False):
+            try:
+                want = _threads.team_size()
+                if self._nb.get_num_threads() != want:
+                    self._nb.set_num_threads(want)
+                _row_inner_kernels(name, dt.type, True)[k](
+                    *args, inner_columns(outer, K, dt, want), want)
+            finally:
+                _pool_lock.release()
+        else:
+            _row_inner_kernels(name, dt.type, False)[k](*args, inner_columns(outer, K, dt, 1), 1)
 
     def gated_forward(self, name, x, out):
         o1 = out.reshape(-1)
