@@ -311,7 +311,7 @@ def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
     """The CUDA kernels (numba's simulator, as CI runs them) give the
     reference's bits for both parameterizations."""
     script = textwrap.dedent("""
-        import numpy as np, fastact
+        import numpy as np, fastact, fastact.nn as nn
         from numba import cuda
         for dt in (np.float32, np.float64):
             x = (np.random.default_rng(0).standard_normal(257) * 3).astype(dt)
@@ -324,6 +324,19 @@ def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
                 d = fastact.rrelu_backward(cuda.to_device(g), cuda.to_device(x), **kw)
                 r = fastact.rrelu_backward(g, x, backend="numpy", **kw)
                 assert d.copy_to_host().tobytes() == r.tobytes(), (dt, kw)
+        # generated layers take device arrays as the functions do
+        x = cuda.to_device(np.random.default_rng(2).standard_normal((4, 6)).astype(np.float32))
+        g = cuda.to_device(np.ones((4, 6), np.float32))
+        for layer, fn in ((nn.Sigmoid(inplace=True), "sigmoid"), (nn.ELU(), "elu"),
+                          (nn.Softmax(axis=0), "softmax")):
+            y = layer.forward(cuda.to_device(x.copy_to_host()))
+            want = getattr(fastact, fn)(x, **({"axis": 0} if fn == "softmax" else {}))
+            assert y.copy_to_host().tobytes() == want.copy_to_host().tobytes(), fn
+            layer.backward(g).copy_to_host()
+        r = nn.RReLU(3.0, 8.0, seed=5, divide=True)
+        a = r.forward(x).copy_to_host()
+        assert a.tobytes() == nn.RReLU(3.0, 8.0, seed=5, divide=True, backend="numpy").forward(
+            x.copy_to_host()).tobytes()
         print("ok")
     """)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
@@ -332,3 +345,14 @@ def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
     if "CudaSupportError" in res.stderr or "No module named" in res.stderr:
         pytest.skip(f"numba's CUDA simulator unavailable: {res.stderr[-200:]}")
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_readme_training_example_runs_and_learns():
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"## Training.*?```python\n(.*?)```", text, re.S).group(1)
+    scope = {}
+    exec(compile(code.replace("print(", "(lambda *a: None)("), "README", "exec"), scope)
+    assert scope["value"] < 0.1                       # it learned the XOR-like target
+    assert not np.allclose(scope["act"].weight.data, 0.25)     # and moved the slopes
