@@ -29,6 +29,7 @@ def _x(shape, dtype, seed=0):
 
 
 def test_every_public_op_has_a_layer():
+    assert fastact.nn is nn
     assert set(nn.LAYERS) == set(fastact.ACTIVATIONS)
     names = {c.__name__ for c in nn.LAYERS.values()}
     assert len(names) == len(nn.LAYERS)
