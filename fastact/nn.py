@@ -6,7 +6,10 @@ says the backward reads (``x`` or ``y``), ``backward(grad)`` returns the
 input gradient and adds parameter gradients to ``Parameter.grad``.  Layers
 where the backward can read the output (``saves="y"``, or a
 ``from_output`` entry) take ``inplace=True``: the forward then overwrites
-its input.  ``backend=`` is passed through to every call.
+its input.  ``backend=`` is passed through to every call.  The generated
+layers and :class:`RReLU` take host and CUDA device arrays, as the
+functions do; :class:`PReLU` (its slopes), the losses and :class:`SGD`
+work on NumPy arrays.
 
 >>> import numpy as np, fastact.nn as nn
 >>> act = nn.PReLU()
@@ -223,9 +226,9 @@ class RReLU(Module):
 
     In training each forward draws new slopes ``a ~ U[lower, upper]``
     (:func:`fastact.rrelu` with ``training=True``): the call's seed comes
-    from the layer's ``seed`` (a :class:`numpy.random.SeedSequence`'s fresh
-    entropy when None) and a counter advanced by one per training forward,
-    ``SeedSequence(seed, spawn_key=(counter,))``.  ``backward`` uses the
+    from the layer's ``seed`` (an int or a :class:`numpy.random.SeedSequence`;
+    a fresh one's entropy when None) and a counter advanced by one per
+    training forward, ``SeedSequence(seed, spawn_key=(counter,))``.  ``backward`` uses the
     last forward's seed and shape: it always differentiates the last
     forward (a grad of another shape is a ``ValueError``), so no slice or
     interleaving can give it other slopes.  In evaluation the slope is
@@ -242,15 +245,16 @@ class RReLU(Module):
                              "output; rrelu's reads x")
         _api.GENERATED["rrelu"](np.zeros(1), lower, upper, divide=divide)   # validates
         self.lower, self.upper, self.divide = lower, upper, bool(divide)
-        seq = np.random.SeedSequence(seed)
-        self.seed = seq.entropy
+        seq = seed if isinstance(seed, np.random.SeedSequence) else \
+            np.random.SeedSequence(seed)
+        self.seed, self._spawn_key = seq.entropy, tuple(seq.spawn_key)
         self.counter = 0
         self.backend = backend
         self._saved = None
 
     def call_seed(self, counter):
         """The seed of training forward number ``counter`` (0, 1, ...)."""
-        seq = np.random.SeedSequence(self.seed, spawn_key=(counter,))
+        seq = np.random.SeedSequence(self.seed, spawn_key=self._spawn_key + (counter,))
         return int(seq.generate_state(2, np.uint32).view(np.uint64)[0])
 
     def _kw(self, seed):

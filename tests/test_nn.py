@@ -258,6 +258,10 @@ def test_rrelu_train_eval_and_the_counter():
     assert layer.counter == 2                                       # evaluation draws nothing
     layer.backward(np.ones_like(x))
     assert nn.RReLU().seed != nn.RReLU().seed                       # fresh entropy
+    seq = np.random.SeedSequence(7)
+    assert_bitwise_equal(nn.RReLU(seed=seq).forward(x), y0)        # a SeedSequence works too
+    child = nn.RReLU(seed=seq.spawn(1)[0]).forward(x)
+    assert not np.array_equal(child, y0)
     assert "seed=7" in repr(nn.RReLU(seed=7))
 
 
