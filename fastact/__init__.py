@@ -49,3 +49,11 @@ def warmup(dtypes=("float32", "float64"), ops=None, progress=None):
 __all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "backends", "get_num_threads",
                   "set_num_threads", "use_backend", "warmup"]
                  + [n for a in ACTIVATIONS for n in (a, a + "_backward")])
+
+
+def __getattr__(name):
+    # fastact.nn (layers, losses, SGD) is imported on first use
+    if name == "nn":
+        import importlib
+        return importlib.import_module(".nn", __name__)
+    raise AttributeError(f"module 'fastact' has no attribute {name!r}")

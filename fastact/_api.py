@@ -24,8 +24,10 @@ def _fail_dtype(op, arg, dtype):
 
 
 def _is_device(a):
-    # numba's CUDA simulator arrays stand for device arrays without the interface
-    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
+    # numba's CUDA simulator arrays stand for device arrays without the
+    # interface; the cuda backend returns a subclass of them (SimArray)
+    return hasattr(a, "__cuda_array_interface__") or any(
+        t.__name__ == "FakeCUDAArray" for t in type(a).__mro__)
 
 
 def _inputs(op, named, same_shape=True):

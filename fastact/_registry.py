@@ -218,6 +218,21 @@ def _rrelu_train(p):
     return forward, backward
 
 
+def _rrelu_div_train(p):
+    # Xu et al.'s own form: the divisor a ~ U[lower, upper] drawn as the
+    # slope is, y = x / a (a division, rounded once on every backend)
+    zero = p.T(0.0)
+    divisor = _rrelu_slope(p)
+
+    def forward(x, i, key, lower, upper):
+        return x if x > zero else x / divisor(i, key, lower, upper)
+
+    def backward(g, x, i, key, lower, upper):
+        return g if x > zero else g / divisor(i, key, lower, upper)
+
+    return forward, backward
+
+
 def reference_rrelu_slopes(n, key, lower, upper, dtype, start=0):
     """The slopes of flat indices ``start..start+n-1`` as a NumPy array of ``dtype``."""
     dt = np.dtype(dtype)
@@ -248,26 +263,45 @@ def _ref_rrelu_bwd(g, x, key, lower, upper):
     return np.where(x > 0, g, g * a)
 
 
-def _rrelu_route(op, lower, upper, training, seed):
+def _ref_rrelu_div_fwd(x, key, lower, upper):
+    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+    return np.where(x > 0, x, x / a)
+
+
+def _ref_rrelu_div_bwd(g, x, key, lower, upper):
+    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+    return np.where(x > 0, g, g / a)
+
+
+def _rrelu_route(op, lower, upper, training, seed, divide):
     lo, up = _checks.real(op, "lower", lower), _checks.real(op, "upper", upper)
     if lo != lo or up != up:
         raise ValueError(f"fastact.{op}: lower and upper must be numbers, got lower={lo}, "
                          f"upper={up}")
     if not lo <= up:
         raise ValueError(f"fastact.{op}: lower ({lo}) must not exceed upper ({up})")
-    if not (training is True or training is False or isinstance(training, np.bool_)):
-        # any truthy object (the string "False" among them) meant training
-        raise TypeError(f"fastact.{op}: training must be a bool, not "
-                        f"{type(training).__name__}")
+    for flag, v in (("training", training), ("divide", divide)):
+        if not (v is True or v is False or isinstance(v, np.bool_)):
+            # any truthy object (the string "False" among them) meant True
+            raise TypeError(f"fastact.{op}: {flag} must be a bool, not {type(v).__name__}")
+    if divide and not lo > 0:
+        raise ValueError(f"fastact.{op}: divide=True draws a divisor in [lower, upper]; "
+                         f"lower must be positive, got {lo}")
     if not training:
-        return "leaky_relu", ((lo + up) / 2,)
+        if seed is not None:
+            # a forgotten training=True would otherwise silently give the
+            # evaluation slope
+            raise ValueError(f"fastact.{op}: seed={seed!r} given with training=False; the "
+                             "evaluation slope is not random (pass training=True to draw "
+                             "slopes, or drop the seed)")
+        return "leaky_relu", ((2 / (lo + up) if divide else (lo + up) / 2),)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(
             f"fastact.{op}: training=True needs an integer seed= (got {seed!r}); "
             "the slopes are drawn from a counter-based generator keyed by "
             "(seed, element index), and the same seed lets rrelu_backward "
             "recompute them instead of storing a noise tensor")
-    return "rrelu_train", (_rng.seed_key(seed), lo, up)
+    return ("rrelu_div_train" if divide else "rrelu_train"), (_rng.seed_key(seed), lo, up)
 
 
 _register(Spec(
@@ -279,8 +313,11 @@ _register(Spec(
          Param("upper", 1 / 3, "the upper bound of the slopes"),
          Param("training", False, "a bool: random slopes (True) or their mean (False)",
                kw_only=True),
-         Param("seed", None, "an integer, required when ``training``: the slopes' "
-               "generator key", kw_only=True)),
+         Param("seed", None, "an integer, required when ``training`` and refused "
+               "without it: the slopes' generator key", kw_only=True),
+         Param("divide", False, "a bool: Xu et al.'s own form, ``y = x / a`` with the divisor "
+               "``a ~ U[lower, upper]`` in training (they take 3 and 8), ``x 2 / (lower + "
+               "upper)`` in evaluation", kw_only=True)),
     doc=Doc(
         "Randomized leaky ReLU (Xu et al., 2015), elementwise.",
         r"f(x) = x \text{ if } x > 0 \text{ else } a x",
@@ -291,7 +328,11 @@ generator at position ``(seed, flat C-order index)`` (float32: a 32-bit
 counter hash with 24 random bits; float64: SplitMix64 with 53; see
 :mod:`fastact._rng`): reproducible, identical on every backend and
 layout, and recomputed by :func:`rrelu_backward` with the same seed.
-Training without an integer ``seed`` is a ``ValueError``.""",
+Training without an integer ``seed`` is a ``ValueError``, and so is a
+``seed`` without ``training=True``.  ``divide=True`` is Xu et al.'s own
+parameterization: ``f(x) = x / a`` for ``x <= 0`` with ``a ~ U[lower,
+upper]`` drawn as the slope is (their ``lower, upper = 3, 8``), and ``x 2 /
+(lower + upper)`` in evaluation.""",
         backward_notes="""with the same slopes ``a`` as the forward call with the same ``lower``,
 ``upper``, ``training`` and ``seed``; ``f'(0) = a``.""",
         example=""">>> import numpy as np, fastact
@@ -304,6 +345,14 @@ True""",
         backward_example=""">>> import numpy as np, fastact
 >>> fastact.rrelu_backward(np.ones(2), np.array([-1.0, 1.0]), 0.1, 0.3)
 array([0.2, 1. ])"""),
+))
+
+
+# RReLU in training, divided (Xu et al.'s parameterization): reached through rrelu's route
+_register(Spec(
+    "rrelu_div_train", "elementwise", saves="x", params=("key", "lower", "upper"),
+    build=_rrelu_div_train, indexed=True, compute_bound=("forward", "backward"),
+    reference_forward=_ref_rrelu_div_fwd, reference_backward=_ref_rrelu_div_bwd,
 ))
 
 

@@ -59,10 +59,13 @@ def _calls(spec, dtype, n):
                       ("backward in place", lambda: fb(g, x.copy(), **kwb, **nb))]
         return calls
     x = rng.standard_normal(n).astype(dtype)
-    variants = [kw] if name != "rrelu" else [kw, {**kw, "training": True, "seed": 1}]
+    # rrelu's training kernels, both parameterizations (divide: Xu et al.'s)
+    train = [{"training": True, "seed": 1}, {"training": True, "seed": 1, "lower": 3.0,
+                                               "upper": 8.0, "divide": True}]
+    variants = [kw] if name != "rrelu" else [kw] + [{**kw, **t} for t in train]
     calls = []
     for k in variants:
-        kb = {**kwb, **({"training": True, "seed": 1} if k.get("training") else {})}
+        kb = {**kwb, **{key: v for key, v in k.items() if key != "training" or v}}
         s = f(x, **k, **nb) if spec.saves == "y" else x
         calls += [("forward", lambda k=k: f(x, **k, **nb)),
                   ("backward", lambda kb=kb, s=s: fb(x, s, **kb, **nb))]

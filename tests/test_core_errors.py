@@ -143,7 +143,9 @@ def test_rrelu_training_must_be_a_bool(call):
         with pytest.raises(TypeError, match="training must be a bool"):
             call(bad)
     assert np.array_equal(call(np.bool_(True)), call(True))
-    assert np.array_equal(call(np.bool_(False)), call(False))
+    for off in (np.bool_(False), False):     # a seed without training: refused
+        with pytest.raises(ValueError, match="given with training=False"):
+            call(off)
 
 
 def test_parameter_beyond_the_float_range_or_nan_bounds():

@@ -472,9 +472,12 @@ def test_rrelu_eval_slope_is_mean(host_backend, dtype):
     # defaults: lower=1/8, upper=1/3, training=False
     y = fastact.rrelu(np.array([-1.0]), backend=host_backend)
     assert y[0] == -(1 / 8 + 1 / 3) / 2
-    # evaluation ignores the seed
-    assert_bitwise_equal(fastact.rrelu(x, seed=3, backend=host_backend),
-                         fastact.rrelu(x, backend=host_backend))
+    # a seed in evaluation is refused: a forgotten training=True would
+    # otherwise give the evaluation slope silently
+    with pytest.raises(ValueError, match="training=False"):
+        fastact.rrelu(x, seed=3, backend=host_backend)
+    with pytest.raises(ValueError, match="training=False"):
+        fastact.rrelu_backward(np.ones_like(x), x, seed=3, backend=host_backend)
 
 
 @pytest.mark.parametrize("seed", [None, 1.5, "3", True, np.float64(2.0)])

@@ -1,0 +1,363 @@
+"""fastact.nn: layers against the functional API (bitwise, every host
+backend), gradients by finite differences, SGD against its formula, PReLU
+learning a slope, RReLU's seeds, both parameterizations and backends, the
+losses."""
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastact
+import fastact.nn as nn
+from fastact._registry import REGISTRY
+
+from conftest import assert_bitwise_equal
+
+HOST_BACKENDS = [b for b in ("numpy", "numba", "c") if fastact.backends()[b]["available"]]
+SPEC = {s.api_name: s for s in REGISTRY.values() if s.public}
+GENERATED = sorted(n for n in nn.LAYERS if n not in ("prelu", "rrelu"))
+
+
+def _x(shape, dtype, seed=0):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype) * 3
+    x.flat[:4] = [0.0, -0.0, 1e-3, -1e-3]
+    return x
+
+
+def test_every_public_op_has_a_layer():
+    assert fastact.nn is nn
+    assert set(nn.LAYERS) == set(fastact.ACTIVATIONS)
+    names = {c.__name__ for c in nn.LAYERS.values()}
+    assert len(names) == len(nn.LAYERS)
+    for want in ("Sigmoid", "ReLU", "LeakyReLU", "ELU", "PReLU", "RReLU", "Softmax",
+                 "LogSoftmax", "SiLU", "GELU", "SwiGLU", "ReLU6"):
+        assert want in names and hasattr(nn, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_layer_matches_functional_bitwise(backend, dtype):
+    x = _x((6, 8), dtype)
+    g = _x((6, 8), dtype, seed=1)
+    for name in GENERATED:
+        spec = SPEC[name]
+        kw = spec.example_kwargs()
+        bkw = spec.example_kwargs("backward")
+        if spec.kind in ("rowwise", "gated"):
+            kw["axis"] = bkw["axis"] = 0
+        fwd, bwd = getattr(fastact, name), getattr(fastact, name + "_backward")
+        layer = nn.LAYERS[name](**kw, backend=backend)
+        y = layer.forward(x)
+        want = fwd(x, **kw, backend=backend)
+        assert_bitwise_equal(y, want)
+        gy = g[: y.shape[0]]
+        saved = want if spec.saves == "y" else x
+        assert_bitwise_equal(layer.backward(gy), bwd(gy, saved, **bkw, backend=backend))
+        if spec.saves == "y" or spec.from_output is not None:
+            xi = x.copy()
+            layer = nn.LAYERS[name](**kw, inplace=True, backend=backend)
+            y = layer.forward(xi)
+            assert y is xi and np.array_equal(y, want, equal_nan=True)
+            fo = {"from_output": True} if spec.saves == "x" else {}
+            assert_bitwise_equal(layer.backward(gy), bwd(gy, want, **bkw, **fo,
+                                                          backend=backend))
+        else:
+            with pytest.raises(ValueError, match="inplace=True needs a backward"):
+                nn.LAYERS[name](**kw, inplace=True)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_prelu_layer_matches_functional_and_accumulates(backend):
+    x, g = _x((5, 3, 4), np.float32), _x((5, 3, 4), np.float32, seed=1)
+    layer = nn.PReLU(3, init=0.3, backend=backend)
+    w = np.full(3, 0.3, np.float32)
+    assert_bitwise_equal(layer.forward(x), fastact.prelu(x, w, backend=backend))
+    gx, gw = fastact.prelu_backward(g, x, w, backend=backend)
+    assert_bitwise_equal(layer.backward(g), gx)
+    assert_bitwise_equal(layer.grad, gw)
+    layer.backward(g)                       # accumulates
+    assert_bitwise_equal(layer.weight.grad, gw + gw)
+    layer.zero_grad()
+    assert not layer.grad.any()
+    assert layer.parameters() == [layer.weight] and layer.weight.decay is False
+    shared = nn.PReLU()
+    shared.forward(x)
+    shared.backward(g)
+    assert shared.grad.shape == (1,)
+    np.testing.assert_allclose(shared.grad[0], np.sum(np.where(x > 0, 0, g * x),
+                                                       dtype=np.float64), rtol=1e-5)
+
+
+def test_module_basics():
+    layer = nn.LeakyReLU(0.2)
+    assert repr(layer) == "LeakyReLU(negative_slope=0.2)"
+    assert repr(nn.Softmax(axis=1, inplace=True)) == "Softmax(axis=1, inplace=True)"
+    assert layer.training and not layer.eval().training and layer.train().training
+    assert layer.parameters() == []
+    with pytest.raises(RuntimeError, match="backward before forward"):
+        layer.backward(np.ones(2))
+    layer.forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="grad has shape"):
+        layer.backward(np.ones(3))
+    with pytest.raises(TypeError):
+        nn.LeakyReLU(0.1, nope=1)
+    with pytest.raises(ValueError, match="alpha >= 0"):
+        nn.ELU(-1.0, inplace=True)
+    assert callable(nn.Threshold(0.5, 0.0))
+    with pytest.raises(TypeError):
+        nn.Threshold()
+
+
+# --- gradients through a small network -----------------------------------------------
+
+class _Linear:
+    def __init__(self, n_in, n_out, rng):
+        self.w = nn.Parameter(rng.standard_normal((n_in, n_out)) / np.sqrt(n_in))
+        self.b = nn.Parameter(rng.standard_normal(n_out) * 0.1)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.w.data + self.b.data
+
+    def backward(self, g):
+        self.w.grad += self.x.T @ g
+        self.b.grad += g.sum(0)
+        return g @ self.w.data.T
+
+    def parameters(self):
+        return [self.w, self.b]
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "elu", "silu", "softplus", "gelu", "prelu",
+                                 "swiglu", "log_softmax", "tanh", "mish"])
+def test_finite_differences_through_a_network(act):
+    rng = np.random.default_rng(3)
+    width = 8
+    layer = (nn.PReLU(width, dtype=np.float64) if act == "prelu"
+             else nn.LAYERS[act]())
+    inner = width // 2 if act == "swiglu" else width
+    net = [_Linear(5, width, rng), layer, _Linear(inner, 3, rng)]
+    loss = nn.CrossEntropy()
+    x = rng.standard_normal((7, 5))
+    t = rng.integers(0, 3, 7)
+
+    def run():
+        h = x
+        for m in net:
+            h = m.forward(h)
+        return float(loss.forward(h, t))
+
+    run()
+    g = loss.backward()
+    for m in reversed(net):
+        g = m.backward(g)
+    params = [p for m in net for p in m.parameters()]
+    eps = 1e-6
+    for p in params:
+        flat, grad = p.data.reshape(-1), p.grad.reshape(-1)
+        for i in range(0, flat.size, max(1, flat.size // 6)):
+            old = flat[i]
+            flat[i] = old + eps
+            up = run()
+            flat[i] = old - eps
+            down = run()
+            flat[i] = old
+            assert abs((up - down) / (2 * eps) - grad[i]) < 1e-6 + 1e-5 * abs(grad[i])
+
+
+# --- SGD --------------------------------------------------------------------------------
+
+def test_sgd_matches_the_formula_by_hand():
+    rng = np.random.default_rng(0)
+    w = nn.Parameter(rng.standard_normal(4))
+    a = nn.Parameter(np.full(2, 0.25), decay=False)
+    lr, mu, wd = 0.1, 0.9, 0.01
+    opt = nn.SGD([w, a], lr, momentum=mu, weight_decay=wd)
+    w_ref, a_ref = w.data.copy(), a.data.copy()
+    dw, da = np.zeros(4), np.zeros(2)
+    data_w, data_a = w.data, a.data
+    for step in range(5):
+        gw, ga = rng.standard_normal(4), rng.standard_normal(2)
+        opt.zero_grad()
+        w.grad += gw
+        a.grad += ga
+        opt.step()
+        dw = mu * dw - lr * (gw + wd * w_ref)     # Δ := μΔ − ε(∂E/∂w + λw)
+        w_ref = w_ref + dw
+        da = mu * da - lr * ga                    # no decay on the PReLU slope a
+        a_ref = a_ref + da
+        np.testing.assert_allclose(w.data, w_ref, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(a.data, a_ref, rtol=1e-14, atol=1e-15)
+    assert w.data is data_w and a.data is data_a          # in place
+    assert "Delta" in nn.SGD.__doc__ or "Δ" in nn.SGD.__doc__
+
+
+def test_prelu_slope_learns_what_the_regression_needs():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((256, 1)).astype(np.float32)
+    target = np.where(x > 0, x, 0.6 * x)
+    act, loss = nn.PReLU(), nn.MSE()
+    opt = nn.SGD(act.parameters(), lr=0.2, momentum=0.9)
+    for _ in range(100):
+        opt.zero_grad()
+        loss.forward(act.forward(x), target)
+        act.backward(loss.backward())
+        opt.step()
+    assert abs(act.weight.data[0] - 0.6) < 1e-3
+
+
+# --- losses ---------------------------------------------------------------------------
+
+def test_cross_entropy_values_gradient_and_large_logits():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 5))
+    t = np.array([0, 4, 2, 2])
+    ce = nn.CrossEntropy()
+    p = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    np.testing.assert_allclose(ce(x, t), -np.log(p[np.arange(4), t]).mean(), rtol=1e-13)
+    onehot = np.eye(5)[t]
+    np.testing.assert_allclose(ce.backward(), (p - onehot) / 4, rtol=1e-12, atol=1e-15)
+    big = np.array([[1e4, 0.0, -1e4], [5e3, 5e3 + 1, 0.0]], np.float32)
+    value = ce(big, np.array([1, 1]))
+    assert np.isfinite(value)
+    np.testing.assert_allclose(value, (1e4 + np.log1p(np.exp(-1.0))) / 2, rtol=1e-6)
+    g = ce.backward()
+    assert np.isfinite(g).all() and g.dtype == np.float32
+    with pytest.raises(ValueError, match="logits of shape"):
+        ce(x, t[:2])
+
+
+def test_mse():
+    m = nn.MSE()
+    x, t = np.array([1.0, 2.0, 4.0]), np.array([0.0, 2.0, 1.0])
+    assert m(x, t) == pytest.approx(10 / 3)
+    np.testing.assert_array_equal(m.backward(), 2 * (x - t) / 3)
+
+
+# --- RReLU ------------------------------------------------------------------------------
+
+def test_rrelu_train_eval_and_the_counter():
+    x = -np.abs(_x((3, 50), np.float64)) - 1
+    layer = nn.RReLU(seed=7)
+    y0 = layer.forward(x)
+    assert layer.counter == 1
+    assert_bitwise_equal(y0, fastact.rrelu(x, training=True, seed=layer.call_seed(0)))
+    y1 = layer.forward(x)
+    assert layer.counter == 2 and not np.array_equal(y0, y1)      # fresh slopes
+    assert_bitwise_equal(y1, fastact.rrelu(x, training=True, seed=layer.call_seed(1)))
+    assert_bitwise_equal(y0, nn.RReLU(seed=7).forward(x))          # the seed reproduces
+    assert not np.array_equal(y0, nn.RReLU(seed=8).forward(x))
+    slopes = y0 / x
+    assert (slopes >= 1 / 8).all() and (slopes < 1 / 3).all()
+    layer.eval()
+    assert_bitwise_equal(layer.forward(x), fastact.rrelu(x))        # (lower + upper) / 2
+    assert layer.counter == 2                                       # evaluation draws nothing
+    layer.backward(np.ones_like(x))
+    assert nn.RReLU().seed != nn.RReLU().seed                       # fresh entropy
+    seq = np.random.SeedSequence(7)
+    assert_bitwise_equal(nn.RReLU(seed=seq).forward(x), y0)        # a SeedSequence works too
+    child = nn.RReLU(seed=seq.spawn(1)[0]).forward(x)
+    assert not np.array_equal(child, y0)
+    assert "seed=7" in repr(nn.RReLU(seed=7))
+
+
+def test_rrelu_backward_uses_the_last_forwards_seed_and_shape():
+    x = -np.abs(_x((4, 30), np.float32)) - 1
+    layer = nn.RReLU(seed=3)
+    layer.forward(x)
+    layer.forward(x)          # backward differentiates this one (counter 1)
+    g = np.ones_like(x)
+    want = fastact.rrelu_backward(g, x, training=True, seed=layer.call_seed(1))
+    assert_bitwise_equal(layer.backward(g), want)
+    assert not np.array_equal(want, fastact.rrelu_backward(g, x, training=True,
+                                                           seed=layer.call_seed(0)))
+    with pytest.raises(ValueError, match="grad has shape"):
+        layer.backward(g[:2])         # a slice of the output: refused, not other slopes
+
+
+def test_rrelu_divisor_form_eval_and_mean_slope():
+    x = -np.ones(1_000_000)
+    layer = nn.RReLU(3.0, 8.0, seed=11, divide=True)
+    slopes = -layer.forward(x)
+    assert slopes.min() > 1 / 8 and slopes.max() <= 1 / 3
+    # E[1/a] over a ~ U(3, 8) is ln(8/3)/5; the sample's standard error ~6e-5
+    assert abs(slopes.mean() - math.log(8 / 3) / 5) < 4e-4
+    assert_bitwise_equal(layer.backward(np.ones_like(x)), slopes)
+    layer.eval()
+    np.testing.assert_array_equal(layer.forward(np.array([-5.5, 2.0])), [-1.0, 2.0])
+    with pytest.raises(ValueError, match="lower must be positive"):
+        nn.RReLU(0.0, 8.0, divide=True)
+    with pytest.raises(ValueError, match="given with training=False"):
+        fastact.rrelu(x, 3.0, 8.0, seed=1, divide=True)
+
+
+@pytest.mark.parametrize("divide", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rrelu_layer_bit_identical_across_host_backends(divide, dtype):
+    x = _x((7, 301), dtype)
+    g = _x((7, 301), dtype, seed=5)
+    lo, up = (3.0, 8.0) if divide else (1 / 8, 1 / 3)
+    got = []
+    for b in HOST_BACKENDS:
+        layer = nn.RReLU(lo, up, seed=2**70 + 5, divide=divide, backend=b)
+        layer.forward(x)
+        ys = layer.forward(x)        # the second draw
+        got.append((ys, layer.backward(g)))
+    for ys, gs in got[1:]:
+        assert_bitwise_equal(ys, got[0][0])
+        assert_bitwise_equal(gs, got[0][1])
+
+
+def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
+    """The CUDA kernels (numba's simulator, as CI runs them) give the
+    reference's bits for both parameterizations."""
+    script = textwrap.dedent("""
+        import numpy as np, fastact, fastact.nn as nn
+        from numba import cuda
+        for dt in (np.float32, np.float64):
+            x = (np.random.default_rng(0).standard_normal(257) * 3).astype(dt)
+            g = np.random.default_rng(1).standard_normal(257).astype(dt)
+            for kw in (dict(lower=0.1, upper=0.3), dict(lower=3.0, upper=8.0, divide=True)):
+                kw.update(training=True, seed=99)
+                d = fastact.rrelu(cuda.to_device(x), **kw).copy_to_host()
+                r = fastact.rrelu(x, backend="numpy", **kw)
+                assert d.tobytes() == r.tobytes(), (dt, kw)
+                d = fastact.rrelu_backward(cuda.to_device(g), cuda.to_device(x), **kw)
+                r = fastact.rrelu_backward(g, x, backend="numpy", **kw)
+                assert d.copy_to_host().tobytes() == r.tobytes(), (dt, kw)
+        # generated layers take device arrays as the functions do
+        x = cuda.to_device(np.random.default_rng(2).standard_normal((4, 6)).astype(np.float32))
+        g = cuda.to_device(np.ones((4, 6), np.float32))
+        for layer, fn in ((nn.Sigmoid(inplace=True), "sigmoid"), (nn.ELU(), "elu"),
+                          (nn.Softmax(axis=0), "softmax")):
+            y = layer.forward(cuda.to_device(x.copy_to_host()))
+            want = getattr(fastact, fn)(x, **({"axis": 0} if fn == "softmax" else {}))
+            assert y.copy_to_host().tobytes() == want.copy_to_host().tobytes(), fn
+            layer.backward(g).copy_to_host()
+        r = nn.RReLU(3.0, 8.0, seed=5, divide=True)
+        a = r.forward(x).copy_to_host()
+        assert a.tobytes() == nn.RReLU(3.0, 8.0, seed=5, divide=True, backend="numpy").forward(
+            x.copy_to_host()).tobytes()
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    if "CudaSupportError" in res.stderr or "No module named" in res.stderr:
+        pytest.skip(f"numba's CUDA simulator unavailable: {res.stderr[-200:]}")
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_readme_training_example_runs_and_learns():
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"## Training.*?```python\n(.*?)```", text, re.S).group(1)
+    scope = {}
+    exec(compile(code.replace("print(", "(lambda *a: None)("), "README", "exec"), scope)
+    assert scope["value"] < 0.1                       # it learned the XOR-like target
+    assert not np.allclose(scope["act"].weight.data, 0.25)     # and moved the slopes
