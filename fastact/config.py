@@ -49,8 +49,14 @@ AUTO_SMALL = ("c", "numba", "numpy")
 #: the softmax family along a middle axis, where Numba has kernels for it
 #: (no transposes) and C transposes twice: 2 threads, torch time / ours,
 #: float32 and float64, 4096**2 axis 0 and (64, 512, 512) axis 1, forward
-#: and backward: Numba 1.65-6.3, C 0.15-0.51.
-NUMBA_FIRST = frozenset({"softmax:inner", "softmin:inner"})
+#: and backward: Numba 1.65-6.3, C 0.15-0.51.  The others: % of the copy,
+#: Numba / C, ``fastact bench`` at 2**24, 2 threads, float32 and float64
+#: (one process, best of 5 rounds): rrelu in training float64 forward 99 /
+#: 29, backward 140 / 37 (C's SplitMix64 hash: float32 alike, 131 / 135);
+#: gelu forward 53 / 44 and 36 / 30, backward 62 / 56 and 49 / 41;
+#: logsigmoid forward 57 / 52 and 46 / 29 (its backward even).
+NUMBA_FIRST = frozenset({"softmax:inner", "softmin:inner", "rrelu_train", "gelu",
+                         "logsigmoid"})
 AUTO_LARGE_NUMBA = ("numba", "c", "numpy")
 
 #: Bytes of a row a task of the softmax family along a middle axis takes

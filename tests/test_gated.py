@@ -59,12 +59,13 @@ def test_big_arrays_parallel_kernels(fast_backend, op, kw, dtype):
     """Arrays past the parallel and streaming thresholds, rows of odd lengths
     (a thread's block spans row ends), against the oracle and the serial
     kernels of small pieces."""
-    x = (np.random.default_rng(5).standard_normal((301, 2 * 1111)) * 4).astype(dtype)
-    g = _grad((301, 1111), dtype)
+    # 61 rows of 1111: past config.PARALLEL_MIN (2**16) outputs
+    x = (np.random.default_rng(5).standard_normal((61, 2 * 1111)) * 4).astype(dtype)
+    g = _grad((61, 1111), dtype)
     f, fb = _fns(op, kw)
     y, dx = f(x, backend=fast_backend), fb(g, x, backend=fast_backend)
     check(op, x, g, y, dx, -1, fast_backend, **kw)
-    for r in (0, 150, 300):       # one row alone takes the serial kernel
+    for r in (0, 30, 60):         # one row alone takes the serial kernel
         assert_bitwise_equal(f(x[r:r + 1], backend=fast_backend), y[r:r + 1])
         assert_bitwise_equal(fb(g[r:r + 1], x[r:r + 1], backend=fast_backend), dx[r:r + 1])
 
@@ -116,8 +117,8 @@ def test_out_and_in_place(host_backend, op, kw):
     xi = x.copy()                                         # the gradient over x
     assert fb(g, xi, out=xi, backend=host_backend) is xi
     assert_bitwise_equal(xi, want_d)
-    big = (np.random.default_rng(1).standard_normal((200, 2 * 3000))).astype(dtype)
-    gb = _grad((200, 3000), dtype)
+    big = (np.random.default_rng(1).standard_normal((40, 2 * 1700))).astype(dtype)
+    gb = _grad((40, 1700), dtype)
     want = fb(gb, big, backend=host_backend)
     fb(gb, big, out=big, backend=host_backend)            # in place, parallel kernels
     assert_bitwise_equal(big, want)
