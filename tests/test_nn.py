@@ -114,24 +114,6 @@ def test_module_basics():
 
 # --- gradients through a small network -----------------------------------------------
 
-class _Linear:
-    def __init__(self, n_in, n_out, rng):
-        self.w = nn.Parameter(rng.standard_normal((n_in, n_out)) / np.sqrt(n_in))
-        self.b = nn.Parameter(rng.standard_normal(n_out) * 0.1)
-
-    def forward(self, x):
-        self.x = x
-        return x @ self.w.data + self.b.data
-
-    def backward(self, g):
-        self.w.grad += self.x.T @ g
-        self.b.grad += g.sum(0)
-        return g @ self.w.data.T
-
-    def parameters(self):
-        return [self.w, self.b]
-
-
 @pytest.mark.parametrize("act", ["sigmoid", "elu", "silu", "softplus", "gelu", "prelu",
                                  "swiglu", "log_softmax", "tanh", "mish"])
 def test_finite_differences_through_a_network(act):
@@ -140,7 +122,8 @@ def test_finite_differences_through_a_network(act):
     layer = (nn.PReLU(width, dtype=np.float64) if act == "prelu"
              else nn.LAYERS[act]())
     inner = width // 2 if act == "swiglu" else width
-    net = [_Linear(5, width, rng), layer, _Linear(inner, 3, rng)]
+    from fastact._demo import Linear          # the demo's NumPy layer
+    net = [Linear(5, width, rng, np.float64), layer, Linear(inner, 3, rng, np.float64)]
     loss = nn.CrossEntropy()
     x = rng.standard_normal((7, 5))
     t = rng.integers(0, 3, 7)
