@@ -253,9 +253,8 @@ def _elementwise_dense(b, name, pass_, arrs, p, out, perm):
                    for a in arrs):
             target = out
     if target is None:
-        target = np.empty_like(x)              # order "K": x's layout
-        if target.strides != x.strides:        # pragma: no cover - NumPy keeps it
-            target = np.empty(x.transpose(perm).shape, x.dtype).transpose(np.argsort(perm))
+        # x's layout: C order in memory order, the axes put back
+        target = np.empty(x.transpose(perm).shape, x.dtype).transpose(np.argsort(perm))
     b.elementwise(name, pass_, [a.transpose(perm).reshape(-1) for a in arrs],
                   target.transpose(perm).reshape(-1), p)
     if out is None:

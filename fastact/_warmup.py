@@ -66,12 +66,13 @@ def _calls(spec, dtype, n):
     calls = []
     for k in variants:
         kb = {**kwb, **{key: v for key, v in k.items() if key != "training" or v}}
-        s = f(x, **k, **nb) if spec.saves == "y" else x
+        # the saved array made in the step (listing the steps runs nothing)
+        saved = (lambda k=k: f(x, **k, **nb)) if spec.saves == "y" else (lambda: x)
         calls += [("forward", lambda k=k: f(x, **k, **nb)),
-                  ("backward", lambda kb=kb, s=s: fb(x, s, **kb, **nb))]
+                  ("backward", lambda kb=kb, s=saved: fb(x, s(), **kb, **nb))]
     if spec.from_output is not None and spec.from_output.build is not None:
-        y = f(x, **kw, **nb)
-        calls.append(("backward from y", lambda: fb(x, y, **kwb, from_output=True, **nb)))
+        calls.append(("backward from y",
+                      lambda: fb(x, f(x, **kw, **nb), **kwb, from_output=True, **nb)))
     return calls
 
 

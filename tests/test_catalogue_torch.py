@@ -46,8 +46,7 @@ def _inputs(dtype, kw):
 def _torch(torch, op, kw, x, g):
     spec = REGISTRY[op]
     t = torch.tensor(x, requires_grad=True)
-    y = getattr(torch.nn.functional, spec.torch.name)(
-        t, **spec.torch.params(*[kw.get(p.name, p.default) for p in spec.api]))
+    y = spec.torch.call(torch.nn.functional, t, *[kw.get(p.name, p.default) for p in spec.api])
     y.backward(torch.from_numpy(g))
     return y.detach().numpy(), t.grad.numpy()
 

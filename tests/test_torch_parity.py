@@ -26,9 +26,8 @@ def _inputs(op, dtype):
 def _torch_pair(torch, op, x, g):
     F = torch.nn.functional
     spec = op.spec
-    kw = spec.torch.params(*[op.kw[p.name] for p in spec.api])
     xt = torch.from_numpy(x.copy()).requires_grad_()
-    yt = getattr(F, spec.torch.name)(xt, **kw)
+    yt = spec.torch.call(F, xt, *[op.kw[p.name] for p in spec.api])
     yt.backward(torch.from_numpy(g))
     return yt.detach().numpy(), xt.grad.numpy()
 
