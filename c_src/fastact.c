@@ -29,6 +29,7 @@
 #endif
 
 #if FA_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 /* non-temporal stores at the baseline level: SSE2 (every x86-64) */
@@ -303,7 +304,10 @@ static void fa_register_atfork(void) { pthread_atfork(NULL, NULL, fa_mark_forked
  * relu 11.8 / 17.9.  By output size, relu and relu_backward: 1 MiB
  * 29.1 / 23.0 and 39.5 / 34.9 (the data stay in L2, which streamed stores
  * bypass), 2 MiB 27.2 / 25.1 and 29.4 / 46.3, 4 MiB 19.9 / 28.7 and
- * 27.5 / 49.9: the threshold (config.STREAM_MIN_BYTES) is 4 MiB.
+ * 27.5 / 49.9 (one kernel repeated).  A chain of kernels, each reading
+ * the last one's output, loses by streaming below 32-64 MiB: the Python
+ * side sets the threshold at load to the last-level cache's size, capped
+ * (config.STREAM_MIN_BYTES); 4 MiB is the default of a bare library.
  */
 
 static _Atomic int64_t fa_stream_min_bytes = (int64_t)1 << 22;
@@ -311,6 +315,47 @@ static _Atomic int64_t fa_stream_min_bytes = (int64_t)1 << 22;
 void fa_set_stream_min(int64_t bytes) { atomic_store(&fa_stream_min_bytes, bytes); }
 
 int64_t fa_stream_min(void) { return atomic_load(&fa_stream_min_bytes); }
+
+/* The size in bytes of the last-level data (or unified) cache, from cpuid's
+   deterministic cache parameters (leaf 4 on Intel, 0x8000001D on AMD): ways *
+   partitions * line size * sets of the highest level; 0 where cpuid does not
+   say (not x86, or a leaf the CPU lacks).  fastact._threads reads sysfs
+   first and asks this only where sysfs is absent. */
+int64_t fa_llc_bytes(void)
+{
+#if FA_X86
+    unsigned a, b, c, d, leaf = 4;
+    if (!__get_cpuid(0, &a, &b, &c, &d))
+        return 0;
+    if (b == 0x68747541u) {                       /* "Auth"enticAMD */
+        unsigned ext = __get_cpuid_max(0x80000000u, NULL);
+        if (ext < 0x8000001Du)
+            return 0;
+        leaf = 0x8000001Du;
+    } else if (a < 4) {
+        return 0;
+    }
+    int64_t best = 0;
+    unsigned best_level = 0;
+    for (unsigned i = 0; i < 32; i++) {
+        __cpuid_count(leaf, i, a, b, c, d);
+        const unsigned type = a & 31, level = (a >> 5) & 7;
+        if (type == 0)
+            break;
+        if (type == 2)                            /* instruction cache */
+            continue;
+        const int64_t size = (int64_t)((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1)
+                             * ((b & 0xfff) + 1) * ((int64_t)c + 1);
+        if (level > best_level || (level == best_level && size > best)) {
+            best = size;
+            best_level = level;
+        }
+    }
+    return best;
+#else
+    return 0;
+#endif
+}
 
 /* How each kernel writes a big output (fa_args.stream): the elementwise
    kernels as the registry says (c_src/ops.h: FA_OUT_STREAM where memory

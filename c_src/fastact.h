@@ -45,9 +45,10 @@ int fa_openmp(void);              /* 1 when built with OpenMP threads */
    cache lines: whole chunks by the memory-bound kernels (FA_OUT_STREAM in
    c_src/ops.h, prelu forward, softmax backward), line by line as computed by
    the others (FA_OUT_PREFETCH); a negative value never streams.  Default
-   1 << 22 (4 MiB). */
+   1 << 22 (4 MiB); fastact sets config.STREAM_MIN_BYTES at load. */
 void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
+int64_t fa_llc_bytes(void);        /* last-level cache by cpuid; 0 if unknown */
 
 /* dtype ids */
 enum { FA_F32_IDX, FA_F64_IDX };

@@ -13,7 +13,7 @@ cached on disk (:func:`warmup` compiles every Numba kernel ahead of time).
 """
 from . import _api
 from ._api import prelu, prelu_backward
-from ._dispatch import BackendUnavailable, use_backend
+from ._dispatch import BackendUnavailable, FastactWarning, use_backend
 from ._registry import REGISTRY as _REGISTRY
 from ._threads import get_num_threads, set_num_threads
 
@@ -46,7 +46,8 @@ def warmup(dtypes=("float32", "float64"), ops=None, progress=None):
     return run(dtypes, ops, progress)
 
 
-__all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "backends", "get_num_threads",
+__all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "FastactWarning", "backends",
+                  "get_num_threads",
                   "set_num_threads", "use_backend", "warmup"]
                  + [n for a in ACTIVATIONS for n in (a, a + "_backward")])
 

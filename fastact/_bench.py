@@ -575,6 +575,111 @@ def steps(ops, backends, dtypes, repeat, references=REFERENCES):
     return per * (len(backends) * (repeat + 1) + len(refs) * (min(repeat, 3) + 1))
 
 
+# --- layouts: the arrays users have beside C-ordered ones ----------------------------
+
+#: Element count of the in-cache table of ``fastact bench`` (4 MiB of
+#: float32: outputs below the streaming threshold stay in the caches).
+IN_CACHE_SIZE = 1 << 20
+#: Side of the square arrays of the layout table at the default size (the
+#: side is the square root of ``--size``), and its number of cases.
+LAYOUT_SIDE = 4096
+LAYOUT_CASES = 5
+
+
+def layout_cases(dtype, side=LAYOUT_SIDE):
+    """The layout table's cases: ``[(label, call(backend), torch_call(),
+    contiguous(backend))]``: fastact on the layout (its result preallocated
+    in the layout fastact returns, NumPy's ``order="K"``), PyTorch on the same
+    strided views, and fastact on C-ordered arrays of the same shape."""
+    import fastact
+    dtype = np.dtype(dtype)
+    xb, gb = _base_data(dtype.name, side * side)
+    x, g = xb.reshape(side, side), gb.reshape(side, side)
+    y = fastact.sigmoid(x)
+    out, out_t = np.empty_like(x), np.empty_like(x).T
+    m = 512 if side >= LAYOUT_SIDE else max(side // 2, 1)
+    cube = xb[:side * side // (m * m) * m * m].reshape(-1, m, m)
+    out3 = np.empty_like(cube)
+
+    def ours(name, *args, o, **kw):
+        fn = getattr(fastact, name)
+        return lambda b: (lambda: fn(*args, out=o, backend=b, **kw))
+
+    def theirs(name, *args, dim=None):
+        """PyTorch's ATen kernel on the same views, into an output of the
+        same layout (the registry's out= forms, as the main table's)."""
+        def make():
+            import torch
+            torch.set_num_threads(fastact.get_num_threads())
+            ts = [torch.from_numpy(np.ascontiguousarray(a.T)).T if a.flags.f_contiguous
+                  and not a.flags.c_contiguous else torch.from_numpy(a) for a in args]
+            o = torch.empty_like(ts[-1])          # keeps a dense layout
+            A, t = torch.ops.aten, registry_entry(name).torch
+            if dim is not None:
+                return lambda: A._softmax.out(ts[0], dim, False, out=o)
+            if len(ts) == 1:
+                return lambda: t.forward_out(A, ts[0], o)
+            return lambda: t.backward_out(A, ts[0], ts[1], o)
+        return make
+
+    return [
+        ("sigmoid(x.T)", ours("sigmoid", x.T, o=out_t),
+         theirs("sigmoid", x.T), ours("sigmoid", x, o=out)),
+        ("relu(x.T)", ours("relu", x.T, o=out_t),
+         theirs("relu", x.T), ours("relu", x, o=out)),
+        ("sigmoid_backward(g.T, y.T)", ours("sigmoid_backward", g.T, y.T, o=out_t),
+         theirs("sigmoid", g.T, y.T), ours("sigmoid_backward", g, y, o=out)),
+        ("softmax(x, axis=0)", ours("softmax", x, o=out, axis=0),
+         theirs("softmax", x, dim=0), ours("softmax", x, o=out)),
+        ("softmax(x, axis=1) of (64, 512, 512)", ours("softmax", cube, o=out3, axis=1),
+         theirs("softmax", cube, dim=1), ours("softmax", cube, o=out3)),
+    ]
+
+
+def run_layouts(backends, dtype, repeat, side=LAYOUT_SIDE, progress=None):
+    """``[(label, {backend: (seconds, contiguous seconds)}, torch seconds or
+    None)]``: medians over ``repeat`` interleaved rounds (every call of a
+    case in each round), after a warm-up round."""
+    with_torch = torch_available()
+    rows = []
+    for label, ours, theirs, contiguous in layout_cases(dtype, side):
+        calls = {}
+        for b in backends:
+            calls[(b, "layout")] = ours(b)
+            calls[(b, "contiguous")] = contiguous(b)
+        if with_torch:
+            calls[("torch", "layout")] = theirs()
+        times = {k: [] for k in calls}
+        for r in range(max(repeat, 1) + 1):
+            if progress:
+                progress(f"layouts: {label}" + (" (warm-up)" if r == 0 else f" ({r}/{repeat})"))
+            for k, fn in calls.items():
+                t = _seconds(fn)
+                if r:
+                    times[k].append(t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append((label, {b: (med[(b, "layout")], med[(b, "contiguous")]) for b in backends},
+                     med.get(("torch", "layout"))))
+    return rows
+
+
+def layout_table(rows, backends):
+    head = ["case"] + [f"{b}: torch/ours" for b in backends] + \
+        [f"{b}: contiguous/ours" for b in backends]
+    body = []
+    for label, by_backend, t_torch in rows:
+        body.append([label]
+                    + ["-" if t_torch is None else f"{t_torch / by_backend[b][0]:.2f}"
+                       for b in backends]
+                    + [f"{by_backend[b][1] / by_backend[b][0]:.2f}" for b in backends])
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
 # --- reports ---------------------------------------------------------------------------
 
 def _fmt_speedup(v):

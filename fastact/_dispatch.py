@@ -105,13 +105,32 @@ _PARALLEL_MIN = config.PARALLEL_MIN
 _NUMBA_FIRST = config.NUMBA_FIRST
 
 
+class FastactWarning(UserWarning):
+    """fastact's own warnings (a C backend that was not built)."""
+
+
 def _first_available(names):
+    """The first backend of ``names`` that loads (the reference if none).
+    Passing over a C backend that was not built says so, once a process, in
+    one line: pip shows no output of a build that succeeded without it."""
     for name in names:
         try:
             return get(name)
-        except BackendUnavailable:
+        except BackendUnavailable as e:
+            if name == "c" and e.reason.startswith("ImportError: not built") \
+                    and not _warned.get("c"):
+                _warned["c"] = True
+                import warnings
+                why = e.reason[len("ImportError: not built: "):]
+                warnings.warn(f"fastact: the C backend is not built ({why}); "
+                              "the automatic choice takes the next backend (Numba: about 1 s "
+                              "to compile each kernel on first use; `fastact warmup` "
+                              "compiles them ahead)", FastactWarning, stacklevel=5)
             continue
     return get("numpy")
+
+
+_warned: dict = {}
 
 
 def choose(backend, size, op=None):

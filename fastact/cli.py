@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 CHARTS_HINT = "pip install fastact[cli]"
@@ -19,6 +20,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         # one line and status 2, like argparse, but with the subcommand's name
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _count_size(text):
+    """A size or 0."""
+    return 0 if text.strip() == "0" else _size(text)
 
 
 def _size(text):
@@ -108,6 +114,12 @@ def _parser():
                    help="float32, float64, a comma list of both, or 'all' (default: float32)")
     b.add_argument("--size", type=_size, metavar="N",
                    help="elements per array, e.g. 2**24 or 16M (default: 2**24; --quick: 2**22)")
+    b.add_argument("--in-cache", type=_count_size, default=None, metavar="N",
+                   help="a second table at N elements, which stay in the caches (default: "
+                   "2**20 where --size is larger; 0: none)")
+    b.add_argument("--no-layouts", action="store_true",
+                   help="no layout table (transposed arrays, softmax along axis 0 and 1, "
+                   "float32 of --size elements, against PyTorch; --quick has none)")
     b.add_argument("--repeat", type=_positive_int, metavar="R",
                    help="rounds: each times every kernel once, right after a copy; the best "
                    "round counts (default: 5; --quick: 9)")
@@ -361,9 +373,21 @@ def _bench_run(args):
     if args.plot and not _has_matplotlib():
         raise _UsageError(f"--plot needs matplotlib: {CHARTS_HINT}")
 
-    progress = _Progress(_bench.steps(ops, backends, dtypes, repeat), not args.no_progress)
+    # the in-cache table where the main size is beyond it, unless asked for
+    in_cache = (args.in_cache if args.in_cache is not None
+                else _bench.IN_CACHE_SIZE if size > _bench.IN_CACHE_SIZE else 0)
+    in_cache = in_cache if in_cache != size else 0
+    side = max(math.isqrt(size) // 2 * 2, 2)
+    layouts = not (args.no_layouts or args.quick)
+    steps = _bench.steps(ops, backends, dtypes, repeat) * (2 if in_cache else 1)
+    steps += _bench.LAYOUT_CASES * (repeat + 1) if layouts else 0
+    progress = _Progress(steps, not args.no_progress)
     try:
         results = _bench.run(ops, backends, dtypes, size, repeat, progress=progress)
+        cached = (_bench.run(ops, backends, dtypes, in_cache, repeat, progress=progress)
+                  if in_cache else [])
+        layout_rows = (_bench.run_layouts(backends, "float32", repeat, side, progress=progress)
+                       if layouts else [])
     finally:
         progress.close()
     with_torch = _bench.torch_available()
@@ -378,6 +402,17 @@ def _bench_run(args):
               f"outputs of at least {config.STREAM_MIN_BYTES >> 20} MiB): "
               + "; ".join(f"{d}: {v:.2f} GB/s" for d, v in streamed.items()))
     print(_bench.table(results, with_torch))
+    if cached:
+        print(f"\nin cache: {in_cache:,} elements per array (streaming stores from "
+              f"{config.STREAM_MIN_BYTES / 2**20:g} MiB of output); parallel copy roofline: "
+              f"{_bench.copy_summary(cached)}")
+        print(_bench.table(cached, with_torch))
+    if layout_rows:
+        print(f"\nlayouts: float32, {side}**2 elements (the cube too), outputs "
+              "preallocated in the result's layout, medians of the rounds; torch/ours: "
+              "PyTorch's time on the same views over ours; contiguous/ours: our time on "
+              "C-ordered arrays (softmax: along the last axis) over ours on the layout")
+        print(_bench.layout_table(layout_rows, backends))
     if size < _bench.ROOFLINE_MIN_SIZE:
         print(f"note: at {size:,} elements the arrays stay in the caches and the parallel "
               "copy is mostly its threads' start-up: '% copy' does not measure memory "
@@ -396,14 +431,21 @@ def _bench_run(args):
         print("PyTorch is not installed: no 'vs torch' column.")
 
     status = 0
+    results = results + cached
     if baseline is not None:
         status = _check(results, baseline, max_reg, args.retries, repeat, args.compare)
 
     if args.json:
         meta = _bench.metadata(size, repeat, args.quick)
+        meta["in_cache_size"] = in_cache
         meta["call_overhead_us"] = {k: round(v, 3) for k, v in overhead.items()}
+        out = _bench.dump(results, meta)
+        out["layouts"] = [{"case": label, "torch_seconds": t,
+                           "backends": {b: {"seconds": v[0], "contiguous_seconds": v[1]}
+                                        for b, v in by.items()}}
+                          for label, by, t in layout_rows]
         with open(args.json, "w") as f:
-            json.dump(_bench.dump(results, meta), f, indent=1)
+            json.dump(out, f, indent=1)
         print(f"results written to {args.json}")
     if args.plot:
         _bench.plot_results(results, args.plot)
@@ -440,8 +482,9 @@ def _check(results, baseline, max_reg, retries, repeat, path):
     unmatched = [k for k in figures if k not in baseline]
     if unmatched:
         print(f"not in the baseline (not checked): {', '.join(unmatched)}")
-    size = next(iter(current.values())).size
-    missing = [k for k in baseline if k not in figures and f"/{size}/" in k]
+    sizes = {r.size for r in current.values()}
+    missing = [k for k in baseline if k not in figures
+               and any(f"/{n}/" in k for n in sizes)]
     if missing:
         print(f"in the baseline but not run here (a backend missing or not selected): "
               f"{len(missing)} kernels, e.g. {missing[0]}")

@@ -9,6 +9,9 @@ Environment variables read here:
     initial thread count of the parallel CPU kernels: a positive integer; a
     value above the threads available is lowered to them, and one that is
     not a positive integer is ignored, each with a ``RuntimeWarning``.
+``FASTACT_STREAM_MIN_BYTES``
+    the output size in bytes from which elementwise kernels write with
+    streaming stores (see ``STREAM_MIN_BYTES``); negative: never.
 ``OMP_NUM_THREADS``
     where ``FASTACT_NUM_THREADS`` is unset: its first entry (``4`` of
     ``4,2``), if a positive integer, is the initial count (lowered to the
@@ -18,6 +21,8 @@ Environment variables read here:
 from __future__ import annotations
 
 import os
+
+from . import _cache
 
 #: Backend names in the order ``fastact.backends()`` lists them.
 BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
@@ -90,12 +95,25 @@ C_PARALLEL_MIN = 1 << 14
 
 #: Outputs of at least this many bytes are written with non-temporal
 #: (streaming) stores, which skip reading the output's cache lines before
-#: writing them.  Parallel copy on the 2-core build machine, float32, GB/s,
-#: regular / streaming stores: 2**24 elements 27-32 / 40-50 (2 threads);
-#: 2**20 (4 MiB out) 25 / 41 (2 threads), 13 / 22 (1 thread); 2**18
-#: (1 MiB) 35 / 25 (2 threads): below a few MiB the output stays in cache
-#: and a streamed store only evicts it.  x86-64 only; -1 disables.
-STREAM_MIN_BYTES = 1 << 22
+#: writing them, and evict them from the caches.  Only an output larger than
+#: the last-level cache gains: a smaller one stays in cache for the next op
+#: to read, and a streamed store sends it to memory.  So the threshold is the
+#: last-level cache's size (``fastact._cache``: Linux's sysfs, else cpuid
+#: through the C backend), capped at STREAM_CAP_BYTES; STREAM_FALLBACK_BYTES
+#: where neither says; ``FASTACT_STREAM_MIN_BYTES`` overrides it (a negative
+#: value never streams).  x86-64 only; -1 disables.
+#:
+#: Measured on the 2-core build machine (a VM: sysfs and cpuid both report
+#: the host's 480 MiB L3), float32, 2 threads, a warm chain sigmoid -> relu
+#: -> sigmoid with out=, median microseconds, streamed / regular stores,
+#: Numba: 2**20 elements (4 MiB each) 658 / 493 (torch 586), 2**21 1304 /
+#: 1014, 2**22 2644 / 2318, 2**23 6315 / 5786, 2**24 13438 / 15033; C
+#: 2**22 2891 / 2627, 2**23 6611 / 7272, 2**24 13740 / 17034.  One kernel
+#: repeated on the same arrays, 2**24: relu 2554 / 4814 us.  Streaming pays
+#: from 32 to 64 MiB here, far below the reported L3: the cap.
+STREAM_CAP_BYTES = 1 << 25
+STREAM_FALLBACK_BYTES = 1 << 22
+STREAM_MIN_BYTES = _cache.stream_min_bytes(STREAM_CAP_BYTES, STREAM_FALLBACK_BYTES)
 
 #: The blocked kernels for big outputs take their share in blocks of this
 #: many output bytes: the elementwise ones prefetch the input this many

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import fastact
-from fastact import cli
+from fastact import _bench, cli
 
 SMALL = ["--size", "4096", "--repeat", "2", "--no-progress"]
 
@@ -282,3 +282,26 @@ print("numba" in sys.modules, time.perf_counter() - t)
 """, {})
     imported, seconds = out.split()
     assert imported == "False", out
+
+
+def test_bench_in_cache_and_layout_tables(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    status, out, err = run(capsys, "bench", "--ops", "relu", "--backends", "numba", "--size",
+                           str(1 << 14), "--in-cache", "4096", "--repeat", "1",
+                           "--no-progress", "--json", str(path))
+    assert status == 0, err
+    assert "in cache: 4,096 elements per array" in out
+    assert "layouts: float32, 128**2 elements" in out
+    layout_lines = [line for line in out.splitlines()
+                    if line.startswith(("sigmoid(", "relu(", "sigmoid_backward(", "softmax("))]
+    assert len(layout_lines) == _bench.LAYOUT_CASES == len(_bench.layout_cases("float32", 8))
+    data = json.loads(path.read_text())
+    assert {r["size"] for r in data["results"]} == {1 << 14, 4096}
+    assert data["meta"]["in_cache_size"] == 4096
+    assert [c["case"] for c in data["layouts"]] == [c[0] for c in _bench.layout_cases("float32", 8)]
+    for c in data["layouts"]:
+        assert c["backends"]["numba"]["seconds"] > 0
+    # none by default below the in-cache size, and none asked for
+    status, out, _ = run(capsys, "bench", "--ops", "relu", "--backends", "numba", *SMALL,
+                         "--no-layouts")
+    assert status == 0 and "in cache" not in out and "layouts:" not in out

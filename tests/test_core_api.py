@@ -131,9 +131,10 @@ def test_package_surface():
     assert set(fastact.ACTIVATIONS) == FROZEN
     assert len(fastact.ACTIVATIONS) == len(FROZEN)
     for name in ("backends", "use_backend", "set_num_threads", "get_num_threads",
-                 "BackendUnavailable"):
+                 "BackendUnavailable", "FastactWarning"):
         assert name in fastact.__all__ and hasattr(fastact, name)
     assert issubclass(fastact.BackendUnavailable, Exception)
+    assert issubclass(fastact.FastactWarning, UserWarning)
     for a in fastact.ACTIVATIONS:
         assert callable(getattr(fastact, a)) and callable(getattr(fastact, a + "_backward"))
 
