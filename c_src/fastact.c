@@ -305,7 +305,7 @@ static void fa_register_atfork(void) { pthread_atfork(NULL, NULL, fa_mark_forked
  * 29.1 / 23.0 and 39.5 / 34.9 (the data stay in L2, which streamed stores
  * bypass), 2 MiB 27.2 / 25.1 and 29.4 / 46.3, 4 MiB 19.9 / 28.7 and
  * 27.5 / 49.9 (one kernel repeated).  A chain of kernels, each reading
- * the last one's output, loses by streaming below 32-64 MiB: the Python
+ * the last one's output, loses by streaming below 16-32 MiB: the Python
  * side sets the threshold at load to the last-level cache's size, capped
  * (config.STREAM_MIN_BYTES); 4 MiB is the default of a bare library.
  */

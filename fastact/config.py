@@ -109,9 +109,15 @@ C_PARALLEL_MIN = 1 << 14
 #: Numba: 2**20 elements (4 MiB each) 658 / 493 (torch 586), 2**21 1304 /
 #: 1014, 2**22 2644 / 2318, 2**23 6315 / 5786, 2**24 13438 / 15033; C
 #: 2**22 2891 / 2627, 2**23 6611 / 7272, 2**24 13740 / 17034.  One kernel
-#: repeated on the same arrays, 2**24: relu 2554 / 4814 us.  Streaming pays
-#: from 32 to 64 MiB here, far below the reported L3: the cap.
-STREAM_CAP_BYTES = 1 << 25
+#: repeated on the same arrays, 2**24: relu 2554 / 4814 us.  But a kernel
+#: whose output is not in its core's L2 pays a read for ownership of each
+#: line (from L3 or memory) with regular stores: the regression check's
+#: case, one thread, 2**22 float32 right after a 16 MiB copy, % of the copy
+#: streamed / regular: relu forward 96-99 / 51-54, leaky_relu 94-96 /
+#: 45-48 (fastact bench --quick).  The cap, 16 MiB, sits where the chain's
+#: loss from streaming (12% at 2**22) is smaller than a lone kernel's gain
+#: (2x); below it (2**21, 8 MiB) the chain gains 22% from regular stores.
+STREAM_CAP_BYTES = 1 << 24
 STREAM_FALLBACK_BYTES = 1 << 22
 STREAM_MIN_BYTES = _cache.stream_min_bytes(STREAM_CAP_BYTES, STREAM_FALLBACK_BYTES)
 
