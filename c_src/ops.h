@@ -59,26 +59,28 @@ enum {
     FA_K_GELU_TANH_BWD = 48,
     FA_K_GELU_FWD = 49,
     FA_K_GELU_BWD = 50,
-    FA_K_ELEMENTWISE_COUNT = 51,
-    FA_K_PRELU_FWD = 51,
-    FA_K_PRELU_BWD = 52,
-    FA_K_SOFTMAX_FWD = 53,
-    FA_K_SOFTMAX_BWD = 54,
-    FA_K_LOG_SOFTMAX_FWD = 55,
-    FA_K_LOG_SOFTMAX_BWD = 56,
-    FA_K_SOFTMIN_FWD = 57,
-    FA_K_SOFTMIN_BWD = 58,
-    FA_K_GLU_FWD = 59,
-    FA_K_GLU_BWD = 60,
-    FA_K_REGLU_FWD = 61,
-    FA_K_REGLU_BWD = 62,
-    FA_K_GEGLU_FWD = 63,
-    FA_K_GEGLU_BWD = 64,
-    FA_K_GEGLU_TANH_FWD = 65,
-    FA_K_GEGLU_TANH_BWD = 66,
-    FA_K_SWIGLU_FWD = 67,
-    FA_K_SWIGLU_BWD = 68,
-    FA_K_COUNT = 69
+    FA_K_SQUAREPLUS_FWD = 51,
+    FA_K_SQUAREPLUS_BWD = 52,
+    FA_K_ELEMENTWISE_COUNT = 53,
+    FA_K_PRELU_FWD = 53,
+    FA_K_PRELU_BWD = 54,
+    FA_K_SOFTMAX_FWD = 55,
+    FA_K_SOFTMAX_BWD = 56,
+    FA_K_LOG_SOFTMAX_FWD = 57,
+    FA_K_LOG_SOFTMAX_BWD = 58,
+    FA_K_SOFTMIN_FWD = 59,
+    FA_K_SOFTMIN_BWD = 60,
+    FA_K_GLU_FWD = 61,
+    FA_K_GLU_BWD = 62,
+    FA_K_REGLU_FWD = 63,
+    FA_K_REGLU_BWD = 64,
+    FA_K_GEGLU_FWD = 65,
+    FA_K_GEGLU_BWD = 66,
+    FA_K_GEGLU_TANH_FWD = 67,
+    FA_K_GEGLU_TANH_BWD = 68,
+    FA_K_SWIGLU_FWD = 69,
+    FA_K_SWIGLU_BWD = 70,
+    FA_K_COUNT = 71
 };
 /* cdef end */
 
@@ -134,7 +136,9 @@ enum {
     X(GELU_TANH_FWD, gelu_tanh_fwd, 0, FA_OUT_PREFETCH) \
     X(GELU_TANH_BWD, gelu_tanh_bwd, 1, FA_OUT_PREFETCH) \
     X(GELU_FWD, gelu_fwd, 0, FA_OUT_PREFETCH) \
-    X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH)
+    X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH) \
+    X(SQUAREPLUS_FWD, squareplus_fwd, 0, FA_OUT_PREFETCH) \
+    X(SQUAREPLUS_BWD, squareplus_bwd, 1, FA_OUT_PREFETCH)
 
 /* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
    softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,

@@ -203,3 +203,30 @@ def gelu_terms(x, approximate="none"):
 
 ORACLES["gelu"] = Oracle(gelu, gelu_backward, terms=gelu_terms,
                          variants={"tanh": dict(approximate="tanh")})
+
+
+# --- squareplus: (x + sqrt(x**2 + b)) / 2, in long double -------------------------------
+def _squareplus_parts(x, b):
+    xw = hp(x)
+    bw = WIDE(_dt(x).type(b))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return xw, bw, np.sqrt(xw * xw + bw)
+
+
+def squareplus(x, b=4.0):
+    xw, bw, s = _squareplus_parts(x, b)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        r = np.where(xw >= 0, (xw + s) / 2, bw / (2 * (s - xw)))
+    return np.where(np.isinf(xw), np.maximum(xw, 0), r)
+
+
+def squareplus_backward(g, x, b=4.0):
+    xw, bw, s = _squareplus_parts(x, b)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        d = np.where(xw >= 0, (1 + xw / s) / 2, bw / (2 * s * (s - xw)))
+        d = np.where(np.isinf(xw), (xw > 0).astype(WIDE), d)
+        return hp(g) * d
+
+
+ORACLES["squareplus"] = Oracle(squareplus, squareplus_backward,
+                               variants={"b1e-3": dict(b=1e-3), "b100": dict(b=100.0)})

@@ -107,7 +107,7 @@ FROZEN = {"sigmoid", "relu", "leaky_relu", "prelu", "rrelu", "elu", "softmax",
           "hardtanh", "relu6", "hardsigmoid", "hardswish", "hardshrink", "softshrink",
           "threshold", "softsign",
           "silu", "tanh", "selu", "celu", "mish", "tanhshrink",
-          "softplus", "logsigmoid", "gelu",
+          "softplus", "logsigmoid", "gelu", "squareplus",
           "glu", "reglu", "geglu", "swiglu"}
 
 

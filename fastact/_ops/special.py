@@ -4,6 +4,8 @@ and ``two_prod`` of :mod:`fastact._prims` (C: ``c_src/kernels.inc``; the
 formulas again in ``c_src/formulas_special.inc``)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _checks
@@ -623,4 +625,131 @@ array([-0.08331547,  0.5       ,  1.08331547])"""),
         backward_out=lambda A, g, x, out, approximate: A.gelu_backward.grad_input(
             g, x, approximate=approximate, grad_input=out)),
     numpy_forward=_numpy_gelu_fwd, numpy_backward=_numpy_gelu_bwd,
+))
+
+
+# --- squareplus ------------------------------------------------------------------------
+
+def _squareplus(p):
+    T, fma = p.T, p.fma
+    zero, quarter, half, one, two = T(0.0), T(0.25), T(0.5), T(1.0), T(2.0)
+    inf = T(np.inf)
+
+    @p.jit
+    def parts(x, b):
+        """(a, s, u, w): a = |x|, s = sqrt(x**2 + b), u = a / s and, for x < 0,
+        the derivative b / (2 s (s + a)) = b / (2 (a**2 + b + a s)), a sum of
+        positive terms (a s added by an FMA), as w.  Beyond a = 1, with t = b / a**2 (as (b / a) /
+        a: no overflow), s = a q, q = sqrt(1 + t), u = 1 / q and the
+        derivative t / (2 (1 + t + q)): w = 1 / (2 (1 + t + q)) alone (1 + t
+        + q as 2 + (t + t / (1 + q)), since q - 1 = t / (1 + q)), for
+        the gradient ((g / a) w) (b / a), which underflows only where the
+        exact product does."""
+        a = -x if x < zero else x
+        big = a > one
+        t = (b / a) / a
+        a2 = a * a
+        q = T(math.sqrt(one + t if big else a2 + b))
+        s = a * q if big else q
+        u = one / q if big else a / s
+        # 1 + t + q = 2 + (t + t / (1 + q)): q - 1 = t / (1 + q), no rounding of 1 + t
+        w = half / (two + (t + t / (one + q))) if big else half * (b / fma(a, s, a2 + b))
+        return a, s, u, w
+
+    def forward(x, b):
+        a, s, u, w = parts(x, b)
+        # x < 0: b / (2 (s + |x|)), free of the cancellation in x + s; the
+        # halved sum cannot overflow
+        neg = (b / (half * s + half * a)) * quarter
+        return half * (x + s) if x >= zero else neg       # NaN: neg is NaN
+
+    def backward(g, x, b):
+        a, s, u, w = parts(x, b)
+        neg = ((g / a) * w) * (b / a) if a > one else g * w
+        r = g * (half * (one + u)) if x >= zero else neg
+        # the derivative is > 0 at every finite x: an infinite g gives g, as
+        # the exact product (where the derivative underflows too)
+        return g if (g == inf or g == -inf) and a < inf else r
+
+    return forward, backward
+
+
+def _ref_squareplus_parts(x, b):
+    xw = x.astype(_wide(x.dtype))
+    bw = xw.dtype.type(x.dtype.type(b))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        s = np.sqrt(xw * xw + bw)
+    return xw, bw, s
+
+
+def _ref_squareplus_fwd(x, b):
+    xw, bw, s = _ref_squareplus_parts(x, b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.where(xw >= 0, (xw + s) / 2, bw / (2 * (s - xw)))
+    return np.where(np.isinf(xw), np.maximum(xw, 0), r).astype(x.dtype)
+
+
+def _ref_squareplus_bwd(g, x, b):
+    xw, bw, s = _ref_squareplus_parts(x, b)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        d = np.where(xw >= 0, (1 + xw / s) / 2, bw / (2 * s * (s - xw)))
+    d = np.where(np.isinf(xw), (xw > 0).astype(d.dtype), d)
+    with np.errstate(invalid="ignore"):
+        return (g.astype(d.dtype) * d).astype(x.dtype)
+
+
+def _squareplus_check(op, b):
+    _checks.not_nan(op, b=b)
+    _checks.positive(op, b=b)
+    _checks.finite(op, b=b)
+
+
+register(Spec(
+    "squareplus", "elementwise", saves="x", params=("b",), build=_squareplus,
+    compute_bound=("forward", "backward"),
+    reference_forward=_ref_squareplus_fwd, reference_backward=_ref_squareplus_bwd,
+    api=(Param("b", 4.0, "the curvature at 0 (a finite real number > 0)"),),
+    check=_squareplus_check,
+    accuracy=(4, 4),
+    doc=Doc(
+        "Squareplus (So, 2021), elementwise: a softplus made of a square root.",
+        r"\mathrm{squareplus}(x) = \frac{x + \sqrt{x^2 + b}}{2}",
+        r"\frac{\partial L}{\partial x} = \frac{g}{2}\left(1 + \frac{x}{\sqrt{x^2 + b}}"
+        r"\right)",
+        notes="""For ``x < 0`` computed as ``b / (2 (sqrt(x**2 + b) - x))``, free of the
+cancellation of ``x + sqrt(x**2 + b)``, and ``sqrt(x**2 + b)`` as ``|x|
+sqrt(1 + b / x**2)`` beyond ``|x| = 1``, so that ``x**2`` cannot overflow:
+within 4 ULP over the whole range.  ``squareplus(+inf) = +inf``,
+``squareplus(-inf) = 0``, NaN propagates.  ``b`` must be finite and > 0
+(ValueError).  JAX's ``jax.nn.squareplus``; PyTorch has none: the
+expression ``(x + sqrt(x**2 + b)) / 2`` cancels for ``x << 0`` and
+overflows in ``x**2``.""",
+        backward_notes="""``g (1 + x / sqrt(x**2 + b)) / 2``, for ``x < 0`` as ``g b / (2 (x**2 + b
++ |x| s))`` with ``s = sqrt(x**2 + b)`` (no cancellation): within 4 ULP.
+The derivative is 1 at ``+inf`` and 0 at ``-inf`` (``g * 0``); an infinite
+``g`` gives ``g`` at every finite ``x`` (the exact product; the derivative is
+positive).""",
+        example=""">>> import numpy as np, fastact
+>>> fastact.squareplus(np.array([-np.inf, -1.0, 0.0, 1.0, np.inf]))
+array([0.        , 0.61803399, 1.        , 1.61803399,        inf])""",
+        backward_example=""">>> import numpy as np, fastact
+>>> fastact.squareplus_backward(np.ones(3), np.array([-1.0, 0.0, 1.0]))
+array([0.2763932, 0.5      , 0.7236068])"""),
+    torch=Torch(
+        "squareplus: (x + sqrt(x**2 + b)) / 2", lambda b: {"b": b},
+        function=lambda F, x, b: (x + (x * x + b).sqrt()) / 2,
+        deviations="PyTorch has no squareplus; its expression (x + sqrt(x**2 + b)) / 2 "
+                   "cancels for x << 0 (all digits lost where x**2 >> b / eps) and x**2 "
+                   "overflows for |x| beyond sqrt(max) (inf - inf = NaN at -inf); fastact "
+                   "keeps 4 ULP and the limits 0 and inf.",
+        # where x**2 > b, 1 + x / s cancels in PyTorch's backward for x < 0
+        skip=lambda x, b: ((x < 0) & (np.abs(x) > np.sqrt(b))) | (np.abs(x) > 1e18),
+        rtol=1e-6,
+        forward_out=lambda A, x, out, b: A.div_.Scalar(A.add_.Tensor(A.sqrt_(
+            A.add_.Scalar(A.mul.out(x, x, out=out), b)), x), 2.0),
+        backward_out=lambda A, g, x, out, b: A.div_.Scalar(A.mul_.Tensor(A.add_.Scalar(
+            A.div.out(x, A.sqrt_(A.add_.Scalar(A.mul.out(x, x, out=out), b)), out=out),
+            1.0), g), 2.0)),
+    numpy_forward=lambda x, b: (x + np.sqrt(x * x + b)) / 2,
+    numpy_backward=lambda g, x, b: g * (1 + x / np.sqrt(x * x + b)) / 2,
 ))
