@@ -76,6 +76,7 @@ typedef void (*fa_range_fn)(const fa_args *, int64_t lo, int64_t hi, int tid);
 
 typedef struct fa_table {
     fa_range_fn fn[FA_K_COUNT];
+    fa_range_fn inner[FA_K_COUNT];  /* the softmax family along a middle axis */
 } fa_table;
 
 #define FA_CAT3_(a, b, c) a##_##b##_##c
@@ -506,6 +507,21 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
         return -1;
     fa_args a = {.in0 = in0, .in1 = in1, .out = out, .p0 = p0, .p1 = p1, .p2 = p2, .key = key};
     fa_launch(dtype, kernel, &a, n, FA_ELEMENTWISE_GRAIN, 1, nthreads);
+    return 0;
+}
+
+int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, void *out0,
+                     int64_t outer, int64_t n, int64_t K, int64_t cols, int nthreads)
+{
+    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || kernel < 0 || kernel >= FA_K_COUNT ||
+        outer < 0 || n < 1 || K < 1 || cols < 1 || cols > 8192 / (dtype == FA_F32_IDX ? 4 : 8))
+        return -2;
+    fa_range_fn fn = fa_tables[fa_isa()][dtype]->inner[kernel];
+    if (fn == NULL)
+        return -2;
+    fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = n, .C = K, .inner = cols,
+                 .stream = FA_OUT_REGULAR};
+    fa_parallel(fn, &a, outer * ((K + cols - 1) / cols), 1, nthreads, 0);
     return 0;
 }
 

@@ -73,6 +73,14 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
                void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads);
 
+/* The softmax family (not log_softmax) along a middle axis: flat (outer, n,
+   K) arrays, x = in0 (forward) or g = in0, y = in1 (backward), out0 the
+   result; tasks of cols columns (at most 8 KiB of them) of one outer index
+   walk the n rows, vectorized across the columns.  Returns 0, or -2 for an
+   unknown dtype or kernel id or bad extents (nothing is touched). */
+int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, void *out0,
+                     int64_t outer, int64_t n, int64_t K, int64_t cols, int nthreads);
+
 /* x is (outer, C, inner), w and gw are (C,); the backward returns 0, or -1 when
    out of memory */
 void fa_prelu_fwd_f32(const float *x, const float *w, float *y, int64_t outer, int64_t C,

@@ -766,7 +766,8 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
     ax = _axis(op, axis, a0.ndim)
     last = ax == max(a0.ndim, 1) - 1
     # along a middle axis the automatic choice asks for "<name>:inner"
-    # (config.NUMBA_FIRST: the backends with inner-axis kernels)
+    # (config.NUMBA_FIRST could send those to Numba; both CPU backends have
+    # the inner-axis kernels)
     middle = not last and not REGISTRY[name].row.log
     b = _backend(op, xp, backend, a0.size, name + ":inner" if middle else name)
     kw = {"stream": stream} if xp.device else {}

@@ -50,22 +50,23 @@ BACKEND_NAMES = ("numpy", "numba", "c", "cuda")
 AUTO_LARGE = ("c", "numba", "numpy")
 AUTO_SMALL = ("c", "numba", "numpy")
 #: registry entries whose big arrays go to Numba first (AUTO_LARGE_NUMBA):
-#: where its kernels are clearly faster than C's, measured.  "<name>:inner":
-#: the softmax family along a middle axis, where Numba has kernels for it
-#: (no transposes) and C transposes twice: 2 threads, torch time / ours,
-#: float32 and float64, 4096**2 axis 0 and (64, 512, 512) axis 1, forward
-#: and backward: Numba 1.65-6.3, C 0.15-0.51.  The others: % of the copy,
+#: where its kernels are clearly faster than C's, measured: % of the copy,
 #: Numba / C, ``fastact bench`` at 2**24, 2 threads, float32 and float64
 #: (one process, best of 5 rounds): rrelu in training float64 forward 99 /
 #: 29, backward 140 / 37 (C's SplitMix64 hash: float32 alike, 131 / 135);
 #: gelu forward 53 / 44 and 36 / 30, backward 62 / 56 and 49 / 41;
-#: logsigmoid forward 57 / 52 and 46 / 29 (its backward even).
-NUMBA_FIRST = frozenset({"softmax:inner", "softmin:inner", "rrelu_train", "gelu",
-                         "logsigmoid"})
+#: logsigmoid forward 57 / 52 and 46 / 29 (its backward even).  The softmax
+#: family along a middle axis ("<name>:inner") is not among them since C has
+#: the same kernels: torch time / ours, 2 threads, one process, medians of 7
+#: in 3 rounds, 4096**2 axis 0 and (64, 512, 512) axis 1, Numba / C: float32
+#: forward 3.02 / 3.03 and 2.38 / 2.38, backward 4.99 / 5.00 and 1.67 /
+#: 1.67; float64 forward 3.69 / 4.05 and 3.90 / 3.81, backward 5.89 / 6.40
+#: and 2.35 / 2.47.
+NUMBA_FIRST = frozenset({"rrelu_train", "gelu", "logsigmoid"})
 AUTO_LARGE_NUMBA = ("numba", "c", "numpy")
 
 #: Bytes of a row a task of the softmax family along a middle axis takes
-#: (fastact._backends.numba_cpu.inner_columns): wide runs of contiguous
+#: (fastact._backends.inner_columns): wide runs of contiguous
 #: columns beat a slab small enough for L2.  Numba, 2 threads, ms forward /
 #: backward, float32 (64, 512, 512) axis 1, 4096**2 axis 0, (8, 4096, 1024)
 #: axis 1, by bytes: 128: 18.3 / 26.0, 32.0 / 34.9, -; 512: 13.0 / 16.3,

@@ -164,14 +164,27 @@ def test_matches_torch(torch, name, dt):
                                atol=float(np.max(bound)) * 4)
 
 
-def test_big_rows_take_the_parallel_and_streamed_kernels(fast_backend, dtype):
+def test_big_rows_take_the_parallel_and_streamed_kernels(fast_backend, dtype, monkeypatch):
     """Rows past the parallel threshold and outputs past the streaming one
-    give the serial results."""
-    from fastact import config
+    (lowered to 4 MiB for the test, in both backends) give the serial results."""
+    from fastact import _dispatch, config
     rows, n = 2048, 1100                  # 2.2M elements: parallel, and >= 4 MiB
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 1 << 22)
+    if fast_backend == "c":
+        lib = _dispatch.get("c")._lib
+        before = lib.fa_stream_min()
+        lib.fa_set_stream_min(1 << 22)
     x = (np.random.default_rng(6).standard_normal((rows, n)) * 4).astype(dtype)
     g = np.random.default_rng(7).standard_normal((rows, n)).astype(dtype)
     assert x.size >= config.PARALLEL_MIN and x.nbytes >= config.STREAM_MIN_BYTES
+    try:
+        _check_big_rows(fast_backend, x, g)
+    finally:
+        if fast_backend == "c":
+            lib.fa_set_stream_min(before)
+
+
+def _check_big_rows(fast_backend, x, g):
     for name in FAMILY:
         f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
         y, gx = f(x, backend=fast_backend), None

@@ -14,6 +14,9 @@ outputs, and parameters already cast to that dtype (the RReLU key as
 ``rows_forward(name, x, out)`` / ``rows_backward(name, g, y, out)``
     ``name`` is a registry entry of kind ``"rowwise"`` (the softmax family,
     its ``row`` the variant); rows along the last axis of 2-D arrays.
+``rows_inner_forward(name, x, out)`` / ``rows_inner_backward(name, g, y, out)`` (optional)
+    The softmax family but log_softmax along the middle axis of 3-D ``(outer,
+    n, K)`` arrays, with no transposes (:func:`inner_columns`).
 ``gated_forward(name, x, out)`` / ``gated_backward(name, g, x, out)``
     ``name`` is a registry entry of kind ``"gated"``; ``x`` (and the
     backward's ``out``) has shape ``(outer, 2, M)``: the halves ``a =
@@ -40,6 +43,16 @@ def prelu_run(ci):
     them in, whole samples, at least ``config.PRELU_RUN_MIN`` elements
     (short runs do not vectorize well)."""
     return ci * -(-config.PRELU_RUN_MIN // ci) if ci > 0 else 1
+
+
+def inner_columns(outer, K, itemsize, nthreads):
+    """Columns a task of the inner-axis softmax kernels takes:
+    ``config.INNER_BYTES`` of a row, fewer where that would leave a thread
+    without two tasks (whole rows where K is narrower)."""
+    cols = max(16, config.INNER_BYTES // itemsize)
+    while cols > 16 and outer * -(-K // cols) < 2 * nthreads:
+        cols //= 2
+    return min(cols, K)
 
 
 class Backend:

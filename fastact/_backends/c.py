@@ -35,7 +35,7 @@ import numpy as np
 from .. import _threads, config
 from .._registry import REGISTRY, rowwise
 from .._spec import PASS_SUFFIX, gated
-from . import Backend, prelu_run
+from . import Backend, inner_columns, prelu_run
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
 _MODULE = "fastact._backends._cfastact"
@@ -260,6 +260,26 @@ class CBackend(Backend):
 
     def rows_backward(self, name, g, y, out):
         self._rowwise[name + "_bwd", out.dtype.char](g, y, out, *y.shape)
+
+    def rows_inner_forward(self, name, x, out):
+        self._rows_inner(name + "_fwd", x, None, out)
+
+    def rows_inner_backward(self, name, g, y, out):
+        self._rows_inner(name + "_bwd", g, y, out)
+
+    def _rows_inner(self, kernel, a, b, out):
+        """fa_rowwise_inner on flat (outer, n, K) views: tasks of
+        inner_columns columns, as many threads as the size allows."""
+        outer, n, K = out.shape
+        ch = out.dtype.char
+        nt = self._threads(out.size)
+        fb, ct = self._from_buffer, self._ctype[ch]
+        rc = self._lib.fa_rowwise_inner(
+            int(ch == "d"), getattr(self._lib, "FA_K_" + kernel.upper()), fb(ct, a),
+            self._ffi.NULL if b is None else fb(ct, b), fb(ct, out, True), outer, n, K,
+            inner_columns(outer, K, out.dtype.itemsize, nt), nt)
+        if rc != 0:
+            raise RuntimeError(f"fastact C {kernel}: fa_rowwise_inner refused the call ({rc})")
 
     def gated_forward(self, name, x, out):
         self._rowwise[name + "_fwd", out.dtype.char](x, out, x.shape[0], x.shape[2])

@@ -17,7 +17,7 @@ from .. import _threads, config
 from .._prims import (always_inline, array_address, cpu_prims, inner_njit, kernel_njit,
                       prefetchers, streaming, streaming_supported, wide_vectors)
 from .._registry import REGISTRY, parallel_min, streamed
-from . import Backend, prelu_run
+from . import Backend, inner_columns, prelu_run
 
 # A parallel region entered from two Python threads at once is not safe on
 # every Numba threading layer (workqueue aborts); a caller that finds the
@@ -917,23 +917,13 @@ def _row_kernels(name, dtype, parallel):
 
 # --- the softmax family along an inner axis ------------------------------------------
 
-def inner_columns(outer, K, dtype, nthreads):
-    """Columns a task of the inner-axis softmax kernels takes:
-    ``config.INNER_BYTES`` of a row, fewer where that would leave a thread
-    without two tasks (whole rows where K is narrower)."""
-    cols = max(16, config.INNER_BYTES // np.dtype(dtype).itemsize)
-    while cols > 16 and outer * -(-K // cols) < 2 * nthreads:
-        cols //= 2
-    return min(cols, K)
-
-
 @functools.lru_cache(maxsize=None)
 def _row_inner_kernels(name, dtype, parallel):
     """``forward(x1, o1, outer, n, K, cols, nthreads)`` and ``backward(g1,
     y1, o1, outer, n, K, cols, nthreads)`` of the softmax family (softmax,
     softmin; not log_softmax) along the middle axis of flat ``(outer, n,
     K)`` views, with no transpose: each task takes ``cols`` columns of one
-    outer index (:func:`inner_columns`) and walks its ``n`` rows three
+    outer index (``fastact._backends.inner_columns``) and walks its ``n`` rows three
     times (max, exp and sum, scale; the backward twice), vectorized across
     the columns, whose per-column max and sums sit in buffers allocated
     once per thread (float32 data: sums in float64; float64 data: Kahan's
@@ -1322,11 +1312,12 @@ class NumbaBackend(Backend):
                 if self._nb.get_num_threads() != want:
                     self._nb.set_num_threads(want)
                 _row_inner_kernels(name, dt.type, True)[k](
-                    *args, inner_columns(outer, K, dt, want), want)
+                    *args, inner_columns(outer, K, dt.itemsize, want), want)
             finally:
                 _pool_lock.release()
         else:
-            _row_inner_kernels(name, dt.type, False)[k](*args, inner_columns(outer, K, dt, 1), 1)
+            _row_inner_kernels(name, dt.type, False)[k](
+                *args, inner_columns(outer, K, dt.itemsize, 1), 1)
 
     def gated_forward(self, name, x, out):
         o1 = out.reshape(-1)
