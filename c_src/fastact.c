@@ -517,7 +517,7 @@ int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, vo
         outer < 0 || n < 1 || K < 1 || cols < 1 || cols > 8192 / (dtype == FA_F32_IDX ? 4 : 8))
         return -2;
     fa_range_fn fn = fa_tables[fa_isa()][dtype]->inner[kernel];
-    if (fn == NULL)
+    if (fn == NULL)                 /* not a kernel of the softmax family */
         return -2;
     fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = n, .C = K, .inner = cols,
                  .stream = FA_OUT_REGULAR};

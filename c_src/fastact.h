@@ -73,7 +73,7 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
                void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads);
 
-/* The softmax family (not log_softmax) along a middle axis: flat (outer, n,
+/* The softmax family along a middle axis: flat (outer, n,
    K) arrays, x = in0 (forward) or g = in0, y = in1 (backward), out0 the
    result; tasks of cols columns (at most 8 KiB of them) of one outer index
    walk the n rows, vectorized across the columns.  Returns 0, or -2 for an

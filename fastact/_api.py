@@ -768,7 +768,7 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
     # along a middle axis the automatic choice asks for "<name>:inner"
     # (config.NUMBA_FIRST could send those to Numba; both CPU backends have
     # the inner-axis kernels)
-    middle = not last and not REGISTRY[name].row.log
+    middle = not last
     b = _backend(op, xp, backend, a0.size, name + ":inner" if middle else name)
     kw = {"stream": stream} if xp.device else {}
     if a0.ndim == 0:

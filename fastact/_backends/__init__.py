@@ -15,7 +15,7 @@ outputs, and parameters already cast to that dtype (the RReLU key as
     ``name`` is a registry entry of kind ``"rowwise"`` (the softmax family,
     its ``row`` the variant); rows along the last axis of 2-D arrays.
 ``rows_inner_forward(name, x, out)`` / ``rows_inner_backward(name, g, y, out)`` (optional)
-    The softmax family but log_softmax along the middle axis of 3-D ``(outer,
+    The softmax family along the middle axis of 3-D ``(outer,
     n, K)`` arrays, with no transposes (:func:`inner_columns`).
 ``gated_forward(name, x, out)`` / ``gated_backward(name, g, x, out)``
     ``name`` is a registry entry of kind ``"gated"``; ``x`` (and the

@@ -920,22 +920,27 @@ def _row_kernels(name, dtype, parallel):
 @functools.lru_cache(maxsize=None)
 def _row_inner_kernels(name, dtype, parallel):
     """``forward(x1, o1, outer, n, K, cols, nthreads)`` and ``backward(g1,
-    y1, o1, outer, n, K, cols, nthreads)`` of the softmax family (softmax,
-    softmin; not log_softmax) along the middle axis of flat ``(outer, n,
-    K)`` views, with no transpose: each task takes ``cols`` columns of one
-    outer index (``fastact._backends.inner_columns``) and walks its ``n`` rows three
+    y1, o1, outer, n, K, cols, nthreads)`` of the softmax family along the
+    middle axis of flat ``(outer, n, K)`` views, with no transpose: each
+    task takes ``cols`` columns of one outer index
+    (``fastact._backends.inner_columns``) and walks its ``n`` rows three
     times (max, exp and sum, scale; the backward twice), vectorized across
     the columns, whose per-column max and sums sit in buffers allocated
     once per thread (float32 data: sums in float64; float64 data: Kahan's
-    compensation per column) (PyTorch's inner-size path)."""
+    compensation per column) (PyTorch's inner-size path).  log_softmax's
+    second walk counts the exponentials equal to 1 and sums the others
+    (nothing stored: the output may be the input), its third writes ``(x -
+    m) - log1p((ones - 1) + rest)`` in float64, as the row kernels do; its
+    backward is ``g - exp(y) sum(g)``."""
     prange = _numba().prange if parallel else range
     T = np.dtype(dtype).type
     W = np.float64
     f32 = T is np.float32
     prims = cpu_prims(dtype)
-    exp_diff = prims.exp_diff
+    exp_diff, exp = prims.exp_diff, prims.exp
     row = REGISTRY[name].row
-    negate = row.negate
+    negate, log = row.negate, row.log
+    t_one = T(1.0)
     sg = T(-1.0) if negate else T(1.0)
     wide = wide_vectors()
     inline = always_inline()
@@ -990,6 +995,74 @@ def _row_inner_kernels(name, dtype, parallel):
                 o1[r + U(c)] = T(W(o1[r + U(c)]) * s[c])
 
     @inner_njit()
+    def log_sum(x1, m, s, e2, ones, base, n, K, w):
+        """log_softmax: per column, the count of exp(x - m) == 1 (ones) and
+        the sum of the others (s, e2 as exp_sum's)"""
+        inline()
+        for c in range(w):
+            s[c] = zero
+            e2[c] = zero
+            ones[c] = zero
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                e = exp_diff(sg * x1[r + U(c)], m[c])
+                is_one = e == t_one
+                ones[c] += one if is_one else zero
+                v = zero if is_one else W(e)
+                if f32:
+                    s[c] += v
+                else:
+                    y = v - e2[c]
+                    t = s[c] + y
+                    e2[c] = (t - s[c]) - y
+                    s[c] = t
+
+    @inner_njit()
+    def log_write(x1, o1, m, s, e2, ones, base, n, K, w):
+        inline()
+        for c in range(w):
+            rest = s[c] if f32 else s[c] - e2[c]
+            s[c] = math.log1p((ones[c] - one) + rest)
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                k = r + U(c)
+                o1[k] = T((W(sg * x1[k]) - W(m[c])) - s[c])
+
+    @inner_njit()
+    def col_sum(g1, s, e2, base, n, K, w):
+        """log_softmax's backward: sum(g) per column (float64; Kahan for
+        float64 data)"""
+        inline()
+        for c in range(w):
+            s[c] = zero
+            e2[c] = zero
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                if f32:
+                    s[c] += W(g1[r + U(c)])
+                else:
+                    y = W(g1[r + U(c)]) - e2[c]
+                    t = s[c] + y
+                    e2[c] = (t - s[c]) - y
+                    s[c] = t
+
+    @inner_njit()
+    def col_grad_log(g1, y1, o1, s, base, n, K, w):
+        inline()
+        for j in range(n):
+            r = U(base) + U(j) * U(K)
+            for c in range(w):
+                wide()
+                k = r + U(c)
+                o1[k] = g1[k] - exp(y1[k]) * T(s[c])
+
+    @inner_njit()
     def col_dot(g1, y1, s, e2, base, n, K, w):
         inline()
         for c in range(w):
@@ -1025,14 +1098,19 @@ def _row_inner_kernels(name, dtype, parallel):
             m = np.empty(cols, T)
             s = np.empty(cols, W)
             e2 = np.empty(cols, W)
+            ones = np.empty(cols if log else 1, W)
             for task in range(t * tasks // nthreads, (t + 1) * tasks // nthreads):
                 o = task // nc
                 c0 = (task - o * nc) * cols
                 w = min(cols, K - c0)
                 base = o * n * K + c0
                 col_max(x1, m, base, n, K, w)
-                exp_sum(x1, o1, m, s, e2, base, n, K, w)
-                scale(o1, s, base, n, K, w)
+                if log:
+                    log_sum(x1, m, s, e2, ones, base, n, K, w)
+                    log_write(x1, o1, m, s, e2, ones, base, n, K, w)
+                else:
+                    exp_sum(x1, o1, m, s, e2, base, n, K, w)
+                    scale(o1, s, base, n, K, w)
 
     def backward(g1, y1, o1, outer, n, K, cols, nthreads):
         nc = (K + cols - 1) // cols
@@ -1045,8 +1123,12 @@ def _row_inner_kernels(name, dtype, parallel):
                 c0 = (task - o * nc) * cols
                 w = min(cols, K - c0)
                 base = o * n * K + c0
-                col_dot(g1, y1, s, e2, base, n, K, w)
-                col_grad(g1, y1, o1, s, base, n, K, w)
+                if log:
+                    col_sum(g1, s, e2, base, n, K, w)
+                    col_grad_log(g1, y1, o1, s, base, n, K, w)
+                else:
+                    col_dot(g1, y1, s, e2, base, n, K, w)
+                    col_grad(g1, y1, o1, s, base, n, K, w)
 
     return (_jit(f"inner_fwd_{tag}", parallel)(forward),
             _jit(f"inner_bwd_{tag}", parallel)(backward))
