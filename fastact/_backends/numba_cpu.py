@@ -962,26 +962,40 @@ def _row_inner_kernels(name, dtype, parallel):
                 m[c] = v if v > m[c] else m[c]
 
     @inner_njit()
-    def exp_sum(x1, o1, m, s, e2, base, n, K, w):
-        """o1 = exp(sg x - m) down the columns, their sums in s (float64;
-        float64 data: e2 the Kahan compensation)"""
+    def add(s, e2, c, v):
+        """s[c] += v in float64; float64 data: Kahan's, e2 the compensation"""
+        inline()
+        if f32:
+            s[c] += v
+        else:
+            y = v - e2[c]
+            t = s[c] + y
+            e2[c] = (t - s[c]) - y
+            s[c] = t
+
+    @inner_njit()
+    def exp_sum(x1, o1, m, s, e2, ones, base, n, K, w):
+        """o1 = exp(sg x - m) down the columns, their sums in s; log_softmax:
+        nothing stored (its output may be its input), the exponentials
+        equal to 1 counted in ones, the others summed"""
         inline()
         for c in range(w):
             s[c] = zero
             e2[c] = zero
+            if log:
+                ones[c] = zero
         for j in range(n):
             r = U(base) + U(j) * U(K)
             for c in range(w):
                 wide()
                 e = exp_diff(sg * x1[r + U(c)], m[c])
-                o1[r + U(c)] = e
-                if f32:
-                    s[c] += W(e)
+                if log:
+                    is_one = e == t_one
+                    ones[c] += one if is_one else zero
+                    add(s, e2, c, zero if is_one else W(e))
                 else:
-                    y = W(e) - e2[c]
-                    t = s[c] + y
-                    e2[c] = (t - s[c]) - y
-                    s[c] = t
+                    o1[r + U(c)] = e
+                    add(s, e2, c, W(e))
 
     @inner_njit()
     def scale(o1, s, base, n, K, w):
@@ -993,31 +1007,6 @@ def _row_inner_kernels(name, dtype, parallel):
             for c in range(w):
                 wide()
                 o1[r + U(c)] = T(W(o1[r + U(c)]) * s[c])
-
-    @inner_njit()
-    def log_sum(x1, m, s, e2, ones, base, n, K, w):
-        """log_softmax: per column, the count of exp(x - m) == 1 (ones) and
-        the sum of the others (s, e2 as exp_sum's)"""
-        inline()
-        for c in range(w):
-            s[c] = zero
-            e2[c] = zero
-            ones[c] = zero
-        for j in range(n):
-            r = U(base) + U(j) * U(K)
-            for c in range(w):
-                wide()
-                e = exp_diff(sg * x1[r + U(c)], m[c])
-                is_one = e == t_one
-                ones[c] += one if is_one else zero
-                v = zero if is_one else W(e)
-                if f32:
-                    s[c] += v
-                else:
-                    y = v - e2[c]
-                    t = s[c] + y
-                    e2[c] = (t - s[c]) - y
-                    s[c] = t
 
     @inner_njit()
     def log_write(x1, o1, m, s, e2, ones, base, n, K, w):
@@ -1033,55 +1022,26 @@ def _row_inner_kernels(name, dtype, parallel):
                 o1[k] = T((W(sg * x1[k]) - W(m[c])) - s[c])
 
     @inner_njit()
-    def col_sum(g1, s, e2, base, n, K, w):
-        """log_softmax's backward: sum(g) per column (float64; Kahan for
-        float64 data)"""
+    def col_dot(g1, y1, s, e2, base, n, K, w):
+        """d per column: sum g y (softmax, softmin) or sum g (log_softmax),
+        in float64 (float64 data: Kahan)"""
         inline()
         for c in range(w):
             s[c] = zero
             e2[c] = zero
-        for j in range(n):
-            r = U(base) + U(j) * U(K)
-            for c in range(w):
-                wide()
-                if f32:
-                    s[c] += W(g1[r + U(c)])
-                else:
-                    y = W(g1[r + U(c)]) - e2[c]
-                    t = s[c] + y
-                    e2[c] = (t - s[c]) - y
-                    s[c] = t
-
-    @inner_njit()
-    def col_grad_log(g1, y1, o1, s, base, n, K, w):
-        inline()
         for j in range(n):
             r = U(base) + U(j) * U(K)
             for c in range(w):
                 wide()
                 k = r + U(c)
-                o1[k] = g1[k] - exp(y1[k]) * T(s[c])
-
-    @inner_njit()
-    def col_dot(g1, y1, s, e2, base, n, K, w):
-        inline()
-        for c in range(w):
-            s[c] = zero
-            e2[c] = zero
-        for j in range(n):
-            r = U(base) + U(j) * U(K)
-            for c in range(w):
-                wide()
                 if f32:
-                    s[c] += W(g1[r + U(c)]) * W(y1[r + U(c)])
+                    add(s, e2, c, W(g1[k]) if log else W(g1[k]) * W(y1[k]))
                 else:
-                    y = g1[r + U(c)] * y1[r + U(c)] - e2[c]
-                    t = s[c] + y
-                    e2[c] = (t - s[c]) - y
-                    s[c] = t
+                    add(s, e2, c, g1[k] if log else g1[k] * y1[k])
 
     @inner_njit()
     def col_grad(g1, y1, o1, s, base, n, K, w):
+        """softmax y (g - d), softmin y (d - g), log_softmax g - exp(y) d"""
         inline()
         for j in range(n):
             r = U(base) + U(j) * U(K)
@@ -1089,7 +1049,10 @@ def _row_inner_kernels(name, dtype, parallel):
                 wide()
                 k = r + U(c)
                 d = T(s[c])
-                o1[k] = y1[k] * (d - g1[k]) if negate else y1[k] * (g1[k] - d)
+                if log:
+                    o1[k] = g1[k] - exp(y1[k]) * d
+                else:
+                    o1[k] = y1[k] * (d - g1[k]) if negate else y1[k] * (g1[k] - d)
 
     def forward(x1, o1, outer, n, K, cols, nthreads):
         nc = (K + cols - 1) // cols
@@ -1105,11 +1068,10 @@ def _row_inner_kernels(name, dtype, parallel):
                 w = min(cols, K - c0)
                 base = o * n * K + c0
                 col_max(x1, m, base, n, K, w)
+                exp_sum(x1, o1, m, s, e2, ones, base, n, K, w)
                 if log:
-                    log_sum(x1, m, s, e2, ones, base, n, K, w)
                     log_write(x1, o1, m, s, e2, ones, base, n, K, w)
                 else:
-                    exp_sum(x1, o1, m, s, e2, base, n, K, w)
                     scale(o1, s, base, n, K, w)
 
     def backward(g1, y1, o1, outer, n, K, cols, nthreads):
@@ -1123,12 +1085,8 @@ def _row_inner_kernels(name, dtype, parallel):
                 c0 = (task - o * nc) * cols
                 w = min(cols, K - c0)
                 base = o * n * K + c0
-                if log:
-                    col_sum(g1, s, e2, base, n, K, w)
-                    col_grad_log(g1, y1, o1, s, base, n, K, w)
-                else:
-                    col_dot(g1, y1, s, e2, base, n, K, w)
-                    col_grad(g1, y1, o1, s, base, n, K, w)
+                col_dot(g1, y1, s, e2, base, n, K, w)
+                col_grad(g1, y1, o1, s, base, n, K, w)
 
     return (_jit(f"inner_fwd_{tag}", parallel)(forward),
             _jit(f"inner_bwd_{tag}", parallel)(backward))
