@@ -111,9 +111,62 @@ def _llvm(kernel, *args):
     return "\n".join(kernel.inspect_llvm().values())
 
 
-def _scan_kernels() -> dict:
-    """In the child process: {kernel: [(function, block), ...]} for every
-    kernel checked (an empty list where it is clean)."""
+def _every_op_checks(nc, shard, shards) -> dict:
+    """Every op's blocked kernel, both dtypes: inlined (no call left) and
+    vectorized (a float64 gelu loop once stayed scalar: 9.7 ns an element)."""
+    from fastact._registry import REGISTRY
+    res = {}
+    cases = [(bt, name, spec) for bt in (np.float32, np.float64)
+             for name, spec in REGISTRY.items() if spec.kind == "elementwise"]
+    for bt, name, spec in cases[shard::shards]:
+        vb = np.ones(1 << 16, bt)
+        p = tuple(np.uint64(1) if n == "key" else bt(0.5) for n in spec.params)
+        for pass_ in spec.passes():
+            ins = (vb,) if pass_ == "forward" else (vb, vb)
+            ir = _llvm(nc._blocked_kernel(name, pass_, bt), *ins, vb.copy(), p, 2)
+            res[f"{name} {pass_} {np.dtype(bt).name} blocked inlined"] = {
+                "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
+                "vectorized": vectorized(ir, bt)}
+    return res
+
+
+def _gated_checks(nc) -> dict:
+    res = {}
+    # the gated family's parallel kernels, the same checks (their run
+    # helpers are inlined: a call to a closure of the same generated name
+    # went to another op's code once both were loaded from the disk cache)
+    # (float64 for the first entry only: the loop skeletons are the same for
+    # every gate, and each compile costs CI a second or more)
+    from fastact._registry import REGISTRY
+    gated = [n for n, spec in REGISTRY.items() if spec.kind == "gated"]
+    for bt in (np.float32, np.float64):
+        g1, x1 = np.ones(1 << 14, bt), np.ones(1 << 15, bt)
+        for name in (gated if bt == np.float32 else gated[:1]):
+            fwd, bwd, same = nc._gated_kernels(name, bt, True)
+            stream = nc._gated_kernels(name, bt, "stream")[0]
+            o1, xc = g1.copy(), x1.copy()
+            for label, kernel, args in (
+                    ("forward", fwd, (x1, o1, o1, 128, o1.size)),
+                    ("forward streamed", stream, (x1, o1, o1, 128, o1.size, 2)),
+                    ("backward", bwd, (g1, x1, x1.copy(), 128, g1.size)),
+                    ("backward in place", same, (g1, xc, xc, 128, g1.size))):
+                ir = _llvm(kernel, *args)
+                res[f"{name} {label} {np.dtype(bt).name} gated inlined"] = {
+                    "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
+                    "vectorized": vectorized(ir, bt)}
+    return res
+
+
+#: the scan runs in this many child processes at once, each compiling its
+#: share (the CI machine has 2 cores, and the test process only waits)
+SCAN_SHARDS = 2
+
+
+def _scan_kernels(shard=0, shards=1) -> dict:
+    """In a child process: {kernel: [(function, block), ...]} for every
+    kernel checked (an empty list where it is clean).  ``shard`` of
+    ``shards``: the every-op loop takes every shards-th (dtype, op), the
+    last shard the gated family, shard 0 the others."""
     import numba
 
     from fastact._backends import numba_cpu as nc
@@ -121,6 +174,11 @@ def _scan_kernels() -> dict:
     dt = np.float32
     v = np.ones(1 << 16, dt)
     res = {}
+    res.update(_every_op_checks(nc, shard, shards))
+    if shard == shards - 1:
+        res.update(_gated_checks(nc))
+    if shard:
+        return res
 
     def check(label, kernel, *args):
         res[label] = refcounts_in_loops(_llvm(kernel, *args))[:3]
@@ -138,42 +196,6 @@ def _scan_kernels() -> dict:
         ins = (v,) if pass_ == "forward" else (v, v)
         check(f"{name} {pass_} blocked", nc._blocked_kernel(name, pass_, dt),
               *ins, v.copy(), params[name], 2)
-    # every op's blocked kernel, both dtypes: inlined (no call left) and
-    # vectorized (a float64 gelu loop once stayed scalar: 9.7 ns an element)
-    from fastact._registry import REGISTRY
-    for bt in (np.float32, np.float64):
-        vb = np.ones(1 << 16, bt)
-        for name, spec in REGISTRY.items():
-            if spec.kind != "elementwise":
-                continue
-            p = tuple(np.uint64(1) if n == "key" else bt(0.5) for n in spec.params)
-            for pass_ in spec.passes():
-                ins = (vb,) if pass_ == "forward" else (vb, vb)
-                ir = _llvm(nc._blocked_kernel(name, pass_, bt), *ins, vb.copy(), p, 2)
-                res[f"{name} {pass_} {np.dtype(bt).name} blocked inlined"] = {
-                    "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
-                    "vectorized": vectorized(ir, bt)}
-    # the gated family's parallel kernels, the same checks (their run
-    # helpers are inlined: a call to a closure of the same generated name
-    # went to another op's code once both were loaded from the disk cache)
-    # (float64 for the first entry only: the loop skeletons are the same for
-    # every gate, and each compile costs CI a second or more)
-    gated = [n for n, spec in REGISTRY.items() if spec.kind == "gated"]
-    for bt in (np.float32, np.float64):
-        g1, x1 = np.ones(1 << 14, bt), np.ones(1 << 15, bt)
-        for name in (gated if bt == np.float32 else gated[:1]):
-            fwd, bwd, same = nc._gated_kernels(name, bt, True)
-            stream = nc._gated_kernels(name, bt, "stream")[0]
-            o1, xc = g1.copy(), x1.copy()
-            for label, kernel, args in (
-                    ("forward", fwd, (x1, o1, o1, 128, o1.size)),
-                    ("forward streamed", stream, (x1, o1, o1, 128, o1.size, 2)),
-                    ("backward", bwd, (g1, x1, x1.copy(), 128, g1.size)),
-                    ("backward in place", same, (g1, xc, xc, 128, g1.size))):
-                ir = _llvm(kernel, *args)
-                res[f"{name} {label} {np.dtype(bt).name} gated inlined"] = {
-                    "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
-                    "vectorized": vectorized(ir, bt)}
     x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
     check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
@@ -214,12 +236,20 @@ def _scan_kernels() -> dict:
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba_cache")))
-    run = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--scan"],
-                         capture_output=True, text=True, timeout=900, env=env,
-                         cwd=pathlib.Path(__file__).resolve().parent)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    here = pathlib.Path(__file__).resolve()
+    procs = []
+    for k in range(SCAN_SHARDS):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba_cache")))
+        procs.append(subprocess.Popen(
+            [sys.executable, str(here), "--scan", str(k), str(SCAN_SHARDS)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            cwd=here.parent))
+    res = {}
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, (out + err)[-6000:]
+        res.update(json.loads(out.strip().splitlines()[-1]))
+    return res
 
 
 def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
@@ -267,5 +297,5 @@ def test_the_call_scan_can_fail():
     assert not vectorized("  %v = fmul float %a, %b", np.float32)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--scan"]:
-    print(json.dumps(_scan_kernels()))
+if __name__ == "__main__" and sys.argv[1:2] == ["--scan"]:
+    print(json.dumps(_scan_kernels(*map(int, sys.argv[2:4]))))
