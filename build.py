@@ -45,7 +45,7 @@ FASTCALL_SOURCES = ["c_src/fastcall.c"]
 DEPENDS = ["c_src/fastact.h", "c_src/ops.h", "c_src/kernels.inc", "c_src/formulas.inc",
            "c_src/formulas_clamps.inc", "c_src/formulas_exponential.inc",
            "c_src/formulas_special.inc",
-           "c_src/both_dtypes.inc"]
+           "c_src/both_dtypes.inc", "c_src/walk.inc"]
 #: written next to the module when the build fails; the backend reports it
 UNBUILT_NOTE = "_cfastact.unbuilt"
 

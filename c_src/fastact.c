@@ -57,6 +57,8 @@
 #define FA_SIMD_SUM2(v, w)
 #endif
 
+struct fa_walk;
+
 /* Everything a range worker needs; unused fields are ignored. */
 typedef struct fa_args {
     const void *in0, *in1;      /* x, or (g, s) */
@@ -67,6 +69,7 @@ typedef struct fa_args {
     int stream;                 /* how `out` is written: FA_OUT_* (FA_STORE_LOOP) */
     double p0, p1, p2;          /* parameters, exact in the kernel's dtype */
     uint64_t key;               /* rrelu stream key */
+    const struct fa_walk *walk; /* strided operands (walk.inc) */
 } fa_args;
 
 typedef void (*fa_range_fn)(const fa_args *, int64_t lo, int64_t hi, int tid);
@@ -512,3 +515,7 @@ int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const vo
         return -2;
     }
 }
+
+/* --- strided operands --------------------------------------------------------------- */
+
+#include "walk.inc"

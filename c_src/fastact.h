@@ -61,6 +61,27 @@ enum { FA_F32_IDX, FA_F64_IDX };
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
                    double p0, double p1, double p2, uint64_t key, int nthreads);
 
+/* Every elementwise kernel on operands of any strides: in0, in1 (0
+   forward) and out at the addresses ptrs[0..2], each the first element of a
+   walk over `ndim` axes of extents dims (the inner axis last), operand k
+   stepping strides[k * ndim + q] elements along axis q (any sign, 0 too).
+   The outer axes are walked in C order; rows of the inner axis are cut
+   into tiles of tile_rows x tile_cols elements.  Flags: bit k (k = 0, 1, 2:
+   in0, in1, out) says operand k is used in place (its inner stride must be
+   1), else it goes through a buffer of the tile, by columns where bit k + 4
+   is set; buffers hold FA_WALK_BYTES, tiles at most FA_WALK_ROWS rows.
+   The output must not overlap an input unless it is that input, walked
+   alike.  Returns 0, or -1 for an unknown dtype or kernel id or arguments
+   out of those bounds (nothing is touched).  fastact/_walk.py sets the
+   walk and the tiles up. */
+#define FA_WALK_BYTES 16384
+#define FA_WALK_ROWS 256
+#define FA_WALK_MAXDIM 64
+int fa_elementwise_strided(int dtype, int kernel, const uintptr_t *ptrs, int ndim,
+                           const int64_t *dims, const int64_t *strides, int64_t tile_rows,
+                           int64_t tile_cols, int flags, double p0, double p1, double p2,
+                           uint64_t key, int nthreads);
+
 /* The row-wise kernels by id, for the same callers: FA_K_PRELU_FWD (in0 x,
    in1 w, out0 y; d0, d1, d2 = outer, C, inner), FA_K_PRELU_BWD (in0 g, in1
    x, in2 w, out0 gx, out1 gw), and the softmax family of c_src/ops.h

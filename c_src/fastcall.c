@@ -1,5 +1,6 @@
 /* fastcall.c: fastact._backends._cfastcall, the C backend's call path for
- * small arrays: the elementwise kernels, PReLU and softmax.
+ * small arrays: the elementwise kernels, PReLU and softmax (and the data
+ * addresses of strided operands, for fa_elementwise_strided).
  *
  * cffi hands a NumPy array to C through ffi.from_buffer, about 0.25 us per
  * array; with cffi's own call, a C call on a small array cost more than the
@@ -400,7 +401,49 @@ static PyObject *make_row_kernel(PyObject *mod, PyObject *args, PyObject *kwargs
     return (PyObject *)k;
 }
 
+/* --- addresses (strided calls) -------------------------------------------------- */
+
+/* addresses(arrays, starts): the address of element starts[k] (counted in
+   items from the data pointer, any sign) of each NumPy array arrays[k], a
+   list: what the array interface gives, without building its dict. */
+static PyObject *addresses(PyObject *mod, PyObject *args)
+{
+    PyObject *arrays, *starts;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &arrays, &PyTuple_Type, &starts))
+        return NULL;
+    const Py_ssize_t n = PyTuple_GET_SIZE(arrays);
+    if (PyTuple_GET_SIZE(starts) != n) {
+        PyErr_SetString(PyExc_ValueError, "addresses: one start per array");
+        return NULL;
+    }
+    PyObject *res = PyList_New(n);
+    if (res == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *o = PyTuple_GET_ITEM(arrays, k);
+        long long start = PyLong_AsLongLong(PyTuple_GET_ITEM(starts, k));
+        if (!PyArray_Check(o) || (start == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "addresses: arrays must be numpy.ndarray");
+            Py_DECREF(res);
+            return NULL;
+        }
+        PyArrayObject *a = (PyArrayObject *)o;
+        uintptr_t p = (uintptr_t)PyArray_DATA(a) + (uintptr_t)(start * PyArray_ITEMSIZE(a));
+        PyObject *v = PyLong_FromUnsignedLongLong((unsigned long long)p);
+        if (v == NULL) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        PyList_SET_ITEM(res, k, v);
+    }
+    return res;
+}
+
 static PyMethodDef methods[] = {
+    {"addresses", addresses, METH_VARARGS,
+     "addresses(arrays, starts): the address of element starts[k] of each arrays[k]."},
     {"make_row_kernel", (PyCFunction)(void (*)(void))make_row_kernel,
      METH_VARARGS | METH_KEYWORDS,
      "make_row_kernel(address, kernel, dtype, parallel_min, threads, name): a RowKernel "

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 
-from . import _checks, _dispatch
+from . import _checks, _dispatch, _walk
 from ._arrays import HOST, SUPPORTED
 from ._registry import REGISTRY, REQUIRED, parallel_min
 
@@ -226,37 +226,27 @@ def _direct(arrays, out):
     return dt
 
 
-def _dense_order(arrs):
-    """The axes of the operands in memory order, where they all share one
-    dense layout other than C order (F order, any permutation of a
-    contiguous array); else None.  Elementwise ops then walk the memory as
-    it lies, with no copy (NumPy's ``order="K"``)."""
-    a0 = arrs[0]
-    if a0.ndim < 2 or a0.flags.c_contiguous or not a0.size:
-        return None
-    st = a0.strides
-    for a in arrs[1:]:
-        if a.strides != st:
-            return None
-    perm = tuple(sorted(range(a0.ndim), key=lambda k: -abs(st[k])))
-    return perm if a0.transpose(perm).flags.c_contiguous else None
-
-
-def _elementwise_dense(b, name, pass_, arrs, p, out, perm):
-    """An elementwise call on operands of one dense layout (_dense_order):
-    1-D views in memory order, the result in the same layout (``out`` itself
-    where it has that layout and overlaps an input only by being it)."""
-    x = arrs[-1]
-    target = None
-    if out is not None and out.strides == x.strides:
-        if not any(np.may_share_memory(a, out) and not HOST.same_buffer(a, out)
-                   for a in arrs):
-            target = out
+def _elementwise_strided(b, name, pass_, arrs, p, out):
+    """An elementwise call on host operands of any layout (fastact._walk:
+    steps, negative and zero strides, transposes, each operand its own): the
+    result in the inputs' memory order (NumPy's ``order="K"``), or written
+    into ``out`` as it lies where it overlaps no input but by being it;
+    no operand is copied.  None where a stride is not a multiple of the
+    item size (the caller copies)."""
+    target = out
+    if out is not None and any(_may_share(a, out) and not HOST.same_buffer(a, out)
+                               for a in arrs):
+        target = None
     if target is None:
-        # x's layout: C order in memory order, the axes put back
-        target = np.empty(x.transpose(perm).shape, x.dtype).transpose(np.argsort(perm))
-    b.elementwise(name, pass_, [a.transpose(perm).reshape(-1) for a in arrs],
-                  target.transpose(perm).reshape(-1), p)
+        target = _walk.empty_like(arrs)
+    w = _walk.walk([*arrs, target])
+    if w is None:
+        return None
+    if w.contiguous():       # one dense layout (F order, a permutation): the flat kernels
+        *flats, flat_out = w.flat()
+        b.elementwise(name, pass_, flats, flat_out, p)
+    else:
+        b.elementwise_strided(name, pass_, w, p)
     if out is None:
         return target
     if target is not out:
@@ -335,10 +325,12 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     _check_stream(op, xp, stream)
     b = _backend(op, xp, backend, x.size, name)
     p = _cast_params(params, dtype)
-    if not xp.device and not REGISTRY[name].indexed:
-        perm = _dense_order(arrs)
-        if perm is not None:
-            return _elementwise_dense(b, name, pass_, arrs, p, out, perm)
+    # the indexed ops (RReLU's slopes, keyed by the C-order index) are
+    # computed on C-order copies
+    if not xp.device and x.size and not REGISTRY[name].indexed:
+        res = _elementwise_strided(b, name, pass_, arrs, p, out)
+        if res is not None:
+            return res
     flats = [xp.flat(a) for a in arrs]
     kw = {"stream": stream} if xp.device else {}
 

@@ -254,7 +254,8 @@ def inner_njit(**options):
 # Sources whose text decides what a compiled kernel computes (the op
 # families of _ops/ included).
 _KERNEL_SOURCES = ("_prims.py", "_spec.py", "_registry.py", "_rng.py", "config.py",
-                   "_backends/__init__.py", "_backends/numba_cpu.py", "_ops/*.py")
+                   "_backends/__init__.py", "_backends/numba_cpu.py", "_backends/numba_walk.py",
+                   "_ops/*.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -371,6 +372,44 @@ def array_address():
         return types.int64(a), codegen
 
     return address
+
+
+@functools.lru_cache(maxsize=None)
+def pointers():
+    """``(load, store)``: ``load(T, address, i)`` reads element ``i`` (any
+    sign) of dtype ``T`` (a NumPy scalar type: float or int64) from an address (an integer:
+    :func:`array_address` or NumPy's), ``store(address, i, v)`` writes ``v``
+    there.  For loops that switch between arrays (an operand in place or a
+    buffer): an array chosen at run time costs Numba a reference count per
+    choice, an address nothing.  Alignment 1: NumPy data may sit at any
+    byte; the caller keeps the memory alive."""
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def load(typingctx, ty, address, i):
+        if not isinstance(ty, types.NumberClass) or not isinstance(address, types.Integer):
+            return None
+        dtype = ty.instance_type
+
+        def codegen(context, builder, sig, args):
+            ptr = builder.inttoptr(args[1], context.get_value_type(dtype).as_pointer())
+            return builder.load(builder.gep(ptr, [args[2]]), align=1)
+        return dtype(ty, address, types.intp), codegen
+
+    @intrinsic
+    def store(typingctx, address, i, v):
+        if not isinstance(address, types.Integer) or not isinstance(v, (types.Float,
+                                                                          types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ptr = builder.inttoptr(args[0], context.get_value_type(sig.args[2]).as_pointer())
+            builder.store(args[2], builder.gep(ptr, [args[1]]), align=1)
+            return context.get_dummy_value()
+        return types.none(address, types.intp, v), codegen
+
+    return load, store
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,8 +4,9 @@ of time (for images and CI), so that no later process waits for a compile.
 Driven by the registry: each public op, forward and backward (and the
 backward from the output where offered), in each dtype, through the public
 API on the Numba backend, once per kernel variant the backend has (serial
-for small arrays, parallel, and the blocked / streamed kernels of big
-outputs, reached by lowering ``config.STREAM_MIN_BYTES`` for the call).
+for small arrays, parallel, the blocked / streamed kernels of big outputs,
+reached by lowering ``config.STREAM_MIN_BYTES`` for the call, and the walk
+kernels of strided operands, reached with every other element of an array).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from . import config
 
 #: the kernel variants and the config they are reached under
-VARIANTS = ("serial", "parallel", "streamed")
+VARIANTS = ("serial", "parallel", "streamed", "strided")
 
 
 @contextlib.contextmanager
@@ -30,15 +31,19 @@ def _variant(variant):
         config.STREAM_MIN_BYTES = saved
 
 
-def _calls(spec, dtype, n):
+def _calls(spec, dtype, n, strided=False):
     """(label, call) pairs running ``spec``'s public functions on about
-    ``n`` elements of ``dtype`` on the Numba backend."""
+    ``n`` elements of ``dtype`` on the Numba backend; ``strided``: the
+    elementwise ones' on every other element of an array (their walk
+    kernels; none for the other kinds)."""
     import fastact
     name = spec.api_name
     f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
     kw, kwb = spec.example_kwargs(), spec.example_kwargs("backward")
     rng = np.random.default_rng(0)
     nb = {"backend": "numba"}
+    if strided and spec.kind != "elementwise":
+        return []
     if spec.kind == "prelu":
         out = []
         for shape in ((max(n // 1024, 1), 4, 256), (max(n // 32, 1), 8, 4)):
@@ -58,7 +63,7 @@ def _calls(spec, dtype, n):
             calls += [("backward", lambda: fb(g, x, **kwb, **nb)),
                       ("backward in place", lambda: fb(g, x.copy(), **kwb, **nb))]
         return calls
-    x = rng.standard_normal(n).astype(dtype)
+    x = rng.standard_normal(2 * n if strided else n).astype(dtype)[::2 if strided else 1]
     # rrelu's training kernels, both parameterizations (divide: Xu et al.'s)
     train = [{"training": True, "seed": 1}, {"training": True, "seed": 1, "lower": 3.0,
                                                "upper": 8.0, "divide": True}]
@@ -93,7 +98,7 @@ def warmup(dtypes=("float32", "float64"), ops=None, progress=None) -> dict:
             for variant in VARIANTS:
                 n = 256 if variant == "serial" else max(config.PARALLEL_MIN, 1 << 16)
                 with _variant(variant), np.errstate(all="ignore"):
-                    for label, call in _calls(spec, np.dtype(dt), n):
+                    for label, call in _calls(spec, np.dtype(dt), n, variant == "strided"):
                         if progress is not None:
                             progress(f"{spec.api_name} {label} {dt} {variant}")
                         call()

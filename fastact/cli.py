@@ -302,7 +302,8 @@ def _warmup(args):
         raise _UsageError(f"unknown dtype(s) {bad}" if bad else f"unknown op(s) {unknown}")
     specs = [s for s in REGISTRY.values() if s.public and (not args.ops or s.api_name in args.ops)]
     import numpy as np
-    total = sum(len(_calls(s, np.dtype(d), 256)) * len(VARIANTS) for s in specs for d in args.dtype)
+    total = sum(len(_calls(s, np.dtype(d), 256, v == "strided"))
+                for s in specs for d in args.dtype for v in VARIANTS)
     bar = _Progress(total, not args.no_progress, "fastact warmup")
     try:
         res = fastact.warmup(tuple(args.dtype), args.ops, bar)

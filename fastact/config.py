@@ -158,6 +158,28 @@ LOG_SOFTMAX_LANES = 32
 #: block buffer for its exponentials once)
 ROW_TASKS = 64
 
+#: Elementwise calls on strided operands (fastact._walk): rows along the
+#: inner axis of the walk, cut into tiles of at most WALK_TILE_BYTES of
+#: buffer per operand (the C backend's stack buffers hold c_src/ops.h's
+#: FA_WALK_BYTES: no more) and at most WALK_TILE_ROWS rows.  Operands with
+#: unit inner stride and rows of at least WALK_DIRECT_MIN elements are read
+#: and written in place (tiles of up to WALK_DIRECT_SPAN elements where all
+#: are), the others gathered into the buffer; an operand whose memory runs
+#: along the rows (a transpose beside untransposed operands) is gathered
+#: column by column in tiles of WALK_COLUMN_ROWS rows.  Chosen on
+#: sigmoid_backward(g, y.T), 4096**2 float32, out= given, 2 threads, ms C /
+#: Numba by (column rows, tile bytes): (8, 4096) 30 / 40, (16, 8192) 29 / 30,
+#: (16, 16384) 24 / 29, (32, 16384) 27 / 23, (64, 16384) 28 / 28 (the
+#: contiguous call 4.5; rerun: python benchmarks/strided.py).
+WALK_TILE_BYTES = 16384
+WALK_TILE_ROWS = 256
+WALK_DIRECT_MIN = 32
+WALK_DIRECT_SPAN = 1 << 15
+WALK_COLUMN_ROWS = 32
+#: Numba's serial walk (small calls, or the pool busy): NumPy's buffered
+#: ``nditer`` feeds the flat serial kernels chunks of this many elements.
+WALK_CHUNK = 8192
+
 #: Default CUDA launch shape for the grid-stride elementwise kernels.
 CUDA_THREADS_PER_BLOCK = 256
 

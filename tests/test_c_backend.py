@@ -586,6 +586,55 @@ def test_fast_kernel_factory_rejects_bad_arguments(cb):
             mk(**{**ok, **change})
 
 
+# --- strided operands (fa_elementwise_strided, c_src/walk.inc) ----------------------
+
+def test_walk_tiles_fit_the_c_buffers(cb):
+    """The tile plan (config.WALK_*) stays inside walk.inc's stack buffers."""
+    lib = cb._lib
+    assert config.WALK_TILE_BYTES <= lib.FA_WALK_BYTES
+    assert max(config.WALK_TILE_ROWS, config.WALK_COLUMN_ROWS) <= lib.FA_WALK_ROWS
+
+
+def test_strided_entry_refuses_what_it_cannot_take(cb):
+    """fa_elementwise_strided returns -1 and writes nothing for arguments
+    outside its bounds: dtype, kernel id, axes, extents, tiles, a strided
+    operand flagged direct."""
+    lib, ffi = cb._lib, cb._ffi
+    x = np.linspace(-3, 3, 64)
+    out = np.zeros_like(x)
+    ptrs = [x.ctypes.data, 0, out.ctypes.data]
+    ok = dict(dtype=lib.FA_F64_IDX, kernel=lib.FA_K_SIGMOID_FWD, ndim=2, dims=[8, 8],
+              strides=[8, 1, 0, 0, 8, 1], rows=1, cols=8, flags=0b101)
+
+    def call(**change):
+        a = {**ok, **change}
+        return lib.fa_elementwise_strided(a["dtype"], a["kernel"], ptrs, a["ndim"],
+                                          ffi.new("int64_t[]", a["dims"]),
+                                          ffi.new("int64_t[]", a["strides"]), a["rows"],
+                                          a["cols"], a["flags"], 0.0, 0.0, 0.0, 0, 1)
+
+    big = lib.FA_WALK_BYTES // 8 + 1
+    for change in (dict(dtype=2), dict(kernel=lib.FA_K_ELEMENTWISE_COUNT), dict(kernel=-1),
+                   dict(ndim=0), dict(ndim=lib.FA_WALK_MAXDIM + 2), dict(dims=[-1, 8]),
+                   dict(rows=0), dict(rows=lib.FA_WALK_ROWS + 1), dict(cols=0),
+                   dict(flags=0b100, cols=big), dict(strides=[8, 2, 0, 0, 8, 1])):
+        assert call(**change) == -1, change
+    assert not out.any()
+    assert call() == 0
+    assert_bitwise_equal(out, fastact.sigmoid(x, backend="c"))
+
+
+def test_fast_call_addresses(cb):
+    """_cfastcall.addresses: each array's element start[k], in bytes, any sign."""
+    a = np.arange(12.0).reshape(3, 4)[::-1, 1:]
+    base = a.__array_interface__["data"][0]
+    assert cb._fastcall.addresses((a, a), (0, -5)) == [base, base - 40]
+    with pytest.raises(TypeError):
+        cb._fastcall.addresses(([1.0], ), (0,))
+    with pytest.raises(ValueError):
+        cb._fastcall.addresses((a,), (0, 1))
+
+
 # PReLU and softmax go through _cfastcall's row kernels (fa_rowwise) in the
 # same way.
 

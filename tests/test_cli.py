@@ -240,7 +240,7 @@ def _child(code, env):
 
 def test_warmup_fills_the_cache(tmp_path):
     """``fastact warmup`` compiles the kernels into NUMBA_CACHE_DIR; a later
-    process loads every variant (serial, parallel, blocked) from it."""
+    process loads every variant (serial, parallel, blocked, walk) from it."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path)}
     out = _child("import sys; from fastact.cli import main; "
                  "sys.exit(main(['warmup', '--ops', 'relu', '--dtype', 'float32', "
@@ -254,12 +254,14 @@ x = np.ones(1 << 16, np.float32)
 fastact.relu(x[:256], backend="numba"); fastact.relu(x, backend="numba")
 config.STREAM_MIN_BYTES = 0
 fastact.relu(x, backend="numba")
+fastact.relu(np.ones(1 << 17, np.float32)[::2], backend="numba")
 ks = [nc._elementwise_kernel("relu", "forward", np.float32, p) for p in (False, True)]
 ks += [nc._blocked_kernel("relu", "forward", np.float32)]
+ks += [nc._walk_kernel("relu", "forward", np.float32)]
 print(sum(len(k.stats.cache_misses) for k in ks), sum(len(k.stats.cache_hits) for k in ks))
 """, env)
     misses, hits = out.split()
-    assert misses == "0" and int(hits) >= 3, out
+    assert misses == "0" and int(hits) >= 4, out
 
 
 def test_first_calls_do_not_wait_for_numba():

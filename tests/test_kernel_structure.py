@@ -22,7 +22,8 @@ Checked: one kernel of each shape the backend generates (elementwise
 binary and indexed), PReLU forward (parallel) and
 backward (streamed; float64 parallel and streamed too), softmax forward and
 backward (parallel); log_softmax forward (parallel, float32 and float64):
-its exponentials vector code; and every gated op's parallel kernels.  Not
+its exponentials vector code; every gated op's parallel kernels; and the
+walk kernel of strided operands (numba_walk; one op's).  Not
 checked:
 kernels that allocate a buffer once per thread (streamed PReLU forward and
 softmax backward), which this scan cannot tell from a per-iteration cost.
@@ -174,6 +175,16 @@ def _scan_kernels() -> dict:
                 res[f"{name} {label} {np.dtype(bt).name} gated inlined"] = {
                     "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
                     "vectorized": vectorized(ir, bt)}
+    # the walk kernel of strided operands (one: the loop skeleton is the
+    # same for every op), with a gathered input and a scattered output
+    # (the kernel takes addresses: the arrays stay referenced through the call)
+    g, o = np.ones(1 << 12, dt), np.zeros(1 << 12, dt)
+    ir = _llvm(nc._walk_kernel("sigmoid", "backward", dt), g.ctypes.data, g.ctypes.data,
+               o.ctypes.data, np.array([64], np.int64), np.ones((3, 2), np.int64), 64,
+               4, 16, 0x1, (), 2)
+    res["sigmoid backward walk"] = {"refcounts": refcounts_in_loops(ir)[:3],
+                                    "calls": fastact_calls(ir)[:3],
+                                    "vectorized": vectorized(ir, dt)}
     x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
     check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
@@ -229,7 +240,7 @@ def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
 
 def test_no_refcounts_in_parallel_kernel_loops(scan):
     scan = {k: v for k, v in scan.items()
-            if k != "control" and "inlined" not in k and "row exp" not in k}
+            if k != "control" and "inlined" not in k and "row exp" not in k and "walk" not in k}
     assert len(scan) == 15, sorted(scan)
     bad = {k: v for k, v in scan.items() if v}
     assert not bad, f"reference counting inside a loop: {bad}"
@@ -247,6 +258,14 @@ def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     bad = {k: v for k, v in checked.items()
            if v["refcounts"] or v["calls"] or not v["vectorized"]}
     assert not bad, f"not inlined or not vectorized: {bad}"
+
+
+def test_walk_kernel_is_inlined_and_vectorized(scan):
+    """The walk kernel of strided operands: its tile helpers and formula
+    inlined, vector code, no reference counts in its loops (it reaches
+    operands and buffers through addresses)."""
+    v = scan["sigmoid backward walk"]
+    assert not v["refcounts"] and not v["calls"] and v["vectorized"], v
 
 
 def test_log_softmax_forward_exponentials_are_vector_code(scan):

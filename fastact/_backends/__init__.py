@@ -1,9 +1,10 @@
 """Backend interface.
 
 A backend computes; it never validates.  The public layer (:mod:`fastact._api`)
-hands it only C-contiguous arrays of one supported dtype, already allocated
-outputs, and parameters already cast to that dtype (the RReLU key as
-``np.uint64``).  The methods:
+hands it only C-contiguous arrays of one supported dtype (strided ones only
+through ``elementwise_strided``'s walk), already allocated outputs, and
+parameters already cast to that dtype (the RReLU key as ``np.uint64``).  The
+methods:
 
 ``elementwise(name, pass_, ins, out, params)``
     ``name`` is a registry entry of kind ``"elementwise"``; ``pass_`` is
@@ -20,6 +21,14 @@ outputs, and parameters already cast to that dtype (the RReLU key as
     x[:, 0]`` and ``b = x[:, 1]``; ``g`` and the forward's ``out`` have
     shape ``(outer, M)``.
 
+``elementwise_strided(name, pass_, walk, params)``
+    ``elementwise`` on operands of one shape and any strides, described by
+    ``walk`` (:class:`fastact._walk.Walk`: its arrays are the inputs, then
+    the output; none overlaps the output unless it is the output).  No
+    operand may be copied whole.  By default NumPy's buffered ``nditer``
+    feeds ``elementwise_kernel``'s small kernel chunks of
+    ``config.WALK_CHUNK`` elements.
+
 ``elementwise_kernel(name, pass_, dtype, small)`` (optional)
     A callable ``f(*ins, out, params)`` doing what ``elementwise`` does, for
     the public layer to keep and call directly: the per-call overhead of
@@ -30,6 +39,8 @@ outputs, and parameters already cast to that dtype (the RReLU key as
 says why it is unavailable; ``describe()`` returns a dict for ``fastact info``.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from .. import config
 
@@ -62,3 +73,20 @@ class Backend:
         def run(*args):
             elementwise(name, pass_, args[:-2], args[-2], args[-1])
         return run
+
+    def elementwise_strided(self, name, pass_, walk, params):
+        *ins, out = walk.arrays
+        kernel = self.elementwise_kernel(name, pass_, out.dtype.type, True)
+        # the iterator's input chunks are read-only arrays, which a Numba
+        # kernel is compiled for apart: they are copied into writeable ones
+        n = min(walk.size, config.WALK_CHUNK)
+        bufs = [np.empty(n, out.dtype) for _ in ins]
+        it = np.nditer(walk.arrays, flags=["external_loop", "buffered", "zerosize_ok"],
+                       op_flags=[["readonly", "contig"]] * len(ins) + [["writeonly", "contig"]],
+                       order="K", buffersize=n)
+        with it:
+            for *chunks, o in it:
+                k = o.shape[0]
+                for b, c in zip(bufs, chunks):
+                    b[:k] = c
+                kernel(*(b[:k] for b in bufs), o, params)

@@ -109,6 +109,7 @@ class CBackend(Backend):
         self._ctype = {ch: self._ffi.typeof(t) for ch, t in _CTYPE.items()}
         self._fastcall, self._fastcall_reason = _import_fastcall()
         self._fast_kernels = {}
+        self._walks = {}          # fa_elementwise_strided's arguments by layout
         # (op, dtype char) -> k(*arrays, *extents): through _cfastcall where
         # it loads (about 1 us less a call than cffi's from_buffer per array)
         self._rowwise = {(op, ch): self._row_kernel(op, ch)
@@ -178,6 +179,44 @@ class CBackend(Backend):
                 fn(dtid, kid, fb(ct, g), fb(ct, s), fb(ct, out, True), n, *c_params(params),
                    1 if n < cmin else threads())
         return run
+
+    def elementwise_strided(self, name, pass_, walk, params):
+        out = walk.arrays[-1]
+        layout = (name, pass_, out.itemsize, walk.dims, walk.strides)
+        args = self._walks.get(layout)
+        if args is None:
+            args = self._walk_args(name, pass_, out.itemsize, walk)
+            if len(self._walks) >= 4096:
+                self._walks.clear()
+            self._walks[layout] = args
+        head, tail, indexed, nin = args
+        key, floats = (int(params[0]), params[1:]) if indexed else (0, params)
+        if self._fastcall is not None:
+            addresses = self._fastcall.addresses(walk.arrays, walk.starts)
+        else:
+            addresses = [walk.address(k) for k in range(nin + 1)]
+        if nin == 1:
+            addresses.insert(1, 0)
+        rc = self._lib.fa_elementwise_strided(*head, addresses, *tail, *floats,
+                                              *(0.0,) * (3 - len(floats)), key,
+                                              self._threads(walk.size))
+        if rc != 0:
+            raise RuntimeError(f"fastact C {name}: fa_elementwise_strided refused the "
+                               f"call ({rc})")
+
+    def _walk_args(self, name, pass_, itemsize, walk):
+        """The arguments of fa_elementwise_strided for a walk's geometry:
+        (before the addresses, after them up to the parameters, indexed,
+        inputs)."""
+        ffi, lib, plan = self._ffi, self._lib, walk.plan
+        ndim, binary = len(walk.dims), pass_ != "forward"
+        # (in0, in1, out): a forward has no in1
+        ops = (0, 1, 2) if binary else (0, None, 1)
+        strides = [s for k in ops for s in ((0,) * ndim if k is None else walk.strides[k])]
+        head = (int(itemsize == 8), getattr(lib, _kernel_id_name(name, pass_)))
+        tail = (ndim, ffi.new("int64_t[]", walk.dims), ffi.new("int64_t[]", strides),
+                plan.rows, plan.cols, plan.flags(binary))
+        return head, tail, REGISTRY[name].indexed, 1 if pass_ == "forward" else 2
 
     def _fast_kernel(self, name, pass_, dtype):
         """The ``_cfastcall`` kernel object: called as the closures above."""

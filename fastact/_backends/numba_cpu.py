@@ -346,6 +346,15 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
 
 
 @functools.lru_cache(maxsize=None)
+def _walk_kernel(name, pass_, dtype):
+    """The parallel kernel of ``name``'s ``pass_`` over strided operands
+    (numba_walk.make_walk)."""
+    from .numba_walk import make_walk
+    return make_walk(f"{name}_{pass_}_{np.dtype(dtype).name}", _formula(name, pass_, dtype),
+                     pass_ != "forward", dtype)
+
+
+@functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
     """(forward, backward) PReLU kernels: serial (``parallel`` False),
     ``prange`` (True), or ``"stream"`` (big outputs)."""
@@ -1266,6 +1275,29 @@ class NumbaBackend(Backend):
             self._run(args[-2].shape[0], threshold, kernel, *args,
                       big_out=args[-2])
         return run
+
+    def elementwise_strided(self, name, pass_, walk, params):
+        """Big walks: the parallel walk kernel; small ones (and those that
+        find the pool busy, or run in a forked child) through the base
+        class's chunks and the serial flat kernel, which every op has
+        compiled already (a walk kernel is one more compile per op)."""
+        if walk.size < parallel_min(name) or _threads.forked_serial() or \
+                not _pool_lock.acquire(blocking=False):
+            return super().elementwise_strided(name, pass_, walk, params)
+        try:
+            want = _threads.team_size()
+            if self._nb.get_num_threads() != want:
+                self._nb.set_num_threads(want)
+            out, plan, binary = walk.arrays[-1], walk.plan, pass_ != "forward"
+            # (a, b, out): a unary kernel's b is a again
+            ops = (0, 1, 2) if binary else (0, 0, 1)
+            # walk.arrays keeps the operands alive through the call
+            _walk_kernel(name, pass_, out.dtype.type)(
+                *(walk.address(k) for k in ops), np.array(walk.dims[:-1], np.int64),
+                np.array([walk.strides[k] for k in ops], np.int64), walk.dims[-1],
+                plan.rows, plan.cols, plan.flags(binary), params, want)
+        finally:
+            _pool_lock.release()
 
     def prelu_forward(self, x, w, out):
         self._run(x.size, parallel_min("prelu"),

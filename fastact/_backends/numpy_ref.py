@@ -30,6 +30,10 @@ class NumpyBackend(Backend):
             pass_) or spec.from_output.reference
         out[...] = fn(*ins, *params)
 
+    def elementwise_strided(self, name, pass_, walk, params):
+        # the expressions take the operands as they lie
+        self.elementwise(name, pass_, walk.arrays[:-1], walk.arrays[-1], params)
+
     @_quiet
     def prelu_forward(self, x, w, out):
         out[...] = REGISTRY["prelu"].reference_forward(x, w[None, :, None])
