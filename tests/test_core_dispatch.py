@@ -14,7 +14,8 @@ from fastact import _dispatch, config
 from conftest import HOST_BACKENDS, assert_bitwise_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("elementwise", "prelu_forward", "prelu_backward", "rows_forward", "rows_backward")
+METHODS = ("elementwise", "elementwise_strided", "prelu_forward", "prelu_backward",
+           "rows_forward", "rows_backward")
 
 
 def _available():

@@ -199,9 +199,10 @@ def _scan_kernels(shard=0, shards=1) -> dict:
               *ins, v.copy(), params[name], 2)
     # the walk kernel of strided operands (one: the loop skeleton is the
     # same for every op), with a gathered input and a scattered output
-    g = np.ones(1 << 12, dt)
+    # (the kernel takes addresses: the arrays stay referenced through the call)
+    g, o = np.ones(1 << 12, dt), np.zeros(1 << 12, dt)
     ir = _llvm(nc._walk_kernel("sigmoid", "backward", dt), g.ctypes.data, g.ctypes.data,
-               g.copy().ctypes.data, np.array([64], np.int64), np.ones((3, 2), np.int64), 64,
+               o.ctypes.data, np.array([64], np.int64), np.ones((3, 2), np.int64), 64,
                4, 16, 0x1, (), 2)
     res["sigmoid backward walk"] = {"refcounts": refcounts_in_loops(ir)[:3],
                                     "calls": fastact_calls(ir)[:3],

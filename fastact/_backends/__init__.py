@@ -1,9 +1,10 @@
 """Backend interface.
 
 A backend computes; it never validates.  The public layer (:mod:`fastact._api`)
-hands it only C-contiguous arrays of one supported dtype, already allocated
-outputs, and parameters already cast to that dtype (the RReLU key as
-``np.uint64``).  The methods:
+hands it only C-contiguous arrays of one supported dtype (strided ones only
+through ``elementwise_strided``'s walk), already allocated outputs, and
+parameters already cast to that dtype (the RReLU key as ``np.uint64``).  The
+methods:
 
 ``elementwise(name, pass_, ins, out, params)``
     ``name`` is a registry entry of kind ``"elementwise"``; ``pass_`` is
