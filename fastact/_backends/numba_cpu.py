@@ -970,17 +970,17 @@ def _row_inner_kernels(name, dtype, parallel):
                 v = sg * x1[r + U(c)]
                 m[c] = v if v > m[c] else m[c]
 
+    kahan = _kahan()
+
     @inner_njit()
     def add(s, e2, c, v):
-        """s[c] += v in float64; float64 data: Kahan's, e2 the compensation"""
+        """s[c] += v in float64; float64 data: Kahan's (_kahan: the
+        compensation dropped once the sum is infinite), e2 the compensation"""
         inline()
         if f32:
             s[c] += v
         else:
-            y = v - e2[c]
-            t = s[c] + y
-            e2[c] = (t - s[c]) - y
-            s[c] = t
+            s[c], e2[c] = kahan(s[c], e2[c], v)
 
     @inner_njit()
     def exp_sum(x1, o1, m, s, e2, ones, base, n, K, w):
