@@ -760,13 +760,12 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
     # along a middle axis the automatic choice asks for "<name>:inner"
     # (config.NUMBA_FIRST could send those to Numba; both CPU backends have
     # the inner-axis kernels)
-    middle = not last
-    b = _backend(op, xp, backend, a0.size, name + ":inner" if middle else name)
+    b = _backend(op, xp, backend, a0.size, name if last else name + ":inner")
     kw = {"stream": stream} if xp.device else {}
     if a0.ndim == 0:
         arrs = [a.reshape(1) for a in arrs]
-    inner = getattr(b, "rows_inner_" + ("forward" if pass_ == "forward" else "backward"),
-                    None) if middle else None
+    inner = None if last else getattr(
+        b, "rows_inner_" + ("forward" if pass_ == "forward" else "backward"), None)
     if inner is not None:
         # along a middle axis: (outer, n, K) with no transpose (the backend's
         # kernels walk the rows of a block of columns)

@@ -54,15 +54,9 @@ def cpuid_llc_bytes() -> int | None:
     return n if n > 0 else None
 
 
-def llc_bytes() -> tuple[int | None, str]:
-    """(size, where from): sysfs, else cpuid, else (None, "unknown")."""
-    n = sysfs_llc_bytes()
-    if n:
-        return n, "sysfs"
-    n = cpuid_llc_bytes()
-    if n:
-        return n, "cpuid"
-    return None, "unknown"
+def llc_bytes() -> int | None:
+    """The last-level cache's size: sysfs's, else cpuid's, else None."""
+    return sysfs_llc_bytes() or cpuid_llc_bytes()
 
 
 def stream_min_bytes(cap: int, fallback: int) -> int:
@@ -77,5 +71,5 @@ def stream_min_bytes(cap: int, fallback: int) -> int:
             import warnings
             warnings.warn(f"FASTACT_STREAM_MIN_BYTES={env!r} is not an integer; ignored",
                           RuntimeWarning, stacklevel=3)
-    n, _ = llc_bytes()
+    n = llc_bytes()
     return min(n, cap) if n else fallback

@@ -46,11 +46,11 @@ def test_cpuid_agrees_with_sysfs_where_both_say():
 
 def test_threshold_is_the_cache_capped(monkeypatch):
     monkeypatch.delenv("FASTACT_STREAM_MIN_BYTES", raising=False)
-    monkeypatch.setattr(_cache, "llc_bytes", lambda: (8 << 20, "sysfs"))
+    monkeypatch.setattr(_cache, "llc_bytes", lambda: 8 << 20)
     assert _cache.stream_min_bytes(32 << 20, 4 << 20) == 8 << 20
-    monkeypatch.setattr(_cache, "llc_bytes", lambda: (480 << 20, "sysfs"))
+    monkeypatch.setattr(_cache, "llc_bytes", lambda: 480 << 20)
     assert _cache.stream_min_bytes(32 << 20, 4 << 20) == 32 << 20
-    monkeypatch.setattr(_cache, "llc_bytes", lambda: (None, "unknown"))
+    monkeypatch.setattr(_cache, "llc_bytes", lambda: None)
     assert _cache.stream_min_bytes(32 << 20, 4 << 20) == 4 << 20
     monkeypatch.setenv("FASTACT_STREAM_MIN_BYTES", "-1")
     assert _cache.stream_min_bytes(32 << 20, 4 << 20) == -1
@@ -70,7 +70,7 @@ def test_the_c_backend_gets_the_threshold():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["12345", "12345"]
-    n, _ = _cache.llc_bytes()
+    n = _cache.llc_bytes()
     if "FASTACT_STREAM_MIN_BYTES" not in os.environ:
         assert config.STREAM_MIN_BYTES == (min(n, config.STREAM_CAP_BYTES) if n
                                            else config.STREAM_FALLBACK_BYTES)
