@@ -110,6 +110,7 @@ typedef struct fa_worker {
        others take once theirs is done: the share of a thread that does not
        run is taken by the ones that do) */
     _Alignas(64) _Atomic uint64_t claim;
+    _Atomic int asleep;                  /* waiting on `wake` */
     _Atomic int parked;                  /* test hook: fa_test_park_worker */
     _Atomic int waiting;                 /* parked and blocked */
     _Atomic uint32_t done_gen;           /* the last job it looked at */
@@ -125,7 +126,6 @@ static struct fa_pool {
     uint32_t next_gen;                   /* under busy */
     _Alignas(64) _Atomic int64_t finished;
     _Alignas(64) _Atomic uint32_t gen;   /* the latest job's generation */
-    _Atomic int sleepers;
     _Atomic int team;                    /* threads 0..team-1 take part */
     /* the job: written before the claims publish it, read after a claim */
     fa_task_fn fn;
@@ -202,21 +202,29 @@ static void fa_take_chunks(int k, uint32_t g)
     }
 }
 
-static uint32_t fa_wait_job(uint32_t seen)
+/* the next job after `seen` that worker k takes part in (a call with fewer
+   threads than the pool has passes the others by) */
+static uint32_t fa_wait_job(int k, uint32_t seen)
 {
     uint32_t g;
     int64_t t0 = fa_now_ns();
     for (int i = 1;; i++) {
         g = atomic_load_explicit(&fa_pool.gen, memory_order_acquire);
-        if (g != seen) return g;
+        if (g != seen) {
+            if (k < atomic_load_explicit(&fa_pool.team, memory_order_relaxed)) return g;
+            seen = g;
+        }
         FA_PAUSE();
         if (i % 64 == 0 && fa_now_ns() - t0 > FA_SPIN_NS) break;
     }
+    fa_worker *w = &fa_pool.w[k];
     pthread_mutex_lock(&fa_pool.sleep_lock);
-    atomic_fetch_add(&fa_pool.sleepers, 1);
-    while ((g = atomic_load(&fa_pool.gen)) == seen)
+    atomic_store(&w->asleep, 1);
+    while ((g = atomic_load(&fa_pool.gen)) == seen || k >= atomic_load(&fa_pool.team)) {
+        seen = g;
         pthread_cond_wait(&fa_pool.wake, &fa_pool.sleep_lock);
-    atomic_fetch_sub(&fa_pool.sleepers, 1);
+    }
+    atomic_store(&w->asleep, 0);
     pthread_mutex_unlock(&fa_pool.sleep_lock);
     return g;
 }
@@ -228,7 +236,7 @@ static void *fa_worker_main(void *arg)
     for (;;) {
         /* a job this worker missed entirely shows as a later generation in
            the claims: it claims nothing of it */
-        seen = fa_wait_job(seen);
+        seen = fa_wait_job(k, seen);
         if (k > 0) fa_park_point(k);
         fa_take_chunks(k, seen);
         atomic_store_explicit(&fa_pool.w[k].done_gen, seen, memory_order_release);
@@ -289,11 +297,13 @@ void fa_pool_for(fa_task_fn fn, void *ctx, fa_chunks ch, int nthreads, int whole
                               FA_CLAIM(g, ch.count * t / team, ch.count * (t + 1) / team),
                               memory_order_release);
     atomic_store(&fa_pool.gen, g);
-    if (atomic_load(&fa_pool.sleepers) > 0) {
-        pthread_mutex_lock(&fa_pool.sleep_lock);
-        pthread_cond_broadcast(&fa_pool.wake);
-        pthread_mutex_unlock(&fa_pool.sleep_lock);
-    }
+    for (int k = 1; k < team; k++)       /* a system call only where one sleeps */
+        if (atomic_load(&fa_pool.w[k].asleep)) {
+            pthread_mutex_lock(&fa_pool.sleep_lock);
+            pthread_cond_broadcast(&fa_pool.wake);
+            pthread_mutex_unlock(&fa_pool.sleep_lock);
+            break;
+        }
     fa_take_chunks(0, g);
     if (atomic_load_explicit(&fa_pool.finished, memory_order_acquire) < ch.count) {
         int64_t t0 = fa_now_ns();
