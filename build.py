@@ -19,11 +19,13 @@ cffi, a little slower on small arrays.
 * ``python build.py`` rebuilds it in place for development;
   ``python build.py --sanitize --outdir DIR`` builds an AddressSanitizer +
   UBSan variant into ``DIR`` (loaded with ``FASTACT_C_LIBRARY``, see
-  ``fastact/_backends/c.py``); ``--no-openmp`` builds without threads.
+  ``fastact/_backends/c.py``); ``--no-threads`` builds without threads.
 
 Environment: ``FASTACT_C_CFLAGS`` adds compiler flags (e.g. ``-march=native``
 is *not* needed: the kernels are compiled per instruction set and picked at
-run time); ``FASTACT_C_NO_OPENMP=1`` is the same as ``--no-openmp``.
+run time); ``FASTACT_C_NO_THREADS=1`` is the same as ``--no-threads``
+(``FASTACT_C_NO_OPENMP=1``, its name from when the threads were OpenMP's,
+too).
 """
 from __future__ import annotations
 
@@ -39,17 +41,19 @@ C_SRC = ROOT / "c_src"
 HEADER = C_SRC / "fastact.h"
 OPS_HEADER = C_SRC / "ops.h"
 MODULE = "fastact._backends._cfastact"
-SOURCES = ["c_src/fastact.c"]
+SOURCES = ["c_src/fastact.c", "c_src/pool.c"]
 FASTCALL_MODULE = "fastact._backends._cfastcall"
 FASTCALL_SOURCES = ["c_src/fastcall.c"]
-DEPENDS = ["c_src/fastact.h", "c_src/ops.h", "c_src/kernels.inc", "c_src/formulas.inc",
+DEPENDS = ["c_src/fastact.h", "c_src/pool.h", "c_src/ops.h", "c_src/kernels.inc",
+           "c_src/formulas.inc",
            "c_src/formulas_clamps.inc", "c_src/formulas_exponential.inc",
            "c_src/formulas_special.inc",
            "c_src/both_dtypes.inc", "c_src/walk.inc"]
 #: written next to the module when the build fails; the backend reports it
 UNBUILT_NOTE = "_cfastact.unbuilt"
 
-# -fopenmp-simd: the `omp simd` sums of the float32 softmax (no runtime).
+# -fopenmp-simd: the `omp simd` sums of the float32 softmax (no runtime: the
+# threads are c_src/pool.c's, with -pthread).
 # -ffp-contract=off: a contracted FMA would change RReLU's slopes, which must
 # be bit-identical to the other backends; it also keeps exp identical to
 # fastact/_prims.py.  -fno-math-errno / -fno-trapping-math change no result;
@@ -57,7 +61,8 @@ UNBUILT_NOTE = "_cfastact.unbuilt"
 BASE_CFLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno",
                "-fno-trapping-math", "-fopenmp-simd", "-fvisibility=hidden", "-Wall",
                "-Werror=implicit-function-declaration"]
-OPENMP_FLAGS = ["-fopenmp"]
+THREAD_FLAGS = ["-pthread"]
+NO_THREAD_FLAGS = ["-DFA_NO_THREADS"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                   "-fno-omit-frame-pointer", "-g", "-O1"]
 
@@ -206,13 +211,15 @@ def generate(check: bool = False) -> bool:
     return current and readme_current
 
 
-def compile_flags(openmp: bool = True, sanitize: bool = False) -> tuple[list, list]:
+def compile_flags(threads: bool = True, sanitize: bool = False) -> tuple[list, list]:
     """(compile args, link args) for a gcc/clang-like compiler."""
     cflags = list(BASE_CFLAGS)
     ldflags = []
-    if openmp:
-        cflags += OPENMP_FLAGS
-        ldflags += OPENMP_FLAGS
+    if threads:
+        cflags += THREAD_FLAGS
+        ldflags += THREAD_FLAGS
+    else:
+        cflags += NO_THREAD_FLAGS
     if sanitize:
         cflags += SANITIZE_FLAGS
         ldflags += ["-fsanitize=address,undefined"]
@@ -220,17 +227,18 @@ def compile_flags(openmp: bool = True, sanitize: bool = False) -> tuple[list, li
     return cflags, ldflags
 
 
-def want_openmp() -> bool:
-    return os.environ.get("FASTACT_C_NO_OPENMP", "") not in ("1", "true", "yes")
+def want_threads() -> bool:
+    return not any(os.environ.get(v, "") in ("1", "true", "yes")
+                   for v in ("FASTACT_C_NO_THREADS", "FASTACT_C_NO_OPENMP"))
 
 
-def make_ffi(openmp: bool = True, sanitize: bool = False, relative: bool = False):
+def make_ffi(threads: bool = True, sanitize: bool = False, relative: bool = False):
     """The cffi builder object.  ``relative`` names sources relative to the
     project root, as setuptools wants them."""
     from cffi import FFI
 
     root = pathlib.Path(".") if relative else ROOT
-    cflags, ldflags = compile_flags(openmp, sanitize)
+    cflags, ldflags = compile_flags(threads, sanitize)
     ffi = FFI()
     ffi.cdef(cdef_text())
     ffi.set_source(
@@ -243,14 +251,14 @@ def make_ffi(openmp: bool = True, sanitize: bool = False, relative: bool = False
     return ffi
 
 
-def extension(openmp: bool = True):
+def extension(threads: bool = True):
     """A setuptools ``Extension`` for ``setup.py`` (run from the project root);
     writes the generated ``fastact/_backends/_cfastact.c``."""
     from setuptools import Extension
 
     generated = pathlib.Path("fastact", "_backends", "_cfastact.c")
-    make_ffi(openmp=openmp, relative=True).emit_c_code(str(generated))
-    cflags, ldflags = compile_flags(openmp)
+    make_ffi(threads=threads, relative=True).emit_c_code(str(generated))
+    cflags, ldflags = compile_flags(threads)
     return Extension(MODULE, sources=[str(generated)] + SOURCES, include_dirs=["c_src"],
                      depends=DEPENDS, extra_compile_args=cflags, extra_link_args=ldflags)
 
@@ -290,19 +298,19 @@ def build_fastcall(verbose: bool = False) -> pathlib.Path:
     return dest
 
 
-def build(outdir: pathlib.Path | None = None, openmp: bool | None = None,
+def build(outdir: pathlib.Path | None = None, threads: bool | None = None,
           sanitize: bool = False, verbose: bool = False) -> pathlib.Path:
     """Compile the extension into ``outdir`` (default: in place, next to
     ``fastact/_backends/c.py``) and return the path of the built module.
-    Without OpenMP support in the compiler it retries without threads."""
-    if openmp is None:
-        openmp = want_openmp()
+    Where the build with threads fails it retries without them."""
+    if threads is None:
+        threads = want_threads()
     tmp = ROOT / "build" / ("cffi-sanitize" if sanitize else "cffi")
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        so = make_ffi(openmp, sanitize).compile(tmpdir=str(tmp), verbose=verbose)
+        so = make_ffi(threads, sanitize).compile(tmpdir=str(tmp), verbose=verbose)
     except Exception:
-        if not openmp:
+        if not threads:
             raise
         so = make_ffi(False, sanitize).compile(tmpdir=str(tmp), verbose=verbose)
     so = pathlib.Path(so)
@@ -321,7 +329,7 @@ def build(outdir: pathlib.Path | None = None, openmp: bool | None = None,
 
 
 # cffi's setuptools integration (cffi_modules=["build.py:ffi"]) also works
-ffi = make_ffi(openmp=want_openmp())
+ffi = make_ffi(threads=want_threads())
 
 
 def main(argv=None):
@@ -330,7 +338,8 @@ def main(argv=None):
                     "(default: fastact/_backends, in place)")
     ap.add_argument("--sanitize", action="store_true",
                     help="build with -fsanitize=address,undefined")
-    ap.add_argument("--no-openmp", action="store_true", help="build without threads")
+    ap.add_argument("--no-threads", "--no-openmp", action="store_true",
+                    help="build without threads")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--generate", action="store_true",
                     help="write c_src/ops.h and README.md's op table from fastact's "
@@ -339,7 +348,7 @@ def main(argv=None):
     if args.generate:
         print(f"{OPS_HEADER}: {'current' if generate() else 'written'}")
         return 0
-    path = build(args.outdir, openmp=False if args.no_openmp else None,
+    path = build(args.outdir, threads=False if args.no_threads else None,
                  sanitize=args.sanitize, verbose=args.verbose)
     print(path)
     if args.outdir is None:

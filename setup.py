@@ -43,11 +43,12 @@ class optional_build_ext(build_ext):
                 self.warn(f"fastact: the C backend's fast call path was not built ({e})")
             return
         err = self._try_build(ext)
-        if err is not None and "-fopenmp" in ext.extra_compile_args:
-            self.warn(f"fastact: C backend failed to build with OpenMP ({err}); "
-                      "retrying without threads")
-            ext.extra_compile_args = [a for a in ext.extra_compile_args if a != "-fopenmp"]
-            ext.extra_link_args = [a for a in ext.extra_link_args if a != "-fopenmp"]
+        if err is not None and "-pthread" in ext.extra_compile_args:
+            self.warn(f"fastact: C backend failed to build with threads ({err}); "
+                      "retrying without them")
+            ext.extra_compile_args = [a for a in ext.extra_compile_args
+                                      if a != "-pthread"] + ["-DFA_NO_THREADS"]
+            ext.extra_link_args = [a for a in ext.extra_link_args if a != "-pthread"]
             err = self._try_build(ext)
         if err is not None:
             self._give_up(err)
@@ -77,7 +78,7 @@ class optional_build_ext(build_ext):
 def _extensions():
     try:
         b = _builder()
-        exts = [b.extension(openmp=b.want_openmp())]
+        exts = [b.extension(threads=b.want_threads())]
     except Exception as e:                # cffi missing or the header unreadable
         print(f"fastact: the C backend will not be built: {e}", file=sys.stderr)
         return []

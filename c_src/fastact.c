@@ -8,19 +8,12 @@
  * to the other backends.
  */
 #include "fastact.h"
+#include "pool.h"
 
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#define FA_ATFORK 1
-#endif
-#endif
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define FA_X86 1
@@ -48,7 +41,7 @@
 #endif
 
 /* A sum the compiler may split into vector partial sums (OpenMP SIMD,
-   which needs -fopenmp or -fopenmp-simd, no runtime) */
+   which needs -fopenmp-simd, no runtime) */
 #define FA_PRAGMA(x) _Pragma(#x)
 #if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
 #define FA_SIMD_SUM(v) FA_PRAGMA(omp simd reduction(+ : v))
@@ -65,7 +58,7 @@ typedef struct fa_args {
     const void *in0, *in1;      /* x, or (g, s) */
     const void *w;              /* prelu weight */
     void *out;
-    double *scratch;            /* prelu backward: per-thread partial sums */
+    double *scratch;            /* prelu backward: per-chunk partial sums */
     int64_t n, C, inner;        /* softmax row length; prelu layout */
     int stream;                 /* how `out` is written: FA_OUT_* (FA_STORE_LOOP) */
     double p0, p1, p2;          /* parameters, exact in the kernel's dtype */
@@ -73,7 +66,10 @@ typedef struct fa_args {
     const struct fa_walk *walk; /* strided operands (walk.inc) */
 } fa_args;
 
-typedef void (*fa_range_fn)(const fa_args *, int64_t lo, int64_t hi, int tid);
+/* fn(a, lo, hi, chunk): units [lo, hi), which are chunk `chunk` of the call
+   (pool.h); what a kernel keeps per chunk (prelu backward's partial sums) is
+   keyed by it, never by the thread that runs it */
+typedef void (*fa_range_fn)(const fa_args *, int64_t lo, int64_t hi, int64_t chunk);
 
 /* kernel ids FA_K_*: fastact.h */
 
@@ -260,38 +256,6 @@ const char *fa_isa_name(int level)
     return level >= 0 && level < 3 ? fa_isa_names[level] : "unknown";
 }
 
-int fa_openmp(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-/* --- threads ---------------------------------------------------------------------
- * [0, n) is cut into one contiguous chunk per thread, a multiple of `grain`
- * long (64-byte aligned chunks for elementwise work).  nthreads <= 1, or too
- * little work for two chunks, runs on the calling thread.
- */
-
-static int fa_team_size(int64_t n, int64_t grain, int nthreads)
-{
-    int64_t units = (n + grain - 1) / grain;
-    if (nthreads < 1 || units < 1) return 1;
-    return units < nthreads ? (int)units : nthreads;
-}
-
-#ifdef FA_ATFORK
-/* libgomp's thread pool does not survive fork(): a child process that enters
-   a parallel region after its parent did hangs.  Children run serially (as
-   PyTorch's do). */
-static _Atomic int fa_forked = 0;
-static pthread_once_t fa_atfork_once = PTHREAD_ONCE_INIT;
-static void fa_mark_forked(void) { atomic_store(&fa_forked, 1); }
-static void fa_register_atfork(void) { pthread_atfork(NULL, NULL, fa_mark_forked); }
-#endif
-
 /* --- streaming ---------------------------------------------------------------------
  * The output of a memory-bound kernel, when at least fa_stream_min() bytes,
  * is written with non-temporal stores, which skip the read-for-ownership of
@@ -393,64 +357,84 @@ static const unsigned char fa_out_mode[FA_K_COUNT] = {
 __attribute__((target("sse"))) static void fa_sfence(void) { _mm_sfence(); }
 #endif
 
-/* fn over one thread's range; non-temporal stores are weakly ordered, so a
-   streaming thread drains them before the parallel region's barrier (or
-   the return) lets anyone read the output */
-static void fa_run_range(fa_range_fn fn, const fa_args *a, int64_t lo, int64_t hi, int tid,
-                         int fence)
+/* One chunk of a kernel's call (pool.h); non-temporal stores are weakly
+   ordered, so a streaming chunk drains them before the pool counts it done
+   (or the call returns) and anyone reads the output. */
+typedef struct fa_call {
+    fa_range_fn fn;
+    const fa_args *a;
+    int fence;
+} fa_call;
+
+static void fa_call_chunk(void *ctx, int64_t chunk, int64_t lo, int64_t hi)
 {
-    fn(a, lo, hi, tid);
+    const fa_call *c = (const fa_call *)ctx;
+    c->fn(c->a, lo, hi, chunk);
 #if FA_X86
-    if (fence) fa_sfence();
-#else
-    (void)fence;
+    if (c->fence) fa_sfence();
 #endif
 }
 
-static void fa_parallel(fa_range_fn fn, const fa_args *a, int64_t n, int64_t grain, int nthreads,
-                        int fence)
-{
-    int team = fa_team_size(n, grain, nthreads);
-#ifdef FA_ATFORK
-    if (team > 1) {
-        pthread_once(&fa_atfork_once, fa_register_atfork);
-        if (atomic_load_explicit(&fa_forked, memory_order_relaxed)) team = 1;
-    }
-#endif
-#ifdef _OPENMP
-    if (team > 1) {
-        int64_t units = (n + grain - 1) / grain;
-#pragma omp parallel num_threads(team)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int64_t lo = units * t / nt * grain, hi = units * (t + 1) / nt * grain;
-            if (hi > n) hi = n;
-            if (lo < hi) fa_run_range(fn, a, lo, hi, t, fence);
-        }
-        return;
-    }
-#endif
-    (void)team;
-    fa_run_range(fn, a, 0, n, 0, fence);
-}
+/* Chunks of at least this many output elements (fewer where a unit is
+   longer: a softmax row): a claim costs a compare-and-swap on a line all
+   threads share. */
+#define FA_CHUNK_MIN_ELEMS 4096
 
 /* kernel `k` of the current level over `units` work units of unit_elems
    output elements (1, or a softmax row); streamed where it pays */
+static void fa_launch_chunks(int dtype, int k, fa_args *a, fa_chunks ch, int64_t unit_elems,
+                             int nthreads, int whole)
+{
+    int level = fa_isa();
+    int64_t min = fa_stream_min(), bytes = ch.units * unit_elems * (dtype == FA_F32_IDX ? 4 : 8);
+    int big = min >= 0 && bytes > 0 && bytes >= min;
+    a->stream = big ? fa_out_mode[k] : FA_OUT_REGULAR;
+    fa_call c = {fa_tables[level][dtype]->fn[k], a,
+                 (a->stream == FA_OUT_STREAM || a->stream == FA_OUT_PREFETCH) &&
+                 (FA_NT || level > FA_ISA_BASELINE)};
+    fa_pool_for(fa_call_chunk, &c, ch, nthreads, whole);
+}
+
+/* fn over `units` work units of unit_elems output elements each, in chunks
+   of multiples of `grain` units that the calling thread and the pool's
+   workers take; `fence`: drain streamed stores after each chunk */
+static void fa_parallel(fa_range_fn fn, const fa_args *a, int64_t units, int64_t grain,
+                        int64_t unit_elems, int nthreads, int fence)
+{
+    int64_t min_units = (FA_CHUNK_MIN_ELEMS + unit_elems - 1) / unit_elems;
+    fa_call c = {fn, a, fence};
+    fa_pool_for(fa_call_chunk, &c, fa_chunks_for(units, grain, min_units, nthreads), nthreads, 1);
+}
+
+/* kernel `k` of the current level over `units` work units of unit_elems
+   output elements (1, or a softmax row), in chunks of multiples of `grain`
+   units that the calling thread and the pool's workers take; streamed where
+   it pays */
 static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain,
                       int64_t unit_elems, int nthreads)
 {
-    int level = fa_isa();
-    int64_t min = fa_stream_min(), bytes = units * unit_elems * (dtype == FA_F32_IDX ? 4 : 8);
-    int big = min >= 0 && bytes > 0 && bytes >= min;
-    a->stream = big ? fa_out_mode[k] : FA_OUT_REGULAR;
-    fa_parallel(fa_tables[level][dtype]->fn[k], a, units, grain, nthreads,
-                (a->stream == FA_OUT_STREAM || a->stream == FA_OUT_PREFETCH) &&
-                (FA_NT || level > FA_ISA_BASELINE));
+    int64_t min_units = (FA_CHUNK_MIN_ELEMS + unit_elems - 1) / unit_elems;
+    fa_launch_chunks(dtype, k, a, fa_chunks_for(units, grain, min_units, nthreads), unit_elems,
+                     nthreads, 1);
 }
 
 /* --- public entry points ------------------------------------------------------------ */
 
 #define FA_ELEMENTWISE_GRAIN 16
+
+/* PReLU backward's chunks: a count that does not depend on the thread
+   count, so that its weight gradient, summed chunk by chunk, does not
+   either (FA_PRELU_CHUNKS, fewer for small arrays, and fewer where their 2 C
+   partial sums each would take more than 8 bytes an element) */
+#define FA_PRELU_CHUNKS 32
+
+static int64_t fa_prelu_chunks(int64_t n, int64_t C)
+{
+    int64_t k = n / FA_CHUNK_MIN_ELEMS;
+    if (k > FA_PRELU_CHUNKS) k = FA_PRELU_CHUNKS;
+    if (C > 0 && k > n / (2 * C)) k = n / (2 * C);
+    return k < 1 ? 1 : k;
+}
 
 #define FA_DEFINE_DTYPE(T, SFX, IDX)                                                          \
     void fa_prelu_fwd_##SFX(const T *x, const T *w, T *y, int64_t outer, int64_t C,           \
@@ -464,18 +448,19 @@ static void fa_launch(int dtype, int k, fa_args *a, int64_t units, int64_t grain
                            int64_t C, int64_t inner, int nthreads)                            \
     {                                                                                         \
         int64_t n = outer * C * inner;                                                        \
-        int team = fa_team_size(n, FA_ELEMENTWISE_GRAIN, nthreads);                           \
-        double *scratch = (double *)calloc((size_t)team * 2 * (size_t)C, sizeof(double));     \
+        fa_chunks ch = fa_chunks_fixed(n, FA_ELEMENTWISE_GRAIN, fa_prelu_chunks(n, C));       \
+        double *scratch = (double *)calloc((size_t)ch.count * 2 * (size_t)C, sizeof(double)); \
         if (scratch == NULL) return -1;                                                       \
         fa_args a = {.in0 = g, .in1 = x, .w = w, .out = gx, .scratch = scratch, .C = C,       \
                      .inner = inner};                                                         \
         if (n > 0)                                                                            \
-            fa_launch(IDX, FA_K_PRELU_BWD, &a, n, FA_ELEMENTWISE_GRAIN, 1, team);             \
-        /* threads' partial sums in thread order: compensated, deterministic */               \
+            fa_launch_chunks(IDX, FA_K_PRELU_BWD, &a, ch, 1, nthreads, 0);                    \
+        /* the chunks' partial sums in chunk order, compensated: the same */                  \
+        /* bits whichever thread ran which chunk and however many ran     */                  \
         for (int64_t c = 0; c < C; c++) {                                                     \
             double s = 0.0, comp = 0.0;                                                       \
-            for (int t = 0; t < team; t++) {                                                  \
-                const double *part = scratch + (int64_t)t * 2 * C;                            \
+            for (int64_t t = 0; t < ch.count; t++) {                                          \
+                const double *part = scratch + t * 2 * C;                                     \
                 double v = part[c] - part[C + c] - comp;                                      \
                 double u = s + v;                                                             \
                 comp = (u - s) - v;                                                           \
@@ -524,7 +509,8 @@ int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, vo
         return -2;
     fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = n, .C = K, .inner = cols,
                  .stream = FA_OUT_REGULAR};
-    fa_parallel(fn, &a, outer * ((K + cols - 1) / cols), 1, nthreads, 0);
+    /* a unit: one block of `cols` columns of one outer index, n rows */
+    fa_parallel(fn, &a, outer * ((K + cols - 1) / cols), 1, n * cols, nthreads, 0);
     return 0;
 }
 

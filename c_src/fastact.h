@@ -6,7 +6,10 @@
  * contiguous and may sit at any byte offset; an output may be exactly the
  * same buffer as an input (in place) but must not overlap it otherwise.
  * Math conventions (kinks, NaN, guards) are those of fastact/_registry.py.
- * Threads are OpenMP; a process forked after using them runs serially.
+ * Threads are fastact's own pool (c_src/pool.c): the calling thread and the
+ * workers take chunks of a call as each is free, so a call never waits for a
+ * worker that is not running; a process forked after using them runs
+ * serially, and so does a call made while another thread's call holds them.
  *
  * The first call picks the best instruction set of the running CPU
  * (AVX-512, AVX2+FMA or the baseline); FASTACT_C_ISA=avx512|avx2|baseline
@@ -38,7 +41,7 @@ int fa_isa(void);                 /* level in use (resolves on first call) */
 int fa_best_isa(void);            /* best level this CPU supports */
 int fa_set_isa(int level);        /* use min(level, best); returns the level used */
 const char *fa_isa_name(int level);
-int fa_openmp(void);              /* 1 when built with OpenMP threads */
+int fa_threads_built(void);       /* 1 when built with threads (the pool) */
 
 /* Outputs of at least this many bytes are written with non-temporal
    (streaming) stores, which skip the read-for-ownership of the output's
@@ -120,6 +123,24 @@ int fa_prelu_bwd_f64(const double *g, const double *x, const double *w, double *
 void fa_softmax_fwd_f64(const double *x, double *y, int64_t rows, int64_t n, int nthreads);
 void fa_softmax_bwd_f64(const double *g, const double *y, double *gx, int64_t rows, int64_t n,
                         int nthreads);
+/* The pool, for other compiled code (the Numba backend's range workers):
+   fn(lo, hi, arg) over chunks of [0, units), each a multiple of `grain` units
+   and at least `min_units`, a few a thread, on up to `nthreads` threads, the
+   caller one of them (or on the caller alone: pool.h); returns 0 when done,
+   -1 for a NULL fn or negative units. */
+typedef void (*fa_range_cb)(int64_t lo, int64_t hi, void *arg);
+int fa_pool_run(fa_range_cb fn, void *arg, int64_t units, int64_t grain, int64_t min_units,
+                int nthreads);
+int fa_pool_workers(void);          /* workers started so far */
+int64_t fa_pool_chunks_run(int k);  /* chunks thread k ran (0: callers; -1 unknown) */
+/* Tests only: worker k (1..) blocks, once woken for a job and before it
+   claims a chunk, until unparked (on = 0); -1 for no such worker slot */
+int fa_test_park_worker(int k, int on);
+int fa_test_worker_parked(int k);   /* 1 while worker k is blocked so */
+/* Tests only: on = 1 makes a call wait, once its chunks are done, for every
+   worker of its team to have looked at its job (an OpenMP region's closing
+   barrier): the control that shows a parked worker would stall such a pool */
+void fa_test_barrier(int on);
 /* cdef end */
 
 #ifdef __cplusplus

@@ -281,34 +281,29 @@ def make_call(wl, pass_, impl):
 
 @functools.lru_cache(maxsize=None)
 def _copy_kernel():
-    import numba
-
-    # Not cached on disk: it compiles in well under a second, and several
-    # processes writing one cache file at once can corrupt it.
-    @numba.njit(parallel=True, nogil=True)
-    def copy(src, dst):
-        for i in numba.prange(src.shape[0]):
-            dst[i] = src[i]
-    return copy
+    """The parallel elementwise kernel of the identity (the Numba backend's,
+    on the threads its kernels run on: fastact's pool, or Numba's own)."""
+    from ._backends import numba_cpu
+    from ._prims import inner_njit
+    return numba_cpu._make_unary("bench_copy_plain", inner_njit()(lambda x: x), False, True)
 
 
 def copy_call(dtype, n):
     """A parallel read+write copy of ``n`` elements: the roofline of a parallel kernel.
 
     ``np.copyto`` is single-threaded and may use non-temporal stores, which
-    no elementwise kernel here uses; a ``prange`` copy moves data the way
-    the kernels do.
+    no elementwise kernel here uses; the parallel kernel of the identity
+    moves data the way the kernels do, on the same threads (two pools
+    spinning side by side would slow each other).
     """
     import fastact
-    import numba
     src = _base_data(np.dtype(dtype).name, n)[0]
     dst = np.empty_like(src)
     kernel = _copy_kernel()
     threads = fastact.get_num_threads()
 
     def call():
-        numba.set_num_threads(threads)
-        kernel(src, dst)
+        kernel(threads, src, dst, ())
     return call
 
 
@@ -326,7 +321,6 @@ def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):
     identity), best of ``4 * repeat``;
     None where streaming stores are not used (not x86-64)."""
     import fastact
-    import numba
     from ._prims import streaming_supported
     if not streaming_supported():
         return None
@@ -335,8 +329,7 @@ def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):
     kernel, threads = _stream_copy_kernel(np.dtype(dtype).name), fastact.get_num_threads()
 
     def call():
-        numba.set_num_threads(threads)
-        kernel(src, dst, (), threads)
+        kernel(threads, src, dst, ())
     call()
     # a few times the rounds: one 5-call sample proved too noisy (20-32 GB/s)
     return copy_traffic(dtype, n) / min(_seconds(call) for _ in range(4 * max(repeat, 1))) / 1e9

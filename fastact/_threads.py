@@ -10,12 +10,12 @@ from . import config
 _setting = {"n": None}
 _env = {}
 
-# OpenMP's thread pool (GNU libgomp, under both the C backend and Numba's
-# "omp" threading layer) does not survive fork(): in a child forked after
-# the parent ran a parallel region, the C backend's team hangs and Numba's
-# layer kills the process.  Such a child runs every kernel serially (as
-# PyTorch's do); a child forked before any parallel kernel ran keeps its
-# threads.
+# A thread pool does not survive fork(): a child has none of its parent's
+# workers (fastact's pool, c_src/pool.c, which runs both backends' parallel
+# kernels, then runs serially there itself; Numba's "omp" threading layer,
+# its fallback, kills the process).  Such a child runs every kernel serially
+# (as PyTorch's do); a child forked before any parallel kernel ran keeps
+# its threads.
 _fork = {"used": False, "child": False}
 
 
@@ -140,7 +140,7 @@ def get_num_threads() -> int:
     """Threads the parallel kernels use: the last :func:`set_num_threads`,
     else ``FASTACT_NUM_THREADS``, else :func:`default_threads`
     (``OMP_NUM_THREADS``, the affinity mask, a cgroup quota); 1 in a
-    process forked after its parent ran parallel kernels (OpenMP's pool
+    process forked after its parent ran parallel kernels (a thread pool
     does not survive fork())."""
     if _fork["child"]:
         return 1

@@ -12,6 +12,10 @@ Environment variables read here:
 ``FASTACT_STREAM_MIN_BYTES``
     the output size in bytes from which elementwise kernels write with
     streaming stores (see ``STREAM_MIN_BYTES``); negative: never.
+``FASTACT_NUMBA_POOL``
+    ``numba``: the Numba backend's parallel kernels run on Numba's own
+    threading layer instead of fastact's pool (c_src/pool.c; the default
+    where the C backend is built), read at the first parallel call.
 ``OMP_NUM_THREADS``
     where ``FASTACT_NUM_THREADS`` is unset: its first entry (``4`` of
     ``4,2``), if a positive integer, is the initial count (lowered to the
@@ -87,6 +91,14 @@ INNER_BYTES = 8192
 PARALLEL_MIN = 1 << 16
 PARALLEL_MIN_COMPUTE = 1 << 14
 
+#: A parallel kernel's call is cut into chunks that the calling thread and
+#: the workers of fastact's pool (c_src/pool.c, both CPU backends) take as
+#: each is free, a few a thread, each at least this many elements (or one
+#: unit: a softmax row): a claim costs a compare-and-swap on a cache line
+#: that all threads share.  The C side's FA_CHUNK_MIN_ELEMS is the same
+#: (tests/test_threads_parked.py compares them).
+POOL_CHUNK_MIN_ELEMS = 4096
+
 #: Below this many elements the C backend stays on the calling thread.
 #: Size sweep, C backend, float32, serial vs 2 OpenMP threads (best of 15
 #: interleaved rounds): sigmoid/elu_backward/softmax gain from 2**13 on
@@ -156,6 +168,12 @@ PRELU_ROW_MIN = 16
 #: PReLU short rows: the shortest run (elements; whole samples).
 PRELU_RUN_MIN = 256
 
+#: PReLU backward, short rows (Numba): its runs are summed in this many
+#: blocks (fewer where there are fewer runs), the parallel kernel's units,
+#: whatever the thread count, so that the weight gradient's bits do not
+#: depend on it (the C backend's chunks: FA_PRELU_CHUNKS, the same idea).
+PRELU_BLOCKS = 32
+
 #: PReLU weight gradient: terms are summed in vectorized runs of this many,
 #: and the run sums added with compensation (float64): long enough to keep
 #: the vector units busy, short enough that a run's rounding error stays
@@ -179,9 +197,6 @@ SOFTMAX_DOT_RUN = 16
 #: Runs of 8 terms compensated one after another (before) were as accurate
 #: but scalar in Numba, and a chain of dependent additions in C.
 LOG_SOFTMAX_LANES = 32
-#: the most tasks a log_softmax forward splits its rows into (each takes a
-#: block buffer for its exponentials once)
-ROW_TASKS = 64
 
 #: Elementwise calls on strided operands (fastact._walk): rows along the
 #: inner axis of the walk, cut into tiles of at most WALK_TILE_BYTES of

@@ -214,11 +214,12 @@ def test_cdef_without_markers_is_an_error(tmp_path):
 def test_compile_flags_keep_fp_contraction_off(monkeypatch):
     b = _load_build_module()
     monkeypatch.setenv("FASTACT_C_CFLAGS", "-DFOO=1")
-    cflags, ldflags = b.compile_flags(openmp=True, sanitize=True)
+    cflags, ldflags = b.compile_flags(threads=True, sanitize=True)
     assert "-ffp-contract=off" in cflags and "-DFOO=1" in cflags
-    assert "-fopenmp" in cflags and "-fopenmp" in ldflags
+    assert "-pthread" in cflags and "-pthread" in ldflags
+    assert "-fopenmp" not in cflags          # the threads are c_src/pool.c's
     assert any(f.startswith("-fsanitize=address") for f in ldflags)
-    assert "-fopenmp" not in b.compile_flags(openmp=False)[0]
+    assert "-DFA_NO_THREADS" in b.compile_flags(threads=False)[0]
 
 
 def test_every_header_function_is_in_the_built_module(cb):
@@ -244,7 +245,7 @@ def test_describe_reports_the_isa(cb):
     d = fastact.backends()["c"]
     assert d["isa"] in ISAS and d["best_isa"] in ISAS
     assert ISAS.index(d["isa"]) <= ISAS.index(d["best_isa"])
-    assert d["threads"] == (fastact.get_num_threads() if d["openmp"] else 1)
+    assert d["threads"] == (fastact.get_num_threads() if d["pool"] else 1)
 
 
 @pytest.mark.parametrize("want", ISAS)
@@ -463,7 +464,7 @@ def test_calls_release_the_gil(cb, op):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
 def test_a_forked_child_can_still_run_parallel_kernels(cb):
-    """OpenMP's pool does not survive fork(); the child must not hang."""
+    """A thread pool does not survive fork(); the child must not hang."""
     code = ("import os, numpy as np, fastact\n"
             "x = np.ones(1 << 20, np.float32)\n"
             "fastact.sigmoid(x, backend='c')\n"

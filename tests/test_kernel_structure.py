@@ -124,7 +124,7 @@ def _every_op_checks(nc, shard, shards) -> dict:
         p = tuple(np.uint64(1) if n == "key" else bt(0.5) for n in spec.params)
         for pass_ in spec.passes():
             ins = (vb,) if pass_ == "forward" else (vb, vb)
-            ir = _llvm(nc._blocked_kernel(name, pass_, bt), *ins, vb.copy(), p, 2)
+            ir = _llvm(nc._blocked_kernel(name, pass_, bt), 2, *ins, vb.copy(), p)
             res[f"{name} {pass_} {np.dtype(bt).name} blocked inlined"] = {
                 "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
                 "vectorized": vectorized(ir, bt)}
@@ -147,10 +147,10 @@ def _gated_checks(nc) -> dict:
             stream = nc._gated_kernels(name, bt, "stream")[0]
             o1, xc = g1.copy(), x1.copy()
             for label, kernel, args in (
-                    ("forward", fwd, (x1, o1, o1, 128, o1.size)),
-                    ("forward streamed", stream, (x1, o1, o1, 128, o1.size, 2)),
-                    ("backward", bwd, (g1, x1, x1.copy(), 128, g1.size)),
-                    ("backward in place", same, (g1, xc, xc, 128, g1.size))):
+                    ("forward", fwd, (2, x1, o1, o1, 128, o1.size)),
+                    ("forward streamed", stream, (2, x1, o1, o1, 128, o1.size)),
+                    ("backward", bwd, (2, g1, x1, x1.copy(), 128, g1.size)),
+                    ("backward in place", same, (2, g1, xc, xc, 128, g1.size))):
                 ir = _llvm(kernel, *args)
                 res[f"{name} {label} {np.dtype(bt).name} gated inlined"] = {
                     "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
@@ -190,45 +190,47 @@ def _scan_kernels(shard=0, shards=1) -> dict:
                         ("rrelu_train", "forward")):
         ins = (v,) if pass_ == "forward" else (v, v)
         check(f"{name} {pass_} prange", nc._elementwise_kernel(name, pass_, dt, True),
-              *ins, v.copy(), params[name])
+              2, *ins, v.copy(), params[name])
     for name, pass_ in (("relu", "forward"), ("relu", "backward"), ("sigmoid", "forward"),
                         ("elu", "backward"), ("rrelu_train", "forward"),
                         ("rrelu_train", "backward")):
         ins = (v,) if pass_ == "forward" else (v, v)
         check(f"{name} {pass_} blocked", nc._blocked_kernel(name, pass_, dt),
-              *ins, v.copy(), params[name], 2)
+              2, *ins, v.copy(), params[name])
     # the walk kernel of strided operands (one: the loop skeleton is the
     # same for every op), with a gathered input and a scattered output
     # (the kernel takes addresses: the arrays stay referenced through the call)
     g, o = np.ones(1 << 12, dt), np.zeros(1 << 12, dt)
-    ir = _llvm(nc._walk_kernel("sigmoid", "backward", dt), g.ctypes.data, g.ctypes.data,
+    ir = _llvm(nc._walk_kernel("sigmoid", "backward", dt), 2, g.ctypes.data, g.ctypes.data,
                o.ctypes.data, np.array([64], np.int64), np.ones((3, 2), np.int64), 64,
-               4, 16, 0x1, (), 2)
+               4, 16, 0x1, ())
     res["sigmoid backward walk"] = {"refcounts": refcounts_in_loops(ir)[:3],
                                     "calls": fastact_calls(ir)[:3],
                                     "vectorized": vectorized(ir, dt)}
     x, w = np.ones((4, 64, 256), dt), np.ones(64, dt)
-    check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], x, w, x.copy())
+    check("prelu forward parallel", nc._prelu_kernels(dt, True)[0], 2, x, w, x.copy())
+    x1 = x.reshape(-1)
     check("prelu backward streamed", nc._prelu_kernels(dt, "stream")[1],
-          x, x, w, x.copy(), np.empty((4 * 64, 1)), 2)
+          2, x1, x1, w, x1.copy(), np.empty((4 * 64, 1)), 4, 64, 256)
     # float64's Kahan runs (once over row slices) and lanes
     xd, wd = x.astype(np.float64), w.astype(np.float64)
+    xd1 = xd.reshape(-1)
     check("prelu backward parallel float64", nc._prelu_kernels(np.float64, True)[1],
-          xd, xd, wd, xd.copy(), np.empty((4 * 64, 1)))
-    xs = np.ones((4096, 8, 1))
+          2, xd1, xd1, wd, xd1.copy(), np.empty((4 * 64, 1)), 4, 64, 256)
+    xs1 = np.ones(4096 * 8)
     check("prelu backward streamed float64 short rows", nc._prelu_kernels(np.float64, "stream")[1],
-          xs, xs, wd[:8], xs.copy(), np.empty((16, 256)), 2)
+          2, xs1, xs1, wd[:8], xs1.copy(), np.empty((16, 256)), 4096, 8, 1)
     s = np.ones((64, 256), dt)
     fwd, bwd = nc._row_kernels("softmax", dt, True)
-    check("softmax forward parallel", fwd, s, s.copy())
-    check("softmax backward parallel", bwd, s, s, s.copy())
+    check("softmax forward parallel", fwd, 2, s, s.copy())
+    check("softmax backward parallel", bwd, 2, s, s, s.copy())
     # log_softmax's forward: its exponentials vector code (a count beside
     # the sum once left that loop scalar, at 0.55x PyTorch's speed).  Its
     # per-task buffers and per-row calls are not loop costs the scan can
     # tell apart: only the exponentials are checked.
     for bt in (np.float32, np.float64):
         r = np.ones((64, 256), bt)
-        ir = _llvm(nc._row_kernels("log_softmax", bt, True)[0], r, r.copy())
+        ir = _llvm(nc._row_kernels("log_softmax", bt, True)[0], 2, r, r.copy())
         res[f"log_softmax forward {np.dtype(bt).name} row exp"] = vector_exp(ir, bt)
 
     # the positive control: a buffer allocated per iteration of a parallel

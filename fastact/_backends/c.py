@@ -6,8 +6,9 @@ against the reference keep them honest.  Every kernel is compiled for AVX-512,
 AVX2+FMA and a portable baseline; the first call picks the best one the CPU
 supports, capped by ``FASTACT_C_ISA=avx512|avx2|baseline``.  ``describe()``
 reports the choice.  Calls release the GIL (cffi's out-of-line API mode);
-arrays of at least ``config.C_PARALLEL_MIN`` elements are split across
-``fastact.get_num_threads()`` threads.  The memory-bound kernels write
+arrays of at least ``config.C_PARALLEL_MIN`` elements are cut into chunks
+that the calling thread and the workers of fastact's pool (c_src/pool.c,
+``fastact.get_num_threads()`` threads in all) take as each is free.  The memory-bound kernels write
 outputs of at least ``config.STREAM_MIN_BYTES`` bytes with non-temporal
 (streaming) stores, which skip reading the output's cache lines before
 writing them: faster once the output no longer fits the caches, the same
@@ -330,9 +331,9 @@ class CBackend(Backend):
         lib = self._lib
         return {"isa": self._ffi.string(lib.fa_isa_name(lib.fa_isa())).decode(),
                 "best_isa": self._ffi.string(lib.fa_isa_name(lib.fa_best_isa())).decode(),
-                # built without OpenMP, every call runs on the calling thread
-                "threads": _threads.get_num_threads() if lib.fa_openmp() else 1,
-                "openmp": bool(lib.fa_openmp()),
+                # built without threads, every call runs on the calling thread
+                "threads": _threads.get_num_threads() if lib.fa_threads_built() else 1,
+                "pool": bool(lib.fa_threads_built()),
                 # outputs of at least this many bytes use streaming stores (< 0: never)
                 "stream_min_bytes": int(lib.fa_stream_min()),
                 # how the kernels are called: _cfastcall or cffi

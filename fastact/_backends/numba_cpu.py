@@ -1,8 +1,9 @@
 """Parallel CPU backend: the registry's formulas compiled by Numba.
 
 Loop skeletons only.  Each registry formula is compiled with the polynomial
-primitives of :func:`fastact._prims.cpu_prims` and inlined into a
-``prange`` loop (large arrays) or a plain loop (small arrays).  Kernels are
+primitives of :func:`fastact._prims.cpu_prims` and inlined into a range
+worker run on fastact's thread pool (large arrays: numba_pool) or a plain
+loop (small arrays).  Kernels are
 compiled lazily on first use, release the GIL, and are cached on disk.
 """
 from __future__ import annotations
@@ -66,7 +67,8 @@ _INDEX32 = 1 << 32
 
 
 def _make_unary(tag, f, indexed, parallel):
-    prange = _numba().prange if parallel else range
+    if parallel:
+        return _pooled_elementwise(tag, f, indexed, False)
     wide = wide_vectors()
     if indexed:
         U, U32 = np.uint64, np.uint32
@@ -76,23 +78,24 @@ def _make_unary(tag, f, indexed, parallel):
             if n <= _INDEX32:
                 # indices below 2**32: their high half is 0, which LLVM sees
                 # (the hash's high-half product leaves the loop)
-                for i in prange(n):
+                for i in range(n):
                     wide()
                     out[i] = f(x[i], U(U32(i)), *params)
             else:
-                for i in prange(n):
+                for i in range(n):
                     wide()
                     out[i] = f(x[i], i, *params)
     else:
         def loop(x, out, params):
-            for i in prange(x.shape[0]):
+            for i in range(x.shape[0]):
                 wide()
                 out[i] = f(x[i], *params)
-    return _jit(tag, parallel)(loop)
+    return _jit(tag, False)(loop)
 
 
 def _make_binary(tag, f, indexed, parallel):
-    prange = _numba().prange if parallel else range
+    if parallel:
+        return _pooled_elementwise(tag, f, indexed, True)
     wide = wide_vectors()
     if indexed:
         U, U32 = np.uint64, np.uint32
@@ -100,19 +103,108 @@ def _make_binary(tag, f, indexed, parallel):
         def loop(g, s, out, params):
             n = g.shape[0]
             if n <= _INDEX32:                 # as in _make_unary
-                for i in prange(n):
+                for i in range(n):
                     wide()
                     out[i] = f(g[i], s[i], U(U32(i)), *params)
             else:
-                for i in prange(n):
+                for i in range(n):
                     wide()
                     out[i] = f(g[i], s[i], i, *params)
     else:
         def loop(g, s, out, params):
-            for i in prange(g.shape[0]):
+            for i in range(g.shape[0]):
                 wide()
                 out[i] = f(g[i], s[i], *params)
-    return _jit(tag, parallel)(loop)
+    return _jit(tag, False)(loop)
+
+
+#: elements a chunk of a parallel kernel takes at least (pool.c's
+#: FA_CHUNK_MIN_ELEMS: a claim costs a compare-and-swap on a line that all
+#: threads share)
+_CHUNK_MIN = config.POOL_CHUNK_MIN_ELEMS
+
+
+def _pooled(tag, body, units, grain=1):
+    """The parallel kernel ``k(nthreads, *args)`` of ``body(lo, hi, *args)``
+    over the units of ``units(*args) -> (n, least)`` (numba_pool.PoolKernel:
+    the chunks go to whichever of the calling thread and the pool's workers
+    is free)."""
+    from .numba_pool import PoolKernel
+    return PoolKernel(tag + "_pool", body, units, grain)
+
+
+def _serial(tag, body, units, **options):
+    """The serial kernel ``k(*args)``: ``body`` over all the units."""
+    def serial(*args):
+        body(0, units(*args)[0], *args)
+    return kernel_njit(tag + "_ser", nogil=True, **options)(serial)
+
+
+def _pooled_elementwise(tag, f, indexed, binary):
+    """The parallel elementwise kernel (arrays within the caches; bigger
+    ones take _make_blocked's): ``k(nthreads, x, out, params)`` or
+    ``k(nthreads, g, s, out, params)``, elements in chunks of multiples of
+    16 (whole 64-byte lines of float32)."""
+    wide, inline = wide_vectors(), always_inline()
+    U, U32 = np.uint64, np.uint32
+    # one shape for both arities (b is a again where unary), i the index
+    # of an indexed formula
+    if indexed and binary:
+        @inner_njit()
+        def fi(a, b, k, i, params):
+            inline()
+            return f(a[k], b[k], i, *params)
+    elif indexed:
+        @inner_njit()
+        def fi(a, b, k, i, params):
+            inline()
+            return f(a[k], i, *params)
+    elif binary:
+        @inner_njit()
+        def fi(a, b, k, i, params):
+            inline()
+            return f(a[k], b[k], *params)
+    else:
+        @inner_njit()
+        def fi(a, b, k, i, params):
+            inline()
+            return f(a[k], *params)
+
+    @inner_njit()
+    def run(lo, hi, a, b, out, params):
+        inline()
+        if out.shape[0] <= _INDEX32:
+            # indices below 2**32: their high half is 0, which LLVM sees
+            # (an indexed formula's hash: the high-half product leaves the loop)
+            for j in range(hi - lo):
+                wide()
+                k = U(lo) + U(j)
+                out[k] = fi(a, b, k, U(U32(k)), params)
+        else:
+            for j in range(hi - lo):
+                wide()
+                k = U(lo) + U(j)
+                out[k] = fi(a, b, k, k, params)
+
+    if binary:
+        @inner_njit()
+        def body(lo, hi, g, s, out, params):
+            inline()
+            run(lo, hi, g, s, out, params)
+
+        @inner_njit()
+        def units(g, s, out, params):
+            return out.shape[0], _CHUNK_MIN
+    else:
+        @inner_njit()
+        def body(lo, hi, x, out, params):
+            inline()
+            run(lo, hi, x, x, out, params)
+
+        @inner_njit()
+        def units(x, out, params):
+            return out.shape[0], _CHUNK_MIN
+    return _pooled(tag, body, units, grain=16)
 
 
 def _block_elems(dtype):
@@ -258,7 +350,6 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     (sigmoid forward, elu, rrelu in training) had come out 71-73 / 87-88
     (sigmoid forward, copy at 46-52 GB/s) through the buffer, whose streamed
     stores came in bursts that stalled the arithmetic."""
-    prange = _numba().prange
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
@@ -303,29 +394,40 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     address, size = array_address(), np.dtype(dtype).itemsize
 
     @inner_njit()
-    def thread_blocks(a, b, out, params, t, nthreads):
-        """Thread ``t``'s share of the blocks of ``out``."""
+    def chunk_blocks(lo, hi, a, b, out, params):
+        """Blocks ``lo <= blk < hi`` of ``out``."""
         inline()
-        first, b0, b1 = blocks(out, t, nthreads)
+        first = blocks(out, 0, 1)[0]
         aligned = address(out) % size == 0
-        for blk in range(b0, b1):
-            lo, hi = span(blk, first, out.shape[0])
-            prefetch(a, b, out.shape[0], lo)
+        for blk in range(lo, hi):
+            s, e = span(blk, first, out.shape[0])
+            prefetch(a, b, out.shape[0], s)
             if blk == 0 or not aligned:
-                run(a, b, out, lo, lo, hi, 0, params)
+                run(a, b, out, s, s, e, 0, params)
             else:
-                run_nt(a, b, out, lo, lo, hi, 0, params)
-        fence()            # the streamed stores drained before the region ends
+                run_nt(a, b, out, s, s, e, 0, params)
+        fence()            # the streamed stores drained before the chunk counts done
 
+    # the output's blocks, a chunk at least 16 of them (16 KiB)
     if binary:
-        def loop(g, s, out, params, nthreads):
-            for t in prange(nthreads):
-                thread_blocks(g, s, out, params, t, nthreads)
+        @inner_njit()
+        def body(lo, hi, g, s, out, params):
+            inline()
+            chunk_blocks(lo, hi, g, s, out, params)
+
+        @inner_njit()
+        def units(g, s, out, params):
+            return blocks(out, 0, 1)[2], 16
     else:
-        def loop(x, out, params, nthreads):
-            for t in prange(nthreads):
-                thread_blocks(x, x, out, params, t, nthreads)
-    return _jit(tag + "_prefetch", True)(loop)
+        @inner_njit()
+        def body(lo, hi, x, out, params):
+            inline()
+            chunk_blocks(lo, hi, x, x, out, params)
+
+        @inner_njit()
+        def units(x, out, params):
+            return blocks(out, 0, 1)[2], 16
+    return _pooled(tag + "_prefetch", body, units)
 
 
 @functools.lru_cache(maxsize=None)
@@ -357,15 +459,13 @@ def _walk_kernel(name, pass_, dtype):
 @functools.lru_cache(maxsize=None)
 def _prelu_kernels(dtype, parallel):
     """(forward, backward) PReLU kernels: serial (``parallel`` False),
-    ``prange`` (True), or ``"stream"`` (big outputs)."""
+    parallel (True), or ``"stream"`` (big outputs)."""
     fwd, bwd, wterm = _formulas("prelu", dtype)
-    nb = _numba()
-    prange = nb.prange if parallel else range
     W = np.float64
     zero = W(0.0)
     # float32 terms summed in float64 are exact enough; float64 sums need Kahan
     compensated = np.dtype(dtype) == np.float64
-    wide = wide_vectors()
+    wide, inline = wide_vectors(), always_inline()
     U = np.uint64
     kahan = _kahan()
 
@@ -421,7 +521,7 @@ def _prelu_kernels(dtype, parallel):
     def lanes(put):
         """Short rows: elements ``base + j``, ``j0 <= j < j1``, of a run:
         each term added to its own float64 lane ``p1[pb + j]`` (float64
-        data: with Kahan's compensation in ``c1[pb + j]``), each gradient
+        data: with Kahan's compensation in ``c1[j]``), each gradient
         (against the spread weight ``ws[j]``) written by ``put``.  Inlined
         by Numba."""
         @inner_njit(inline="always")
@@ -432,7 +532,7 @@ def _prelu_kernels(dtype, parallel):
                 k, q = U(base) + j, pb + j
                 gk, xk = g1[k], x1[k]
                 if compensated:
-                    p1[q], c1[q] = add(p1[q], c1[q], wterm(W(gk), W(xk)))
+                    p1[q], c1[j] = add(p1[q], c1[j], wterm(W(gk), W(xk)))
                 else:
                     p1[q] += wterm(W(gk), W(xk))
                 put(o1, k, bwd(gk, xk, ws[j]))
@@ -443,24 +543,28 @@ def _prelu_kernels(dtype, parallel):
     @inner_njit(inline="always")
     def short_runs(w, C, inner, n, partial):
         """Short rows' backward: (blocks, run length L, the weights spread
-        to L, runs, partial flat, compensation lanes (float64 data, else
-        empty)); partial's lanes are cleared by block"""
+        to L, runs, partial flat, compensation lanes of one block (float64
+        data, else empty)); partial's lanes and the compensation are
+        cleared by block"""
         nblocks, L = partial.shape
-        c1 = np.zeros(nblocks * L if compensated else 0)
+        c1 = np.zeros(L if compensated else 0)
         return (nblocks, L, spread(w, C, inner, L), (n + L - 1) // L,
                 partial.reshape(nblocks * L), c1)
 
     @inner_njit(inline="always")
-    def clear(p1, pb, L):
+    def clear(p1, c1, pb, L):
         for j in range(L):
             p1[pb + U(j)] = zero
+        if compensated:
+            for j in range(L):
+                c1[j] = zero
 
     @inner_njit(inline="always")
     def settle(p1, c1, pb, L):
         """a block's lanes with their compensation taken off (float64)"""
         if compensated:
             for j in range(L):
-                p1[pb + U(j)] -= c1[pb + U(j)]
+                p1[pb + U(j)] -= c1[j]
 
     run_len = inner_njit()(prelu_run)
 
@@ -481,24 +585,35 @@ def _prelu_kernels(dtype, parallel):
     row_min = config.PRELU_ROW_MIN
     chunk = config.PRELU_SUM_CHUNK
 
-    def forward(x, w, out):
+    @inner_njit()
+    def fwd_units(x, w, out):
+        outer, C, inner = x.shape
+        if inner >= row_min:
+            return outer * C, max(1, _CHUNK_MIN // inner)
+        L = run_len(C * inner)
+        return (outer * C * inner + L - 1) // L, max(1, _CHUNK_MIN // L)
+
+    @inner_njit()
+    def forward(lo, hi, x, w, out):
+        """channel rows (or short rows' runs) lo .. hi - 1"""
+        inline()
         outer, C, inner = x.shape
         if inner >= row_min:
             x2, o2 = x.reshape(outer * C, inner), out.reshape(outer * C, inner)
-            for r in prange(outer * C):
+            for r in range(lo, hi):
                 wc, xr, orow = w[r % C], x2[r], o2[r]
                 for j in range(inner):
                     wide()
                     orow[j] = fwd(xr[j], wc)
         else:
             # short rows: the flat arrays (addressed by offset: no slices in
-            # the parallel loop) in runs of L elements, whole samples, each
-            # one vectorized loop against the weights spread to that length
+            # the loop) in runs of L elements, whole samples, each one
+            # vectorized loop against the weights spread to that length
             n = outer * C * inner
             L = run_len(C * inner)
             ws = spread(w, C, inner, L)
             x1, o1 = x.reshape(n), out.reshape(n)
-            for r in prange((n + L - 1) // L):
+            for r in range(lo, hi):
                 base = r * L
                 for j in range(min(L, n - base)):
                     wide()
@@ -507,23 +622,31 @@ def _prelu_kernels(dtype, parallel):
 
     tag = f"prelu_{np.dtype(dtype).name}"
     # The backward, one skeleton for both kinds of output.  Long rows
-    # (inner >= ROW_MIN): one channel row per task, summed while its
+    # (inner >= ROW_MIN): one channel row a unit, summed while its
     # gradients are written, in one pass (an element is read before it is
     # written: gx may be g or x); partial is (outer * C, 1).  Short rows
     # (e.g. (N, C) activations): blocks of the forward's runs of L elements
     # (whole samples), each run one vectorized loop against the spread
     # weights, every position's terms summed down the block in its own
     # float64 lane (Kahan's for float64 data): partial is (blocks, L), the
-    # caller adds it up by channel.  The flat arrays are addressed by
-    # offset, no row slices (each costs atomic reference counts on counters
-    # both threads share).
+    # caller adds it up by channel; its blocks, whatever the thread count,
+    # keep the sums' order, and so their bits, the same.  The flat arrays
+    # are addressed by offset, no row slices (each costs atomic reference
+    # counts on counters both threads share).
     # ``nt`` (big outputs): a row's (or run's) gradients between its first
     # and last 64-byte boundaries are streamed as they are computed
     # (store_nt), the head and the tail stored as usual, the sums running on
-    # through all three, and each task fences its streamed stores; else the
-    # whole row or run is stored as usual (an empty streamed part, no fence).
+    # through all three, and each row or block fences its streamed stores;
+    # else the whole row or run is stored as usual (an empty streamed part,
+    # no fence).
     address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
     line = 64 // np.dtype(dtype).itemsize
+
+    @inner_njit()
+    def bwd_units(g1, x1, w, o1, partial, outer, C, inner):
+        if inner < row_min:
+            return partial.shape[0], 1
+        return outer * C, max(1, _CHUNK_MIN // inner)
 
     def backward_kernel(nt):
         if nt:
@@ -548,17 +671,18 @@ def _prelu_kernels(dtype, parallel):
             def split(a0, base, m):
                 return m, m
 
-        def backward(g, x, w, gx, partial, nthreads=0):
-            """nthreads: unused (the streamed kernels' calling convention)"""
-            outer, C, inner = x.shape
+        def backward(lo, hi, g1, x1, w, o1, partial, outer, C, inner):
+            """blocks (short rows) or channel rows lo .. hi - 1 of the flat
+            arrays (views made here, by reshape, kept reference counts in
+            the row loop, where the arguments do not)"""
+            inline()
             n = outer * C * inner
-            g1, x1, o1 = g.reshape(n), x.reshape(n), gx.reshape(n)
             a0 = address(o1)
             if inner < row_min:
                 nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
-                for b in prange(nblocks):
+                for b in range(lo, hi):
                     pb = U(b * L)
-                    clear(p1, pb, L)
+                    clear(p1, c1, pb, L)
                     for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
                         base = r * L
                         m = min(L, n - base)
@@ -569,7 +693,7 @@ def _prelu_kernels(dtype, parallel):
                     settle(p1, c1, pb, L)
                     fence()
                 return
-            for r in prange(outer * C):
+            for r in range(lo, hi):
                 wc, base = w[r % C], r * inner
                 head, body = split(a0, base, inner)
                 acc, comp = rows_store(g1, x1, o1, base, head, wc, zero, zero)
@@ -579,56 +703,68 @@ def _prelu_kernels(dtype, parallel):
                 fence()
 
         kind = "stream" if nt else ("par" if parallel else "ser")
-        return kernel_njit(f"{tag}_bwd_{kind}", parallel=bool(parallel), nogil=True,
-                           fastmath={"reassoc"} if not compensated else set())(backward)
+        # float32's sums are reassociated (vector partial sums), float64's
+        # Kahan sums must not be; compiled apart, inlined by LLVM with their
+        # flags
+        body = inner_njit(fastmath={"reassoc"} if not compensated else set())(backward)
+        if parallel:
+            return _pooled(f"{tag}_bwd_{kind}", body, bwd_units)
+        return _serial(f"{tag}_bwd", body, bwd_units)
 
     if parallel != "stream":
-        return _jit(tag + "_fwd", parallel)(forward), backward_kernel(False)
+        if parallel:
+            return _pooled(tag + "_fwd", forward, fwd_units), backward_kernel(False)
+        return _serial(tag + "_fwd", forward, fwd_units), backward_kernel(False)
 
-    # Streamed forward (big outputs): one task per thread, the flat output
-    # taken in the elementwise kernels' blocks, which start at 64-byte
-    # boundaries of the output (no line is written partly by streaming stores
-    # and partly by ordinary ones, as blocks cut at row starts were: rows of
-    # 4096 float32 ran at 83-85% of the copy); a block is computed into a
-    # buffer, run by run (a channel row, or short rows' runs of whole samples
-    # against the spread weights), and streamed out.
+    # Streamed forward (big outputs): the flat output taken in the
+    # elementwise kernels' blocks, which start at 64-byte boundaries of the
+    # output (no line is written partly by streaming stores and partly by
+    # ordinary ones, as blocks cut at row starts were: rows of 4096 float32
+    # ran at 83-85% of the copy); a block is computed into a buffer (one a
+    # chunk), run by run (a channel row, or short rows' runs of whole
+    # samples against the spread weights), and streamed out.
     stream, fence = streaming()[:2]
     T = np.dtype(dtype).type
     block, blocks, span = _stream_blocks(dtype)
 
-    def forward_stream(x, w, out, nthreads):
+    @inner_njit()
+    def stream_units(x, w, out):
+        return blocks(out.reshape(out.size), 0, 1)[2], 16
+
+    @inner_njit()
+    def forward_stream(lo, hi, x, w, out):
+        inline()
         outer, C, inner = x.shape
         n = outer * C * inner
-        # flat views made once, addressed by offset (no slices in the
-        # parallel loop: each costs atomic reference counts both threads share)
+        # flat views made once, addressed by offset (no slices in the loop:
+        # each costs atomic reference counts both threads share)
         x1, o1 = x.reshape(n), out.reshape(n)
         short = inner < row_min
         L = run_len(C * inner) if short else inner
         ws = spread(w, C, inner, L if short else 0)
-        for t in prange(nthreads):
-            buf = np.empty(block, T)
-            first, b0, b1 = blocks(o1, t, nthreads)
-            for blk in range(b0, b1):
-                lo, hi = span(blk, first, n)
-                s = lo
-                while s < hi:
-                    r = s // L
-                    e = min(hi, (r + 1) * L)
-                    if short:
-                        off = s - r * L
-                        for j in range(e - s):
-                            wide()
-                            buf[U(s - lo) + U(j)] = fwd(x1[U(s) + U(j)], ws[U(off) + U(j)])
-                    else:
-                        wc = w[r % C]
-                        for j in range(e - s):
-                            wide()
-                            buf[U(s - lo) + U(j)] = fwd(x1[U(s) + U(j)], wc)
-                    s = e
-                stream(o1, lo, buf, hi - lo)
-            fence()
+        buf = np.empty(block, T)
+        first = blocks(o1, 0, 1)[0]
+        for blk in range(lo, hi):
+            b0, b1 = span(blk, first, n)
+            s = b0
+            while s < b1:
+                r = s // L
+                e = min(b1, (r + 1) * L)
+                if short:
+                    off = s - r * L
+                    for j in range(e - s):
+                        wide()
+                        buf[U(s - b0) + U(j)] = fwd(x1[U(s) + U(j)], ws[U(off) + U(j)])
+                else:
+                    wc = w[r % C]
+                    for j in range(e - s):
+                        wide()
+                        buf[U(s - b0) + U(j)] = fwd(x1[U(s) + U(j)], wc)
+                s = e
+            stream(o1, b0, buf, b1 - b0)
+        fence()
 
-    return _jit(tag + "_fwd_stream", True)(forward_stream), backward_kernel(True)
+    return _pooled(tag + "_fwd_stream", forward_stream, stream_units), backward_kernel(True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -637,9 +773,8 @@ def _row_kernels(name, dtype, parallel):
     entry ``name`` (its ``row``: softmin takes the rows of ``-x``,
     log_softmax writes log-probabilities): max shift, exp, sum, scale (or
     log); sums in float64.
-    ``parallel``: False (serial), True (``prange`` over rows) or
-    ``"stream"`` (the backward only: one task per thread, rows streamed out
-    of a row buffer).
+    ``parallel``: False (serial), True (the pool, rows in chunks) or
+    ``"stream"`` (the backward only: rows streamed out of a row buffer).
 
     The sums are the only code compiled with reassociation allowed, so that
     LLVM can keep several vector accumulators (a pairwise-like sum, more
@@ -647,8 +782,6 @@ def _row_kernels(name, dtype, parallel):
     float bits.  A NaN anywhere reaches the sum through ``exp(x - m)`` and
     turns the whole row into NaN, as it should.
     """
-    nb = _numba()
-    prange = nb.prange if parallel else range
     T = np.dtype(dtype).type
     W = np.float64
     prims = cpu_prims(dtype)
@@ -832,42 +965,54 @@ def _row_kernels(name, dtype, parallel):
             k = U(base) + U(j)
             o1[k] = T((W(sg * x1[k]) - W(m)) - lse)
 
-    def forward(x, out):
+    inline = always_inline()
+
+    @inner_njit()
+    def fwd_units(x, out):
+        return x.shape[0], max(1, _CHUNK_MIN // max(x.shape[1], 1))
+
+    @inner_njit()
+    def bwd_units(g, y, out):
+        return y.shape[0], max(1, _CHUNK_MIN // max(y.shape[1], 1))
+
+    @inner_njit()
+    def forward(lo, hi, x, out):
+        """rows lo .. hi - 1"""
+        inline()
         rows, n = x.shape
         x1, o1 = x.reshape(rows * n), out.reshape(rows * n)
-        for r in prange(rows):
+        for r in range(lo, hi):
             base = r * n
             m = row_max(x1, base, n)
-            exp_row(x1, o1, base, n, m, min(r + 1, rows - 1) * n)
+            exp_row(x1, o1, base, n, m, min(r + 1, hi - 1) * n)
             scale(o1, base, n, W(1.0) / wide_sum(o1, base, n))
 
-    tasks = config.ROW_TASKS
-
-    def forward_log(x, out):
-        # rows in at most ROW_TASKS tasks; the exponentials summed as they
-        # are computed (as the C backend's rows_fwd), the output written once
+    @inner_njit()
+    def forward_log(lo, hi, x, out):
+        # the exponentials summed as they are computed (as the C backend's
+        # rows_fwd), the output written once
+        inline()
         rows, n = x.shape
         x1, o1 = x.reshape(rows * n), out.reshape(rows * n)
-        nt = max(1, min(rows, tasks)) if parallel else 1
-        for t in prange(nt):
-            # float64 rows' terms and lanes (float32's: unused)
-            buf = np.empty(block, T)
-            acc = np.empty(lanes if compensated else 1, W)
-            comp = np.empty_like(acc)
-            r0, r1 = t * rows // nt, (t + 1) * rows // nt
-            for r in range(r0, r1):
-                base, nxt = r * n, min(r + 1, r1 - 1) * n
-                m = row_max(x1, base, n)
-                # log of the sum as log1p of its part beside the max's 1s
-                # (a sum near 1 rounds that part away: row [0, -30])
-                c, rest = exp_rest(x1, buf, acc, comp, base, n, m, nxt)
-                log_row(x1, o1, base, n, m, math.log1p((c - one) + rest))
+        # float64 rows' terms and lanes (float32's: unused), one a chunk
+        buf = np.empty(block, T)
+        acc = np.empty(lanes if compensated else 1, W)
+        comp = np.empty_like(acc)
+        for r in range(lo, hi):
+            base, nxt = r * n, min(r + 1, hi - 1) * n
+            m = row_max(x1, base, n)
+            # log of the sum as log1p of its part beside the max's 1s
+            # (a sum near 1 rounds that part away: row [0, -30])
+            c, rest = exp_rest(x1, buf, acc, comp, base, n, m, nxt)
+            log_row(x1, o1, base, n, m, math.log1p((c - one) + rest))
 
-    def backward(g, y, out):
+    @inner_njit()
+    def backward(lo, hi, g, y, out):
+        inline()
         rows, n = y.shape
         # flat views made once, rows addressed by offset (as backward_stream)
         g1, y1, o1 = g.reshape(rows * n), y.reshape(rows * n), out.reshape(rows * n)
-        for r in prange(rows):
+        for r in range(lo, hi):
             base = r * n
             # the dot product in float64, the rest in the data's width: the
             # rounding of d is within the bound 4 eps |y| (|g| + sum |g y|)
@@ -877,49 +1022,52 @@ def _row_kernels(name, dtype, parallel):
                 k = U(base) + U(j)
                 o1[k] = grad(g1[k], y1[k], d)
 
+    fwd_body = forward_log if log else forward
+    if not parallel:
+        return (_serial(tag + "_fwd", fwd_body, fwd_units),
+                _serial(tag + "_bwd", backward, bwd_units))
     if parallel != "stream":
-        return (_jit(tag + "_fwd", parallel)(forward_log if log else forward),
-                _jit(tag + "_bwd", parallel)(backward))
+        return (_pooled(tag + "_fwd", fwd_body, fwd_units),
+                _pooled(tag + "_bwd", backward, bwd_units))
 
-    # Streaming variant (outputs too big for the caches): one task per
-    # thread, each row computed block by block into a buffer and streamed
-    # out.  A row's blocks start at 64-byte boundaries of the output (a head
-    # block runs up to the first), so no line is written partly streamed and
-    # partly not; the arrays are flat views made once, addressed by offset
-    # (row slices in the loop cost atomic reference counts both threads share).
-    prange = nb.prange
+    # Streaming variant (outputs too big for the caches): each row computed
+    # block by block into a buffer (one a chunk) and streamed out.  A row's
+    # blocks start at 64-byte boundaries of the output (a head block runs up
+    # to the first), so no line is written partly streamed and partly not;
+    # the arrays are flat views made once, addressed by offset (row slices
+    # in the loop cost atomic reference counts both threads share).
     stream, fence = streaming()[:2]
     address, size, to_boundary = array_address(), np.dtype(dtype).itemsize, _to_boundary()
 
-    def backward_stream(g, y, out, nthreads):
+    @inner_njit()
+    def backward_stream(lo, hi, g, y, out):
+        inline()
         rows, n = y.shape
         total = rows * n
         g1, y1, o1 = g.reshape(total), y.reshape(total), out.reshape(total)
         a0 = address(o1)
-        for t in prange(nthreads):
-            buf = np.empty(block, T)
-            r0, r1 = t * rows // nthreads, (t + 1) * rows // nthreads
-            for r in range(r0, r1):
-                base, nxt = r * n, min(r + 1, r1 - 1) * n
-                d = T(dot_at(g1, y1, base, n))
-                head = max(0, to_boundary(a0 + base * size, n, size))
-                lo = 0
-                while lo < n:
-                    hi = head if lo == 0 and head > 0 else min(n, lo + block)
-                    # while the next row's lines are asked for
-                    for q in range(lo, hi, line):
-                        pf_read(g1, nxt + q)
-                        pf_read(y1, nxt + q)
-                    for j in range(hi - lo):
-                        wide()
-                        k = U(base + lo) + U(j)
-                        buf[j] = grad(g1[k], y1[k], d)
-                    stream(o1, base + lo, buf, hi - lo)
-                    lo = hi
-            fence()
+        buf = np.empty(block, T)
+        for r in range(lo, hi):
+            base, nxt = r * n, min(r + 1, hi - 1) * n
+            d = T(dot_at(g1, y1, base, n))
+            head = max(0, to_boundary(a0 + base * size, n, size))
+            b0 = 0
+            while b0 < n:
+                b1 = head if b0 == 0 and head > 0 else min(n, b0 + block)
+                # while the next row's lines are asked for
+                for q in range(b0, b1, line):
+                    pf_read(g1, nxt + q)
+                    pf_read(y1, nxt + q)
+                for j in range(b1 - b0):
+                    wide()
+                    k = U(base + b0) + U(j)
+                    buf[j] = grad(g1[k], y1[k], d)
+                stream(o1, base + b0, buf, b1 - b0)
+                b0 = b1
+        fence()
 
     # the forward is not streamed: its exponentials, not memory, bound it
-    return None, _jit(tag + "_bwd_stream", True)(backward_stream)
+    return None, _pooled(tag + "_bwd_stream", backward_stream, bwd_units)
 
 
 # --- the backend ------------------------------------------------------------------
@@ -928,20 +1076,19 @@ def _row_kernels(name, dtype, parallel):
 
 @functools.lru_cache(maxsize=None)
 def _row_inner_kernels(name, dtype, parallel):
-    """``forward(x1, o1, outer, n, K, cols, nthreads)`` and ``backward(g1,
-    y1, o1, outer, n, K, cols, nthreads)`` of the softmax family along the
-    middle axis of flat ``(outer, n, K)`` views, with no transpose: each
-    task takes ``cols`` columns of one outer index
-    (``fastact._backends.inner_columns``) and walks its ``n`` rows three
-    times (max, exp and sum, scale; the backward twice), vectorized across
-    the columns, whose per-column max and sums sit in buffers allocated
-    once per thread (float32 data: sums in float64; float64 data: Kahan's
-    compensation per column) (PyTorch's inner-size path).  log_softmax's
-    second walk counts the exponentials equal to 1 and sums the others
-    (nothing stored: the output may be the input), its third writes ``(x -
-    m) - log1p((ones - 1) + rest)`` in float64, as the row kernels do; its
-    backward is ``g - exp(y) sum(g)``."""
-    prange = _numba().prange if parallel else range
+    """``forward(x1, o1, outer, n, K, cols)`` and ``backward(g1, y1, o1,
+    outer, n, K, cols)`` of the softmax family along the middle axis of flat
+    ``(outer, n, K)`` views, with no transpose: each task takes ``cols``
+    columns of one outer index (``fastact._backends.inner_columns``) and
+    walks its ``n`` rows three times (max, exp and sum, scale; the backward
+    twice), vectorized across the columns, whose per-column max and sums sit
+    in buffers allocated once a chunk of tasks (float32 data: sums in
+    float64; float64 data: Kahan's compensation per column) (PyTorch's
+    inner-size path).  log_softmax's second walk counts the exponentials
+    equal to 1 and sums the others (nothing stored: the output may be the
+    input), its third writes ``(x - m) - log1p((ones - 1) + rest)`` in
+    float64, as the row kernels do; its backward is ``g - exp(y) sum(g)``.
+    Parallel kernels take the thread count first (_pooled)."""
     T = np.dtype(dtype).type
     W = np.float64
     f32 = T is np.float32
@@ -1063,42 +1210,48 @@ def _row_inner_kernels(name, dtype, parallel):
                 else:
                     o1[k] = y1[k] * (d - g1[k]) if negate else y1[k] * (g1[k] - d)
 
-    def forward(x1, o1, outer, n, K, cols, nthreads):
-        nc = (K + cols - 1) // cols
-        tasks = outer * nc
-        for t in prange(nthreads):
-            m = np.empty(cols, T)
-            s = np.empty(cols, W)
-            e2 = np.empty(cols, W)
-            ones = np.empty(cols if log else 1, W)
-            for task in range(t * tasks // nthreads, (t + 1) * tasks // nthreads):
-                o = task // nc
-                c0 = (task - o * nc) * cols
-                w = min(cols, K - c0)
-                base = o * n * K + c0
-                col_max(x1, m, base, n, K, w)
-                exp_sum(x1, o1, m, s, e2, ones, base, n, K, w)
-                if log:
-                    log_write(x1, o1, m, s, e2, ones, base, n, K, w)
-                else:
-                    scale(o1, s, base, n, K, w)
+    @inner_njit()
+    def units(a1, b1, *rest):
+        outer, n, K, cols = rest[-4:]
+        return outer * ((K + cols - 1) // cols), max(1, _CHUNK_MIN // max(n * cols, 1))
 
-    def backward(g1, y1, o1, outer, n, K, cols, nthreads):
+    @inner_njit()
+    def forward(lo, hi, x1, o1, outer, n, K, cols):
+        """tasks lo .. hi - 1: ``cols`` columns of one outer index each"""
+        inline()
         nc = (K + cols - 1) // cols
-        tasks = outer * nc
-        for t in prange(nthreads):
-            s = np.empty(cols, W)
-            e2 = np.empty(cols, W)
-            for task in range(t * tasks // nthreads, (t + 1) * tasks // nthreads):
-                o = task // nc
-                c0 = (task - o * nc) * cols
-                w = min(cols, K - c0)
-                base = o * n * K + c0
-                col_dot(g1, y1, s, e2, base, n, K, w)
-                col_grad(g1, y1, o1, s, base, n, K, w)
+        m = np.empty(cols, T)
+        s = np.empty(cols, W)
+        e2 = np.empty(cols, W)
+        ones = np.empty(cols if log else 1, W)
+        for task in range(lo, hi):
+            o = task // nc
+            c0 = (task - o * nc) * cols
+            w = min(cols, K - c0)
+            base = o * n * K + c0
+            col_max(x1, m, base, n, K, w)
+            exp_sum(x1, o1, m, s, e2, ones, base, n, K, w)
+            if log:
+                log_write(x1, o1, m, s, e2, ones, base, n, K, w)
+            else:
+                scale(o1, s, base, n, K, w)
 
-    return (_jit(f"inner_fwd_{tag}", parallel)(forward),
-            _jit(f"inner_bwd_{tag}", parallel)(backward))
+    @inner_njit()
+    def backward(lo, hi, g1, y1, o1, outer, n, K, cols):
+        inline()
+        nc = (K + cols - 1) // cols
+        s = np.empty(cols, W)
+        e2 = np.empty(cols, W)
+        for task in range(lo, hi):
+            o = task // nc
+            c0 = (task - o * nc) * cols
+            w = min(cols, K - c0)
+            base = o * n * K + c0
+            col_dot(g1, y1, s, e2, base, n, K, w)
+            col_grad(g1, y1, o1, s, base, n, K, w)
+
+    make = _pooled if parallel else _serial
+    return make(f"inner_fwd_{tag}", forward, units), make(f"inner_bwd_{tag}", backward, units)
 
 
 # --- the gated family --------------------------------------------------------------
@@ -1176,31 +1329,35 @@ def _gated_kernels(name, dtype, parallel):
 def _gated_walk(run, tag, parallel, dtype):
     """The kernel ``loop(a1, b1, c1, M, total)`` calling ``run`` on each run
     of output elements within one row half, over blocks of the flat output
-    (the threads' tasks)."""
-    prange = _numba().prange if parallel else range
+    (the units of the parallel kernel's chunks)."""
     block = _block_elems(dtype)
+    inline = always_inline()
 
-    def loop(a1, b1, c1, M, total):
-        for t in prange((total + block - 1) // block):
+    @inner_njit()
+    def units(a1, b1, c1, M, total):
+        return (total + block - 1) // block, max(1, _CHUNK_MIN // block)
+
+    @inner_njit()
+    def walk(lo, hi, a1, b1, c1, M, total):
+        inline()
+        for t in range(lo, hi):
             k = t * block
-            hi = min(k + block, total)
-            while k < hi:
+            e = min(k + block, total)
+            while k < e:
                 r = k // M
                 j0 = k - r * M
-                n = min(M - j0, hi - k)
+                n = min(M - j0, e - k)
                 run(a1, b1, c1, k, 2 * r * M + j0, M, n)
                 k += n
-    return _jit(tag, parallel)(loop)
+    return (_pooled if parallel else _serial)(tag, walk, units)
 
 
 def _gated_stream(name, dtype, fwd_run):
-    """The gated forward for big outputs, ``forward(x1, o1, o1, M, total,
-    nthreads)``: one task per thread over its blocks of the output (as
-    _make_blocked's), each run within a row half stored with streaming
-    stores from the output's first 64-byte boundary in it (the memory-bound
-    gates read 2 and write 1: the write's read for ownership is a third of
-    the traffic)."""
-    prange = _numba().prange
+    """The gated forward for big outputs, ``forward(nthreads, x1, o1, o1,
+    M, total)``: the output's blocks (as _make_blocked's), each run within
+    a row half stored with streaming stores from the output's first 64-byte
+    boundary in it (the memory-bound gates read 2 and write 1: the write's
+    read for ownership is a third of the traffic)."""
     fwd = _gate_formulas(name, dtype)[0]
     block, blocks, span = _stream_blocks(dtype)
     fence, put = streaming()[1], _store(True)
@@ -1217,19 +1374,22 @@ def _gated_stream(name, dtype, fwd_run):
             put(o1, U(k) + U(j), fwd(x1[i], x1[i + U(M)]))
 
     @inner_njit()
-    def thread_blocks(x1, o1, M, t, nthreads):
+    def units(x1, o1, _, M, total):
+        return blocks(o1, 0, 1)[2], 16
+
+    @inner_njit()
+    def chunk_blocks(lo, hi, x1, o1, _, M, total):
         inline()
-        total = o1.shape[0]
-        first, b0, b1 = blocks(o1, t, nthreads)
+        first = blocks(o1, 0, 1)[0]
         base = address(o1)
         aligned = base % size == 0
-        for blk in range(b0, b1):
-            lo, hi = span(blk, first, total)
-            k = lo
-            while k < hi:
+        for blk in range(lo, hi):
+            b0, b1 = span(blk, first, total)
+            k = b0
+            while k < b1:
                 r = k // M
                 j0 = k - r * M
-                n = min(M - j0, hi - k)
+                n = min(M - j0, b1 - k)
                 # the head, up to out's next 64-byte boundary, stored as usual
                 h = min(n, (-(base + k * size) & 63) // size) if aligned else n
                 if h > 0:
@@ -1237,12 +1397,9 @@ def _gated_stream(name, dtype, fwd_run):
                 if n > h:
                     fwd_run_nt(x1, o1, k + h, 2 * r * M + j0 + h, M, n - h)
                 k += n
-        fence()            # the streamed stores drained before the region ends
+        fence()            # the streamed stores drained before the chunk counts done
 
-    def loop(x1, o1, _, M, total, nthreads):
-        for t in prange(nthreads):
-            thread_blocks(x1, o1, M, t, nthreads)
-    return _jit(f"gated_fwd_stream_{name}_{np.dtype(dtype).name}", True)(loop)
+    return _pooled(f"gated_fwd_stream_{name}_{np.dtype(dtype).name}", chunk_blocks, units)
 
 
 _STREAMING = streaming_supported()
@@ -1260,29 +1417,31 @@ class NumbaBackend(Backend):
     def load(self):
         nb = _numba()          # ImportError says why
         self._nb = nb
+        from .numba_pool import pool_in_use
+        self._c_pool = pool_in_use() == "fastact"
         return self
 
     def _run(self, n, threshold, get_kernel, *args, big_out=None):
         """``get_kernel(True)``, the parallel kernel, from ``threshold``
-        elements on; ``get_kernel("stream")``, the blocked kernel, called
-        with the thread count too, where ``big_out`` is big (``_big``);
-        else, or while another thread holds the pool, or in a process forked
-        after its parent ran parallel kernels (see fastact._threads),
-        ``get_kernel(False)``."""
-        if n >= threshold and not _threads.forked_serial() and \
-                _pool_lock.acquire(blocking=False):
-            try:
-                want = _threads.team_size()
-                if self._nb.get_num_threads() != want:
-                    self._nb.set_num_threads(want)
-                if big_out is not None and _big(big_out):
-                    get_kernel("stream")(*args, want)
-                else:
-                    get_kernel(True)(*args)
-            finally:
-                _pool_lock.release()
-        else:
-            get_kernel(False)(*args)
+        elements on; ``get_kernel("stream")``, the blocked kernel, where
+        ``big_out`` is big (``_big``); both called with the thread count
+        first.  Else, or in a process forked after its parent ran parallel
+        kernels (see fastact._threads), ``get_kernel(False)``, the serial
+        kernel; so too while another thread's call holds Numba's pool, where
+        the kernels run on it (the C pool runs such a call on its own
+        thread itself)."""
+        if n >= threshold and not _threads.forked_serial():
+            kernel = get_kernel("stream" if big_out is not None and _big(big_out) else True)
+            if self._c_pool:
+                kernel(_threads.team_size(), *args)
+                return
+            if _pool_lock.acquire(blocking=False):
+                try:
+                    kernel(_threads.team_size(), *args)
+                finally:
+                    _pool_lock.release()
+                return
+        get_kernel(False)(*args)
 
     def elementwise(self, name, pass_, ins, out, params):
         n = out.shape[0]
@@ -1308,26 +1467,28 @@ class NumbaBackend(Backend):
 
     def elementwise_strided(self, name, pass_, walk, params):
         """Big walks: the parallel walk kernel; small ones (and those that
-        find the pool busy, or run in a forked child) through the base
+        find Numba's pool busy, or run in a forked child) through the base
         class's chunks and the serial flat kernel, which every op has
         compiled already (a walk kernel is one more compile per op)."""
-        if walk.size < parallel_min(name) or _threads.forked_serial() or \
-                not _pool_lock.acquire(blocking=False):
+        if walk.size < parallel_min(name) or _threads.forked_serial():
             return super().elementwise_strided(name, pass_, walk, params)
-        try:
-            want = _threads.team_size()
-            if self._nb.get_num_threads() != want:
-                self._nb.set_num_threads(want)
-            out, plan, binary = walk.arrays[-1], walk.plan, pass_ != "forward"
-            # (a, b, out): a unary kernel's b is a again
-            ops = (0, 1, 2) if binary else (0, 0, 1)
-            # walk.arrays keeps the operands alive through the call
-            _walk_kernel(name, pass_, out.dtype.type)(
-                *(walk.address(k) for k in ops), np.array(walk.dims[:-1], np.int64),
+        out, plan, binary = walk.arrays[-1], walk.plan, pass_ != "forward"
+        # (a, b, out): a unary kernel's b is a again
+        ops = (0, 1, 2) if binary else (0, 0, 1)
+        # walk.arrays keeps the operands alive through the call
+        args = (*(walk.address(k) for k in ops), np.array(walk.dims[:-1], np.int64),
                 np.array([walk.strides[k] for k in ops], np.int64), walk.dims[-1],
-                plan.rows, plan.cols, plan.flags(binary), params, want)
-        finally:
-            _pool_lock.release()
+                plan.rows, plan.cols, plan.flags(binary), params)
+        kernel = _walk_kernel(name, pass_, out.dtype.type)
+        if self._c_pool:
+            kernel(_threads.team_size(), *args)
+        elif _pool_lock.acquire(blocking=False):
+            try:
+                kernel(_threads.team_size(), *args)
+            finally:
+                _pool_lock.release()
+        else:
+            super().elementwise_strided(name, pass_, walk, params)
 
     def prelu_forward(self, x, w, out):
         self._run(x.size, parallel_min("prelu"),
@@ -1341,10 +1502,10 @@ class NumbaBackend(Backend):
         else:
             L = prelu_run(C * inner)
             runs = -(-x.size // L)
-            partial = np.empty((min(runs, 8 * _threads.get_num_threads()), L))
+            partial = np.empty((min(runs, config.PRELU_BLOCKS), L))
         self._run(x.size, parallel_min("prelu"),
-                  lambda par: _prelu_kernels(x.dtype.type, par)[1], g, x, w, gx, partial,
-                  big_out=gx)
+                  lambda par: _prelu_kernels(x.dtype.type, par)[1], g.reshape(-1),
+                  x.reshape(-1), w, gx.reshape(-1), partial, outer, C, inner, big_out=gx)
         with np.errstate(over="ignore", invalid="ignore"):  # sums may reach inf, or NaN
             if inner >= config.PRELU_ROW_MIN:
                 gw[...] = partial.reshape(outer, C).sum(axis=0)
@@ -1373,23 +1534,13 @@ class NumbaBackend(Backend):
                          outer, n, K)
 
     def _rows_inner(self, name, k, size, *args):
-        """The softmax family along a middle axis (_row_inner_kernels): one
-        task per thread (its kernels take the columns of a task and the
-        thread count)."""
+        """The softmax family along a middle axis (_row_inner_kernels): its
+        kernels take the columns of a task too (inner_columns)."""
         outer, K, dt = args[-3], args[-1], args[0].dtype
-        if size >= parallel_min(name) and not _threads.forked_serial() and \
-                _pool_lock.acquire(blocking=False):
-            try:
-                want = _threads.team_size()
-                if self._nb.get_num_threads() != want:
-                    self._nb.set_num_threads(want)
-                _row_inner_kernels(name, dt.type, True)[k](
-                    *args, inner_columns(outer, K, dt.itemsize, want), want)
-            finally:
-                _pool_lock.release()
-        else:
-            _row_inner_kernels(name, dt.type, False)[k](
-                *args, inner_columns(outer, K, dt.itemsize, 1), 1)
+        nt = _threads.get_num_threads() if size >= parallel_min(name) else 1
+        self._run(size, parallel_min(name),
+                  lambda par: _row_inner_kernels(name, dt.type, par)[k],
+                  *args, inner_columns(outer, K, dt.itemsize, nt))
 
     def gated_forward(self, name, x, out):
         o1 = out.reshape(-1)
@@ -1408,5 +1559,8 @@ class NumbaBackend(Backend):
         # fastact's thread count: numba.get_num_threads() would start Numba's
         # pool, after which a forked child may not run a parallel region
         nb = _numba()
+        from .numba_pool import pool_in_use
+        # the parallel kernels run on fastact's pool (c_src/pool.c) where the
+        # C backend is built, else on Numba's threading layer
         return {"numba": nb.__version__, "threads": _threads.get_num_threads(),
-                "threading_layer": nb.config.THREADING_LAYER}
+                "pool": pool_in_use(), "threading_layer": nb.config.THREADING_LAYER}

@@ -5,10 +5,10 @@ compile, as every other kernel's does.
 
 The kernel mirrors the C backend's (c_src/walk.inc): it takes each
 operand's address (its first element in the walk), the outer extents, each
-operand's strides in elements and the tile plan (``Walk.plan``).  Threads
-take contiguous runs of tiles; a tile's row offsets are counted up from its
-unravelled first row; operands not used in place are gathered into a
-per-thread buffer (column by column for a transposed one) and the output
+operand's strides in elements and the tile plan (``Walk.plan``).  The pool's
+threads take chunks of consecutive tiles (numba_pool); a tile's row offsets
+are counted up from its unravelled first row; operands not used in place
+are gathered into a per-chunk buffer (column by column for a transposed one) and the output
 scattered from it, so that the loop the formula sits in runs over
 consecutive elements and vectorizes as the flat kernels' do.  Inside the
 parallel loop everything is reached through addresses (_prims.pointers):
@@ -105,7 +105,8 @@ def _helpers(dtype):
 
 
 def make_walk(tag, f, binary, dtype):
-    """``loop(pa, pb, po, dims, st, m, tr, tc, flags, params, nthreads)``:
+    """``kernel(nthreads, pa, pb, po, dims, st, m, tr, tc, flags, params)``
+    (a numba_pool.PoolKernel: chunks of tiles to whichever thread is free):
     ``f(a, *params)`` (``f(a, b, *params)`` where ``binary``) at every
     element of the walk, into ``o``: ``pa``, ``pb``, ``po`` the operands'
     addresses (a unary kernel passes ``pa`` twice), ``dims`` the outer
@@ -114,7 +115,6 @@ def make_walk(tag, f, binary, dtype):
     ``flags`` bit ``k`` operand ``k`` used in place (unit inner stride),
     bit ``k + 4`` gathered by columns (c_src/fastact.h:
     fa_elementwise_strided)."""
-    import numba
     T = np.dtype(dtype).type
     size = np.dtype(dtype).itemsize
     wide, inline = wide_vectors(), always_inline()
@@ -168,24 +168,35 @@ def make_walk(tag, f, binary, dtype):
         if not do:
             move(bo, po, oo, nr, c0, w, load(I64, st, 3 * nd + 2), (flags >> 6) & 1, True)
 
-    def loop(pa, pb, po, dims, st, m, tr, tc, flags, params, nthreads):
+    @inner_njit()
+    def units(pa, pb, po, dims, st, m, tr, tc, flags, params):
+        """(tiles, least): a chunk takes whole tiles, at least one"""
+        rows = 1
+        for q in range(dims.shape[0]):
+            rows *= dims[q]
+        return (rows + tr - 1) // tr * ((m + tc - 1) // tc), 1
+
+    @inner_njit()
+    def body(lo, hi, pa, pb, po, dims, st, m, tr, tc, flags, params):
+        """tiles lo .. hi - 1, through buffers of this chunk's own"""
+        inline()
         nd = dims.shape[0]
         rows = 1
         for q in range(nd):
             rows *= dims[q]
         ncols = (m + tc - 1) // tc
-        tiles = (rows + tr - 1) // tr * ncols
-        # per-thread buffers, row offsets and outer indices
-        bufs = np.empty(nthreads * 3 * tr * tc, T)
-        offs = np.empty(nthreads * 3 * tr, I64)
-        idx = np.empty(nthreads * max(nd, 1), I64)
+        # the chunk's buffers, row offsets and outer index
+        bufs = np.empty(3 * tr * tc, T)
+        offs = np.empty(3 * tr, I64)
+        idx = np.empty(max(nd, 1), I64)
         b0, o0, i0 = address(bufs), address(offs), address(idx)
         pd, ps = address(dims), address(st)
-        for t in numba.prange(nthreads):
-            for tl in range(t * tiles // nthreads, (t + 1) * tiles // nthreads):
-                tile(pa, pb, po, pd, nd, ps, m, tr, tc, flags, params, tl, ncols, rows,
-                     b0 + t * 3 * tr * tc * size, o0 + t * 3 * tr * 8, i0 + t * max(nd, 1) * 8)
+        for tl in range(lo, hi):
+            tile(pa, pb, po, pd, nd, ps, m, tr, tc, flags, params, tl, ncols, rows,
+                 b0, o0, i0)
         # used after the loop: Numba frees an array after its last use,
         # which the addresses the loop writes through are not
         return bufs.size + offs.size + idx.size
-    return kernel_njit(f"walk_{tag}", parallel=True, nogil=True)(loop)
+
+    from .numba_pool import PoolKernel
+    return PoolKernel(f"walk_{tag}", body, units)
