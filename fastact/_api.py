@@ -226,6 +226,18 @@ def _direct(arrays, out):
     return dt
 
 
+def _transposes(arrays, out):
+    """``(arrays', out')``, the transposes of ``arrays`` and ``out``, where
+    every one is a NumPy array of the first's dtype and shape in F order
+    (``out`` may be None); else None."""
+    x = arrays[0]
+    dt, shape = x.dtype, x.shape
+    for a in (*arrays[1:], *(() if out is None else (out,))):
+        if not (type(a) is _ND and a.dtype is dt and a.shape == shape and a.flags.f_contiguous):
+            return None
+    return tuple(a.T for a in arrays), None if out is None else out.T
+
+
 def _elementwise_strided(b, name, pass_, arrs, p, out):
     """An elementwise call on host operands of any layout (fastact._walk:
     steps, negative and zero strides, transposes, each operand its own): the
@@ -268,7 +280,16 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     x = arrays[0]
     if stream is None and type(x) is _ND:
         dt = x.dtype
-        if (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
+        if (dt is _F32 or dt is _F64) and not x.flags.c_contiguous and x.flags.f_contiguous:
+            # F order (a transposed C array): the same call on the
+            # transposes, which are C-contiguous, takes the fast path too
+            # (the general path's walk cost 7 us more: relu on a 64 x 64 x.T)
+            # (not the indexed ops: RReLU's slopes follow the C-order index)
+            t = None if REGISTRY[name].indexed else _transposes(arrays, out)
+            if t is not None:
+                res = _elementwise(op, name, pass_, t[0], params, t[1], backend)
+                return res.T if out is None else out
+        elif (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
             unary = len(arrays) == 1
             fast = True
             if not unary:
