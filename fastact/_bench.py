@@ -631,7 +631,8 @@ def layout_cases(dtype, side=LAYOUT_SIDE):
 def run_layouts(backends, dtype, repeat, side=LAYOUT_SIDE, progress=None):
     """``[(label, {backend: (seconds, contiguous seconds)}, torch seconds or
     None)]``: medians over ``repeat`` interleaved rounds (every call of a
-    case in each round), after a warm-up round."""
+    case in each round, each right after an untimed call of its own, in an
+    order rotated by one each round), after a warm-up round."""
     with_torch = torch_available()
     rows = []
     for label, ours, theirs, contiguous in layout_cases(dtype, side):
@@ -642,11 +643,19 @@ def run_layouts(backends, dtype, repeat, side=LAYOUT_SIDE, progress=None):
         if with_torch:
             calls[("torch", "layout")] = theirs()
         times = {k: [] for k in calls}
+        keys = list(calls)
         for r in range(max(repeat, 1) + 1):
             if progress:
                 progress(f"layouts: {label}" + (" (warm-up)" if r == 0 else f" ({r}/{repeat})"))
-            for k, fn in calls.items():
-                t = _seconds(fn)
+            # each call timed right after an untimed one of its own, in an
+            # order rotated round by round: the first call after another
+            # library's (or after the process idled) ran up to 1.7x slower,
+            # whichever call it was (numba relu on x.T: 4.3 ms right after
+            # PyTorch's call, 2.5 ms elsewhere; sigmoid on 4096**2 after a
+            # 0.1 s sleep: 10.7 ms, 3.0 without; both backends alike)
+            for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+                calls[k]()
+                t = _seconds(calls[k])
                 if r:
                     times[k].append(t)
         med = {k: statistics.median(v) for k, v in times.items()}
