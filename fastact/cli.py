@@ -411,7 +411,8 @@ def _bench_run(args):
     if layout_rows:
         print(f"\nlayouts: float32, {side}**2 elements (the cube too), outputs "
               "preallocated in the result's layout, medians of the rounds (each call "
-              "timed right after an untimed one of its own); torch/ours: PyTorch's time on the same views over ours; contiguous/ours: our time on "
+              "timed right after an untimed one of its own); torch/ours: PyTorch's "
+              "time on the same views over ours; contiguous/ours: our time on "
               "C-ordered arrays (softmax: along the last axis) over ours on the layout")
         print(_bench.layout_table(layout_rows, backends))
     if size < _bench.ROOFLINE_MIN_SIZE:
