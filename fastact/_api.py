@@ -892,11 +892,10 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
 
 # --- the arguments, documented once -----------------------------------------------------
 
-_ARRAY = ("float32 or float64, any shape and strides: a NumPy array or anything ``np.asarray`` "
-          "accepts (integer and boolean input is promoted as NumPy's ufuncs promote it: to "
-          "float64), a PyTorch CPU tensor, an xarray DataArray or a NumPy masked array (each "
-          "answered in its own kind; a tensor that requires grad is refused: pass "
-          "``x.detach()``), or a CUDA device array")
+_ARRAY = ("float32 or float64 (integers and booleans promoted to float64, as NumPy's ufuncs "
+          "do), any shape and strides: a NumPy array or anything ``np.asarray`` accepts, a "
+          "PyTorch CPU tensor (detached), an xarray DataArray, a masked array, or a CUDA "
+          "device array")
 #: what the axis of the row-wise and gated functions may also be
 _AXIS_NAME = "; for a DataArray it may be a dimension name"
 _DOC_ARGS = {
@@ -914,10 +913,8 @@ _DOC_ARGS = {
                "device arrays go to ``\"cuda\"``)",
     "stream": "a CUDA stream to run on (device arrays only)",
 }
-_KINDS = ("of the input's kind: a tensor sharing memory with the result for a tensor, a "
-          "DataArray with x's dimensions, coordinates, attributes and name for a DataArray, a "
-          "masked array masked where an input is for a masked array, a device array of the "
-          "input's kind for device input")
+_KINDS = ("of the input's kind: a tensor, a DataArray with x's coordinates and attributes, "
+          "a masked array masked where an input is, a device array")
 _RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new one " +
             f"({_KINDS})")
 _RETURNS_GATED = ("an array of x's dtype and shape with ``axis`` halved: ``out`` where "
