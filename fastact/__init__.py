@@ -53,8 +53,17 @@ __all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "FastactWarning", "backen
 
 
 def __getattr__(name):
-    # fastact.nn (layers, losses, SGD) is imported on first use
-    if name == "nn":
+    # fastact.nn (layers, losses, SGD) and fastact.jit (the scalar formulas
+    # for numba code) are imported on first use
+    if name in ("nn", "jit"):
         import importlib
-        return importlib.import_module(".nn", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'fastact' has no attribute {name!r}")
+
+
+# The public functions callable inside @numba.njit code (fastact._overloads):
+# registered now where numba is imported already, else by numba's
+# numba_extensions entry point before it compiles anything.
+if "numba" in __import__("sys").modules:
+    from ._overloads import register as _register_overloads
+    _register_overloads()

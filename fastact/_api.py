@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 
-from . import _checks, _dispatch, _walk
+from . import _checks, _dispatch, _interop, _walk
 from ._arrays import HOST, SUPPORTED
 from ._registry import REGISTRY, REQUIRED, parallel_min
 
@@ -64,9 +64,11 @@ def _inputs(op, named, same_shape=True):
                     arr.dtype.newbyteorder("=") in SUPPORTED:
                 # byte-swapped data: computed on a native copy, returned native
                 arr = arr.astype(arr.dtype.newbyteorder("="))
-            else:
+            elif xp.device or arr.dtype.kind not in "biu":
                 _fail_dtype(op, name, arr.dtype)
         arrs.append(arr)
+    if any(a.dtype.kind in "biu" for a in arrs):
+        arrs = _promoted(op, named, arrs)
     first_name, first = named[0][0], arrs[0]
     for (name, _), arr in zip(named[1:], arrs[1:]):
         if arr.dtype != first.dtype:
@@ -76,6 +78,20 @@ def _inputs(op, named, same_shape=True):
             raise ValueError(f"fastact.{op}: {name} has shape {arr.shape} but "
                              f"{first_name} has shape {first.shape}; they must match")
     return xp, arrs
+
+
+def _promoted(op, named, arrs):
+    """The arrays, one or more of them integer or boolean, in the dtype
+    NumPy's ufuncs would compute them in: ``np.result_type`` of them all
+    (int64 with float32 is float64), float64 where all are integers or
+    booleans; a float16 result (int8 with float16) stays a TypeError."""
+    dt = np.result_type(*(a.dtype for a in arrs))
+    if dt.kind in "biu":
+        dt = np.dtype(np.float64)
+    if dt not in SUPPORTED:
+        name = next(n for (n, _), a in zip(named, arrs) if a.dtype.kind not in "biu")
+        _fail_dtype(op, name, next(a.dtype for a in arrs if a.dtype.kind not in "biu"))
+    return [a if a.dtype == dt else a.astype(dt) for a in arrs]
 
 
 def _check_out(op, xp, out, shape, dtype, name="out"):
@@ -339,6 +355,10 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     names = (("x",) if pass_ == "forward" else
              ("grad", "y" if pass_ == "backward_y" else REGISTRY[name].saves))
     named = list(zip(names, arrays))
+    kind = _interop.foreign(op, named, out)
+    if kind is not None:
+        return _interop.elementwise(op, kind, named, out, lambda arrs, o: _elementwise(
+            op, name, pass_, tuple(arrs), params, o, backend, stream))
     xp, arrs = _inputs(op, named)
     x = arrs[-1]
     shape, dtype = x.shape, x.dtype
@@ -530,13 +550,18 @@ def _arguments(spec, pass_):
         saved = (spec.doc.saved_doc or ("the forward output" if spec.saves == "y"
                                         else "the forward input"))
         rows = [("grad", _DOC_ARGS["grad_gated" if gated else "grad"]), (spec.saves, saved)]
-    rows += [(p.name, p.doc) for p in spec.api_of(pass_)]
+    rows += [(p.name, p.doc + (_AXIS_NAME if p.name == "axis" else ""))
+             for p in spec.api_of(pass_)]
     if pass_ == "backward" and spec.from_output is not None:
         rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
                      "instead of its input (the forward may then run in place); "
                      + spec.from_output.doc))
     rows += [(k, _DOC_ARGS[k]) for k in ("out", "backend", "stream")]
-    return _argument_block(rows, _RETURNS_GATED if gated and pass_ == "forward" else _RETURNS)
+    returns = _RETURNS_GATED if gated and pass_ == "forward" else _RETURNS
+    if spec.kind == "rowwise":
+        returns += ("; a masked array's masked entries are left out of their rows, and "
+                    "their gradients are 0")
+    return _argument_block(rows, returns)
 
 
 def _argument_block(rows, returns):
@@ -595,8 +620,9 @@ def _prelu_layout(op, xp, x, weight, axis):
         w = w.astype(w.dtype.newbyteorder("="))        # byte-swapped: a native copy
     if w.dtype != x.dtype:
         from_python = not (isinstance(weight, np.ndarray) or xp.device)
-        if from_python and w.dtype.kind in "fi":
-            w = np.asarray(w, dtype=x.dtype)     # a Python number or list
+        if (from_python and w.dtype.kind == "f") or (not xp.device and w.dtype.kind in "biu"):
+            # a Python number or list, or integer or boolean slopes
+            w = np.asarray(w, dtype=x.dtype)
         elif w.dtype not in SUPPORTED:
             _fail_dtype(op, "weight", w.dtype)
         else:
@@ -664,6 +690,12 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
                 w = weight if weight.ndim == 1 else weight.reshape(-1)
                 b.prelu_forward(x.reshape(shape3), w, res.reshape(shape3))
                 return res
+    named = [("x", x), ("weight", weight)]
+    kind = _interop.foreign(op, named, out)
+    if kind is not None:
+        axis = _interop.axis_of(op, axis, named)
+        return _interop.prelu(op, kind, named, out, lambda arrs, o: prelu(
+            *arrs, axis=axis, out=o, backend=backend, stream=stream))
     xp, (xa,) = _inputs(op, [("x", x)])
     _check_out(op, xp, out, xa.shape, xa.dtype)
     _check_stream(op, xp, stream)
@@ -714,6 +746,13 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
                     out_w[...] = gw
                     gw = out_w
                 return gx, gw
+    named = [("grad", grad), ("x", x), ("weight", weight)]
+    outs = out if isinstance(out, tuple) else (out,)
+    kind = _interop.foreign(op, named + [(f"out[{k}]", o) for k, o in enumerate(outs)])
+    if kind is not None:
+        axis = _interop.axis_of(op, axis, named)
+        return _interop.prelu(op, kind, named, out, lambda arrs, o: prelu_backward(
+            *arrs, axis=axis, out=o, backend=backend, stream=stream))
     xp, (ga, xa) = _inputs(op, [("grad", grad), ("x", x)])
     if out is None:
         out_x = out_w = None
@@ -771,6 +810,12 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
                     getattr(b, method)(name, *[a.reshape(-1, n) for a in arrays],
                                        res.reshape(-1, n))
                 return res
+    kind = _interop.foreign(op, named, out)
+    if kind is not None:
+        axis = _interop.axis_of(op, axis, named)
+        names = [n for n, _ in named]
+        return _interop.rows(op, kind, name, pass_, named, out, lambda arrs, o: _rowwise(
+            op, name, pass_, list(zip(names, arrs)), axis, o, backend, stream))
     xp, arrs = _inputs(op, named)
     a0 = arrs[0]
     shape, dtype = a0.shape, a0.dtype
@@ -825,6 +870,12 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
     halves along ``axis``; ``named`` is ``[("x", x)]`` forward, ``[("grad",
     g), ("x", x)]`` backward.  The kernels take C-contiguous ``x`` as
     ``(outer, 2, M)``: any axis is then runs of ``M`` contiguous elements."""
+    kind = _interop.foreign(op, named, out)
+    if kind is not None:
+        axis = _interop.axis_of(op, axis, named)
+        names = [n for n, _ in named]
+        return _interop.gated(op, kind, named, out, lambda arrs, o: _gated(
+            op, name, pass_, list(zip(names, arrs)), axis, o, backend, stream))
     xp, arrs = _inputs(op, named, same_shape=False)
     x = arrs[-1]
     if x.ndim == 0:
@@ -862,7 +913,12 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
 
 # --- the arguments, documented once -----------------------------------------------------
 
-_ARRAY = "float32 or float64, any shape and strides (a NumPy array, anything ``np.asarray`` accepts, or a CUDA device array)"
+_ARRAY = ("float32 or float64 (integers and booleans promoted to float64, as NumPy's ufuncs "
+          "do), any shape and strides: a NumPy array or anything ``np.asarray`` accepts, a "
+          "PyTorch CPU tensor (detached), an xarray DataArray, a masked array, or a CUDA "
+          "device array")
+#: what the axis of the row-wise and gated functions may also be
+_AXIS_NAME = "; for a DataArray it may be a dimension name"
 _DOC_ARGS = {
     "x": f"input: {_ARRAY}",
     "grad": "upstream gradient dL/d(output): the saved array's shape and dtype",
@@ -870,7 +926,7 @@ _DOC_ARGS = {
     "x_saved": "the forward input",
     "weight": "the slopes: size 1 (shared), or shape ``(x.shape[axis],)`` (one per channel); "
               "a Python number or list takes x's dtype",
-    "axis_prelu": "the channel axis of ``x`` (x.ndim >= 2; ignored for 1-D x)",
+    "axis_prelu": "the channel axis of ``x`` (x.ndim >= 2; ignored for 1-D x)" + _AXIS_NAME,
     "out": "where to write the result: an array of its shape and dtype, writeable (it may be "
            "an input: in place; partial overlap is handled); default a new array",
     "backend": "``\"numpy\"``, ``\"numba\"``, ``\"c\"`` or ``\"cuda\"``; default the "
@@ -878,11 +934,13 @@ _DOC_ARGS = {
                "device arrays go to ``\"cuda\"``)",
     "stream": "a CUDA stream to run on (device arrays only)",
 }
-_RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new one "
-            "(a device array of the input's kind for device input)")
+_KINDS = ("of the input's kind: a tensor, a DataArray with x's coordinates and attributes, "
+          "a masked array masked where an input is, a device array")
+_RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new one " +
+            f"({_KINDS})")
 _RETURNS_GATED = ("an array of x's dtype and shape with ``axis`` halved: ``out`` where "
-                  "given, else a new one (a device array of the input's kind for device "
-                  "input)")
+                  f"given, else a new one ({_KINDS}; the halved dimension's coordinates "
+                  "are dropped; masked arrays are refused)")
 #: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {
     prelu: ("x", "weight", "axis_prelu"), prelu_backward: ("grad", "x_saved", "weight", "axis_prelu"),

@@ -186,6 +186,19 @@ def _pooled_elementwise(tag, f, indexed, binary):
                 k = U(lo) + U(j)
                 out[k] = fi(a, b, k, k, params)
 
+    @inner_njit()
+    def count(out):
+        return out.shape[0], _CHUNK_MIN
+
+    return _pooled_arity(tag, run, count, binary, grain=16)
+
+
+def _pooled_arity(tag, run, count, binary, grain=1):
+    """The parallel kernel of ``run(lo, hi, a, b, out, params)`` over the
+    units of ``count(out) -> (n, least)``, called ``k(nthreads, g, s, out,
+    params)`` where ``binary``, else ``k(nthreads, x, out, params)`` (``b``
+    is ``x`` again)."""
+    inline = always_inline()
     if binary:
         @inner_njit()
         def body(lo, hi, g, s, out, params):
@@ -194,7 +207,7 @@ def _pooled_elementwise(tag, f, indexed, binary):
 
         @inner_njit()
         def units(g, s, out, params):
-            return out.shape[0], _CHUNK_MIN
+            return count(out)
     else:
         @inner_njit()
         def body(lo, hi, x, out, params):
@@ -203,8 +216,8 @@ def _pooled_elementwise(tag, f, indexed, binary):
 
         @inner_njit()
         def units(x, out, params):
-            return out.shape[0], _CHUNK_MIN
-    return _pooled(tag, body, units, grain=16)
+            return count(out)
+    return _pooled(tag, body, units, grain)
 
 
 def _block_elems(dtype):
@@ -409,25 +422,11 @@ def _make_blocked(tag, f, indexed, binary, dtype):
         fence()            # the streamed stores drained before the chunk counts done
 
     # the output's blocks, a chunk at least 16 of them (16 KiB)
-    if binary:
-        @inner_njit()
-        def body(lo, hi, g, s, out, params):
-            inline()
-            chunk_blocks(lo, hi, g, s, out, params)
+    @inner_njit()
+    def count(out):
+        return blocks(out, 0, 1)[2], 16
 
-        @inner_njit()
-        def units(g, s, out, params):
-            return blocks(out, 0, 1)[2], 16
-    else:
-        @inner_njit()
-        def body(lo, hi, x, out, params):
-            inline()
-            chunk_blocks(lo, hi, x, x, out, params)
-
-        @inner_njit()
-        def units(x, out, params):
-            return blocks(out, 0, 1)[2], 16
-    return _pooled(tag + "_prefetch", body, units)
+    return _pooled_arity(tag + "_prefetch", chunk_blocks, count, binary)
 
 
 @functools.lru_cache(maxsize=None)
