@@ -6,11 +6,18 @@ automatic choice: device arrays go to ``"cuda"``; host arrays to the first
 loadable backend of ``config.AUTO_SMALL`` (below ``config.PARALLEL_MIN``
 elements), ``config.AUTO_LARGE_NUMBA`` (the ops of ``config.NUMBA_FIRST``)
 or ``config.AUTO_LARGE``.
+
+An op of ``config.NUMBA_FIRST`` goes to Numba only once its kernels are
+compiled: its first big call starts a child process that compiles them into
+Numba's disk cache, and until that is done its calls take
+``config.AUTO_LARGE``'s backend (C), so that no call waits for a compile
+(``config.NUMBA_FIRST_BACKGROUND``).
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import threading
 
 from . import config
@@ -132,6 +139,79 @@ def _first_available(names):
 
 _warned: dict = {}
 
+#: op of NUMBA_FIRST -> True (its Numba kernels compiled), "failed", or
+#: (pid, process) while a child process compiles them into the disk cache
+_compiled: dict = {}
+_compiled_lock = threading.Lock()
+
+
+def _while_compiling(op):
+    """The backend of a big call of ``op`` (of NUMBA_FIRST) while its Numba
+    kernels are not ready: AUTO_LARGE's choice (C), with a child process
+    started on the first such call (again in a process forked from one
+    that started it) that compiles the kernels into Numba's disk cache,
+    from which a thread of this process loads them once it is done; None
+    (the automatic choice as usual: Numba, the call compiling what it
+    needs) where AUTO_LARGE's choice is Numba itself or Numba is not
+    installed.  A process, not a thread: a compile holds the GIL, and every
+    call of the user's meanwhile would wait for it (gelu's first call on
+    2**20 elements took 0.18 s beside a compiling thread)."""
+    other = _auto.get(1)
+    if other is None:
+        other = _auto[1] = _first_available(config.AUTO_LARGE)
+    if other.name == "numba":
+        return None
+    import os
+    with _compiled_lock:
+        state = _compiled.get(op)
+        if state is None or (isinstance(state, tuple) and state[0] != os.getpid()):
+            if importlib.util.find_spec("numba") is None:
+                return None
+            _compiled[op] = state = (os.getpid(), _start_compile(op))
+        if isinstance(state, tuple) and state[1] is not None:
+            rc = state[1].poll()
+            if rc is not None and rc != 0:
+                _compiled[op] = state = "failed"
+            elif rc == 0:
+                # compiled: loaded from the disk cache (importing Numba too:
+                # 0.3-0.7 s) by a thread, while the calls go on meanwhile
+                _compiled[op] = (state[0], None)
+                threading.Thread(target=_load, args=(op,), daemon=True,
+                                 name=f"fastact-load-{op}").start()
+    return None if state is True else other
+
+
+def _load(op):
+    try:
+        get("numba").compile_op(op)
+        _compiled[op] = True
+    except Exception:                  # stays on the other backend
+        _compiled[op] = "failed"
+
+
+def _start_compile(op):
+    import subprocess
+    import sys
+    code = ("import sys; from fastact import _dispatch; "
+            "_dispatch.get('numba').compile_op(sys.argv[1])")
+    return subprocess.Popen([sys.executable, "-c", code, op], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_compiled(op, timeout=None) -> bool:
+    """Wait for the background compile of ``op``'s Numba kernels (see the
+    module's docstring) and load them, if a compile was started; whether
+    they are ready (the automatic choice takes Numba from then on)."""
+    state = _compiled.get(op)
+    if isinstance(state, tuple) and state[1] is not None:
+        try:
+            state[1].wait(timeout)
+        except Exception:                 # subprocess.TimeoutExpired
+            return False
+    if isinstance(_compiled.get(op), tuple):
+        _load(op)
+    return _compiled.get(op) is True
+
 
 def choose(backend, size, op=None):
     """The backend object for one call on host arrays (``op``: the registry
@@ -150,6 +230,10 @@ def choose(backend, size, op=None):
         else:
             # 0: small, 1: large, 2: large and Numba first
             key = (1 + (op in _NUMBA_FIRST)) if size >= _PARALLEL_MIN else 0
+            if key == 2 and _compiled.get(op) is not True and config.NUMBA_FIRST_BACKGROUND:
+                b = _while_compiling(op)
+                if b is not None:
+                    return b
             b = _auto.get(key)
             if b is None:
                 b = _auto[key] = _first_available(

@@ -68,6 +68,13 @@ AUTO_SMALL = ("c", "numba", "numpy")
 #: and 2.35 / 2.47.
 NUMBA_FIRST = frozenset({"rrelu_train", "gelu", "logsigmoid"})
 AUTO_LARGE_NUMBA = ("numba", "c", "numpy")
+#: An op of NUMBA_FIRST goes to Numba once a child process has compiled its
+#: kernels into the disk cache (every pass and variant, float32 and float64:
+#: about 15 s of one core with an empty cache); its calls take AUTO_LARGE's
+#: backend meanwhile (fastact._dispatch).  False: the first big call
+#: compiles the kernels it needs itself (1-2 s).
+#: ``FASTACT_NUMBA_BACKGROUND=0`` turns it off.
+NUMBA_FIRST_BACKGROUND = os.environ.get("FASTACT_NUMBA_BACKGROUND", "1").strip() != "0"
 
 #: Bytes of a row a task of the softmax family along a middle axis takes
 #: (fastact._backends.inner_columns): wide runs of contiguous

@@ -18,6 +18,12 @@ import pytest
 import fastact
 from fastact import config
 
+# The automatic choice's background compile (fastact._dispatch) would make
+# which backend a big call of gelu takes depend on a child process's
+# progress: off in the suite's process (tests/test_core_dispatch.py tests it
+# in children of their own).
+config.NUMBA_FIRST_BACKGROUND = False
+
 HOST_BACKENDS = tuple(n for n in config.BACKEND_NAMES if n != "cuda")
 DTYPES = (np.float32, np.float64)
 WIDE = np.longdouble

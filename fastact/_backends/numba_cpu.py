@@ -1447,6 +1447,28 @@ class NumbaBackend(Backend):
         self.elementwise_kernel(name, pass_, out.dtype.type, n < parallel_min(name))(
             *ins, out, params)
 
+    def compile_op(self, name):
+        """Compile (or load from the disk cache) every kernel a big call of
+        the elementwise entry ``name`` can take: the parallel, blocked (big
+        outputs), walk (strided operands) and serial (a busy pool) kernels
+        of each pass, float32 and float64, each run once on a few elements
+        with the argument types of a real call (the automatic choice's
+        background compile: fastact._dispatch)."""
+        spec = REGISTRY[name]
+        for dt in (np.float32, np.float64):
+            v = np.zeros(1 << 16, dt)
+            p = tuple(np.uint64(1) if k == "key" else dt(0.5) for k in spec.params)
+            for pass_ in spec.passes():
+                ins, o = ((v,) if pass_ == "forward" else (v, v)), v.copy()
+                _elementwise_kernel(name, pass_, dt, False)(*ins, o, p)
+                _elementwise_kernel(name, pass_, dt, True)(1, *ins, o, p)
+                if _STREAMING:
+                    _blocked_kernel(name, pass_, dt)(1, *ins, o, p)
+                # (v and o stay referenced through the call)
+                _walk_kernel(name, pass_, dt)(
+                    1, v.ctypes.data, v.ctypes.data, o.ctypes.data, np.array([64], np.int64),
+                    np.ones((3, 2), np.int64), 64, 4, 16, 0x1, p)
+
     def elementwise_kernel(self, name, pass_, dtype, small):
         if small:             # the low-overhead path: the compiled loop itself
             return _elementwise_kernel(name, pass_, dtype, False)
