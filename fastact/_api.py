@@ -535,6 +535,7 @@ def _docstring(spec, pass_):
     parts = [head, f".. math:: {math_}"]
     if notes:
         parts.append(notes)
+    parts.append(textwrap.fill(_MEMORY[spec.kind], 84))
     parts.append(_arguments(spec, pass_))
     if example:
         parts.append(example)
@@ -675,6 +676,9 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
     ``weight`` has size 1 (one slope shared by all elements) or shape
     ``(x.shape[axis],)``; for ``x.ndim < 2`` it must have size 1.
 
+    Memory: an input that is not C-contiguous is first copied to C order
+    (one array of its size).
+
     >>> import numpy as np, fastact
     >>> fastact.prelu(np.array([[-1.0, -1.0], [2.0, -3.0]]), np.array([0.1, 0.5]))
     array([[-0.1, -0.5],
@@ -721,6 +725,7 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     The mask is ``x > 0`` (PyTorch): at ``x = 0`` the input gradient is
     ``w_c g``, and a NaN ``x_i`` is in the sum (making it NaN).  The sum is
     accumulated in float64 (float32 inputs) or with compensation (float64).
+    Memory: inputs that are not C-contiguous are first copied to C order.
 
     >>> import numpy as np, fastact
     >>> gx, gw = fastact.prelu_backward(np.ones(3), np.array([-1.0, -2.0, 3.0]), np.array([0.5]))
@@ -941,6 +946,21 @@ _RETURNS = ("an array of x's shape and dtype: ``out`` where given, else a new on
 _RETURNS_GATED = ("an array of x's dtype and shape with ``axis`` halved: ``out`` where "
                   f"given, else a new one ({_KINDS}; the halved dimension's coordinates "
                   "are dropped; masked arrays are refused)")
+#: what each kind of op copies (issue #18: no path copies more than the
+#: output it returns, except where the docstring says so)
+_MEMORY = {
+    "elementwise": "Memory: NumPy inputs of any layout (transposed, sliced, broadcast, "
+                   "reversed) are read where they are, never copied; the result takes their "
+                   "memory order (NumPy's ``order=\"K\"``). Copied to C order first: "
+                   "RReLU's inputs in training that are not C-contiguous (its slopes follow "
+                   "the C-order index), strides that are not a multiple of the item size, "
+                   "and device arrays that are not contiguous.",
+    "rowwise": "Memory: a reduction along the last axis or a middle one runs without "
+               "transposes; an input that is not C-contiguous is first copied to C order "
+               "(one array of its size).",
+    "gated": "Memory: an input that is not C-contiguous is first copied to C order (one "
+             "array of its size).",
+}
 #: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {
     prelu: ("x", "weight", "axis_prelu"), prelu_backward: ("grad", "x_saved", "weight", "axis_prelu"),
