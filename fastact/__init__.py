@@ -64,6 +64,9 @@ def __getattr__(name):
 # The public functions callable inside @numba.njit code (fastact._overloads):
 # registered now where numba is imported already, else by numba's
 # numba_extensions entry point before it compiles anything.
-if "numba" in __import__("sys").modules:
+if __import__("sys").modules.get("numba") is not None:   # (None: blocked, as not installed)
     from ._overloads import register as _register_overloads
-    _register_overloads()
+    try:
+        _register_overloads()
+    except ImportError:             # a numba too broken to compile fastact's kernels either
+        pass
