@@ -7,9 +7,11 @@ input gradient and adds parameter gradients to ``Parameter.grad``.  Layers
 where the backward can read the output (``saves="y"``, or a
 ``from_output`` entry) take ``inplace=True``: the forward then overwrites
 its input.  ``backend=`` is passed through to every call.  The generated
-layers and :class:`RReLU` take host and CUDA device arrays, as the
-functions do; :class:`PReLU` (its slopes), the losses and :class:`SGD`
-work on NumPy arrays.
+layers, :class:`RReLU`, the losses and :class:`SGD` take host and CUDA
+device arrays, as the functions do; a layer's parameters (:class:`PReLU`'s
+slopes) live on one side, the host until ``layer.to("cuda")`` moves them
+(fastact never transfers data for you: a device input meeting host slopes
+is an error that says so).
 
 >>> import numpy as np, fastact.nn as nn
 >>> act = nn.PReLU()
@@ -37,11 +39,55 @@ class Parameter:
 
     def __init__(self, data, *, decay=True):
         self.data = data
-        self.grad = np.zeros_like(data)
+        self.grad = _zeros_like(data)
         self.decay = decay
 
+    @property
+    def device(self) -> str:
+        """Where ``data`` and ``grad`` live: ``"cpu"`` or ``"cuda"``."""
+        return "cuda" if _api._is_device(self.data) else "cpu"
+
+    def to(self, device):
+        """Move ``data`` and ``grad`` to ``device`` (``"cpu"`` or ``"cuda"``),
+        in place of the old arrays; returns self."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"fastact.nn: device must be 'cpu' or 'cuda', got {device!r}")
+        if device != self.device:
+            if device == "cuda":
+                from . import _nn_cuda
+                self.data, self.grad = _nn_cuda.to_device(self.data), \
+                    _nn_cuda.to_device(self.grad)
+            else:
+                self.data, self.grad = self.data.copy_to_host(), self.grad.copy_to_host()
+        return self
+
     def __repr__(self):
-        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+        return (f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}, "
+                f"device={self.device!r})")
+
+
+def _zeros_like(a):
+    if _api._is_device(a):
+        from . import _nn_cuda
+        return _nn_cuda.zeros_like(a)
+    return np.zeros_like(a)
+
+
+def _clear(a):
+    if _api._is_device(a):
+        from . import _nn_cuda
+        _nn_cuda.fill(a, 0)
+    else:
+        a[...] = 0
+
+
+def _accumulate(dst, src):
+    """dst += src, on the host or the device (both on one side)."""
+    if _api._is_device(dst):
+        from . import _nn_cuda
+        _nn_cuda.add_(dst, src)
+    else:
+        dst += src
 
 
 class Module:
@@ -61,7 +107,14 @@ class Module:
 
     def zero_grad(self):
         for p in self.parameters():
-            p.grad[...] = 0
+            _clear(p.grad)
+
+    def to(self, device):
+        """Move the parameters to ``device`` (``"cpu"`` or ``"cuda"``); returns
+        self.  An optimizer built before keeps working: its state follows."""
+        for p in self.parameters():
+            p.to(device)
+        return self
 
     def __call__(self, x):
         return self.forward(x)
@@ -202,6 +255,7 @@ class PReLU(Module):
         return self.weight.grad
 
     def forward(self, x):
+        self._check_side(x)
         y = _api.prelu(x, self.weight.data, axis=self.axis, backend=self.backend)
         self._saved = (x, tuple(y.shape))
         return y
@@ -209,10 +263,19 @@ class PReLU(Module):
     def backward(self, grad):
         x, shape = self._saved_or_fail()
         _check_grad(self, grad, shape)
+        self._check_side(grad)
         gx, gw = _api.prelu_backward(grad, x, self.weight.data, axis=self.axis,
                                      backend=self.backend)
-        self.weight.grad += gw
+        _accumulate(self.weight.grad, gw)
         return gx
+
+    def _check_side(self, a):
+        side = "cuda" if _api._is_device(a) else "cpu"
+        if side != self.weight.device:
+            where = "a CUDA device array" if side == "cuda" else "a host array"
+            raise ValueError(f"fastact.nn.PReLU: the input is {where} but the slopes are on "
+                             f"{self.weight.device!r}: move the layer first "
+                             f"(layer.to({side!r}))")
 
     def __repr__(self):
         return (f"PReLU(num_parameters={self.weight.data.size}, axis={self.axis}, "
@@ -297,17 +360,27 @@ class CrossEntropy(Module):
         self._saved = None
 
     def forward(self, x, target):
-        target = np.asarray(target)
-        if x.ndim != 2 or target.shape != x.shape[:1]:
+        device = _api._is_device(x)
+        if not device:
+            target = np.asarray(target)
+        if x.ndim != 2 or tuple(target.shape) != tuple(x.shape[:1]):
             raise ValueError(f"fastact.nn.CrossEntropy: logits of shape (N, C) and N labels, "
                              f"got {tuple(x.shape)} and {tuple(target.shape)}")
         lp = _api.GENERATED["log_softmax"](x, axis=-1, backend=self.backend)
+        if device:          # the loss comes back to the host; labels go to the device
+            from . import _nn_cuda
+            loss, t = _nn_cuda.cross_entropy(lp, target)
+            self._saved = (lp, t, None)
+            return lp.dtype.type(loss)
         rows = np.arange(x.shape[0])
         self._saved = (lp, target, rows)
         return lp.dtype.type(-lp[rows, target].mean(dtype=np.float64))
 
     def backward(self, grad=1.0):
         lp, target, rows = self._saved_or_fail()
+        if rows is None:
+            from . import _nn_cuda
+            return _nn_cuda.cross_entropy_grad(lp, target, grad / lp.shape[0])
         g = np.exp(lp)
         g[rows, target] -= 1
         g *= lp.dtype.type(grad / lp.shape[0])
@@ -328,12 +401,23 @@ class MSE(Module):
         self._saved = None
 
     def forward(self, x, target):
+        if _api._is_device(x):          # the loss comes back to the host
+            from . import _nn_cuda
+            if not _api._is_device(target) or target.shape != x.shape or \
+                    target.dtype != x.dtype:
+                raise ValueError("fastact.nn.MSE: a device x needs a device target of its "
+                                 "shape and dtype")
+            loss, self._saved = _nn_cuda.mse(x, target)
+            return x.dtype.type(loss)
         d = x - np.asarray(target, dtype=x.dtype)
         self._saved = d
         return x.dtype.type(np.mean(np.square(d, dtype=np.float64)))
 
     def backward(self, grad=1.0):
         d = self._saved_or_fail()
+        if _api._is_device(d):
+            from . import _nn_cuda
+            return _nn_cuda.scaled(d, 2 * grad / d.size)
         return d * d.dtype.type(2 * grad / d.size)
 
     def __call__(self, x, target):
@@ -365,10 +449,21 @@ class SGD:
             raise ValueError("fastact.nn.SGD: lr must be positive, momentum and "
                              "weight_decay non-negative")
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.velocity = [np.zeros_like(p.data) for p in self.params]
+        self.velocity = [_zeros_like(p.data) for p in self.params]
 
     def step(self):
-        for p, v in zip(self.params, self.velocity):
+        """One update of every parameter, where it lives (host or device;
+        the velocity follows a parameter moved by ``to``)."""
+        for k, (p, v) in enumerate(zip(self.params, self.velocity)):
+            if _api._is_device(p.data):
+                from . import _nn_cuda
+                if not _api._is_device(v):
+                    v = self.velocity[k] = _nn_cuda.to_device(v)
+                _nn_cuda.sgd_(p.data, p.grad, v, self.lr, self.momentum, self.weight_decay,
+                              p.decay)
+                continue
+            if _api._is_device(v):
+                v = self.velocity[k] = v.copy_to_host()
             g = p.grad
             if self.weight_decay and p.decay:
                 g = g + p.data.dtype.type(self.weight_decay) * p.data
@@ -378,7 +473,7 @@ class SGD:
 
     def zero_grad(self):
         for p in self.params:
-            p.grad[...] = 0
+            _clear(p.grad)
 
 
 # --- one class per public op ------------------------------------------------------------
