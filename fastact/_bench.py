@@ -53,6 +53,16 @@ PRELU_ROWS_SWEEP = (1, 8)
 PRELU_CHANNELS = 64
 PRELU_BATCH = 16
 RRELU_LOWER, RRELU_UPPER, RRELU_SEED = 1 / 8, 1 / 3, 0
+#: RReLU's other parameterization (Xu et al.: y = x / a, a ~ U(3, 8)),
+#: timed as the bench-only op "rrelu_div" beside "rrelu" (PyTorch has none)
+RRELU_DIV_LOWER, RRELU_DIV_UPPER = 3.0, 8.0
+#: bench rows an op of fastact.ACTIVATIONS brings along
+EXTRA_ROWS = {"rrelu": ("rrelu_div",)}
+
+
+def expand_ops(ops):
+    """``ops`` with the extra rows of EXTRA_ROWS after their op."""
+    return [r for op in ops for r in (op, *EXTRA_ROWS.get(op, ()))]
 #: Default allowed drop of a kernel's copy-normalized throughput.
 MAX_REGRESSION = 0.25
 #: Arrays of the benchmark's size a run holds at once, at the least: the
@@ -151,6 +161,10 @@ def make_workload(op, dtype, n, row=None):
         noise = _registry.reference_rrelu_slopes(m, _rng.seed_key(RRELU_SEED), RRELU_LOWER,
                                                  RRELU_UPPER, dtype).reshape(shape)
         y = np.where(x > 0, x, x * noise)
+    elif op == "rrelu_div":        # the divisors, for NumPy's expression only
+        noise = np.random.default_rng(RRELU_SEED).uniform(
+            RRELU_DIV_LOWER, RRELU_DIV_UPPER, shape).astype(dtype)
+        y = np.where(x > 0, x, x / noise)
     else:
         y = x
     return Workload(op, dtype, shape, x, y, g, out, w, gw, noise, out_backward)
@@ -185,9 +199,11 @@ def fastact_call(wl, pass_, backend):
         f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")
         return (lambda: f(x, **kw, out=out, backend=b)) if fwd else \
                (lambda: fb(g, s, **kw, out=out, backend=b))
-    if op == "rrelu":
+    if op in ("rrelu", "rrelu_div"):
         kw = dict(training=True, seed=RRELU_SEED, out=out, backend=b)
         lo, up = RRELU_LOWER, RRELU_UPPER
+        if op == "rrelu_div":
+            kw["divide"], lo, up = True, RRELU_DIV_LOWER, RRELU_DIV_UPPER
         return (lambda: fastact.rrelu(x, lo, up, **kw)) if fwd else \
                (lambda: fastact.rrelu_backward(g, x, lo, up, **kw))
     if op == "prelu":
@@ -215,6 +231,15 @@ def numpy_expr_call(wl, pass_):
             a = rng.uniform(lo, up, x.shape).astype(x.dtype)
             return np.where(x > 0, x, a * x)
         f = forward if fwd else (lambda: np.where(x > 0, g, noise * g))
+    elif op == "rrelu_div":
+        lo, up = RRELU_DIV_LOWER, RRELU_DIV_UPPER
+        rng = np.random.default_rng(RRELU_SEED)
+        noise = wl.noise
+
+        def forward():
+            a = rng.uniform(lo, up, x.shape).astype(x.dtype)
+            return np.where(x > 0, x, x / a)
+        f = forward if fwd else (lambda: np.where(x > 0, g, g / noise))
     elif op == "prelu":
         w = wl.w[:, None]
 
@@ -261,6 +286,8 @@ def torch_call(wl, pass_):
         return (lambda: A.rrelu_with_noise.out(x, noise, lo, up, True, None, out=out)) if fwd \
             else (lambda: A.rrelu_with_noise_backward.out(g, x, noise, lo, up, True, False,
                                                           out=out))
+    if op == "rrelu_div":           # no such parameterization in PyTorch
+        return None
     if op == "prelu":
         w = t(wl.w).view(-1, 1)     # ATen's kernel takes the weight broadcastable to x
         # no out= form: these include allocating the result(s)
@@ -531,8 +558,9 @@ def run(ops, backends, dtypes, size, repeat, references=REFERENCES, progress=Non
                 copies[wl.size] = copy_call(dtype, wl.size)
             for pass_ in PASSES:
                 for impl in list(backends) + refs:
-                    cases.append((wl, pass_, impl, make_call(wl, pass_, impl),
-                                  copies[wl.size], Samples()))
+                    call = make_call(wl, pass_, impl)
+                    if call is not None:        # (PyTorch has no rrelu_div)
+                        cases.append((wl, pass_, impl, call, copies[wl.size], Samples()))
     rounds = max(repeat, 1)
     for r in range(rounds + 1):         # round 0 is the warm-up
         for wl, pass_, impl, call, copy_fn, s in cases:

@@ -214,6 +214,7 @@ def _choose(args):
     for op in ops:
         if op not in fastact.ACTIVATIONS:
             raise _UsageError(f"unknown op {op!r}; choose from {', '.join(fastact.ACTIVATIONS)}")
+    ops = _bench.expand_ops(ops)        # rrelu brings its divisor form along
 
     status = _backend_status()
     if args.backends:

@@ -55,6 +55,18 @@ def test_bench_torch_column(capsys):
     assert row.split()[-1].endswith("x")
 
 
+def test_bench_rrelu_brings_its_divisor_form(capsys):
+    """``--ops rrelu`` times both parameterizations: rrelu_div (x / a, Xu et
+    al.) has no PyTorch counterpart, so its torch column is empty."""
+    status, out, _ = run(capsys, "bench", "--ops", "rrelu", "--backends", "numba", *SMALL)
+    assert status == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("rrelu")]
+    assert sorted({r[0] for r in rows}) == ["rrelu", "rrelu_div"], out
+    assert len(rows) == 4, out
+    if _bench.torch_available():
+        assert all(r[-1] == "-" for r in rows if r[0] == "rrelu_div"), out
+
+
 def test_bench_float64_and_reference_backend(capsys):
     status, out, _ = run(capsys, "bench", "--ops", "prelu", "--backends", "numpy,numba",
                          "--dtype", "all", *SMALL)
