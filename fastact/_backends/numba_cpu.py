@@ -1464,6 +1464,14 @@ class NumbaBackend(Backend):
                       big_out=args[-2])
         return run
 
+    def elementwise_rows(self, name, pass_, ins, out, params, starts):
+        from .numba_rows import rows_kernel
+        a = ins[0].reshape(-1)
+        b = ins[1].reshape(-1) if len(ins) > 1 else a
+        self._run(out.size, parallel_min(name),
+                  lambda variant: rows_kernel(name, pass_, out.dtype.type, bool(variant)),
+                  a, b, out.reshape(-1), starts, out.shape[1], params)
+
     def elementwise_strided(self, name, pass_, walk, params):
         """Big walks: the parallel walk kernel; small ones (and those that
         find Numba's pool busy, or run in a forked child) through the base
