@@ -584,6 +584,10 @@ def _arguments(spec, pass_):
         rows = [("grad", _DOC_ARGS["grad_gated" if gated else "grad"]), (spec.saves, saved)]
     rows += [(p.name, p.doc + (_AXIS_NAME if p.name == "axis" else ""))
              for p in spec.api_of(pass_)]
+    if spec.kind == "rowwise":
+        rows.append(("method", "dask arrays chunked along ``axis`` only: ``\"two-pass\"`` "
+                     "(default; per-block maxima and sums combined, within a few ULP) or "
+                     "``\"rechunk\"`` (the axis made one chunk; bit-identical)"))
     if pass_ == "backward" and spec.from_output is not None:
         rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
                      "instead of its input (the forward may then run in place); "

@@ -13,7 +13,7 @@ da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
 import fastact  # noqa: E402
-from fastact import _api, _dask  # noqa: E402
+from fastact import _dask  # noqa: E402
 from fastact._registry import REGISTRY  # noqa: E402
 
 ELEMENTWISE = [s for s in REGISTRY.values() if s.public and s.kind == "elementwise"]

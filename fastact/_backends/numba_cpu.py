@@ -339,6 +339,31 @@ def _block_runs(fi, indexed, nt=False):
     return run
 
 
+def _one_shape(f, indexed, binary):
+    """``f`` in one formula shape for both arities, ``fi(a, b, i, *params)``:
+    the index is dead code where the formula takes none, and so is b for a
+    unary formula (whose kernel passes x as both), both removed by LLVM."""
+    inline = always_inline()
+    if binary and indexed:
+        return f
+    if binary:
+        @inner_njit()
+        def fi(g, s, i, *params):
+            inline()
+            return f(g, s, *params)
+    elif indexed:
+        @inner_njit()
+        def fi(x, b, i, *params):
+            inline()
+            return f(x, i, *params)
+    else:
+        @inner_njit()
+        def fi(x, b, i, *params):
+            inline()
+            return f(x, *params)
+    return fi
+
+
 def _make_blocked(tag, f, indexed, binary, dtype):
     """The parallel loop for outputs too big for the caches: one task per
     thread, each taking its share in blocks of ``config.STREAM_BLOCK_BYTES``
@@ -366,28 +391,8 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
-    # one formula shape for both arities, fi(a, b, i, *params): the index is
-    # dead code where the formula takes none, and so is b for a unary
-    # formula (whose kernel passes x as both), both removed by LLVM
+    fi = _one_shape(f, indexed, binary)
     inline = always_inline()
-    if binary and indexed:
-        fi = f
-    elif binary:
-        @inner_njit()
-        def fi(g, s, i, *params):
-            inline()
-            return f(g, s, *params)
-    elif indexed:
-        @inner_njit()
-        def fi(x, b, i, *params):
-            inline()
-            return f(x, i, *params)
-    else:
-        @inner_njit()
-        def fi(x, b, i, *params):
-            inline()
-            return f(x, *params)
-
     fence = streaming()[1]
     pf_read = prefetchers()[0]
 

@@ -23,24 +23,8 @@ def rows_kernel(name, pass_, dtype, parallel):
     (``a`` again for a forward) and ``out`` of ``len(starts) * m`` elements."""
     f = numba_cpu._formula(name, pass_, dtype)
     indexed, binary = REGISTRY[name].indexed, pass_ != "forward"
+    fi = numba_cpu._one_shape(f, indexed, binary)
     inline = always_inline()
-    if binary and indexed:
-        fi = f
-    elif binary:
-        @inner_njit()
-        def fi(g, s, i, *params):
-            inline()
-            return f(g, s, *params)
-    elif indexed:
-        @inner_njit()
-        def fi(x, b, i, *params):
-            inline()
-            return f(x, i, *params)
-    else:
-        @inner_njit()
-        def fi(x, b, i, *params):
-            inline()
-            return f(x, *params)
     run = numba_cpu._block_runs(fi, indexed)
 
     @inner_njit()
