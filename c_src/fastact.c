@@ -498,6 +498,51 @@ int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void
     return 0;
 }
 
+/* --- elementwise kernels at global positions (fastact/_dask.py's blocks) ---------- */
+
+typedef struct {
+    fa_range_fn fn;
+    fa_args a;
+    const int64_t *starts;
+    int64_t m, size;
+} fa_rows_at;
+
+/* rows [lo, hi): row r's operands shifted (in integers: the shifted address
+   lies outside the row) so that the kernel's index i in [starts[r],
+   starts[r] + m) addresses element i - starts[r] of the row, and an indexed
+   formula keys it by i */
+static void fa_rows_at_chunk(void *ctx, int64_t chunk, int64_t lo, int64_t hi)
+{
+    const fa_rows_at *c = (const fa_rows_at *)ctx;
+    for (int64_t r = lo; r < hi; r++) {
+        fa_args a = c->a;
+        const uintptr_t shift = (uintptr_t)((r * c->m - c->starts[r]) * c->size);
+        a.in0 = (const void *)((uintptr_t)a.in0 + shift);
+        a.in1 = a.in1 ? (const void *)((uintptr_t)a.in1 + shift) : NULL;
+        a.out = (void *)((uintptr_t)a.out + shift);
+        c->fn(&a, c->starts[r], c->starts[r] + c->m, chunk);
+    }
+}
+
+int fa_elementwise_rows(int dtype, int kernel, const void *in0, const void *in1, void *out,
+                        int64_t rows, int64_t m, const int64_t *starts, double p0, double p1,
+                        double p2, uint64_t key, int nthreads)
+{
+    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || kernel < 0 ||
+        kernel >= FA_K_ELEMENTWISE_COUNT || rows < 0 || m < 0)
+        return -1;
+    for (int64_t r = 0; r < rows; r++)
+        if (starts[r] < 0) return -1;
+    if (rows == 0 || m == 0) return 0;
+    fa_rows_at c = {fa_tables[fa_isa()][dtype]->fn[kernel],
+                    {.in0 = in0, .in1 = in1, .out = out, .p0 = p0, .p1 = p1, .p2 = p2,
+                     .key = key, .stream = FA_OUT_REGULAR},
+                    starts, m, dtype == FA_F32_IDX ? 4 : 8};
+    fa_pool_for(fa_rows_at_chunk, &c,
+                fa_chunks_for(rows, 1, (FA_CHUNK_MIN_ELEMS + m - 1) / m, nthreads), nthreads, 1);
+    return 0;
+}
+
 int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, void *out0,
                      int64_t outer, int64_t n, int64_t K, int64_t cols, int nthreads)
 {

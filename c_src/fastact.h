@@ -65,6 +65,14 @@ enum { FA_F32_IDX, FA_F64_IDX };
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
                    double p0, double p1, double p2, uint64_t key, int nthreads);
 
+/* fa_elementwise on `rows` rows of m contiguous elements (in0, in1 and out
+   of rows * m), element k of row r at flat index starts[r] + k of a larger
+   array (RReLU's slopes keyed by it): the blocks of a chunked array.  Returns
+   0, or -1 as fa_elementwise, or for a negative start. */
+int fa_elementwise_rows(int dtype, int kernel, const void *in0, const void *in1, void *out,
+                        int64_t rows, int64_t m, const int64_t *starts, double p0, double p1,
+                        double p2, uint64_t key, int nthreads);
+
 /* Every elementwise kernel on operands of any strides: in0, in1 (0
    forward) and out at the addresses ptrs[0..2], each the first element of a
    walk over `ndim` axes of extents dims (the inner axis last), operand k

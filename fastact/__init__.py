@@ -46,8 +46,16 @@ def warmup(dtypes=("float32", "float64"), ops=None, progress=None):
     return run(dtypes, ops, progress)
 
 
+def dask_worker_plugin(nthreads=None):
+    """A ``distributed.WorkerPlugin`` setting fastact's threads on each dask
+    worker to ``nthreads``, default the worker's own thread count:
+    ``client.register_plugin(fastact.dask_worker_plugin())`` (README: Dask)."""
+    from ._dask import worker_plugin
+    return worker_plugin(nthreads)
+
+
 __all__ = sorted(["ACTIVATIONS", "BackendUnavailable", "FastactWarning", "backends",
-                  "get_num_threads",
+                  "dask_worker_plugin", "get_num_threads",
                   "set_num_threads", "use_backend", "warmup"]
                  + [n for a in ACTIVATIONS for n in (a, a + "_backward")])
 

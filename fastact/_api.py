@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 
-from . import _checks, _dispatch, _interop, _walk
+from . import _checks, _dask, _dispatch, _interop, _walk
 from ._arrays import HOST, SUPPORTED
 from ._registry import REGISTRY, REQUIRED, parallel_min
 
@@ -282,6 +282,30 @@ def _elementwise_strided(b, name, pass_, arrs, p, out):
     return out
 
 
+def _on_dask(op, named, out, stream, same_shape=True):
+    """The dask arrays of a call (fastact._dask), checked by this module's
+    rules without computing anything."""
+    _dask.refuse_out(op, out)
+    _check_stream(op, HOST, stream)
+    return _dask.arrays(op, named, lambda standins: _inputs(op, standins, False)[1],
+                        same_shape)
+
+
+def _pin(op, backend):
+    """``pin(size, name)``: the name of the backend a single call on host
+    arrays of ``size`` elements would take."""
+    return lambda size, name: _backend(op, HOST, backend, size, name).name
+
+
+def _elementwise_at(name, pass_, arrays, params, starts, backend):
+    """An elementwise call on 2-D C-contiguous blocks whose row ``r`` sits
+    at flat index ``starts[r]`` of the whole array (fastact._dask)."""
+    out = np.empty(arrays[-1].shape, arrays[-1].dtype)
+    _dispatch.get(backend).elementwise_rows(name, pass_, arrays, out,
+                                            _cast_params(params, out.dtype), starts)
+    return out
+
+
 def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     """One elementwise call: ``arrays`` is ``(x,)`` forward, ``(grad, saved)``
     backward (named as the registry's ``saves`` says, for error messages)."""
@@ -356,6 +380,13 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
              ("grad", "y" if pass_ == "backward_y" else REGISTRY[name].saves))
     named = list(zip(names, arrays))
     kind = _interop.foreign(op, named, out)
+    if kind == "dask":
+        arrs = _on_dask(op, named, out, stream)
+        if REGISTRY[name].indexed:
+            return _dask.indexed(op, arrs, _pin(op, backend), name, lambda blocks, starts, b:
+                                 _elementwise_at(name, pass_, blocks, params, starts, b))
+        return _dask.elementwise(op, arrs, _pin(op, backend), name, lambda blocks, b:
+                                 _elementwise(op, name, pass_, tuple(blocks), params, None, b))
     if kind is not None:
         return _interop.elementwise(op, kind, named, out, lambda arrs, o: _elementwise(
             op, name, pass_, tuple(arrs), params, o, backend, stream))
@@ -418,9 +449,10 @@ def _define_rows(spec, pass_):
         sig, named = "x", '[("x", x)]'
     else:
         sig, named = f"grad, {spec.saves}", f'[("grad", grad), ("{spec.saves}", {spec.saves})]'
-    src = (f"def {fname}({sig}, *, axis=-1, out=None, backend=None, stream=None):\n"
+    src = (f"def {fname}({sig}, *, axis=-1, out=None, backend=None, stream=None, "
+           "method=None):\n"
            f"    return _rowwise({fname!r}, {spec.name!r}, {pass_!r}, {named}, axis, out, "
-           "backend, stream)\n")
+           "backend, stream, method)\n")
     g = globals()
     exec(compile(src, f"<fastact.{fname}>", "exec"), g)
     fn = g[fname]
@@ -553,6 +585,10 @@ def _arguments(spec, pass_):
         rows = [("grad", _DOC_ARGS["grad_gated" if gated else "grad"]), (spec.saves, saved)]
     rows += [(p.name, p.doc + (_AXIS_NAME if p.name == "axis" else ""))
              for p in spec.api_of(pass_)]
+    if spec.kind == "rowwise":
+        rows.append(("method", "dask arrays chunked along ``axis`` only: ``\"rechunk\"`` "
+                     "(default: the axis made one chunk; bit-identical) or ``\"two-pass\"`` "
+                     "(per-block maxima and sums combined, within a few ULP; slower for now)"))
     if pass_ == "backward" and spec.from_output is not None:
         rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
                      "instead of its input (the forward may then run in place); "
@@ -643,6 +679,16 @@ def _prelu_layout(op, xp, x, weight, axis):
     return xp.flat(w), shape3, w.shape
 
 
+def _prelu_dask(op, x, weight, axis):
+    """``(channel axis, weight's shape)`` for a dask ``x``, the weight
+    checked by _prelu_layout on stand-ins (nothing computed)."""
+    def standin(a):
+        return np.broadcast_to(np.empty((), a.dtype), a.shape)
+    w = standin(weight) if _dask.is_dask(weight) else weight
+    _, _, wshape = _prelu_layout(op, HOST, standin(x), w, axis)
+    return (_axis(op, axis, x.ndim) if x.ndim >= 2 else 0), wshape
+
+
 def _prelu_direct(x, weight, axis, out, grad=None):
     """The (outer, C, inner) shape for prelu's fast path (small arrays' call
     overhead): x (and grad) pass _direct with ``out``, the weight is a
@@ -696,6 +742,11 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
                 return res
     named = [("x", x), ("weight", weight)]
     kind = _interop.foreign(op, named, out)
+    if kind == "dask":
+        (xa,) = _on_dask(op, [("x", x)], out, stream)
+        ax, _ = _prelu_dask(op, xa, weight, axis)
+        return _dask.prelu(op, xa, weight, ax, _pin(op, backend),
+                           lambda blocks, b: prelu(*blocks, axis=ax, backend=b))
     if kind is not None:
         axis = _interop.axis_of(op, axis, named)
         return _interop.prelu(op, kind, named, out, lambda arrs, o: prelu(
@@ -754,6 +805,11 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     named = [("grad", grad), ("x", x), ("weight", weight)]
     outs = out if isinstance(out, tuple) else (out,)
     kind = _interop.foreign(op, named + [(f"out[{k}]", o) for k, o in enumerate(outs)])
+    if kind == "dask":
+        ga, xa = _on_dask(op, named[:2], out, stream)
+        ax, wshape = _prelu_dask(op, xa, weight, axis)
+        return _dask.prelu_backward(op, ga, xa, weight, ax, wshape, _pin(op, backend),
+                                    lambda blocks, b: prelu_backward(*blocks, axis=ax, backend=b))
     if kind is not None:
         axis = _interop.axis_of(op, axis, named)
         return _interop.prelu(op, kind, named, out, lambda arrs, o: prelu_backward(
@@ -793,15 +849,17 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
 
 # --- softmax --------------------------------------------------------------------------
 
-def _rowwise(op, name, pass_, named, axis, out, backend, stream):
+def _rowwise(op, name, pass_, named, axis, out, backend, stream, how=None):
     """One row-wise call (the softmax family): registry entry ``name``'s
     ``pass_`` along ``axis``; ``named`` is ``[("x", x)]`` forward,
-    ``[("grad", g), ("y", y)]`` backward."""
+    ``[("grad", g), ("y", y)]`` backward; ``how``, the public ``method=``,
+    matters to dask arrays only (fastact._dask)."""
     method = "rows_forward" if pass_ == "forward" else "rows_backward"
     # fast path (small arrays' call overhead): rows along the last axis of
     # arrays that pass _direct, on a host backend
     a0 = named[0][1]
-    if stream is None and type(axis) is int and type(a0) is _ND and a0.size and a0.ndim and (
+    if stream is None and how is None and type(axis) is int and type(a0) is _ND and a0.size \
+            and a0.ndim and (
             axis == -1 or axis == a0.ndim - 1):
         arrays = [a for _, a in named]
         if _direct(arrays, out) is not None:
@@ -816,6 +874,16 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
                                        res.reshape(-1, n))
                 return res
     kind = _interop.foreign(op, named, out)
+    if how not in _dask.METHODS:
+        raise ValueError(f"fastact.{op}: method must be 'two-pass' or 'rechunk', not "
+                         f"{how!r}")
+    if kind == "dask":
+        arrs = _on_dask(op, named, out, stream)
+        ax = _axis(op, axis, arrs[0].ndim)
+        names = [n for n, _ in named]
+        return _dask.rows(op, arrs, ax, how, _pin(op, backend), name, REGISTRY[name].row,
+                          pass_ == "forward", lambda blocks, b: _rowwise(
+                              op, name, pass_, list(zip(names, blocks)), ax, None, b, None))
     if kind is not None:
         axis = _interop.axis_of(op, axis, named)
         names = [n for n, _ in named]
@@ -870,18 +938,9 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream):
 
 # --- the gated family ---------------------------------------------------------------
 
-def _gated(op, name, pass_, named, axis, out, backend, stream):
-    """One gated call: registry entry ``name``'s ``pass_``, ``x`` split in
-    halves along ``axis``; ``named`` is ``[("x", x)]`` forward, ``[("grad",
-    g), ("x", x)]`` backward.  The kernels take C-contiguous ``x`` as
-    ``(outer, 2, M)``: any axis is then runs of ``M`` contiguous elements."""
-    kind = _interop.foreign(op, named, out)
-    if kind is not None:
-        axis = _interop.axis_of(op, axis, named)
-        names = [n for n, _ in named]
-        return _interop.gated(op, kind, named, out, lambda arrs, o: _gated(
-            op, name, pass_, list(zip(names, arrs)), axis, o, backend, stream))
-    xp, arrs = _inputs(op, named, same_shape=False)
+def _gated_shape(op, pass_, arrs, axis):
+    """``(axis, x's shape with it halved)``, checked (``arrs``: x, or grad
+    and x; any arrays with a shape)."""
     x = arrs[-1]
     if x.ndim == 0:
         raise ValueError(f"fastact.{op}: x is 0-d; a gated unit splits an axis of x "
@@ -891,10 +950,34 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
     if L % 2:
         raise ValueError(f"fastact.{op}: x has length {L} along axis {axis}; a gated unit "
                          "splits it into two halves, so it must be even")
-    half = x.shape[:ax] + (L // 2,) + x.shape[ax + 1:]
+    half = tuple(x.shape[:ax]) + (L // 2,) + tuple(x.shape[ax + 1:])
     if pass_ != "forward" and tuple(arrs[0].shape) != half:
         raise ValueError(f"fastact.{op}: grad has shape {tuple(arrs[0].shape)}, expected "
                          f"{half} (x's shape {tuple(x.shape)} with axis {ax} halved)")
+    return ax, half
+
+
+def _gated(op, name, pass_, named, axis, out, backend, stream):
+    """One gated call: registry entry ``name``'s ``pass_``, ``x`` split in
+    halves along ``axis``; ``named`` is ``[("x", x)]`` forward, ``[("grad",
+    g), ("x", x)]`` backward.  The kernels take C-contiguous ``x`` as
+    ``(outer, 2, M)``: any axis is then runs of ``M`` contiguous elements."""
+    kind = _interop.foreign(op, named, out)
+    if kind == "dask":
+        arrs = _on_dask(op, named, out, stream, same_shape=False)
+        ax, _ = _gated_shape(op, pass_, arrs, axis)
+        names = [n for n, _ in named]
+        return _dask.gated(op, arrs, ax, pass_ == "forward", _pin(op, backend), name,
+                           lambda blocks, b: _gated(op, name, pass_, list(zip(names, blocks)),
+                                                    ax, None, b, None))
+    if kind is not None:
+        axis = _interop.axis_of(op, axis, named)
+        names = [n for n, _ in named]
+        return _interop.gated(op, kind, named, out, lambda arrs, o: _gated(
+            op, name, pass_, list(zip(names, arrs)), axis, o, backend, stream))
+    xp, arrs = _inputs(op, named, same_shape=False)
+    x = arrs[-1]
+    ax, half = _gated_shape(op, pass_, arrs, axis)
     shape, dtype = (half if pass_ == "forward" else x.shape), x.dtype
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)

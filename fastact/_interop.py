@@ -32,7 +32,8 @@ from ._registry import REGISTRY
 
 
 def _kind(a):
-    """"torch", "xarray", "masked" or None (NumPy, lists, scalars, device arrays)."""
+    """"torch", "xarray", "masked", "dask" or None (NumPy, lists, scalars, device
+    arrays)."""
     t = type(a)
     if t is np.ndarray or t is float or t is int:
         return None
@@ -42,6 +43,8 @@ def _kind(a):
             return "torch"
         if m.startswith("xarray.") and c.__name__ == "DataArray":
             return "xarray"
+        if m.startswith("dask.array") and c.__name__ == "Array":
+            return "dask"          # fastact._dask's
     ma = sys.modules.get("numpy.ma")
     if ma is not None and isinstance(a, ma.MaskedArray):
         return "masked"
@@ -72,7 +75,8 @@ def foreign(op, named, out=None):
     return None if found is None else found[0]
 
 
-_NAMES = {"torch": "PyTorch tensor", "xarray": "xarray DataArray", "masked": "masked array"}
+_NAMES = {"torch": "PyTorch tensor", "xarray": "xarray DataArray", "masked": "masked array",
+          "dask": "dask array"}
 
 
 def _torch_numpy(op, name, t):

@@ -233,11 +233,12 @@ def _rrelu_div_train(p):
     return forward, backward
 
 
-def reference_rrelu_slopes(n, key, lower, upper, dtype, start=0):
-    """The slopes of flat indices ``start..start+n-1`` as a NumPy array of ``dtype``."""
+def reference_rrelu_slopes(n, key, lower, upper, dtype, start=0, index=None):
+    """The slopes of flat indices ``start..start+n-1`` (or of the uint64
+    array ``index``) as a NumPy array of ``dtype``."""
     dt = np.dtype(dtype)
     lower, upper = dt.type(lower), dt.type(upper)
-    idx = np.arange(start, start + n, dtype=np.uint64)
+    idx = np.arange(start, start + n, dtype=np.uint64) if index is None else index
     if dt == np.float32:
         # the masked uint64 form of the CUDA target works on arrays as on
         # scalars; the tests hold it to fastact._rng.hash24
@@ -253,23 +254,31 @@ def reference_rrelu_slopes(n, key, lower, upper, dtype, start=0):
     return lower + (upper - lower) * u
 
 
-def _ref_rrelu_fwd(x, key, lower, upper):
-    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+def _slopes_of(x, key, lower, upper, index):
+    """The slopes of ``x``'s elements: keyed by their flat C-order index, or
+    by ``index`` (an array of x's shape: their index in a larger array)."""
+    return reference_rrelu_slopes(x.size, key, lower, upper, x.dtype,
+                                  index=None if index is None else index.reshape(-1)
+                                  ).reshape(x.shape)
+
+
+def _ref_rrelu_fwd(x, key, lower, upper, index=None):
+    a = _slopes_of(x, key, lower, upper, index)
     return np.where(x > 0, x, x * a)
 
 
-def _ref_rrelu_bwd(g, x, key, lower, upper):
-    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+def _ref_rrelu_bwd(g, x, key, lower, upper, index=None):
+    a = _slopes_of(x, key, lower, upper, index)
     return np.where(x > 0, g, g * a)
 
 
-def _ref_rrelu_div_fwd(x, key, lower, upper):
-    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+def _ref_rrelu_div_fwd(x, key, lower, upper, index=None):
+    a = _slopes_of(x, key, lower, upper, index)
     return np.where(x > 0, x, x / a)
 
 
-def _ref_rrelu_div_bwd(g, x, key, lower, upper):
-    a = reference_rrelu_slopes(x.size, key, lower, upper, x.dtype).reshape(x.shape)
+def _ref_rrelu_div_bwd(g, x, key, lower, upper, index=None):
+    a = _slopes_of(x, key, lower, upper, index)
     return np.where(x > 0, g, g / a)
 
 

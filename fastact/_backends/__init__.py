@@ -10,6 +10,11 @@ methods:
     ``name`` is a registry entry of kind ``"elementwise"``; ``pass_`` is
     ``"forward"`` (``ins == (x,)``) or ``"backward"`` (``ins == (g, s)``).
     Arrays are 1-D; for an ``indexed`` spec the flat index is the position.
+``elementwise_rows(name, pass_, ins, out, params, starts)``
+    ``elementwise`` on 2-D ``(rows, m)`` arrays whose row ``r`` sits at
+    flat index ``starts[r]`` (int64) of a larger C-order array: an
+    ``indexed`` spec keys element ``k`` of row ``r`` by ``starts[r] + k``
+    (the blocks of a chunked dask array, fastact._dask).
 ``prelu_forward(x, w, out)`` / ``prelu_backward(g, x, w, gx, gw)``
     ``x`` has shape ``(outer, C, inner)``, ``w`` and ``gw`` shape ``(C,)``.
 ``rows_forward(name, x, out)`` / ``rows_backward(name, g, y, out)``

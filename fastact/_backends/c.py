@@ -181,6 +181,20 @@ class CBackend(Backend):
                    1 if n < cmin else threads())
         return run
 
+    def elementwise_rows(self, name, pass_, ins, out, params, starts):
+        rows, m = out.shape
+        indexed = REGISTRY[name].indexed
+        key, floats = (int(params[0]), params[1:]) if indexed else (0, params)
+        fb, ct = self._from_buffer, self._ctype[out.dtype.char]
+        rc = self._lib.fa_elementwise_rows(
+            int(out.dtype.itemsize == 8), getattr(self._lib, _kernel_id_name(name, pass_)),
+            fb(ct, ins[0]), fb(ct, ins[1]) if len(ins) > 1 else self._ffi.NULL,
+            fb(ct, out, True), rows, m, self._ffi.from_buffer("int64_t[]", starts),
+            *(float(v) for v in floats), *(0.0,) * (3 - len(floats)), key,
+            self._threads(out.size))
+        if rc != 0:
+            raise RuntimeError(f"fastact C {name}: fa_elementwise_rows refused the call ({rc})")
+
     def elementwise_strided(self, name, pass_, walk, params):
         out = walk.arrays[-1]
         layout = (name, pass_, out.itemsize, walk.dims, walk.strides)

@@ -339,6 +339,31 @@ def _block_runs(fi, indexed, nt=False):
     return run
 
 
+def _one_shape(f, indexed, binary):
+    """``f`` in one formula shape for both arities, ``fi(a, b, i, *params)``:
+    the index is dead code where the formula takes none, and so is b for a
+    unary formula (whose kernel passes x as both), both removed by LLVM."""
+    inline = always_inline()
+    if binary and indexed:
+        return f
+    if binary:
+        @inner_njit()
+        def fi(g, s, i, *params):
+            inline()
+            return f(g, s, *params)
+    elif indexed:
+        @inner_njit()
+        def fi(x, b, i, *params):
+            inline()
+            return f(x, i, *params)
+    else:
+        @inner_njit()
+        def fi(x, b, i, *params):
+            inline()
+            return f(x, *params)
+    return fi
+
+
 def _make_blocked(tag, f, indexed, binary, dtype):
     """The parallel loop for outputs too big for the caches: one task per
     thread, each taking its share in blocks of ``config.STREAM_BLOCK_BYTES``
@@ -366,28 +391,8 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
-    # one formula shape for both arities, fi(a, b, i, *params): the index is
-    # dead code where the formula takes none, and so is b for a unary
-    # formula (whose kernel passes x as both), both removed by LLVM
+    fi = _one_shape(f, indexed, binary)
     inline = always_inline()
-    if binary and indexed:
-        fi = f
-    elif binary:
-        @inner_njit()
-        def fi(g, s, i, *params):
-            inline()
-            return f(g, s, *params)
-    elif indexed:
-        @inner_njit()
-        def fi(x, b, i, *params):
-            inline()
-            return f(x, i, *params)
-    else:
-        @inner_njit()
-        def fi(x, b, i, *params):
-            inline()
-            return f(x, *params)
-
     fence = streaming()[1]
     pf_read = prefetchers()[0]
 
@@ -1485,6 +1490,14 @@ class NumbaBackend(Backend):
             self._run(args[-2].shape[0], threshold, kernel, *args,
                       big_out=args[-2])
         return run
+
+    def elementwise_rows(self, name, pass_, ins, out, params, starts):
+        from .numba_rows import rows_kernel
+        a = ins[0].reshape(-1)
+        b = ins[1].reshape(-1) if len(ins) > 1 else a
+        self._run(out.size, parallel_min(name),
+                  lambda variant: rows_kernel(name, pass_, out.dtype.type, bool(variant)),
+                  a, b, out.reshape(-1), starts, out.shape[1], params)
 
     def elementwise_strided(self, name, pass_, walk, params):
         """Big walks: the parallel walk kernel; small ones (and those that

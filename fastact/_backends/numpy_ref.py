@@ -30,6 +30,17 @@ class NumpyBackend(Backend):
             pass_) or spec.from_output.reference
         out[...] = fn(*ins, *params)
 
+    @_quiet
+    def elementwise_rows(self, name, pass_, ins, out, params, starts):
+        spec = REGISTRY[name]
+        fn = {"forward": spec.reference_forward, "backward": spec.reference_backward}.get(
+            pass_) or spec.from_output.reference
+        if not spec.indexed:
+            out[...] = fn(*ins, *params)
+            return
+        index = starts.astype(np.uint64)[:, None] + np.arange(out.shape[1], dtype=np.uint64)
+        out[...] = fn(*ins, *params, index=index)
+
     def elementwise_strided(self, name, pass_, walk, params):
         # the expressions take the operands as they lie
         self.elementwise(name, pass_, walk.arrays[:-1], walk.arrays[-1], params)
