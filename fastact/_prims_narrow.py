@@ -84,28 +84,33 @@ def converters(kind, hardware=None):
     if hardware is None:
         hardware = kind == "float16" and f16c_target()
 
-    @intrinsic
-    def widen(typingctx, h):
-        if not isinstance(h, types.Integer):
-            return None
+    def widen_ir(b, v):
+        if hardware:
+            return b.fpext(b.bitcast(v, ir.HalfType()), f32)
+        return b.bitcast(bits_to_f32(b, v), f32)
 
-        def codegen(context, builder, sig, args):
-            v = builder.trunc(args[0], i16) if h.bitwidth > 16 else args[0]
-            if hardware:
-                return builder.fpext(builder.bitcast(v, ir.HalfType()), f32)
-            return builder.bitcast(bits_to_f32(builder, v), f32)
-        return types.float32(h), codegen
+    def narrow_ir(b, v):
+        if hardware:
+            return b.bitcast(b.fptrunc(v, ir.HalfType()), i16)
+        return f32_to_bits(b, v)
 
-    @intrinsic
-    def narrow(typingctx, f):
-        if not isinstance(f, types.Float):
-            return None
+    def conversion(arg_kind, width, result, emit):
+        """An intrinsic ``result(a)`` of ``emit``; ``a`` of ``arg_kind``
+        (an integer or a float) and a wider one than ``width`` bits first
+        truncated to that."""
+        @intrinsic
+        def convert(typingctx, a):
+            if not isinstance(a, arg_kind):
+                return None
 
-        def codegen(context, builder, sig, args):
-            v = builder.fptrunc(args[0], f32) if f.bitwidth > 32 else args[0]
-            if hardware:
-                return builder.bitcast(builder.fptrunc(v, ir.HalfType()), i16)
-            return f32_to_bits(builder, v)
-        return types.uint16(f), codegen
+            def codegen(context, builder, sig, args):
+                v = args[0]
+                if a.bitwidth > width:
+                    v = (builder.trunc(v, i16) if arg_kind is types.Integer
+                         else builder.fptrunc(v, f32))
+                return emit(builder, v)
+            return result(a), codegen
+        return convert
 
-    return widen, narrow
+    return (conversion(types.Integer, 16, types.float32, widen_ir),
+            conversion(types.Float, 32, types.uint16, narrow_ir))

@@ -32,9 +32,11 @@ NARROW = [pytest.param(np.dtype(np.float16), id="float16"),
           pytest.param(BF16, id="bfloat16", marks=pytest.mark.skipif(
               BF16 is None, reason="ml_dtypes is not installed"))]
 ALL_BITS = np.arange(1 << 16, dtype=np.uint16)
-#: the correctly rounded rate floors of the inexact ops (measured: the
-#: lowest is float16 gelu_tanh's, 99.3%; the misses are double roundings)
-RATE_FLOOR = 0.98
+#: the correctly rounded rate floor of the inexact ops (measured on every
+#: backend: 99.81% or more, the lowest bfloat16 elu with alpha 0.7, whose
+#: alpha the kernels take in float32; the others' misses are double
+#: roundings, 99.986% or more)
+RATE_FLOOR = 0.995
 #: ops whose forward differs only in parameters the kernels take at run
 #: time; one of each family compiles once per dtype
 FORWARD_OPS = [op for op in ELEMENTWISE_OPS

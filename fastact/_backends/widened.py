@@ -35,15 +35,19 @@ class Widened:
         self.backend = backend
         self.name = backend.name
 
+    def _one_out(self, method, head, arrays, out, *tail):
+        """``backend.method(*head, *arrays, out, *tail)`` on float32 copies."""
+        o = _like(out)
+        getattr(self.backend, method)(*head, *(_f32(a) for a in arrays), o, *tail)
+        _back(out, o)
+
     def elementwise(self, name, pass_, ins, out, params):
         o = _like(out)
         self.backend.elementwise(name, pass_, [_f32(a) for a in ins], o, params)
         _back(out, o)
 
     def prelu_forward(self, x, w, out):
-        o = _like(out)
-        self.backend.prelu_forward(_f32(x), _f32(w), o)
-        _back(out, o)
+        self._one_out("prelu_forward", (), (x, w), out)
 
     def prelu_backward(self, g, x, w, gx, gw):
         ox, ow = _like(gx), _like(gw)
@@ -52,21 +56,13 @@ class Widened:
         _back(gw, ow)
 
     def rows_forward(self, name, x, out):
-        o = _like(out)
-        self.backend.rows_forward(name, _f32(x), o)
-        _back(out, o)
+        self._one_out("rows_forward", (name,), (x,), out)
 
     def rows_backward(self, name, g, y, out):
-        o = _like(out)
-        self.backend.rows_backward(name, _f32(g), _f32(y), o)
-        _back(out, o)
+        self._one_out("rows_backward", (name,), (g, y), out)
 
     def gated_forward(self, name, x, out):
-        o = _like(out)
-        self.backend.gated_forward(name, _f32(x), o)
-        _back(out, o)
+        self._one_out("gated_forward", (name,), (x,), out)
 
     def gated_backward(self, name, g, x, out):
-        o = _like(out)
-        self.backend.gated_backward(name, _f32(g), _f32(x), o)
-        _back(out, o)
+        self._one_out("gated_backward", (name,), (g, x), out)
