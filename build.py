@@ -48,7 +48,7 @@ DEPENDS = ["c_src/fastact.h", "c_src/pool.h", "c_src/ops.h", "c_src/kernels.inc"
            "c_src/formulas.inc",
            "c_src/formulas_clamps.inc", "c_src/formulas_exponential.inc",
            "c_src/formulas_special.inc",
-           "c_src/both_dtypes.inc", "c_src/walk.inc"]
+           "c_src/both_dtypes.inc", "c_src/walk.inc", "c_src/narrow.inc"]
 #: written next to the module when the build fails; the backend reports it
 UNBUILT_NOTE = "_cfastact.unbuilt"
 

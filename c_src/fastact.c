@@ -86,10 +86,21 @@ typedef struct fa_table {
 #if defined(__GNUC__) || defined(__clang__)
 typedef float fa_float_unaligned __attribute__((aligned(1)));
 typedef double fa_double_unaligned __attribute__((aligned(1)));
+typedef uint16_t fa_u16_unaligned __attribute__((aligned(1)));
 #else
 typedef float fa_float_unaligned;
 typedef double fa_double_unaligned;
+typedef uint16_t fa_u16_unaligned;
 #endif
+
+/* The narrow dtypes (narrow.inc): elements converted to float32 at a time,
+   2 KiB of float32 per buffer (three buffers stay in L1) */
+#define FA_NARROW_CHUNK 512
+/* the conversions of one level, by narrow dtype (0 float16, 1 bfloat16) */
+typedef struct fa_convert_table {
+    void (*widen[2])(const fa_u16_unaligned *, float *, int64_t);
+    void (*narrow[2])(const float *, fa_u16_unaligned *, int64_t);
+} fa_convert_table;
 
 /* Every primitive and formula is inlined into its loop: one left a call (past
    the compiler's inlining threshold) keeps the loop scalar (a float64
@@ -139,15 +150,18 @@ enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
 /* --- baseline (SSE2 on x86-64, whatever the compiler targets elsewhere) --- */
 #define FA_ISA baseline
 #include "both_dtypes.inc"
+#define FA_NARROW_HW 0
+#include "narrow.inc"
+#undef FA_NARROW_HW
 #undef FA_ISA
 
 #if FA_X86
 /* --- AVX2 + FMA --- */
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #endif
 #undef FA_FMA32
 #undef FA_FMA64
@@ -163,6 +177,9 @@ enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
     } while (0)
 #define FA_ISA avx2
 #include "both_dtypes.inc"
+#define FA_NARROW_HW 1
+#include "narrow.inc"
+#undef FA_NARROW_HW
 #undef FA_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -182,6 +199,9 @@ enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
     _mm512_stream_si512((void *)(dst), _mm512_load_si512((const void *)(src)))
 #define FA_ISA avx512
 #include "both_dtypes.inc"
+#define FA_NARROW_HW 2
+#include "narrow.inc"
+#undef FA_NARROW_HW
 #undef FA_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -192,15 +212,25 @@ enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
 
 /* --- the resolver ---------------------------------------------------------------- */
 
-/* dtype ids FA_F32_IDX, FA_F64_IDX: fastact.h */
+/* dtype ids FA_F32_IDX, FA_F64_IDX, FA_F16_IDX, FA_BF16_IDX: fastact.h (the
+   narrow dtypes' tables hold the elementwise kernels only) */
 
-static const fa_table *const fa_tables[3][2] = {
-    {&table_f32_baseline, &table_f64_baseline},
+static const fa_table *const fa_tables[3][4] = {
+    {&table_f32_baseline, &table_f64_baseline, &table_f16_baseline, &table_bf16_baseline},
 #if FA_X86
-    {&table_f32_avx2, &table_f64_avx2},
-    {&table_f32_avx512, &table_f64_avx512},
+    {&table_f32_avx2, &table_f64_avx2, &table_f16_avx2, &table_bf16_avx2},
+    {&table_f32_avx512, &table_f64_avx512, &table_f16_avx512, &table_bf16_avx512},
 #endif
 };
+
+static const fa_convert_table *const fa_converts[3] = {
+    &convert_narrow_baseline,
+#if FA_X86
+    &convert_narrow_avx2, &convert_narrow_avx512,
+#endif
+};
+
+static const int fa_itemsize[4] = {4, 8, 2, 2};
 
 static const char *const fa_isa_names[3] = {"baseline", "avx2", "avx512"};
 
@@ -215,7 +245,8 @@ int fa_best_isa(void)
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl"))
         return FA_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
         return FA_ISA_AVX2;
 #endif
     return FA_ISA_BASELINE;
@@ -386,7 +417,7 @@ static void fa_launch_chunks(int dtype, int k, fa_args *a, fa_chunks ch, int64_t
                              int nthreads, int whole)
 {
     int level = fa_isa();
-    int64_t min = fa_stream_min(), bytes = ch.units * unit_elems * (dtype == FA_F32_IDX ? 4 : 8);
+    int64_t min = fa_stream_min(), bytes = ch.units * unit_elems * fa_itemsize[dtype];
     int big = min >= 0 && bytes > 0 && bytes >= min;
     a->stream = big ? fa_out_mode[k] : FA_OUT_REGULAR;
     fa_call c = {fa_tables[level][dtype]->fn[k], a,
@@ -490,7 +521,7 @@ FA_DEFINE_DTYPE(double, f64, FA_F64_IDX)
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
                    double p0, double p1, double p2, uint64_t key, int nthreads)
 {
-    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || kernel < 0 ||
+    if (dtype < FA_F32_IDX || dtype > FA_BF16_IDX || kernel < 0 ||
         kernel >= FA_K_ELEMENTWISE_COUNT || n < 0)
         return -1;
     fa_args a = {.in0 = in0, .in1 = in1, .out = out, .p0 = p0, .p1 = p1, .p2 = p2, .key = key};
@@ -540,6 +571,18 @@ int fa_elementwise_rows(int dtype, int kernel, const void *in0, const void *in1,
                     starts, m, dtype == FA_F32_IDX ? 4 : 8};
     fa_pool_for(fa_rows_at_chunk, &c,
                 fa_chunks_for(rows, 1, (FA_CHUNK_MIN_ELEMS + m - 1) / m, nthreads), nthreads, 1);
+    return 0;
+}
+
+int fa_narrow_convert(int dtype, int to_f32, const void *in, void *out, int64_t n)
+{
+    if ((dtype != FA_F16_IDX && dtype != FA_BF16_IDX) || n < 0)
+        return -1;
+    const fa_convert_table *t = fa_converts[fa_isa()];
+    if (to_f32)
+        t->widen[dtype - FA_F16_IDX]((const fa_u16_unaligned *)in, (float *)out, n);
+    else
+        t->narrow[dtype - FA_F16_IDX]((const float *)in, (fa_u16_unaligned *)out, n);
     return 0;
 }
 

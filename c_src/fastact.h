@@ -53,8 +53,15 @@ void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
 int64_t fa_llc_bytes(void);        /* last-level cache by cpuid; 0 if unknown */
 
-/* dtype ids */
-enum { FA_F32_IDX, FA_F64_IDX };
+/* dtype ids; the narrow ones (float16, bfloat16) have the elementwise
+   kernels only (fa_elementwise): chunks converted to float32, computed by
+   the float32 kernels, rounded once (c_src/narrow.inc) */
+enum { FA_F32_IDX, FA_F64_IDX, FA_F16_IDX, FA_BF16_IDX };
+
+/* Tests: n elements of a narrow dtype (FA_F16_IDX, FA_BF16_IDX) widened to
+   float32 (to_f32 = 1) or float32 rounded to it, by the current level's
+   conversions; returns 0, or -1 for another dtype or a negative n */
+int fa_narrow_convert(int dtype, int to_f32, const void *in, void *out, int64_t n);
 
 /* Every elementwise kernel, by id (FA_K_* below FA_K_ELEMENTWISE_COUNT,
    c_src/ops.h): in0 is x (forward) or the upstream gradient, in1 the saved

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _checks, _dask, _dispatch, _interop, _walk
 from ._arrays import HOST, SUPPORTED
+from ._narrow import compute_dtype, is_narrow
 from ._registry import REGISTRY, REQUIRED, parallel_min
 
 
@@ -20,7 +21,13 @@ from ._registry import REGISTRY, REQUIRED, parallel_min
 
 def _fail_dtype(op, arg, dtype):
     raise TypeError(f"fastact.{op}: {arg} has dtype {dtype}; "
-                    "supported dtypes are float32 and float64")
+                    "supported dtypes are float32 and float64, and the 16-bit float16 "
+                    "and bfloat16 (host arrays)")
+
+
+def _supported(dtype, device=False):
+    """float32, float64, and on the host the narrow float16 and bfloat16."""
+    return dtype in SUPPORTED or (not device and is_narrow(dtype))
 
 
 def _is_device(a):
@@ -47,7 +54,7 @@ def _inputs(op, named, same_shape=True):
     # typed argument's (as a weight does), where that one is supported
     like = None if xp.device else next(
         (d for d in (getattr(a, "dtype", None) for _, a in named)
-         if isinstance(d, np.dtype) and d.newbyteorder("=") in SUPPORTED), None)
+         if isinstance(d, np.dtype) and _supported(d.newbyteorder("="))), None)
     arrs = []
     for name, a in named:
         try:
@@ -59,9 +66,9 @@ def _inputs(op, named, same_shape=True):
                 arr = xp.asarray(a)
         except Exception as e:
             raise TypeError(f"fastact.{op}: {name} is not an array ({type(a).__name__}): {e}") from None
-        if arr.dtype not in SUPPORTED:
+        if not _supported(arr.dtype, xp.device):
             if not xp.device and not arr.dtype.isnative and \
-                    arr.dtype.newbyteorder("=") in SUPPORTED:
+                    _supported(arr.dtype.newbyteorder("=")):
                 # byte-swapped data: computed on a native copy, returned native
                 arr = arr.astype(arr.dtype.newbyteorder("="))
             elif xp.device or arr.dtype.kind not in "biu":
@@ -83,12 +90,12 @@ def _inputs(op, named, same_shape=True):
 def _promoted(op, named, arrs):
     """The arrays, one or more of them integer or boolean, in the dtype
     NumPy's ufuncs would compute them in: ``np.result_type`` of them all
-    (int64 with float32 is float64), float64 where all are integers or
-    booleans; a float16 result (int8 with float16) stays a TypeError."""
+    (int64 with float32 is float64, int8 with float16 float16), float64
+    where all are integers or booleans."""
     dt = np.result_type(*(a.dtype for a in arrs))
     if dt.kind in "biu":
         dt = np.dtype(np.float64)
-    if dt not in SUPPORTED:
+    if not _supported(dt):
         name = next(n for (n, _), a in zip(named, arrs) if a.dtype.kind not in "biu")
         _fail_dtype(op, name, next(a.dtype for a in arrs if a.dtype.kind not in "biu"))
     return [a if a.dtype == dt else a.astype(dt) for a in arrs]
@@ -130,7 +137,11 @@ def _axis(op, axis, ndim):
     return axis % n
 
 
-def _backend(op, xp, backend, size, name=None):
+def _backend(op, xp, backend, size, name=None, dtype=None):
+    """The backend of a call; for narrow ``dtype`` its narrow methods
+    (Backend.narrow)."""
+    if dtype is not None and is_narrow(dtype) and not xp.device:
+        return _backend(op, xp, backend, size, name).narrow()
     if xp.device:
         if backend not in (None, "cuda"):
             _dispatch._check_name(backend)
@@ -395,11 +406,11 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
     shape, dtype = x.shape, x.dtype
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
-    b = _backend(op, xp, backend, x.size, name)
-    p = _cast_params(params, dtype)
+    b = _backend(op, xp, backend, x.size, name, dtype)
+    p = _cast_params(params, compute_dtype(dtype))
     # the indexed ops (RReLU's slopes, keyed by the C-order index) are
-    # computed on C-order copies
-    if not xp.device and x.size and not REGISTRY[name].indexed:
+    # computed on C-order copies, and so are the narrow dtypes
+    if not xp.device and x.size and not REGISTRY[name].indexed and not is_narrow(dtype):
         res = _elementwise_strided(b, name, pass_, arrs, p, out)
         if res is not None:
             return res
@@ -653,14 +664,15 @@ def _prelu_layout(op, xp, x, weight, axis):
         raise TypeError(f"fastact.{op}: weight is a device array but x is a host array; "
                         "move them to one side first")
     w = xp.asarray(weight)
-    if not xp.device and not w.dtype.isnative and w.dtype.newbyteorder("=") in SUPPORTED:
+    if not xp.device and not w.dtype.isnative and _supported(w.dtype.newbyteorder("=")):
         w = w.astype(w.dtype.newbyteorder("="))        # byte-swapped: a native copy
-    if w.dtype != x.dtype:
+    # narrow x may take float32 slopes (parameters are float32 to them)
+    if w.dtype != x.dtype and not (is_narrow(x.dtype) and w.dtype == np.float32):
         from_python = not (isinstance(weight, np.ndarray) or xp.device)
         if (from_python and w.dtype.kind == "f") or (not xp.device and w.dtype.kind in "biu"):
             # a Python number or list, or integer or boolean slopes
             w = np.asarray(w, dtype=x.dtype)
-        elif w.dtype not in SUPPORTED:
+        elif not _supported(w.dtype, xp.device):
             _fail_dtype(op, "weight", w.dtype)
         else:
             raise TypeError(f"fastact.{op}: weight has dtype {w.dtype} but x has dtype "
@@ -755,7 +767,7 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
     _check_out(op, xp, out, xa.shape, xa.dtype)
     _check_stream(op, xp, stream)
     w, shape3, _ = _prelu_layout(op, xp, xa, weight, axis)
-    b = _backend(op, xp, backend, xa.size, "prelu")
+    b = _backend(op, xp, backend, xa.size, "prelu", xa.dtype)
     x3 = xp.flat(xa).reshape(shape3)
     kw = {"stream": stream} if xp.device else {}
 
@@ -825,10 +837,10 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     _check_out(op, xp, out_x, xa.shape, xa.dtype, "out[0]")
     _check_stream(op, xp, stream)
     w, shape3, wshape = _prelu_layout(op, xp, xa, weight, axis)
-    _check_out(op, xp, out_w, wshape, xa.dtype, "out[1]")
-    b = _backend(op, xp, backend, xa.size, "prelu")
+    _check_out(op, xp, out_w, wshape, w.dtype, "out[1]")
+    b = _backend(op, xp, backend, xa.size, "prelu", xa.dtype)
     g3, x3 = xp.flat(ga).reshape(shape3), xp.flat(xa).reshape(shape3)
-    gw = xp.empty((shape3[1],), xa.dtype)
+    gw = xp.empty((shape3[1],), w.dtype)
     kw = {"stream": stream} if xp.device else {}
 
     def compute(target):
@@ -899,7 +911,7 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream, how=None):
     # along a middle axis the automatic choice asks for "<name>:inner"
     # (config.NUMBA_FIRST could send those to Numba; both CPU backends have
     # the inner-axis kernels)
-    b = _backend(op, xp, backend, a0.size, name if last else name + ":inner")
+    b = _backend(op, xp, backend, a0.size, name if last else name + ":inner", dtype)
     kw = {"stream": stream} if xp.device else {}
     if a0.ndim == 0:
         arrs = [a.reshape(1) for a in arrs]
@@ -981,7 +993,7 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
     shape, dtype = (half if pass_ == "forward" else x.shape), x.dtype
     _check_out(op, xp, out, shape, dtype)
     _check_stream(op, xp, stream)
-    b = _backend(op, xp, backend, x.size, name)
+    b = _backend(op, xp, backend, x.size, name, dtype)
     kw = {"stream": stream} if xp.device else {}
     outer, M = math.prod(x.shape[:ax]), math.prod(half[ax:])
     flats = [xp.flat(a) for a in arrs]
@@ -1001,7 +1013,9 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
 
 # --- the arguments, documented once -----------------------------------------------------
 
-_ARRAY = ("float32 or float64 (integers and booleans promoted to float64, as NumPy's ufuncs "
+_ARRAY = ("float32 or float64, or on the host the 16-bit float16 or bfloat16 (``ml_dtypes``; "
+          "computed in float32, rounded once; every array of a call in one dtype) "
+          "(integers and booleans promoted to float64, as NumPy's ufuncs "
           "do), any shape and strides: a NumPy array or anything ``np.asarray`` accepts, a "
           "PyTorch CPU tensor (detached), an xarray DataArray, a masked array, or a CUDA "
           "device array")

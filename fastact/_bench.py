@@ -29,6 +29,29 @@ import numpy as np
 
 PASSES = ("forward", "backward")
 DTYPES = ("float32", "float64")
+#: the 16-bit storage dtypes (``--dtype float16|bfloat16``; not in "all")
+NARROW_DTYPES = ("float16", "bfloat16")
+
+
+def dtype_of(name):
+    """The NumPy dtype called ``name``; bfloat16 from ml_dtypes."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _bits(a):
+    """A narrow array's uint16 view (what the Numba copy kernels move), else ``a``."""
+    return a.view(np.uint16) if a.dtype.name in NARROW_DTYPES else a
+
+
+def _torch_view(a):
+    """``torch.from_numpy`` that takes bfloat16 (ml_dtypes) too."""
+    import torch
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 REFERENCES = ("numpy-expr", "torch")     # comparison columns, not fastact backends
 
 #: Element count of the full benchmarks (``fastact bench`` and ``benchmarks/``).
@@ -133,12 +156,13 @@ def _base_data(dtype, n):
     # each branch of every activation, and exp sees a realistic range.
     rng = np.random.default_rng(12345)
     x = rng.standard_normal(n, dtype=np.float64) * 2.0
-    return x.astype(dtype), rng.standard_normal(n, dtype=np.float64).astype(dtype)
+    dt = dtype_of(dtype)
+    return x.astype(dt), rng.standard_normal(n, dtype=np.float64).astype(dt)
 
 
 def make_workload(op, dtype, n, row=None):
     import fastact
-    dtype = np.dtype(dtype)
+    dtype = dtype_of(dtype) if isinstance(dtype, str) else np.dtype(dtype)
     shape = shape_for(op, n, row)
     m = math.prod(shape)
     xb, gb = _base_data(dtype.name, m)
@@ -270,7 +294,7 @@ def torch_call(wl, pass_):
     import fastact
     torch.set_num_threads(fastact.get_num_threads())
     A = torch.ops.aten
-    t = torch.from_numpy
+    t = _torch_view
     x, g, out = t(wl.x), t(wl.g), t(wl.result(pass_))
     op, fwd = wl.op, pass_ == "forward"
     spec = registry_entry(op)
@@ -324,7 +348,7 @@ def copy_call(dtype, n):
     spinning side by side would slow each other).
     """
     import fastact
-    src = _base_data(np.dtype(dtype).name, n)[0]
+    src = _bits(_base_data(np.dtype(dtype).name, n)[0])
     dst = np.empty_like(src)
     kernel = _copy_kernel()
     threads = fastact.get_num_threads()
@@ -351,9 +375,9 @@ def stream_copy_gbs(dtype, n, repeat=DEFAULT_REPEAT):
     from ._prims import streaming_supported
     if not streaming_supported():
         return None
-    src = _base_data(np.dtype(dtype).name, n)[0]
+    src = _bits(_base_data(np.dtype(dtype).name, n)[0])
     dst = np.empty_like(src)
-    kernel, threads = _stream_copy_kernel(np.dtype(dtype).name), fastact.get_num_threads()
+    kernel, threads = _stream_copy_kernel(src.dtype.name), fastact.get_num_threads()
 
     def call():
         kernel(threads, src, dst, ())

@@ -80,6 +80,10 @@ _NAMES = {"torch": "PyTorch tensor", "xarray": "xarray DataArray", "masked": "ma
 
 
 def _torch_numpy(op, name, t):
+    torch = sys.modules["torch"]
+    if t.dtype == torch.bfloat16:         # NumPy has no bfloat16: ml_dtypes' view of the bits
+        import ml_dtypes
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     try:
         return t.numpy()
     except (TypeError, RuntimeError) as e:
@@ -146,7 +150,10 @@ def _wrap(kind, res, template, mask=None, out=None, zero_masked=False):
     if out is not None:
         return out
     if kind == "torch":
-        return sys.modules["torch"].from_numpy(res)
+        torch = sys.modules["torch"]
+        if res.dtype.name == "bfloat16":
+            return torch.from_numpy(res.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(res)
     xr = sys.modules["xarray"]
     if _kind(template) != "xarray":
         return xr.DataArray(res)

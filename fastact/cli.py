@@ -111,7 +111,8 @@ def _parser():
                    help="comma-separated CPU backends (default: the compiled ones that load: "
                    "numba, c)")
     b.add_argument("--dtype", default=None, metavar="DTYPE",
-                   help="float32, float64, a comma list of both, or 'all' (default: float32)")
+                   help="float32, float64, float16, bfloat16 (ml_dtypes), a comma list, or "
+                   "'all' (float32 and float64; default: float32)")
     b.add_argument("--size", type=_size, metavar="N",
                    help="elements per array, e.g. 2**24 or 16M (default: 2**24; --quick: 2**22)")
     b.add_argument("--in-cache", type=_count_size, default=None, metavar="N",
@@ -245,8 +246,9 @@ def _choose(args):
         except argparse.ArgumentTypeError as e:
             raise _UsageError(f"--dtype: {e}") from None
         for d in dtypes:
-            if d not in _bench.DTYPES:
-                raise _UsageError(f"unknown dtype {d!r}; choose from float32, float64, all")
+            if d not in _bench.DTYPES + _bench.NARROW_DTYPES:
+                raise _UsageError(f"unknown dtype {d!r}; choose from float32, float64, "
+                                  "float16, bfloat16, all")
     size = args.size or (_bench.QUICK_SIZE if args.quick else _bench.DEFAULT_SIZE)
     need = _bench.ARRAYS_HELD * size * max(8 if d == "float64" else 4 for d in dtypes)
     have = _memory_bytes()

@@ -115,7 +115,7 @@ def test_compare_without_common_kernels_fails(capsys, tmp_path):
     (["bench", "--ops", "swish"], "unknown op 'swish'"),
     (["bench", "--backends", "fortran"], "unknown backend 'fortran'"),
     (["bench", "--backends", "cuda"], "gpu_check.py"),
-    (["bench", "--dtype", "float16"], "unknown dtype 'float16'"),
+    (["bench", "--dtype", "int8"], "unknown dtype 'int8'"),
     (["bench", "--size", "lots"], "invalid size 'lots'"),
     (["bench", "--size", "0"], "size must be positive"),
     (["bench", "--repeat", "0"], "must be at least 1"),

@@ -7,7 +7,7 @@ from conftest import ALL_CALLS
 
 NAMES = sorted(ALL_CALLS)
 # integer and boolean arrays are promoted (tests/test_interop.py)
-BAD_DTYPES = [np.complex64, np.complex128, np.float16, np.longdouble, object, "U3"]
+BAD_DTYPES = [np.complex64, np.complex128, np.longdouble, object, "U3"]
 
 
 def _ok(dtype, shape=(2, 3)):

@@ -275,8 +275,10 @@ def test_prelu_weight_errors():
         fastact.prelu_backward(np.zeros(3), np.zeros(3), np.ones(3))
     with pytest.raises(TypeError, match="weight has dtype float64 but x has dtype float32"):
         fastact.prelu(np.zeros((2, 3), np.float32), np.ones(3))
-    with pytest.raises(TypeError, match="supported dtypes are float32 and float64"):
+    with pytest.raises(TypeError, match="weight has dtype float16 but x has dtype float64"):
         fastact.prelu(x2, np.ones(3, np.float16))
+    with pytest.raises(TypeError, match="supported dtypes are float32 and float64"):
+        fastact.prelu(x2, np.ones(3, np.complex64))
     with pytest.raises(np.exceptions.AxisError):
         fastact.prelu(x2, np.ones(3), axis=2)
     with pytest.raises(TypeError, match="out must be None or a pair"):

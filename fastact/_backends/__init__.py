@@ -43,6 +43,10 @@ methods:
     small arrays.  ``small`` says the arrays have fewer than
     ``_registry.parallel_min(name)`` elements.
 
+``narrow()``
+    The same methods for arrays of a narrow dtype (float16, bfloat16),
+    parameters as float32: computed in float32, rounded once.
+
 ``load()`` returns the ready backend or raises an exception whose message
 says why it is unavailable; ``describe()`` returns a dict for ``fastact info``.
 """
@@ -84,6 +88,19 @@ class Backend:
 
     def describe(self) -> dict:
         return {}
+
+    def narrow(self):
+        """This backend's methods for narrow arrays (float16, bfloat16: the
+        public layer's ``_backend``), with those of the base interface;
+        by default its float32 methods on widened copies (widened.Widened)."""
+        n = self.__dict__.get("_narrow")
+        if n is None:
+            n = self._narrow = self._narrow_methods()
+        return n
+
+    def _narrow_methods(self):
+        from .widened import Widened
+        return Widened(self)
 
     def elementwise_kernel(self, name, pass_, dtype, small):
         elementwise = self.elementwise

@@ -34,9 +34,11 @@ import pathlib
 import numpy as np
 
 from .. import _threads, config
+from .._narrow import is_bfloat16
 from .._registry import REGISTRY, rowwise
 from .._spec import PASS_SUFFIX, gated
 from . import Backend, inner_columns, prelu_run
+from .widened import Widened
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
 _MODULE = "fastact._backends._cfastact"
@@ -56,6 +58,22 @@ _ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5),
             **{f"{n}_{p}": (k, k + 1) for n in rowwise() + gated()
                for p, k in (("fwd", 1), ("bwd", 2))}}
 _CTYPE = {"f": "float[]", "d": "double[]"}
+
+
+def _c_params(params, indexed):
+    """fa_elementwise's (p0, p1, p2, key): the floats padded to three, the key apart."""
+    key, floats = (int(params[0]), params[1:]) if indexed else (0, params)
+    return (*floats, *(0.0,) * (3 - len(floats)), key)
+
+
+class _Narrow(Widened):
+    """The C backend on narrow arrays: the elementwise kernels convert
+    chunks to float32 themselves (c_src/narrow.inc); the row-wise ops
+    (softmax family, PReLU, gated units) widen whole arrays in Python for
+    now (Widened)."""
+
+    def elementwise(self, name, pass_, ins, out, params):
+        self.backend._narrow_elementwise(name, pass_, ins, out, params)
 
 
 def _requested_isa():
@@ -164,21 +182,16 @@ class CBackend(Backend):
         fb, threads = self._from_buffer, _threads.team_size
         cmin, indexed, null = config.C_PARALLEL_MIN, REGISTRY[name].indexed, self._ffi.NULL
 
-        def c_params(params):
-            """(p0, p1, p2, key): the floats padded to three, the key apart"""
-            key, floats = (int(params[0]), params[1:]) if indexed else (0, params)
-            return (*floats, *(0.0,) * (3 - len(floats)), key)
-
         if pass_ == "forward":
             def run(x, out, params):
                 n = out.shape[0]
-                fn(dtid, kid, fb(ct, x), null, fb(ct, out, True), n, *c_params(params),
+                fn(dtid, kid, fb(ct, x), null, fb(ct, out, True), n, *_c_params(params, indexed),
                    1 if n < cmin else threads())
         else:
             def run(g, s, out, params):
                 n = out.shape[0]
-                fn(dtid, kid, fb(ct, g), fb(ct, s), fb(ct, out, True), n, *c_params(params),
-                   1 if n < cmin else threads())
+                fn(dtid, kid, fb(ct, g), fb(ct, s), fb(ct, out, True), n,
+                   *_c_params(params, indexed), 1 if n < cmin else threads())
         return run
 
     def elementwise_rows(self, name, pass_, ins, out, params, starts):
@@ -194,6 +207,32 @@ class CBackend(Backend):
             self._threads(out.size))
         if rc != 0:
             raise RuntimeError(f"fastact C {name}: fa_elementwise_rows refused the call ({rc})")
+
+    def _narrow_methods(self):
+        return _Narrow(self)
+
+    def _narrow_elementwise(self, name, pass_, ins, out, params):
+        """fa_elementwise on float16 or bfloat16 arrays (their uint16 bits)."""
+        lib, fb, n = self._lib, self._from_buffer, out.shape[0]
+        dtid = lib.FA_BF16_IDX if is_bfloat16(out.dtype) else lib.FA_F16_IDX
+        bufs = [fb("uint16_t[]", a.view(np.uint16)) for a in ins]
+        if len(bufs) == 1:
+            bufs.append(self._ffi.NULL)
+        lib.fa_elementwise(dtid, getattr(lib, _kernel_id_name(name, pass_)), *bufs,
+                           fb("uint16_t[]", out.view(np.uint16), True), n,
+                           *_c_params(params, REGISTRY[name].indexed), self._threads(n))
+
+    def narrow_convert(self, dtype, to_f32, a):
+        """Tests: ``a`` converted by the current level's conversions
+        (fa_narrow_convert): narrow ``dtype`` bits (uint16) to float32 where
+        ``to_f32``, else float32 to those bits."""
+        dtid = self._lib.FA_BF16_IDX if is_bfloat16(np.dtype(dtype)) else self._lib.FA_F16_IDX
+        a = np.ascontiguousarray(a, np.uint16 if to_f32 else np.float32)
+        out = np.empty(a.shape, np.float32 if to_f32 else np.uint16)
+        fb = self._from_buffer
+        self._lib.fa_narrow_convert(dtid, int(to_f32), fb("char[]", a), fb("char[]", out, True),
+                                    a.size)
+        return out
 
     def elementwise_strided(self, name, pass_, walk, params):
         out = walk.arrays[-1]

@@ -19,6 +19,7 @@ from .._prims import (always_inline, array_address, cpu_prims, inner_njit, kerne
                       prefetchers, streaming, streaming_supported, wide_vectors)
 from .._registry import REGISTRY, parallel_min, streamed
 from . import Backend, inner_columns, prelu_run
+from .widened import Widened
 
 # A parallel region entered from two Python threads at once is not safe on
 # every Numba threading layer (workqueue aborts); a caller that finds the
@@ -449,6 +450,40 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
     if pass_ == "forward":
         return _make_unary(tag, f, indexed, parallel)
     return _make_binary(tag, f, indexed, parallel)
+
+
+@functools.lru_cache(maxsize=None)
+def _narrow_kernel(name, pass_, kind, parallel):
+    """The kernel of ``name``'s ``pass_`` on the uint16 bits of narrow
+    arrays (``kind`` "float16" or "bfloat16"): the float32 formula between
+    the conversions of fastact._prims_narrow, in the same loop skeletons."""
+    import inspect
+
+    from .._prims_narrow import converters
+    f, indexed = _formula(name, pass_, np.float32), REGISTRY[name].indexed
+    widen, narrow = converters(kind)
+    arrays = 1 if pass_ == "forward" else 2
+    names = [f"a{k}" for k in range(len(inspect.signature(f.py_func).parameters))]
+    call = ", ".join(f"widen({a})" if k < arrays else a for k, a in enumerate(names))
+    ns = {"f": f, "widen": widen, "narrow": narrow, "inline": always_inline()}
+    exec(f"def narrowed({', '.join(names)}):\n    inline()\n    return narrow(f({call}))\n", ns)
+    fn = inner_njit()(ns["narrowed"])
+    tag = f"{name}_{pass_}_{kind}"
+    if pass_ == "forward":
+        return _make_unary(tag, fn, indexed, parallel)
+    return _make_binary(tag, fn, indexed, parallel)
+
+
+class _Narrow(Widened):
+    """The Numba backend on narrow arrays: the elementwise kernels read and
+    write their uint16 bits (_narrow_kernel); the row-wise ops (softmax
+    family, PReLU, gated units) widen whole arrays for now (Widened)."""
+
+    def elementwise(self, name, pass_, ins, out, params):
+        kind = out.dtype.name
+        self.backend._run(out.shape[0], parallel_min(name),
+                          lambda par: _narrow_kernel(name, pass_, kind, par),
+                          *(a.view(np.uint16) for a in ins), out.view(np.uint16), params)
 
 
 @functools.lru_cache(maxsize=None)
@@ -1498,6 +1533,9 @@ class NumbaBackend(Backend):
         self._run(out.size, parallel_min(name),
                   lambda variant: rows_kernel(name, pass_, out.dtype.type, bool(variant)),
                   a, b, out.reshape(-1), starts, out.shape[1], params)
+
+    def _narrow_methods(self):
+        return _Narrow(self)
 
     def elementwise_strided(self, name, pass_, walk, params):
         """Big walks: the parallel walk kernel; small ones (and those that

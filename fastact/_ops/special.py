@@ -659,9 +659,11 @@ def _squareplus(p):
     def forward(x, b):
         a, s, u, w = parts(x, b)
         # x < 0: b / (2 (s + |x|)), free of the cancellation in x + s; the
-        # halved sum cannot overflow
+        # halved sum cannot overflow.  x > 1: the halves (exact) added, so
+        # that x + s cannot overflow near the largest float
         neg = (b / (half * s + half * a)) * quarter
-        return half * (x + s) if x >= zero else neg       # NaN: neg is NaN
+        pos = half * x + half * s if x > one else half * (x + s)
+        return pos if x >= zero else neg       # NaN: neg is NaN
 
     def backward(g, x, b):
         a, s, u, w = parts(x, b)
