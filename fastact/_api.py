@@ -1051,12 +1051,15 @@ _MEMORY = {
                    "memory order (NumPy's ``order=\"K\"``). Copied to C order first: "
                    "RReLU's inputs in training that are not C-contiguous (its slopes follow "
                    "the C-order index), strides that are not a multiple of the item size, "
-                   "and device arrays that are not contiguous.",
+                   "float16 and bfloat16 inputs that are not C-contiguous, and device arrays "
+                   "that are not contiguous.",
     "rowwise": "Memory: a reduction along the last axis or a middle one runs without "
                "transposes; an input that is not C-contiguous is first copied to C order "
-               "(one array of its size).",
+               "(one array of its size); float16 and bfloat16 inputs are computed on "
+               "float32 copies (for now).",
     "gated": "Memory: an input that is not C-contiguous is first copied to C order (one "
-             "array of its size).",
+             "array of its size); float16 and bfloat16 inputs are computed on float32 "
+             "copies (for now).",
 }
 #: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {
