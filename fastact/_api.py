@@ -735,7 +735,8 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
     ``(x.shape[axis],)``; for ``x.ndim < 2`` it must have size 1.
 
     Memory: an input that is not C-contiguous is first copied to C order
-    (one array of its size).
+    (one array of its size); float16 and bfloat16 inputs are computed on
+    float32 copies (for now).
 
     >>> import numpy as np, fastact
     >>> fastact.prelu(np.array([[-1.0, -1.0], [2.0, -3.0]]), np.array([0.1, 0.5]))
@@ -788,7 +789,8 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     The mask is ``x > 0`` (PyTorch): at ``x = 0`` the input gradient is
     ``w_c g``, and a NaN ``x_i`` is in the sum (making it NaN).  The sum is
     accumulated in float64 (float32 inputs) or with compensation (float64).
-    Memory: inputs that are not C-contiguous are first copied to C order.
+    Memory: inputs that are not C-contiguous are first copied to C order;
+    float16 and bfloat16 inputs are computed on float32 copies (for now).
 
     >>> import numpy as np, fastact
     >>> gx, gw = fastact.prelu_backward(np.ones(3), np.array([-1.0, -2.0, 3.0]), np.array([0.5]))
