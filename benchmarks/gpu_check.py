@@ -55,6 +55,11 @@ def _calls():
         "rrelu_eval": (lambda a, **k: F.rrelu(*a, 0.1, 0.3, **k), 1, True),
         "rrelu_train": (lambda a, **k: F.rrelu(*a, **rr, **k), 1, True),
         "rrelu_train_backward": (lambda a, **k: F.rrelu_backward(*a, **rr, **k), 2, True),
+        # Xu et al.'s parameterization: y = x / a, a ~ U(3, 8)
+        "rrelu_train_div": (lambda a, **k: F.rrelu(*a, 3.0, 8.0, divide=True, **rr, **k),
+                            1, True),
+        "rrelu_train_div_backward": (lambda a, **k: F.rrelu_backward(
+            *a, 3.0, 8.0, divide=True, **rr, **k), 2, True),
         "elu": (lambda a, **k: F.elu(*a, 0.7, **k), 1, False),
         "elu_backward": (lambda a, **k: F.elu_backward(*a, 0.7, **k), 2, False),
         "prelu": (lambda a, **k: F.prelu(*a, **k), 1, True),
