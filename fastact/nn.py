@@ -201,7 +201,8 @@ class Activation(Module):
 def _layer(spec):
     fwd = _api.GENERATED[spec.api_name]
     params = list(inspect.signature(fwd).parameters.values())[1:]
-    params = [p for p in params if p.name not in ("out", "backend", "stream")]
+    # (method=: the softmax family's choice for dask arrays, not a layer's)
+    params = [p for p in params if p.name not in ("out", "backend", "stream", "method")]
     sig = inspect.Signature(params)
     name = class_name(spec.api_name)
     doc = (f"Layer of :func:`fastact.{spec.api_name}` (generated from the registry).\n\n"
