@@ -61,6 +61,10 @@ def _alternating(names, passes):
             for k, (n, p) in enumerate(cases)]
 
 
+#: the ops whose njit calls are also checked with out= and transposed input
+_LAYOUT_CHECKED = ("relu", "elu", "sigmoid", "rrelu", "gelu")
+
+
 @pytest.mark.parametrize("name, pass_, dtype",
                          _alternating(ELEMENTWISE_PUBLIC, ["forward", "backward"]))
 def test_elementwise_in_njit_matches_the_library(name, pass_, dtype):
@@ -78,7 +82,10 @@ def test_elementwise_in_njit_matches_the_library(name, pass_, dtype):
     # the reference where nothing is near overflow (the accuracy tests bound the rest)
     fair = np.isfinite(ref) & np.isfinite(got) & (np.abs(ref) < 1e30)
     _close(got[fair], ref[fair])
-    # out=, and strided (transposed) input
+    if name not in _LAYOUT_CHECKED:
+        return
+    # out=, and strided (transposed) input: the runner's layout handling is
+    # the same for every op (two more compiles a case: a few ops suffice)
     out = np.empty_like(want)
     assert _compiled(name, pass_, kw, True)(*arrays, out) is not None
     assert_bitwise_equal(out, want)
