@@ -420,3 +420,35 @@ def test_readme_training_example_runs_and_learns():
     exec(compile(code.replace("print(", "(lambda *a: None)("), "README", "exec"), scope)
     assert scope["value"] < 0.1                       # it learned the XOR-like target
     assert not np.allclose(scope["act"].weight.data, 0.25)     # and moved the slopes
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_layers_losses_and_sgd_take_the_narrow_dtypes(dtype):
+    """float16 and bfloat16 (host): the layers give the functions' bits,
+    PReLU's slopes and their gradient keep the dtype, SGD and the losses
+    run in it."""
+    if dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        dt = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dt = np.dtype(np.float16)
+    x = np.random.default_rng(0).standard_normal((8, 3, 5)).astype(dt)
+    g = np.ones_like(x)
+    layer = nn.PReLU(3, dtype=dt)
+    y = layer.forward(x)
+    gx = layer.backward(g)
+    want_gx, want_gw = fastact.prelu_backward(g, x, layer.weight.data)
+    assert y.tobytes() == fastact.prelu(x, layer.weight.data).tobytes()
+    assert gx.tobytes() == want_gx.tobytes()
+    assert layer.weight.grad.dtype == dt and layer.weight.grad.tobytes() == want_gw.tobytes()
+    before = layer.weight.data.copy()
+    nn.SGD(layer.parameters(), lr=0.5, momentum=0.9).step()
+    assert layer.weight.data.dtype == dt and not np.array_equal(before, layer.weight.data)
+    s = nn.Sigmoid()
+    assert s.forward(x).tobytes() == fastact.sigmoid(x).tobytes()
+    assert s.backward(g).tobytes() == fastact.sigmoid_backward(g, fastact.sigmoid(x)).tobytes()
+    ce = nn.CrossEntropy()
+    loss = ce.forward(x.reshape(8, 15), np.arange(8) % 15)
+    assert np.isfinite(float(loss)) and ce.backward().dtype == dt
+    m = nn.MSE()
+    assert np.isfinite(float(m.forward(y, np.zeros_like(y)))) and m.backward().dtype == dt
