@@ -38,7 +38,7 @@ from .._narrow import is_bfloat16
 from .._registry import REGISTRY, rowwise
 from .._spec import PASS_SUFFIX, gated
 from . import Backend, inner_columns, prelu_run
-from .widened import Widened
+from .widened import Widened, c_conversions
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
 _MODULE = "fastact._backends._cfastact"
@@ -209,7 +209,7 @@ class CBackend(Backend):
             raise RuntimeError(f"fastact C {name}: fa_elementwise_rows refused the call ({rc})")
 
     def _narrow_methods(self):
-        return _Narrow(self)
+        return _Narrow(self, c_conversions())
 
     def _narrow_elementwise(self, name, pass_, ins, out, params):
         """fa_elementwise on float16 or bfloat16 arrays (their uint16 bits)."""

@@ -19,7 +19,7 @@ from .._prims import (always_inline, array_address, cpu_prims, inner_njit, kerne
                       prefetchers, streaming, streaming_supported, wide_vectors)
 from .._registry import REGISTRY, parallel_min, streamed
 from . import Backend, inner_columns, prelu_run
-from .widened import Widened
+from .widened import Widened, c_conversions
 
 # A parallel region entered from two Python threads at once is not safe on
 # every Numba threading layer (workqueue aborts); a caller that finds the
@@ -1535,7 +1535,7 @@ class NumbaBackend(Backend):
                   a, b, out.reshape(-1), starts, out.shape[1], params)
 
     def _narrow_methods(self):
-        return _Narrow(self)
+        return _Narrow(self, c_conversions())
 
     def elementwise_strided(self, name, pass_, walk, params):
         """Big walks: the parallel walk kernel; small ones (and those that
