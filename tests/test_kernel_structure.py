@@ -31,10 +31,7 @@ softmax backward), which this scan cannot tell from a per-iteration cost.
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -248,20 +245,20 @@ def _scan_kernels(shard=0, shards=1) -> dict:
 
 
 @pytest.fixture(scope="module")
-def scan(tmp_path_factory):
-    here = pathlib.Path(__file__).resolve()
-    procs = []
-    for k in range(SCAN_SHARDS):
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path_factory.mktemp("numba_cache")))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(here), "--scan", str(k), str(SCAN_SHARDS)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            cwd=here.parent))
+def scan(request, tmp_path_factory):
+    """The scan's results: from the child processes conftest started when
+    the session collected this module (conftest.start_kernel_scan), or
+    started here."""
+    from conftest import start_kernel_scan
+    started = getattr(request.config, "_fastact_scan", None)
+    if started is None:
+        started = start_kernel_scan(tmp_path_factory.mktemp("scan"), SCAN_SHARDS)
     res = {}
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, (out + err)[-6000:]
-        res.update(json.loads(out.strip().splitlines()[-1]))
+    for proc, out, err in started:
+        proc.wait(timeout=900)
+        text = out.read_text()
+        assert proc.returncode == 0, (text + err.read_text())[-6000:]
+        res.update(json.loads(text.strip().splitlines()[-1]))
     return res
 
 
