@@ -246,24 +246,18 @@ def numpy_expr_call(wl, pass_):
         p, s = spec.example_params(pass_), _saved(wl, spec)
         ef, eb = spec.numpy_forward, spec.numpy_backward
         f = (lambda: ef(x, *p)) if fwd else (lambda: eb(g, s, *p))
-    elif op == "rrelu":
-        lo, up = RRELU_LOWER, RRELU_UPPER
+    elif op in ("rrelu", "rrelu_div"):
+        # slopes a (rrelu: y = a x) or divisors a (rrelu_div: y = x / a)
+        div = op == "rrelu_div"
+        lo, up = (RRELU_DIV_LOWER, RRELU_DIV_UPPER) if div else (RRELU_LOWER, RRELU_UPPER)
         rng = np.random.default_rng(RRELU_SEED)
         noise = wl.noise
 
         def forward():
             a = rng.uniform(lo, up, x.shape).astype(x.dtype)
-            return np.where(x > 0, x, a * x)
-        f = forward if fwd else (lambda: np.where(x > 0, g, noise * g))
-    elif op == "rrelu_div":
-        lo, up = RRELU_DIV_LOWER, RRELU_DIV_UPPER
-        rng = np.random.default_rng(RRELU_SEED)
-        noise = wl.noise
-
-        def forward():
-            a = rng.uniform(lo, up, x.shape).astype(x.dtype)
-            return np.where(x > 0, x, x / a)
-        f = forward if fwd else (lambda: np.where(x > 0, g, g / noise))
+            return np.where(x > 0, x, x / a if div else a * x)
+        f = forward if fwd else (
+            lambda: np.where(x > 0, g, g / noise if div else noise * g))
     elif op == "prelu":
         w = wl.w[:, None]
 

@@ -295,6 +295,17 @@ def test_rrelu_layer_bit_identical_across_host_backends(divide, dtype):
         assert_bitwise_equal(gs, got[0][1])
 
 
+def _run_simulated(script, timeout):
+    """``script`` in a child under numba's CUDA simulator: it must print ok
+    (a skip where the simulator is unavailable)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=timeout)
+    if "CudaSupportError" in res.stderr or "No module named" in res.stderr:
+        pytest.skip(f"numba's CUDA simulator unavailable: {res.stderr[-200:]}")
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
 def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
     """The CUDA kernels (numba's simulator, as CI runs them) give the
     reference's bits for both parameterizations."""
@@ -327,12 +338,7 @@ def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
             x.copy_to_host()).tobytes()
         print("ok")
     """)
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=120)
-    if "CudaSupportError" in res.stderr or "No module named" in res.stderr:
-        pytest.skip(f"numba's CUDA simulator unavailable: {res.stderr[-200:]}")
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+    _run_simulated(script, timeout=120)
 
 
 def test_prelu_losses_and_sgd_on_device_match_the_host_steps():
@@ -403,12 +409,7 @@ def test_prelu_losses_and_sgd_on_device_match_the_host_steps():
             raise SystemExit("no error for host slopes")
         print("ok")
     """)
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=300)
-    if "CudaSupportError" in res.stderr or "No module named" in res.stderr:
-        pytest.skip(f"numba's CUDA simulator unavailable: {res.stderr[-200:]}")
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+    _run_simulated(script, timeout=300)
 
 
 def test_readme_training_example_runs_and_learns():
