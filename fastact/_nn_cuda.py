@@ -117,9 +117,9 @@ def sgd_(data, grad, velocity, lr, momentum, weight_decay, decay):
 
 def cross_entropy(lp, target):
     """(the mean loss as a host float64, the labels on the device)."""
-    t = target if hasattr(target, "__cuda_array_interface__") or \
-        type(target).__name__.endswith("SimArray") else cuda.to_device(
-            np.ascontiguousarray(target, dtype=np.int64))
+    from ._api import _is_device
+    t = target if _is_device(target) else cuda.to_device(
+        np.ascontiguousarray(target, dtype=np.int64))
     rows = cuda.device_array(lp.shape[0], np.float64)
     _launch("nll_rows", lp.shape[0], lp, t, rows)
     return float(_kernels()["sum"](rows)) / lp.shape[0], t
