@@ -22,12 +22,12 @@ from ._registry import REGISTRY, REQUIRED, parallel_min
 def _fail_dtype(op, arg, dtype):
     raise TypeError(f"fastact.{op}: {arg} has dtype {dtype}; "
                     "supported dtypes are float32 and float64, and the 16-bit float16 "
-                    "and bfloat16 (host arrays)")
+                    "and bfloat16")
 
 
-def _supported(dtype, device=False):
-    """float32, float64, and on the host the narrow float16 and bfloat16."""
-    return dtype in SUPPORTED or (not device and is_narrow(dtype))
+def _supported(dtype):
+    """float32, float64, and the narrow float16 and bfloat16."""
+    return dtype in SUPPORTED or is_narrow(dtype)
 
 
 def _is_device(a):
@@ -66,7 +66,7 @@ def _inputs(op, named, same_shape=True):
                 arr = xp.asarray(a)
         except Exception as e:
             raise TypeError(f"fastact.{op}: {name} is not an array ({type(a).__name__}): {e}") from None
-        if not _supported(arr.dtype, xp.device):
+        if not _supported(arr.dtype):
             if not xp.device and not arr.dtype.isnative and \
                     _supported(arr.dtype.newbyteorder("=")):
                 # byte-swapped data: computed on a native copy, returned native
@@ -140,7 +140,7 @@ def _axis(op, axis, ndim):
 def _backend(op, xp, backend, size, name=None, dtype=None):
     """The backend of a call; for narrow ``dtype`` its narrow methods
     (Backend.narrow)."""
-    if dtype is not None and is_narrow(dtype) and not xp.device:
+    if dtype is not None and is_narrow(dtype):
         return _backend(op, xp, backend, size, name).narrow()
     if xp.device:
         if backend not in (None, "cuda"):
@@ -672,7 +672,7 @@ def _prelu_layout(op, xp, x, weight, axis):
         if (from_python and w.dtype.kind == "f") or (not xp.device and w.dtype.kind in "biu"):
             # a Python number or list, or integer or boolean slopes
             w = np.asarray(w, dtype=x.dtype)
-        elif not _supported(w.dtype, xp.device):
+        elif not _supported(w.dtype):
             _fail_dtype(op, "weight", w.dtype)
         else:
             raise TypeError(f"fastact.{op}: weight has dtype {w.dtype} but x has dtype "
@@ -735,8 +735,8 @@ def prelu(x, weight, *, axis=1, out=None, backend=None, stream=None):
     ``(x.shape[axis],)``; for ``x.ndim < 2`` it must have size 1.
 
     Memory: an input that is not C-contiguous is first copied to C order
-    (one array of its size); float16 and bfloat16 inputs are computed on
-    float32 copies (for now).
+    (one array of its size); float16 and bfloat16 host inputs are computed
+    on float32 copies (for now), device arrays without them.
 
     >>> import numpy as np, fastact
     >>> fastact.prelu(np.array([[-1.0, -1.0], [2.0, -3.0]]), np.array([0.1, 0.5]))
@@ -790,7 +790,8 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
     ``w_c g``, and a NaN ``x_i`` is in the sum (making it NaN).  The sum is
     accumulated in float64 (float32 inputs) or with compensation (float64).
     Memory: inputs that are not C-contiguous are first copied to C order;
-    float16 and bfloat16 inputs are computed on float32 copies (for now).
+    float16 and bfloat16 host inputs are computed on float32 copies (for
+    now), device arrays without them.
 
     >>> import numpy as np, fastact
     >>> gx, gw = fastact.prelu_backward(np.ones(3), np.array([-1.0, -2.0, 3.0]), np.array([0.5]))
@@ -1015,8 +1016,9 @@ def _gated(op, name, pass_, named, axis, out, backend, stream):
 
 # --- the arguments, documented once -----------------------------------------------------
 
-_ARRAY = ("float32 or float64, or on the host the 16-bit float16 or bfloat16 (``ml_dtypes``; "
-          "computed in float32, rounded once; every array of a call in one dtype) "
+_ARRAY = ("float32 or float64, or the 16-bit float16 or bfloat16 (``ml_dtypes``, or a "
+          "PyTorch bfloat16 CUDA tensor; computed in float32, rounded once; host and device "
+          "arrays alike; every array of a call in one dtype) "
           "(integers and booleans promoted to float64, as NumPy's ufuncs "
           "do), any shape and strides: a NumPy array or anything ``np.asarray`` accepts, a "
           "PyTorch CPU tensor (detached), an xarray DataArray, a masked array, or a CUDA "
@@ -1057,11 +1059,11 @@ _MEMORY = {
                    "that are not contiguous.",
     "rowwise": "Memory: a reduction along the last axis or a middle one runs without "
                "transposes; an input that is not C-contiguous is first copied to C order "
-               "(one array of its size); float16 and bfloat16 inputs are computed on "
-               "float32 copies (for now).",
+               "(one array of its size); float16 and bfloat16 host inputs are computed on "
+               "float32 copies (for now), device arrays without them.",
     "gated": "Memory: an input that is not C-contiguous is first copied to C order (one "
-             "array of its size); float16 and bfloat16 inputs are computed on float32 "
-             "copies (for now).",
+             "array of its size); float16 and bfloat16 host inputs are computed on float32 "
+             "copies (for now), device arrays without them.",
 }
 #: the hand-written functions' arguments (the generated ones' come from the registry)
 _SIGNATURES = {

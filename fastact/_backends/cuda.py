@@ -35,7 +35,8 @@ import threading
 
 import numpy as np
 
-from .. import config
+from .. import _narrow, config
+from .._narrow import compute_dtype, is_bfloat16, is_narrow
 from .._prims import math_prims
 from .._registry import REGISTRY
 from . import Backend
@@ -131,9 +132,55 @@ def _prims(dtype):
     return math_prims(dtype, _device)
 
 
+def _compute(dtype):
+    """The scalar type the formulas of ``dtype`` data compute in: float32
+    for the narrow types."""
+    return compute_dtype(np.dtype(dtype)).type
+
+
 @functools.lru_cache(maxsize=None)
 def _formulas(name, dtype):
-    return tuple(_device(f) for f in REGISTRY[name].build(_prims(np.dtype(dtype).type)))
+    return tuple(_device(f) for f in REGISTRY[name].build(_prims(_compute(dtype))))
+
+
+# --- storage ------------------------------------------------------------------------
+
+def _bits(a):
+    """What a kernel is passed for the array ``a``: narrow arrays as their
+    uint16 bits (numba types neither float16 nor bfloat16 arrays alike)."""
+    return a.view(np.uint16) if is_narrow(a.dtype) else a
+
+
+@functools.lru_cache(maxsize=None)
+def _io(dtype):
+    """``(load, store)`` of ``dtype`` arrays: an element (as :func:`_bits`
+    passes it) to the formulas' scalar type, and a computed value back.
+
+    The narrow types convert as the Numba CPU backend does without F16C
+    (fastact._prims_narrow's integer versions: the bits of fastact._narrow,
+    NaN payloads and subnormals included, rounded to nearest even once);
+    not PTX's float16 ``cvt``, whose NaN bits nothing pins to the host's
+    (and no GPU here could check).  The simulator calls fastact._narrow
+    itself."""
+    dtype = np.dtype(dtype)
+    if not is_narrow(dtype):
+        T = dtype.type
+
+        def load(v):
+            return v
+
+        def store(v):
+            return T(v)
+        return (load, store) if _simulating() else (_helper(load), _helper(store))
+    if _simulating():
+        def load(b):
+            return _narrow.widen(np.array([b], np.uint16).view(dtype))[0]
+
+        def store(v):
+            return _narrow.narrow_bits(np.float32(v), dtype)[0]
+        return load, store
+    from .._prims_narrow import converters
+    return converters(dtype.name, hardware=False)
 
 
 # --- reductions ------------------------------------------------------------------
@@ -207,49 +254,58 @@ def _reducers(compensated):
 
 # --- elementwise -----------------------------------------------------------------
 
-def _make_unary(f, indexed):
+def _make_unary(f, indexed, load, store):
     if indexed:
         def loop(x, out, params):
             for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-                out[i] = f(x[i], i, *params)
+                out[i] = store(f(load(x[i]), i, *params))
     else:
         def loop(x, out, params):
             for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-                out[i] = f(x[i], *params)
+                out[i] = store(f(load(x[i]), *params))
     return _kernel(loop)
 
 
-def _make_binary(f, indexed):
+def _make_binary(f, indexed, load, store):
     if indexed:
         def loop(g, s, out, params):
             for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
-                out[i] = f(g[i], s[i], i, *params)
+                out[i] = store(f(load(g[i]), load(s[i]), i, *params))
     else:
         def loop(g, s, out, params):
             for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
-                out[i] = f(g[i], s[i], *params)
+                out[i] = store(f(load(g[i]), load(s[i]), *params))
     return _kernel(loop)
 
 
 @functools.lru_cache(maxsize=None)
 def _elementwise_kernel(name, pass_, dtype):
+    """The kernel of ``name``'s ``pass_`` on ``dtype`` arrays (narrow ones:
+    their bits, the float32 formula between the conversions of :func:`_io`)."""
     indexed = REGISTRY[name].indexed
+    io = _io(dtype)
     if pass_ == "backward_y":
-        f = _device(REGISTRY[name].from_output.build(_prims(np.dtype(dtype).type)))
-        return _make_binary(f, indexed)
+        f = _device(REGISTRY[name].from_output.build(_prims(_compute(dtype))))
+        return _make_binary(f, indexed, *io)
     fwd, bwd = _formulas(name, dtype)
     if pass_ == "forward":
-        return _make_unary(fwd, indexed)
-    return _make_binary(bwd, indexed)
+        return _make_unary(fwd, indexed, *io)
+    return _make_binary(bwd, indexed, *io)
 
 
 # --- prelu -------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _prelu_kernels(dtype):
-    fwd, bwd, wterm = _formulas("prelu", np.dtype(dtype).type)
-    group_max, group_sum, kahan = _reducers(np.dtype(dtype) == np.float64)
-    T = np.dtype(dtype).type
+def _prelu_kernels(dtype, wdtype=None):
+    """forward, backward (pass 1) and channel_sum (pass 2) for x of
+    ``dtype`` and a weight of ``wdtype`` (default: x's; float32 with narrow
+    x).  The weight gradient is summed as for float32 data and stored in the
+    weight's dtype."""
+    C32 = _compute(dtype)
+    fwd, bwd, wterm = _formulas("prelu", C32)
+    group_max, group_sum, kahan = _reducers(np.dtype(C32) == np.float64)
+    load, store = _io(dtype)
+    loadw, storew = _io(dtype if wdtype is None else wdtype)
     MAX = _MAX_THREADS
 
     def forward(x, w, out, C, inner):
@@ -264,7 +320,7 @@ def _prelu_kernels(dtype):
         drem = step - dq * inner
         dc = dq % C
         while i < x.shape[0]:
-            out[i] = fwd(x[i], w[c])
+            out[i] = store(fwd(load(x[i]), loadw(w[c])))
             i += step
             rem += drem
             c += dc
@@ -288,16 +344,16 @@ def _prelu_kernels(dtype):
             e = _ZERO
             if q < nseg:
                 r = q // k
-                wc = w[r % C]
+                wc = loadw(w[r % C])
                 row0 = r * inner
                 lo = row0 + (q % k) * seg
                 hi = lo + seg
                 if hi > row0 + inner:      # not min(): numba 0.68's built-in target mis-types it
                     hi = row0 + inner
                 for j in range(lo + lane, hi, group):
-                    gj = g[j]
-                    xj = x[j]
-                    gx[j] = bwd(gj, xj, wc)
+                    gj = load(g[j])
+                    xj = load(x[j])
+                    gx[j] = store(bwd(gj, xj, wc))
                     s, e = kahan(s, e, wterm(np.float64(gj), np.float64(xj)))
             total = group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if q < nseg and lane == 0:
@@ -320,7 +376,7 @@ def _prelu_kernels(dtype):
                     s, e = kahan(s, e, partial[((t // k) * C + c) * k + t % k])
             total = group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if c < C and lane == 0:
-                gw[c] = T(total)
+                gw[c] = storew(C32(total))
 
     return _kernel(forward), _kernel(backward), _kernel(channel_sum)
 
@@ -331,17 +387,23 @@ def _prelu_kernels(dtype):
 def _row_kernels(name, dtype):
     """The softmax family's rows of ``n`` for the registry entry ``name`` (its
     ``row``: softmin takes the rows of ``-x``, log_softmax writes
-    log-probabilities); float32 works in float64, float64 sums compensated.
+    log-probabilities); float32 works in float64, float64 sums compensated;
+    the narrow types as float32 (their values widened, each result rounded
+    to float32, then once to the narrow type, as the host backends do).
 
     The softmax forward stores ``exp(x - m)`` while summing and rescales it
     in place: one float64 exponential per element (two would make float32
-    softmax compute-bound where float64 throughput is low).  log_softmax
+    softmax compute-bound where float64 throughput is low).  A narrow
+    output cannot hold ``exp(x - m)`` unrounded: there the last pass takes
+    the exponential again.  log_softmax
     stores nothing before its last pass (its output may be its input) and
     takes the log of the sum as log1p of its part beside the max's exact 1s
     (a sum near 1 rounds that part away).
     """
-    group_max, group_sum, kahan = _reducers(np.dtype(dtype) == np.float64)
-    T = np.dtype(dtype).type
+    T = _compute(dtype)
+    group_max, group_sum, kahan = _reducers(np.dtype(T) == np.float64)
+    load, store = _io(dtype)
+    stash = not is_narrow(np.dtype(dtype))
     MAX = _MAX_THREADS
     exp, log1p = math.exp, math.log1p
     row = REGISTRY[name].row
@@ -362,7 +424,7 @@ def _row_kernels(name, dtype):
             m = _NEG_INF
             if active:
                 for j in range(lane, n, group):
-                    v = sg * np.float64(x[r, j])
+                    v = sg * np.float64(load(x[r, j]))
                     if v > m:
                         m = v
             m = group_max(sh_s, tid, lane, group, m)
@@ -373,27 +435,34 @@ def _row_kernels(name, dtype):
                 for j in range(lane, n, group):
                     # the max shift keeps every exponential <= 1; a NaN or an
                     # all -inf row makes the sum (and so every output) NaN
-                    v = exp(sg * np.float64(x[r, j]) - m)
+                    v = exp(sg * np.float64(load(x[r, j])) - m)
                     if log:
                         if v == one:
                             c += one
                         else:
                             s, e = kahan(s, e, v)
                     else:
-                        out[r, j] = T(v)
+                        if stash:
+                            out[r, j] = T(v)
                         s, e = kahan(s, e, v)
             total = group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if log:
                 ones = group_sum(sh_s, sh_e, tid, lane, group, c, _ZERO)
-                lse = log1p((ones - one) + total)
                 if active:
+                    # (not on idle threads: their empty sums' log1p(-1)
+                    # raises in the simulator)
+                    lse = log1p((ones - one) + total)
                     for j in range(lane, n, group):
-                        out[r, j] = T((sg * np.float64(x[r, j]) - m) - lse)
+                        out[r, j] = store(T((sg * np.float64(load(x[r, j])) - m) - lse))
             else:
                 inv = 1.0 / total
                 if active:
                     for j in range(lane, n, group):
-                        out[r, j] = T(np.float64(out[r, j]) * inv)
+                        if stash:
+                            v = np.float64(out[r, j])
+                        else:
+                            v = np.float64(T(exp(sg * np.float64(load(x[r, j])) - m)))
+                        out[r, j] = store(T(v * inv))
 
     def backward(g, y, out, group):
         sh_s = cuda.shared.array(MAX, np.float64)
@@ -409,18 +478,18 @@ def _row_kernels(name, dtype):
             e = _ZERO
             if active:
                 for j in range(lane, n, group):
-                    gv = np.float64(g[r, j])
-                    s, e = kahan(s, e, gv if log else gv * np.float64(y[r, j]))
+                    gv = np.float64(load(g[r, j]))
+                    s, e = kahan(s, e, gv if log else gv * np.float64(load(y[r, j])))
             d = group_sum(sh_s, sh_e, tid, lane, group, s, e)
             if active:
                 for j in range(lane, n, group):
-                    gv, yv = np.float64(g[r, j]), np.float64(y[r, j])
+                    gv, yv = np.float64(load(g[r, j])), np.float64(load(y[r, j]))
                     if log:
-                        out[r, j] = T(gv - exp(yv) * d)
+                        out[r, j] = store(T(gv - exp(yv) * d))
                     elif negate:
-                        out[r, j] = T(yv * (d - gv))
+                        out[r, j] = store(T(yv * (d - gv)))
                     else:
-                        out[r, j] = T(yv * (gv - d))
+                        out[r, j] = store(T(yv * (gv - d)))
 
     return _kernel(forward), _kernel(backward)
 
@@ -504,14 +573,31 @@ class _Interface:
         self.owner = owner
 
 
-def _from_interface(desc, owner):
-    """A numba device array (or simulator array) viewing ``desc``'s memory."""
+def _from_interface(desc, owner, dtype=None):
+    """A numba device array (or simulator array) viewing ``desc``'s memory,
+    its elements of ``dtype`` where the typestr cannot say it (bfloat16)."""
     desc = dict(desc, version=3)
     desc.setdefault("strides", None)
     holder = _Interface(desc, owner)
     if _simulating():
-        return _sim_array_type()(np.asarray(holder))
-    return cuda.as_cuda_array(holder, sync=False)
+        a = np.asarray(holder)
+        return _sim_array_type()(a if dtype is None else a.view(dtype))
+    a = cuda.as_cuda_array(holder, sync=False)
+    return a if dtype is None else a.view(dtype)
+
+
+def _interface_dtype(a):
+    """The dtype of the device array ``a`` where its interface's typestr
+    does not tell it, else None: PyTorch exports bfloat16 as ``'<V2'``, the
+    tensor's ``dtype`` names it (ml_dtypes is imported only then)."""
+    typestr = a.__cuda_array_interface__["typestr"]
+    if typestr[1:] != "V2" or str(getattr(a, "dtype", "")).rsplit(".", 1)[-1] != "bfloat16":
+        return None
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("bfloat16 device arrays need ml_dtypes (pip install ml_dtypes)") from None
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def _pointer(a):
@@ -538,7 +624,8 @@ def _strided_copy(a, flat, to_flat):
     """``flat[:] = a`` in C order (gather) or ``a[...] = flat`` (scatter)."""
     lo, hi = _extent(a)
     item = a.dtype.itemsize
-    span = _from_interface({"shape": ((hi - lo) // item,), "typestr": a.dtype.str,
+    typestr = np.dtype(np.uint16).str if is_narrow(a.dtype) else a.dtype.str
+    span = _from_interface({"shape": ((hi - lo) // item,), "typestr": typestr,
                             "data": (lo, False)}, a)
     off0 = np.int64((_pointer(a) - lo) // item)
     shape = tuple(np.int64(n) for n in a.shape) or (np.int64(1),)
@@ -546,7 +633,7 @@ def _strided_copy(a, flat, to_flat):
     gather, scatter = _copy_kernels()
     kernel = gather if to_flat else scatter
     with _no_fma():
-        kernel[_grid(a.size), _threads(), _stream()](span, off0, shape, strides, flat)
+        kernel[_grid(a.size), _threads(), _stream()](span, off0, shape, strides, _bits(flat))
 
 
 class DeviceArrays:
@@ -570,10 +657,12 @@ class DeviceArrays:
                 return a
             if hasattr(a, "_ary"):          # the simulator's own arrays
                 return _sim_array_type()(a._ary)
-            return _from_interface(a.__cuda_array_interface__, a)
+            return _from_interface(a.__cuda_array_interface__, a, _interface_dtype(a))
         if isinstance(a, cuda.cudadrv.devicearray.DeviceNDArray):
             return a
-        return cuda.as_cuda_array(a)
+        dtype = _interface_dtype(a)
+        view = cuda.as_cuda_array(a)
+        return view if dtype is None else view.view(dtype)
 
     @classmethod
     def contiguous(cls, a):
@@ -632,7 +721,7 @@ class DeviceArrays:
         desc = {"shape": tuple(a.shape[d] for d in order), "typestr": a.dtype.str,
                 "strides": tuple(a.strides[d] for d in order),
                 "data": (_pointer(a), False)}
-        return _from_interface(desc, a)
+        return _from_interface(desc, a, a.dtype)
 
     @staticmethod
     def wrap(result, like):
@@ -643,6 +732,9 @@ class DeviceArrays:
             return cupy.asarray(result)
         if mod == "torch":
             import torch
+            if is_bfloat16(result.dtype):      # exported as '<V2', which torch does not read
+                return torch.as_tensor(result.view(np.int16), device=like.device).view(
+                    torch.bfloat16)
             return torch.as_tensor(result, device=like.device)     # no copy
         return result
 
@@ -656,23 +748,24 @@ def _gated_kernels(name, dtype):
     (the gradient's) flat index; the formulas composed by the registry's
     ``build`` from the act's device formulas."""
     spec = REGISTRY[name]
-    T = np.dtype(dtype).type
+    T = _compute(dtype)
     f, fb = _formulas(spec.gated.act, T)
     fwd, bwd = (_device(h) for h in spec.build(_prims(T), f, fb))
+    load, store = _io(dtype)
 
     def forward(x, out, M):
         for k in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
             r = k // M
             i = k + r * M          # 2 r M + (k - r M)
-            out[k] = fwd(x[i], x[i + M])
+            out[k] = store(fwd(load(x[i]), load(x[i + M])))
 
     def backward(g, x, out, M):
         for k in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
             r = k // M
             i = k + r * M
-            da, db = bwd(g[k], x[i], x[i + M])
-            out[i] = da
-            out[i + M] = db
+            da, db = bwd(load(g[k]), load(x[i]), load(x[i + M]))
+            out[i] = store(da)
+            out[i + M] = store(db)
 
     return _kernel(forward), _kernel(backward)
 
@@ -734,19 +827,22 @@ class CudaBackend(Backend):
         with _no_fma():
             kernel[blocks, _Launch.threads, _as_stream(stream)](*args)
 
+    def _narrow_methods(self):
+        return self          # its kernels take the narrow dtypes themselves
+
     def elementwise(self, name, pass_, ins, out, params, stream=None):
         k = _elementwise_kernel(name, pass_, out.dtype.type)
-        self._launch(k, _grid(out.size), stream, *ins, out, params)
+        self._launch(k, _grid(out.size), stream, *map(_bits, ins), _bits(out), params)
 
     def prelu_forward(self, x, w, out, stream=None):
         outer, C, inner = x.shape
-        fwd = _prelu_kernels(x.dtype.type)[0]
-        self._launch(fwd, _grid(x.size), stream, x.reshape(-1), w, out.reshape(-1),
-                     np.int64(C), np.int64(inner))
+        fwd = _prelu_kernels(x.dtype.type, w.dtype.type)[0]
+        self._launch(fwd, _grid(x.size), stream, _bits(x.reshape(-1)), _bits(w),
+                     _bits(out.reshape(-1)), np.int64(C), np.int64(inner))
 
     def prelu_backward(self, g, x, w, gx, gw, stream=None):
         outer, C, inner = x.shape
-        _, bwd, channel_sum = _prelu_kernels(x.dtype.type)
+        _, bwd, channel_sum = _prelu_kernels(x.dtype.type, w.dtype.type)
         seg = min(inner, self._segment)
         k = -(-inner // seg)
         nseg = outer * C * k
@@ -754,18 +850,19 @@ class CudaBackend(Backend):
         group = _group(seg)
         per_block = _Launch.threads // group
         self._launch(bwd, _grid(nseg, per_block), stream,
-                     g.reshape(-1), x.reshape(-1), w, gx.reshape(-1), partial,
+                     *(_bits(a.reshape(-1)) for a in (g, x, w, gx)), partial,
                      np.int64(C), np.int64(inner), np.int64(seg), np.int64(nseg),
                      np.int64(group))
         group = _group(outer * k)
         self._launch(channel_sum, _grid(C, _Launch.threads // group), stream,
-                     partial, gw, np.int64(C), np.int64(k), np.int64(outer), np.int64(group))
+                     partial, _bits(gw), np.int64(C), np.int64(k), np.int64(outer),
+                     np.int64(group))
 
     def _rows(self, kernel, arrays, stream):
         rows, n = arrays[0].shape
         group = _group(n)
         self._launch(kernel, _grid(rows, _Launch.threads // group), stream,
-                     *arrays, np.int64(group))
+                     *map(_bits, arrays), np.int64(group))
 
     def rows_forward(self, name, x, out, stream=None):
         self._rows(_row_kernels(name, x.dtype.type)[0], (x, out), stream)
@@ -775,13 +872,13 @@ class CudaBackend(Backend):
 
     def gated_forward(self, name, x, out, stream=None):
         fwd = _gated_kernels(name, x.dtype.type)[0]
-        self._launch(fwd, _grid(out.size), stream, x.reshape(-1), out.reshape(-1),
-                     np.int64(x.shape[2]))
+        self._launch(fwd, _grid(out.size), stream, _bits(x.reshape(-1)),
+                     _bits(out.reshape(-1)), np.int64(x.shape[2]))
 
     def gated_backward(self, name, g, x, out, stream=None):
         bwd = _gated_kernels(name, x.dtype.type)[1]
-        self._launch(bwd, _grid(g.size), stream, g.reshape(-1), x.reshape(-1),
-                     out.reshape(-1), np.int64(x.shape[2]))
+        self._launch(bwd, _grid(g.size), stream,
+                     *(_bits(a.reshape(-1)) for a in (g, x, out)), np.int64(x.shape[2]))
 
     def describe(self):
         if _simulating():
