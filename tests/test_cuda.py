@@ -60,9 +60,9 @@ def test_device_input_without_backend_says_why():
     assert info.value.reason == STATUS["reason"]
 
 
-@pytest.mark.skipif(STATUS["available"] or SIMULATED, reason="runs the suite on a device here")
-def test_device_suite_under_simulator():
-    """This file's device tests, under numba's CUDA simulator, in a child process."""
+def run_under_simulator(path, min_passed):
+    """The device tests of the test file ``path``, under numba's CUDA
+    simulator, in a child process: at least ``min_passed`` of them pass."""
     probe = subprocess.run(
         [sys.executable, "-c", "import numba.cuda.simulator"],
         capture_output=True, text=True, env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"))
@@ -73,41 +73,61 @@ def test_device_suite_under_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(pathlib.Path(__file__).resolve())],
+         str(pathlib.Path(path).resolve())],
         cwd=root, env=env, capture_output=True, text=True, timeout=600)
     tail = (run.stdout + run.stderr)[-6000:]
     assert run.returncode == 0, tail
     summary = tail.strip().splitlines()[-1]
-    assert int(summary.split(" passed")[0].split()[-1]) >= 70, summary
+    assert int(summary.split(" passed")[0].split()[-1]) >= min_passed, summary
 
 
-def _compile_every_kernel_to_ptx(cc=(9, 0)):
-    """Type and compile each kernel with NVVM (no GPU needed); return a report.
+@pytest.mark.skipif(STATUS["available"] or SIMULATED, reason="runs the suite on a device here")
+def test_device_suite_under_simulator():
+    """This file's device tests, under numba's CUDA simulator, in a child process."""
+    run_under_simulator(__file__, 70)
+
+
+def ptx_compiler(cc=(9, 0)):
+    """``(compile_, lines)``: ``compile_(kernel, sig, label)`` types and
+    compiles a kernel with NVVM (no GPU needed) and appends ``label:
+    fma=N`` and the PTX's float16 conversions (``cvt=N``) to ``lines``.
 
     Run in a child process: device functions are compiled for a pretend
     device of compute capability ``cc``.
     """
     import re
 
-    from numba import cuda, types as t
+    from numba import cuda
 
     import numba.cuda.dispatcher as dispatcher
     from fastact._backends import cuda as backend
-    from fastact._registry import REGISTRY
 
     class PretendDevice:
         compute_capability = cc
 
     dispatcher.get_current_device = lambda: PretendDevice()
     backend._install_fma_switch()
-    i64, lines = t.int64, []
+    lines = []
 
     def compile_(kernel, sig, label):
         with backend._no_fma():
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
         fmas = len(re.findall(r"\bfma[.]rn", ptx))
-        lines.append(f"{label}: fma={fmas}")
+        cvts = len(re.findall(r"\bcvt[.a-z]*[.]f16[.]|\bcvt[.a-z0-9]*[.]f16\b", ptx))
+        lines.append(f"{label}: cvt={cvts} fma={fmas}")
 
+    return compile_, lines
+
+
+def _compile_every_kernel_to_ptx(cc=(9, 0)):
+    """Type and compile each kernel with NVVM; return a report (ptx_compiler)."""
+    from numba import types as t
+
+    from fastact._backends import cuda as backend
+    from fastact._registry import REGISTRY
+
+    compile_, lines = ptx_compiler(cc)
+    i64 = t.int64
     for dt, nbt in ((np.float32, t.float32), (np.float64, t.float64)):
         A1, A2, F64 = t.Array(nbt, 1, "C"), t.Array(nbt, 2, "C"), t.Array(t.float64, 1, "C")
         for name, spec in REGISTRY.items():
@@ -137,24 +157,30 @@ def _compile_every_kernel_to_ptx(cc=(9, 0)):
     return lines
 
 
-@pytest.mark.skipif(SIMULATED, reason="the simulator replaces the compiler")
-def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
-    """Catches typing errors of the real CUDA target on machines without a GPU."""
+def ptx_report(path):
+    """``{label: fma count}`` of ``python path --ptx`` (a test file's
+    compile_ lines, ptx_compiler), run in a child; a skip without NVVM."""
     probe = subprocess.run(
         [sys.executable, "-c", "from numba.cuda.cudadrv.nvvm import NVVM; NVVM()"],
         capture_output=True, text=True)
     if probe.returncode:
         pytest.skip("NVVM (CUDA toolkit) not found: "
                     + (probe.stderr.strip().splitlines() or ["?"])[-1])
-    run = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--ptx"],
-                         capture_output=True, text=True, timeout=600,
-                         cwd=pathlib.Path(__file__).resolve().parent)
+    path = pathlib.Path(path).resolve()
+    run = subprocess.run([sys.executable, str(path), "--ptx"],
+                         capture_output=True, text=True, timeout=600, cwd=path.parent)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
-    report = dict(line.rsplit(": fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
+    return dict(line.rsplit(" fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator replaces the compiler")
+def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
+    """Catches typing errors of the real CUDA target on machines without a GPU."""
+    report = ptx_report(__file__)
     specs = fastact._registry.REGISTRY.values()
     n = sum(len(s.passes()) for s in specs if s.kind == "elementwise")
     n += 2 * sum(s.kind in ("rowwise", "gated") for s in specs)
-    assert len(report) == 2 * (n + 5), run.stdout
+    assert len(report) == 2 * (n + 5), report
     # NVVM would contract lower + (upper - lower) * u into one FMA: the slopes
     # would then differ from the CPU backends'
     assert all(report[k] == "0" for k in report

@@ -239,6 +239,26 @@ def _close(got, want, dtype, what):
     assert dist.max(initial=0) <= 1, f"{what}: {int((dist > 1).sum())} beyond 1 ULP"
 
 
+def check_against_reference(op, pass_, got, want, g, dtype):
+    """``op``'s ``pass_`` result ``got`` against the reference's ``want``
+    (``g``: the backward's gradient): the exact ops bit for bit (NaNs
+    aside), the others within 1 ULP, "cond" backward bounds as float32's
+    conditioning allows."""
+    what = f"{op.id} {pass_} {dtype.name}"
+    if op.exact:
+        _close(got, want, dtype, what)
+        gb, wb = got.view(np.uint16), want.view(np.uint16)
+        assert np.array_equal(gb[~_is_nan(gb, dtype)], wb[~_is_nan(gb, dtype)]), what
+    elif pass_ == "forward" or op.bounds[1] != "cond":
+        _close(got, want, dtype, what)
+    else:      # near the derivative's zeros: float32's conditioning, as for float32
+        gw, ww = _narrow.widen(got), _narrow.widen(want)
+        fin = np.isfinite(ww)
+        err = np.abs(gw[fin].astype(np.float64) - ww[fin])
+        eps = np.finfo(np.float16).eps if dtype == np.float16 else 2.0 ** -7
+        assert (err <= eps * np.abs(ww[fin]) + 1e-3 * np.abs(_narrow.widen(g)[fin])).all(), what
+
+
 @pytest.mark.parametrize("dtype", NARROW)
 def test_backward_passes(dtype, backend):
     rng = np.random.default_rng(1)
@@ -246,57 +266,52 @@ def test_backward_passes(dtype, backend):
     g = _narrow.narrowed(rng.standard_normal(x.size).astype(np.float32), dtype)
     for op in ELEMENTWISE_OPS:
         s = op.fwd(x, backend="numpy") if op.saves == "y" else x
-        got, want = op.bwd(g, s, backend=backend), op.bwd(g, s, backend="numpy")
-        if op.exact:
-            _close(got, want, dtype, f"{op.id} backward")
-            gb, wb = got.view(np.uint16), want.view(np.uint16)
-            assert np.array_equal(gb[~_is_nan(gb, dtype)], wb[~_is_nan(gb, dtype)]), op.id
-        elif op.bounds[1] != "cond":
-            _close(got, want, dtype, f"{op.id} backward")
-        else:      # near the derivative's zeros: float32's conditioning, as for float32
-            gw, ww = _narrow.widen(got), _narrow.widen(want)
-            fin = np.isfinite(ww)
-            err = np.abs(gw[fin].astype(np.float64) - ww[fin])
-            eps = np.finfo(np.float16).eps if dtype == np.float16 else 2.0 ** -7
-            assert (err <= eps * np.abs(ww[fin]) + 1e-3 * np.abs(_narrow.widen(g)[fin])).all(), op.id
+        check_against_reference(op, "backward", op.bwd(g, s, backend=backend),
+                                op.bwd(g, s, backend="numpy"), g, dtype)
 
 
-@pytest.mark.parametrize("dtype", NARROW)
-def test_rowwise_ops(dtype, backend):
-    """The softmax family, PReLU and the gated units on float32 copies: the
-    reference's results within 1 ULP, the softmax against its oracle."""
+def check_rowwise(dtype, run, shape=(6, 40)):
+    """The softmax family, PReLU and the gated units run by ``run(fn, *arrays,
+    **kw)`` (host results) on arrays of ``shape`` (rows, a multiple of 4):
+    the reference's results within 1 ULP, the softmax against its oracle."""
     rng = np.random.default_rng(2)
-    x = _narrow.narrowed(rng.standard_normal((6, 40)).astype(np.float32) * 4, dtype)
-    g = _narrow.narrowed(rng.standard_normal((6, 40)).astype(np.float32), dtype)
+    x = _narrow.narrowed(rng.standard_normal(shape).astype(np.float32) * 4, dtype)
+    g = _narrow.narrowed(rng.standard_normal(shape).astype(np.float32), dtype)
+    rows, n = shape
     for name in ("softmax", "log_softmax", "softmin"):
         fwd, bwd = getattr(fastact, name), getattr(fastact, name + "_backward")
         for axis in (-1, 0):
-            y = fwd(x, axis=axis, backend=backend)
+            y = run(fwd, x, axis=axis)
             _close(y, fwd(x, axis=axis, backend="numpy"), dtype, f"{name} axis {axis}")
-            _close(bwd(g, y, axis=axis, backend=backend),
+            _close(run(bwd, g, y, axis=axis),
                    bwd(g, y, axis=axis, backend="numpy"), dtype, f"{name}_backward")
     with np.errstate(all="ignore"):
         xs = _narrow.widen(x).astype(np.float64)
         exact = np.exp(xs - xs.max(axis=1, keepdims=True))
         exact /= exact.sum(axis=1, keepdims=True)
-    dist = np.abs(_ordinal(fastact.softmax(x, backend=backend).view(np.uint16))
+    dist = np.abs(_ordinal(run(fastact.softmax, x).view(np.uint16))
                   - _ordinal(correctly_rounded(exact, dtype)))
     assert dist.max() <= 1
-    x3 = x.reshape(6, 4, 10)
+    x3 = x.reshape(rows, 4, n // 4)
     for w in (np.float32([0.25, -0.5, 0.1, 2.0]), _narrow.narrowed(np.float32([0.25] * 4), dtype)):
-        _close(fastact.prelu(x3, w, backend=backend), fastact.prelu(x3, w, backend="numpy"),
+        _close(run(fastact.prelu, x3, w), fastact.prelu(x3, w, backend="numpy"),
                dtype, "prelu")
-        gx, gw = fastact.prelu_backward(g.reshape(6, 4, 10), x3, w, backend=backend)
-        rx, rw = fastact.prelu_backward(g.reshape(6, 4, 10), x3, w, backend="numpy")
+        gx, gw = run(fastact.prelu_backward, g.reshape(x3.shape), x3, w)
+        rx, rw = fastact.prelu_backward(g.reshape(x3.shape), x3, w, backend="numpy")
         _close(gx, rx, dtype, "prelu_backward")
         assert gw.dtype == w.dtype and rw.dtype == w.dtype
         np.testing.assert_allclose(gw.astype(np.float64), rw.astype(np.float64), rtol=1e-2)
     for name in ("glu", "swiglu", "geglu"):
         fwd, bwd = getattr(fastact, name), getattr(fastact, name + "_backward")
-        y = fwd(x, backend=backend)
+        y = run(fwd, x)
         _close(y, fwd(x, backend="numpy"), dtype, name)
-        gh = g[:, :20]
-        _close(bwd(gh, x, backend=backend), bwd(gh, x, backend="numpy"), dtype, name + " bwd")
+        gh = g[:, :n // 2]
+        _close(run(bwd, gh, x), bwd(gh, x, backend="numpy"), dtype, name + " bwd")
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_rowwise_ops(dtype, backend):
+    check_rowwise(dtype, lambda fn, *arrays, **kw: fn(*arrays, backend=backend, **kw))
 
 
 @pytest.mark.parametrize("dtype", NARROW)
