@@ -5,17 +5,26 @@ Run on a machine with an NVIDIA GPU (``pip install -e ".[cuda]"``)::
     python benchmarks/gpu_check.py            # about a minute, mostly compilation
     python benchmarks/gpu_check.py --quick    # smaller arrays
 
+Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) ``--quick`` runs
+every entry on arrays of a few thousand elements, once: a smoke test of the
+script, with no meaning in its figures.
+
 1. Every kernel (each op, both passes, float32 and float64) runs on device
    arrays of ~16M elements and is compared with the ``"numpy"`` reference on
    host copies: bit for bit where the spec says so (relu, leaky_relu, rrelu
    in both modes, prelu), within the spec's ULP bounds otherwise.  RReLU's
    training slopes are also compared bit for bit with the ``"numba"`` CPU
-   backend (this is where FMA contraction would show).
+   backend (this is where FMA contraction would show).  The same for float16
+   and bfloat16 (ml_dtypes) device arrays: within 1 ULP of the narrow type
+   of the reference (which also computes in float32 and rounds once), bit
+   for bit for the exact ops, PReLU with float32 slopes.
 2. Each kernel is timed with CUDA events over back-to-back calls through the
    public API with ``out=`` and ``stream=`` on arrays of up to 2**28 elements;
    achieved GB/s (bytes read + written once) is printed next to the device's
    theoretical memory bandwidth (memory clock x bus width x 2), with CuPy's
-   own elementwise kernels for relu and sigmoid when CuPy is installed.
+   own elementwise kernels for relu and sigmoid when CuPy is installed, and
+   PyTorch's float16 and bfloat16 relu, sigmoid and softmax when PyTorch
+   has CUDA.  The narrow dtypes' GB/s count 2 bytes an element.
 
 Targets: elementwise kernels >= 85% of peak, softmax >= 70%.  Exit status:
 0 all good, 1 a correctness failure, 2 correct but a bandwidth target missed.
@@ -29,6 +38,7 @@ import time
 import numpy as np
 
 import fastact
+from fastact._bench import NARROW_DTYPES, dtype_of
 
 ELEMENTWISE_TARGET = 0.85
 SOFTMAX_TARGET = 0.70
@@ -37,6 +47,22 @@ SOFTMAX_TARGET = 0.70
 def _cuda():
     from numba import cuda
     return cuda
+
+
+def _simulating():
+    from numba.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _narrow(dtype):
+    return np.dtype(dtype).name in NARROW_DTYPES
+
+
+def _finfo(dtype):
+    if np.dtype(dtype).name == "bfloat16":
+        import ml_dtypes
+        return ml_dtypes.finfo(dtype)
+    return np.finfo(dtype)
 
 
 # --- what to check ---------------------------------------------------------------------
@@ -107,21 +133,30 @@ def _ulp_diff(got, want):
     return d
 
 
-def _shape(name, n):
+def _rowwise(name):
+    """The softmax family (forward or backward)."""
     from fastact._bench import registry_entry
     spec = registry_entry(name.removesuffix("_backward"))
-    if name.startswith("softmax") or (spec is not None and spec.kind == "rowwise"):
-        return (max(n // 4096, 2), 4096)
+    return name.startswith("softmax") or (spec is not None and spec.kind == "rowwise")
+
+
+def _shape(name, n):
+    """Rows of 4096 (rows of n / 2 for a smaller n), prelu's (outer, 64, 256)
+    (a shorter inner axis for a smaller n)."""
+    if _rowwise(name):
+        cols = min(4096, n // 2)
+        return (max(n // cols, 2), cols)
     if name.startswith("prelu"):
-        return (max(n // (64 * 256), 1), 64, 256)
+        inner = min(256, max(n // 64, 1))
+        return (max(n // (64 * inner), 1), 64, inner)
     return (n,)
 
 
 def _inputs(name, n, dtype, rng):
     """Host inputs of ~n elements: specials mixed with normal(0, 3) draws."""
-    fi = np.finfo(dtype)
+    fi = _finfo(dtype)
     specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.tiny,
-                         fi.smallest_subnormal, -1e4, 1e4, -100.0, 40.0], dtype)
+                         fi.smallest_subnormal, -1e4, 1e4, -100.0, 40.0]).astype(dtype)
     x = (rng.standard_normal(_shape(name, n)) * 3).astype(dtype)
     if name.startswith("softmax"):
         x[0, 1], x[1, :] = np.nan, -np.inf        # a NaN row and an all -inf row
@@ -142,7 +177,12 @@ def _inputs(name, n, dtype, rng):
 
 
 def _uint(dtype):
-    return np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
+    return {2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
+
+
+def _slopes(dtype, n=64):
+    """PReLU's weight: x's dtype, float32 for the narrow dtypes."""
+    return np.linspace(-0.3, 0.3, n).astype(np.float32 if _narrow(dtype) else dtype)
 
 
 def check(n, dtypes):
@@ -155,7 +195,7 @@ def check(n, dtypes):
             ins = _inputs(name, n, dtype, rng)
             w_dev, w_host = {}, {}
             if name.startswith("prelu"):
-                w = np.linspace(-0.3, 0.3, 64).astype(dtype)
+                w = _slopes(dtype)
                 w_dev, w_host = {"weight": cuda.to_device(w)}, {"weight": w}
             dev = [cuda.to_device(a) for a in ins]
             got = call(dev, **w_dev).copy_to_host()
@@ -177,8 +217,39 @@ def check(n, dtypes):
     return failures
 
 
+def _ordinal(a):
+    """Narrow bits as integers in the order of their values."""
+    h = a.view(np.uint16).astype(np.int32)
+    return np.where(h & 0x8000, -(h & 0x7FFF), h & 0x7FFF)
+
+
+def _compare_narrow(exact, got, want, ins):
+    """float16/bfloat16: the NaNs where the reference's are; elsewhere bit
+    for bit (exact ops) or within 1 ULP (both computed in float32, rounded
+    once), "cond" backward bounds as float32's conditioning allows."""
+    from fastact._narrow import widen
+    gw, ww = widen(got), widen(want)
+    gn, wn = np.isnan(gw), np.isnan(ww)
+    if not np.array_equal(gn, wn):
+        return False, f"NaN at {int((gn != wn).sum())} other places"
+    d = np.abs(_ordinal(got) - _ordinal(want))[~gn]
+    if exact is True:
+        bad = d > 0
+    elif exact == "cond":
+        eps = np.finfo(np.float16).eps if got.dtype == np.float16 else 2.0 ** -7
+        err = np.abs(gw - ww.astype(np.float64))[~gn]
+        bad = (d > 1) & ~(err <= eps * np.abs(ww[~gn]) + 1e-3 * np.abs(widen(ins[0])[~gn]))
+    else:
+        bad = d > 1
+    what = "bitwise" if exact is True else "1 ULP"
+    return not bad.any(), (f"{what} (max {int(d.max(initial=0))} ULP)" if not bad.any()
+                           else f"{int(bad.sum())} beyond {what}")
+
+
 def _compare(name, exact, got, want, ins):
     dt = got.dtype
+    if _narrow(dt):
+        return _compare_narrow(exact, got, want, ins)
     if exact == "cond":
         # near the derivative's zeros: the registry's bound is 4 eps |g| times
         # the formula's term magnitudes, here taken as 16 eps |g| (1 + |s|)
@@ -206,7 +277,7 @@ def _compare(name, exact, got, want, ins):
         bad = ~((err <= 2 * bound) | (np.isnan(got) & np.isnan(want)))
         return not bad.any(), f"{int(bad.sum())} beyond 2x the spec bound"
     # the reference is itself within ~1 ULP: one more than the spec's bound
-    tol = 16 if (name.startswith("softmax") and dt == np.float64) else 4
+    tol = 16 if (_rowwise(name) and dt == np.float64) else 4
     d = _ulp_diff(got, want)
     return bool(d.max() <= tol + 1), f"max {float(d.max()):.2f} ULP from the reference (tol {tol}+1)"
 
@@ -216,7 +287,8 @@ def _check_prelu_weight_grad(dev, ins, w_dev, w_host, dtype):
     with np.errstate(all="ignore"):
         _, rw = fastact.prelu_backward(*ins, backend="numpy", **w_host)
     gw = gw.copy_to_host()
-    g, x = ins
+    g, x = (a.astype(np.float32) if _narrow(a.dtype) else a for a in ins)
+    dtype = gw.dtype
     with np.errstate(all="ignore"):
         scale = np.abs(g.astype(np.float64) * x).sum(axis=(0, 2))
         err = np.abs(gw.astype(np.float64) - rw) / np.maximum(scale, 1e-300)
@@ -243,19 +315,28 @@ def check_gated(n, dtypes):
     from oracles_gated import check as within_bounds
     cuda, failures = _cuda(), []
     rng = np.random.default_rng(7)
+    cols = min(4096, n // 2)
     for dtype in dtypes:
         for op in _gated_ops():
             for kw in VARIANTS[op]:
-                x = (rng.standard_normal((max(n // 4096, 1), 4096)) * 3).astype(dtype)
-                x.reshape(-1)[:5] = [0.0, np.inf, -np.inf, np.nan, -100.0]
-                g = rng.uniform(-1, 1, (x.shape[0], 2048)).astype(dtype)
+                x = (rng.standard_normal((max(n // cols, 1), cols)) * 3).astype(dtype)
+                x.reshape(-1)[:5] = np.array([0.0, np.inf, -np.inf, np.nan, -100.0]).astype(dtype)
+                g = rng.uniform(-1, 1, (x.shape[0], cols // 2)).astype(dtype)
                 y = getattr(fastact, op)(cuda.to_device(x), **kw).copy_to_host()
                 dx = getattr(fastact, op + "_backward")(
                     cuda.to_device(g), cuda.to_device(x), **kw).copy_to_host()
                 label = f"{op}{kw or ''}"
                 try:
-                    within_bounds(op, x, g, y, dx, -1, "cuda", **kw)
-                    print(f"  {label:22s} {np.dtype(dtype).name:8s} ok (oracle bounds)")
+                    if _narrow(dtype):        # the reference's, computed in float32 too
+                        for got, want in ((y, getattr(fastact, op)(x, **kw, backend="numpy")),
+                                          (dx, getattr(fastact, op + "_backward")(
+                                              g, x, **kw, backend="numpy"))):
+                            ok, detail = _compare_narrow(False, got, want, (g, x))
+                            assert ok, detail
+                    else:
+                        within_bounds(op, x, g, y, dx, -1, "cuda", **kw)
+                    print(f"  {label:22s} {np.dtype(dtype).name:8s} ok "
+                          + ("(1 ULP of the reference)" if _narrow(dtype) else "(oracle bounds)"))
                 except AssertionError as e:
                     failures.append((label, np.dtype(dtype).name, str(e)[:300]))
                     print(f"  {label:22s} {np.dtype(dtype).name:8s} FAIL {str(e)[:200]}")
@@ -269,9 +350,10 @@ def bench_gated(n, dtypes, peak):
     stream = cuda.stream()
     for dtype in dtypes:
         item = np.dtype(dtype).itemsize
+        cols = min(4096, n // 2)
         x = cuda.to_device((np.random.default_rng(1).standard_normal(n) * 3).astype(dtype)
-                           .reshape(-1, 4096))
-        g = cuda.device_array((x.shape[0], 2048), dtype)
+                           .reshape(-1, cols))
+        g = cuda.device_array((x.shape[0], cols // 2), dtype)
         g.copy_to_device(np.ones(g.shape, dtype))
         y, dx = cuda.device_array(g.shape, dtype), cuda.device_array(x.shape, dtype)
         for op in _gated_ops():
@@ -294,6 +376,8 @@ def bench_gated(n, dtypes, peak):
 
 def peak_bandwidth():
     """Theoretical DRAM bandwidth in GB/s from the device attributes, or None."""
+    if _simulating():
+        return None
     dev = _cuda().get_current_device()
     try:
         clock_khz = dev.MEMORY_CLOCK_RATE
@@ -315,8 +399,9 @@ def copy_bandwidth(nbytes):
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
-def _time(fn, stream, reps=10):
+def _time(fn, stream, reps=None):
     cuda = _cuda()
+    reps = reps or (1 if _simulating() else 10)
     fn()
     start, end = cuda.event(), cuda.event()
     start.record(stream)
@@ -324,7 +409,7 @@ def _time(fn, stream, reps=10):
         fn()
     end.record(stream)
     end.synchronize()
-    return cuda.event_elapsed_time(start, end) / reps
+    return max(start.elapsed_time(end), 1e-6) / reps
 
 
 def bench(n, dtypes, peak):
@@ -338,8 +423,8 @@ def bench(n, dtypes, peak):
         xs = cuda.to_device((rng.standard_normal(n, dtype=np.float32) * 3).astype(dtype))
         gs = cuda.to_device(rng.standard_normal(n, dtype=np.float32).astype(dtype))
         outs = cuda.device_array(n, dtype)
-        w = cuda.to_device(np.full(64, 0.1, dtype))
-        gw = cuda.device_array(64, dtype)
+        w = cuda.to_device(_slopes(dtype))
+        gw = cuda.device_array(64, w.dtype)
         for name, (call, n_in, _) in _calls().items():
             shp = _shape(name, n)
             x, g, out = xs.reshape(*shp), gs.reshape(*shp), outs.reshape(*shp)
@@ -387,6 +472,36 @@ def bench_cupy(n, peak):
                   f"{gbs / peak:6.1%} of peak", flush=True)
 
 
+def bench_torch(n, peak):
+    """PyTorch's own float16 and bfloat16 kernels, where it has CUDA."""
+    try:
+        import torch
+    except ImportError:
+        print("  PyTorch not installed: no comparison")
+        return
+    if not torch.cuda.is_available():
+        print("  PyTorch without CUDA: no comparison")
+        return
+    F = torch.nn.functional
+    for dt in (torch.float16, torch.bfloat16):
+        x = torch.randn(n, device="cuda").to(dt)
+        y = torch.empty_like(x)
+        for label, fn in (("relu", lambda: F.relu(x)),
+                          ("sigmoid", lambda: torch.sigmoid(x, out=y)),
+                          ("softmax", lambda: torch.softmax(x.view(-1, 4096), -1))):
+            fn()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(10):
+                fn()
+            end.record()
+            end.synchronize()
+            ms = start.elapsed_time(end) / 10
+            gbs = 2 * x.numel() * 2 / (ms * 1e-3) / 1e9
+            print(f"  torch {label:16s} {str(dt)[6:]:8s} {ms:8.3f} ms {gbs:8.1f} GB/s "
+                  f"{gbs / peak:6.1%} of peak", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller arrays (checks and timing)")
@@ -398,16 +513,26 @@ def main(argv=None):
         print(f"cuda backend unavailable: {st['reason']}")
         return 1
     cuda = _cuda()
-    dev = cuda.get_current_device()
+    dev = None if _simulating() else cuda.get_current_device()
     print(f"device: {st.get('device')}  cc {st.get('compute_capability')}  "
-          f"SMs {dev.MULTIPROCESSOR_COUNT}  numba.cuda: {st.get('numba_cuda')}")
+          f"SMs {getattr(dev, 'MULTIPROCESSOR_COUNT', '?')}  numba.cuda: {st.get('numba_cuda')}")
     free, total = cuda.current_context().get_memory_info()
     check_n = 1 << (22 if args.quick else 24)
     bench_n = 1 << (24 if args.quick else 28)
+    if _simulating():
+        if not args.quick:
+            print("under the simulator: --quick only (a smoke test)")
+            return 1
+        check_n = bench_n = 1 << 10
     # four arrays of float64 must fit (backward: g, s, out, plus the allocator's slack)
     while bench_n * 8 * 5 > free and bench_n > 1 << 16:
         bench_n >>= 1
-    dtypes = (np.float32, np.float64)
+    dtypes = [np.float32, np.float64]
+    for name in NARROW_DTYPES:
+        try:
+            dtypes.append(dtype_of(name))
+        except ImportError:
+            print(f"  {name}: ml_dtypes is not installed, not checked")
 
     print(f"\n1. correctness against the reference on {check_n} elements per array")
     failures = check(check_n, dtypes)
@@ -422,7 +547,13 @@ def main(argv=None):
     rows = bench(bench_n, dtypes, peak)
     rows += bench_gated(bench_n, dtypes, peak)
     bench_cupy(bench_n, peak)
+    bench_torch(bench_n, peak)
 
+    if _simulating():        # the figures mean nothing there
+        print(f"\n{len(failures)} correctness failure(s) under the simulator")
+        for f in failures:
+            print("  FAIL", *f)
+        return 1 if failures else 0
     missed = [r for r in rows if r[3] < r[4] * peak]
     print(f"\n{len(failures)} correctness failure(s), {len(missed)} kernel(s) below "
           f"target; {time.perf_counter() - t0:.0f} s in all")

@@ -13,8 +13,12 @@ registry formula is compiled with ``cuda.jit(device=True)`` over the
   sums (pass 1, fused with the input gradient), then one reduction per channel
   (pass 2).
 
+float16 and bfloat16 arrays reach the kernels as their uint16 bits; each
+element is widened to float32 on load and rounded once on store (:func:`_io`),
+around the same float32 formulas and loop skeletons.
+
 Device arrays of any ``__cuda_array_interface__`` kind are viewed without a
-copy (:class:`DeviceArrays`); kernels and layout copies run on the caller's
+copy (:class:`DeviceArrays`; PyTorch's bfloat16 exports ``'<V2'``); kernels and layout copies run on the caller's
 ``stream=`` (numba, CuPy or PyTorch stream, or a raw handle).
 
 Every kernel is compiled with FMA contraction off (``-fma=0``), so each
