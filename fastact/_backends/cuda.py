@@ -18,8 +18,9 @@ element is widened to float32 on load and rounded once on store (:func:`_io`),
 around the same float32 formulas and loop skeletons.
 
 Device arrays of any ``__cuda_array_interface__`` kind are viewed without a
-copy (:class:`DeviceArrays`; PyTorch's bfloat16 exports ``'<V2'``); kernels and layout copies run on the caller's
-``stream=`` (numba, CuPy or PyTorch stream, or a raw handle).
+copy (:class:`DeviceArrays`; PyTorch's bfloat16 exports ``'<V2'``); kernels
+and layout copies run on the caller's ``stream=`` (numba, CuPy or PyTorch
+stream, or a raw handle).
 
 Every kernel is compiled with FMA contraction off (``-fma=0``), so each
 formula rounds as written: RReLU's slopes ``lower + (upper - lower) * u`` are
