@@ -83,15 +83,9 @@ def _tools():
                 return o1, True
         return np.empty(res.size, res.dtype), False
 
-    @numba.njit
-    def scatter(res, o1):
-        k = 0
-        for idx in np.ndindex(res.shape):
-            res[idx] = o1[k]
-            k += 1
-
+    from ._overloads import _helpers
     return dict(axis_of=axis_of, split=split, columns=columns, target=target,
-                scatter=scatter, same=same, np=np, run_len=numba.njit(prelu_run))
+                scatter=_helpers()["scatter"], same=same, np=np, run_len=numba.njit(prelu_run))
 
 
 def _flat(name, cast):

@@ -43,13 +43,9 @@ def twopass_kernels(name, dtype):
     t_one = T(1.0)
     compensated = T is np.float64
     tag = f"twopass_{name}_{np.dtype(dtype).name}"
+    from .numba_cpu import _kahan
 
-    @inner_njit()
-    def kahan(acc, comp, v):
-        y = v - comp
-        t = acc + y
-        c = (t - acc) - y
-        return t, (c if abs(c) < np.inf else zero)
+    kahan = _kahan()
 
     def stats(x3, st):
         outer, n, K = x3.shape
