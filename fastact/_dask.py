@@ -211,10 +211,13 @@ def _stats_block(xb, ax, sg):
     return np.concatenate([m, ones, rest], axis=ax)
 
 
-def _combine_block(stats, ax):
+def _combine_block(stats, ax, dtype=np.float64):
     """(M, ones, rest) of whole rows, stacked along ``ax``, from the blocks'
     stats (all of a row's in this block): M = max m_b, the 1s of the blocks
-    whose max is M, every other exponential scaled by exp(m_b - M)."""
+    whose max is M, every other exponential scaled by exp(m_b - M); a
+    block's part below half the least subnormal of ``dtype`` (the data's)
+    dropped, as the single call's exponentials, in that dtype, underflow to
+    0 there (log_softmax's 0 would otherwise turn into -0)."""
     def take(k):
         idx = [slice(None)] * stats.ndim
         idx[ax] = slice(k, None, 3)
@@ -224,8 +227,10 @@ def _combine_block(stats, ax):
         M = np.max(m, axis=ax, keepdims=True)
         at_max = m == M
         tot_ones = np.sum(np.where(at_max, ones, 0.0), axis=ax, keepdims=True)
-        tot_rest = np.sum(np.where(at_max, rest, (ones + rest) * np.exp(m - M)), axis=ax,
-                          keepdims=True)
+        scaled = (ones + rest) * np.exp(m - M)
+        wide = dtype if np.dtype(dtype) == np.float64 else np.float32   # narrow: in float32
+        scaled[scaled < float(np.finfo(wide).smallest_subnormal) / 2] = 0.0
+        tot_rest = np.sum(np.where(at_max, rest, scaled), axis=ax, keepdims=True)
     return np.concatenate([M, tot_ones, tot_rest], axis=ax)
 
 
@@ -296,8 +301,8 @@ def _two_pass_forward(x, ax, row, name):
                          meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-stats")
     stats = stats.rechunk({ax: -1})
     chunks[ax] = (3,)
-    comb = stats.map_blocks(_combine_block, ax, chunks=tuple(chunks), dtype=np.float64,
-                            meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-combine")
+    comb = stats.map_blocks(_combine_block, ax, x.dtype, chunks=tuple(chunks),
+                            dtype=np.float64, meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-combine")
 
     def part(k):
         idx = [slice(None)] * x.ndim

@@ -166,6 +166,12 @@ def test_rows_whole_axis_and_specials():
             want = f(x)
             assert np.array_equal(np.isnan(got), np.isnan(want)), (f, method)
             assert np.array_equal(got[~np.isnan(got)], want[~np.isnan(want)]), (f, method)
+    # far apart (the single call's other exponential underflows in float32):
+    # log_softmax's 0 stays +0, and a wide range stays within 1 ULP
+    x = np.array([[300.0, 1.0, 0.0], [-20.0, 0.5, -90.0], [7.0, -3.0, 95.0]], np.float32)
+    for f in (fastact.softmax, fastact.log_softmax, fastact.softmin):
+        got = f(_lazy(x, (1, 3)), axis=0, method="two-pass").compute()
+        assert _ulps(got, f(x, axis=0)) <= 1, f
     with pytest.raises(ValueError, match="method"):
         fastact.softmax(x, method="three-pass")
 
