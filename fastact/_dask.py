@@ -13,14 +13,16 @@ bit for bit, under any chunking:
   (``Backend.elementwise_rows``).
 * The softmax family along a chunked axis: by default the axis made one
   chunk (``method="rechunk"``): bit-identical, at the cost of whole rows in
-  memory.  ``method="two-pass"`` keeps the chunks: two passes (per
-  block and row, the max ``m_b`` and the sum ``s_b`` of ``exp(x - m_b)`` in
+  memory.  ``method="two-pass"`` keeps the chunks: two passes (per block
+  and row, the max ``m_b`` and the sum ``s_b`` of ``exp(x - m_b)`` in
   float64; combined as ``M = max m_b``, ``S = sum s_b exp(m_b - M)``; then
-  every element normalised in float64): within 2 ULP of the single call
-  (float32; 1 in most tests) or 4 (float64, the kernels' own bound: they
-  are not exactly rounded; 3 measured), not bit for bit, and for now
-  slower (its combine runs in NumPy float64).  Its backward likewise, with
-  per-block dot products (sums of ``g``).
+  every element normalised as the row kernels do, with ``M`` and ``S``),
+  the per-block work compiled (_backends.numba_twopass: the Numba kernels'
+  own exponentials; NumPy where numba is absent or the dtype narrow):
+  within 1 ULP of the single call (float32), or the kernels' own 4
+  (float64: they are not exactly rounded, and ``S`` is summed in another
+  order), not bit for bit.  Its backward likewise, with per-block dot
+  products (sums of ``g``).
 * The gated units along a chunked axis: the halves are paired block by
   block (each block computes ``x[..., a-part]`` with its ``b-part``), so
   the axis is never one chunk; bit-identical.
@@ -175,9 +177,9 @@ def rows(op, arrs, ax, method, pin, name, row, forward, run):
     last = ax == max(x.ndim, 1) - 1
     b = _pinned(arrs, pin, x.size, name if last else name + ":inner")
     whole = x.ndim == 0 or len(x.chunks[ax]) == 1
-    # the default: "rechunk" (bit-identical, and the faster of the two here:
-    # the two-pass combine runs in NumPy float64, 4.3-9.4 s against 0.3-1.2
-    # for a 256 MiB softmax along axis 0 on a 2-worker cluster)
+    # the default: "rechunk" (bit-identical; two passes measured no faster
+    # on 2 cores: a 64 MiB softmax along axis 0, 0.25-0.49 s against
+    # 0.27-0.29 s on 2 threads)
     if not whole and (method != "two-pass" or not all(_host(a) for a in arrs)):
         arrs = [a.rechunk({ax: -1}) for a in arrs]
         whole = True
@@ -209,10 +211,13 @@ def _stats_block(xb, ax, sg):
     return np.concatenate([m, ones, rest], axis=ax)
 
 
-def _combine_block(stats, ax):
+def _combine_block(stats, ax, dtype=np.float64):
     """(M, ones, rest) of whole rows, stacked along ``ax``, from the blocks'
     stats (all of a row's in this block): M = max m_b, the 1s of the blocks
-    whose max is M, every other exponential scaled by exp(m_b - M)."""
+    whose max is M, every other exponential scaled by exp(m_b - M); a
+    block's part below half the least subnormal of ``dtype`` (the data's)
+    dropped, as the single call's exponentials, in that dtype, underflow to
+    0 there (log_softmax's 0 would otherwise turn into -0)."""
     def take(k):
         idx = [slice(None)] * stats.ndim
         idx[ax] = slice(k, None, 3)
@@ -222,8 +227,10 @@ def _combine_block(stats, ax):
         M = np.max(m, axis=ax, keepdims=True)
         at_max = m == M
         tot_ones = np.sum(np.where(at_max, ones, 0.0), axis=ax, keepdims=True)
-        tot_rest = np.sum(np.where(at_max, rest, (ones + rest) * np.exp(m - M)), axis=ax,
-                          keepdims=True)
+        scaled = (ones + rest) * np.exp(m - M)
+        wide = dtype if np.dtype(dtype) == np.float64 else np.float32   # narrow: in float32
+        scaled[scaled < float(np.finfo(wide).smallest_subnormal) / 2] = 0.0
+        tot_rest = np.sum(np.where(at_max, rest, scaled), axis=ax, keepdims=True)
     return np.concatenate([M, tot_ones, tot_rest], axis=ax)
 
 
@@ -242,35 +249,96 @@ def _normalise_block(xb, M, ones, rest, sg, log_, dtype):
     return y.astype(dtype)
 
 
+def _compiled(name, dtype):
+    """The compiled per-block functions (_backends.numba_twopass) for
+    float32 and float64 blocks where numba is present, else None (the NumPy
+    ones here)."""
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+    try:
+        from ._backends.numba_twopass import twopass_kernels
+        return twopass_kernels(name, np.dtype(dtype).type)
+    except ImportError:
+        return None
+
+
+def _split3(shape, ax):
+    return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
+
+
+def _stats_fast(xb, ax, sg, name):
+    """_stats_block, compiled where it can be"""
+    k = _compiled(name, xb.dtype)
+    if k is None or not xb.size:
+        return _stats_block(xb, ax, sg)
+    outer, n, K = _split3(xb.shape, ax)
+    st = np.empty((outer, 3, K))
+    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st)
+    shape = list(xb.shape)
+    shape[ax] = 3
+    return st.reshape(shape)
+
+
+def _normalise_fast(xb, M, ones, rest, sg, log_, dtype, ax, name):
+    """_normalise_block, compiled where it can be"""
+    k = _compiled(name, dtype)
+    if k is None or not xb.size:
+        return _normalise_block(xb, M, ones, rest, sg, log_, dtype)
+    outer, n, K = _split3(xb.shape, ax)
+    st = np.stack([np.broadcast_to(a, xb.shape[:ax] + (1,) + xb.shape[ax + 1:])
+                   .reshape(outer, K) for a in (M, ones, rest)], axis=1)
+    out = np.empty(xb.shape, dtype)
+    k[1](np.ascontiguousarray(xb).reshape(outer, n, K), st, out.reshape(outer, n, K))
+    return out
+
+
 def _two_pass_forward(x, ax, row, name):
     da = _da()
     sg = -1.0 if row.negate else 1.0
     chunks = list(x.chunks)
     chunks[ax] = (3,) * len(x.chunks[ax])
-    stats = x.map_blocks(_stats_block, ax, sg, chunks=tuple(chunks), dtype=np.float64,
+    stats = x.map_blocks(_stats_fast, ax, sg, name, chunks=tuple(chunks), dtype=np.float64,
                          meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-stats")
     stats = stats.rechunk({ax: -1})
     chunks[ax] = (3,)
-    comb = stats.map_blocks(_combine_block, ax, chunks=tuple(chunks), dtype=np.float64,
-                            meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-combine")
+    comb = stats.map_blocks(_combine_block, ax, x.dtype, chunks=tuple(chunks),
+                            dtype=np.float64, meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-combine")
 
     def part(k):
         idx = [slice(None)] * x.ndim
         idx[ax] = slice(k, k + 1)
         return comb[tuple(idx)]
-    return da.map_blocks(_normalise_block, x, part(0), part(1), part(2), sg, row.log, x.dtype,
-                         dtype=x.dtype, meta=_meta(x, x.dtype), token="fastact-" + name)
+    return da.map_blocks(_normalise_fast, x, part(0), part(1), part(2), sg, row.log, x.dtype,
+                         ax, name, dtype=x.dtype, meta=_meta(x, x.dtype),
+                         token="fastact-" + name)
 
 
-def _dot_block(gb, yb, ax, log_):
+def _dot_block(gb, yb, ax, log_, name):
     """Per row of the block: the float64 sum of ``g y`` (``g`` for
-    log_softmax), products in the data's dtype as the kernels take them."""
+    log_softmax), products in the data's dtype as the kernels take them
+    (compiled where it can be: float64 data's compensated)."""
+    k = _compiled(name, yb.dtype)
+    if k is not None and yb.size:
+        outer, n, K = _split3(yb.shape, ax)
+        d = np.empty((outer, 1, K))
+        k[2](np.ascontiguousarray(gb).reshape(outer, n, K),
+             np.ascontiguousarray(yb).reshape(outer, n, K), d)
+        return d.reshape(yb.shape[:ax] + (1,) + yb.shape[ax + 1:])
     with np.errstate(all="ignore"):
         t = gb if log_ else gb * yb
         return np.sum(t.astype(np.float64), axis=ax, keepdims=True)
 
 
-def _grad_block(gb, yb, dot, negate, log_):
+def _grad_block(gb, yb, dot, negate, log_, ax, name):
+    k = _compiled(name, yb.dtype)
+    if k is not None and yb.size:
+        outer, n, K = _split3(yb.shape, ax)
+        d = np.ascontiguousarray(np.broadcast_to(dot, yb.shape[:ax] + (1,) + yb.shape[ax + 1:]),
+                                 np.float64).reshape(outer, 1, K)
+        out = np.empty(yb.shape, yb.dtype)
+        k[3](np.ascontiguousarray(gb).reshape(outer, n, K),
+             np.ascontiguousarray(yb).reshape(outer, n, K), d, out.reshape(outer, n, K))
+        return out
     d = dot.astype(yb.dtype)
     with np.errstate(all="ignore"):
         if log_:
@@ -282,11 +350,11 @@ def _two_pass_backward(g, y, ax, row, name):
     da = _da()
     chunks = list(y.chunks)
     chunks[ax] = (1,) * len(y.chunks[ax])
-    dots = da.map_blocks(_dot_block, g, y, ax, row.log, chunks=tuple(chunks),
+    dots = da.map_blocks(_dot_block, g, y, ax, row.log, name, chunks=tuple(chunks),
                          dtype=np.float64, meta=np.empty((0,) * y.ndim),
                          token=f"fastact-{name}-dot")
     dot = dots.sum(axis=ax, keepdims=True)
-    return da.map_blocks(_grad_block, g, y, dot, row.negate, row.log, dtype=y.dtype,
+    return da.map_blocks(_grad_block, g, y, dot, row.negate, row.log, ax, name, dtype=y.dtype,
                          meta=_meta(y, y.dtype), token="fastact-" + name + "-backward")
 
 

@@ -11,8 +11,11 @@ registry, with the function's own signature (defaults, keywords):
   layer's own route, called in object mode (once a call; functions without
   parameters need none); the flags that choose a formula (``training``,
   ``divide``, ``approximate``, ``from_output``) must be constants;
-* the softmax family, the gated units and PReLU call the public function in
-  object mode (the GIL is taken for the call; the arrays are not copied).
+* the softmax family, the gated units and PReLU run the Numba backend's
+  serial row, inner-axis, gated and PReLU kernels natively too (no object
+  mode): ``fastact._overloads_rows``; a gated unit's ``approximate`` must
+  be a constant, ``method=`` (dask's) a constant too, and prelu_backward
+  takes no ``out=``.
 
 ``backend=`` must be left out (or None) and ``stream=`` too.  Registration
 is cheap and happens once, when numba is present (:func:`register`): from
@@ -49,8 +52,7 @@ def register():
             fn = _api.GENERATED.get(fname)
             if fn is None:
                 continue
-            native = spec.kind == "elementwise"
-            overload(fn, prefer_literal=True)(_typing(fn, spec if native else None, pass_))
+            overload(fn, prefer_literal=True)(_typing(fn, spec, pass_))
     for fn in (_api.prelu, _api.prelu_backward):
         overload(fn, prefer_literal=True)(_typing(fn, None, None))
 
@@ -79,7 +81,8 @@ def _typing(fn, spec, pass_):
     """The overload's typing function: same signature as ``fn``; returns the
     implementation for the argument types (None: not this overload)."""
     sig, names, ns = _signature(fn)
-    build = functools.partial(_native if spec is not None else _object_mode, fn, spec, pass_,
+    native = spec is not None and spec.kind == "elementwise"
+    build = functools.partial(_native if native else _rowwise_native, fn, spec, pass_,
                               sig, names, ns)
     ns = dict(ns, build=build)
     exec(f"def typing({sig}):\n    return build({', '.join(names)})\n", ns)
@@ -294,37 +297,48 @@ def _runner(casts, has_out):
     return numba.njit(ns["run"])
 
 
-def _object_mode(fn, spec, pass_, sig, names, defaults, *arg_types):
-    """The softmax family, the gated units and PReLU: the public function
-    itself, called in object mode."""
-    from numba import types
+def _rowwise_native(fn, spec, pass_, sig, names, defaults, *arg_types):
+    """The softmax family, the gated units and PReLU: the Numba backend's
+    serial kernels in native code (fastact._overloads_rows)."""
+    from . import _overloads_rows
     fname = fn.__name__
     bound = dict(zip(names, arg_types))
     _host_only(fname, bound)
-    arrays = [n for n in ("grad", "x", "y") if n in bound][:2 if "grad" in bound else 1]
+    arrays = names[:2] if fname.endswith("_backward") else names[:1]
     dt = _result_dtype(fname, [(a, bound[a]) for a in arrays])
-    saved = bound[arrays[-1]]
-    res = types.Array(types.float32 if dt == np.float32 else types.float64, saved.ndim, "A")
+    casts = tuple(bound[a].dtype != _nb_dtype(dt) for a in arrays)
     if fname == "prelu_backward":
-        w = bound["weight"]
-        wdim = w.ndim if isinstance(w, types.Array) else 1
-        res = types.Tuple((res, types.Array(res.dtype, wdim, "A")))
         if not _is_none(bound["out"]):
             _fail(fname, "out= is not supported inside numba code")
-    elif not _is_none(bound["out"]):
-        out = bound["out"]
-        _check_out_type(fname, out, dt)
-        res = out
-    for n, t in bound.items():
-        if isinstance(t, types.UnicodeType) or (n == "axis" and isinstance(
-                t, types.StringLiteral)):
-            _fail(fname, f"{n} must be a number inside numba code")
-    import numba
-    ns = dict(defaults, numba=numba, public=fn, rtype=res)
-    call = ", ".join(n if p.kind is p.POSITIONAL_OR_KEYWORD else f"{n}={n}"
-                     for n, p in inspect.signature(fn).parameters.items())
-    exec(f"def impl({sig}):\n"
-         "    with numba.objmode(r=rtype):\n"
-         f"        r = public({call})\n"
-         "    return r\n", ns)
-    return ns["impl"]
+        has_out = False
+    else:
+        has_out = _check_out_type(fname, bound["out"], dt)
+    t = bound.get("axis")
+    if not (_is_none(t) or isinstance(_constant(t), int) or isinstance(t, types_integer())):
+        _fail(fname, f"axis must be an integer inside numba code (got {t})")
+    if spec is None:
+        return _overloads_rows.prelu(fname, "backward" if fname.endswith("_backward") else
+                                     "forward", sig, bound, dt, casts, has_out, defaults)
+    if spec.kind == "rowwise":
+        return _overloads_rows.rows(fname, spec.name, pass_, sig, bound, dt, casts, has_out,
+                                    defaults)
+    entry = spec.name
+    params = [p for p in spec.api if p.name != "axis"]
+    if params:
+        values = []
+        for p in params:
+            v = _constant(bound.get(p.name)) if p.name in bound else p.default
+            if v is _MISSING:
+                _fail(fname, f"{p.name} must be a constant inside numba code (it chooses the "
+                             "formula)")
+            values.append(v)
+        try:
+            entry, _ = spec.route(fname, *values)
+        except (TypeError, ValueError) as e:
+            _fail(fname, str(e))
+    return _overloads_rows.gated(fname, entry, pass_, sig, bound, dt, casts, has_out, defaults)
+
+
+def types_integer():
+    from numba import types
+    return types.Integer

@@ -148,34 +148,117 @@ def test_njit_errors_are_clear():
         numba.njit(lambda x, o: fastact.relu(x, out=o))(x, np.ones(5))
 
 
-@dtypes
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmin", "glu", "reglu",
-                                  "geglu", "swiglu"])
-def test_rowwise_and_gated_in_njit(name, dtype):
+ROWWISE_GATED = ["softmax", "log_softmax", "softmin", "glu", "reglu", "geglu", "swiglu"]
+
+
+@pytest.mark.parametrize("name, pass_, dtype", _alternating(ROWWISE_GATED, ["both"]))
+def test_rowwise_and_gated_in_njit(name, pass_, dtype):
+    """Native (the Numba backend's serial kernels): that backend's bits on
+    every axis of a 3-D array (the row kernels on the last, the inner-axis
+    or gated kernels on the others), an axis known only at run time."""
     f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
-    x = mixed_values(dtype, 48).reshape(4, 12)
+    rowwise = name in ("softmax", "log_softmax", "softmin")
+    x = mixed_values(dtype, 4 * 6 * 8).reshape(4, 6, 8)
     fwd = numba.njit(lambda x, axis: f(x, axis=axis))
-    for axis in (0, 1):
-        if name in ("softmax", "log_softmax", "softmin") or x.shape[axis] % 2 == 0:
-            with np.errstate(all="ignore"):
-                assert_bitwise_equal(fwd(x, axis), f(x, axis=axis))
-    y = f(x)
-    g = np.ones_like(y)
-    saved = y if name in ("softmax", "log_softmax", "softmin") else x
-    bwd = numba.njit(lambda g, s: fb(g, s))
-    assert_bitwise_equal(bwd(g, saved), fb(g, saved))
+    bwd = numba.njit(lambda g, s, axis: fb(g, s, axis=axis))
+    for axis in (0, 1, 2, -1):
+        with np.errstate(all="ignore"):
+            y = f(x, axis=axis, backend="numba")
+            assert_bitwise_equal(fwd(x, axis), y)
+            ref = f(x, axis=axis, backend="numpy")
+        fair = np.isfinite(ref)
+        _close(y[fair], ref[fair])
+        g = np.cos(np.arange(y.size)).astype(dtype).reshape(y.shape)
+        saved = y if rowwise else x
+        with np.errstate(all="ignore"):
+            assert_bitwise_equal(bwd(g, saved, axis), fb(g, saved, axis=axis, backend="numba"))
 
 
-def test_prelu_in_njit():
-    x = np.linspace(-2, 2, 12).reshape(3, 4)
-    w = np.array([0.1, 0.2, 0.3])
-    fwd = numba.njit(lambda x, w: fastact.prelu(x, w, axis=0))
-    assert_bitwise_equal(fwd(x, w), fastact.prelu(x, w, axis=0, backend="numpy"))
-    gx, gw = numba.njit(lambda g, x, w: fastact.prelu_backward(g, x, w, axis=0))(
-        np.ones_like(x), x, w)
-    wx, ww = fastact.prelu_backward(np.ones_like(x), x, w, axis=0, backend="numpy")
+def _takes_the_gil(fn):
+    """Whether a compiled body (not the Python wrapper numba adds) takes the
+    GIL: object mode does (numba_gil_ensure)."""
+    bodies, cur = set(), None
+    for line in "".join(fn.inspect_llvm().values()).splitlines():
+        if line.startswith("define"):
+            cur = line
+        elif "call" in line and "@numba_gil_ensure" in line and "@cfunc." not in cur:
+            bodies.add(cur)
+    return bool(bodies)
+
+
+def test_rowwise_gated_prelu_in_njit_are_native_and_checked():
+    x = np.linspace(-3, 3, 48).reshape(6, 8)
+    w = np.linspace(0.1, 0.6, 6)
+    sm = numba.njit(lambda x, o: fastact.softmax(x, axis=0, out=o))
+    gl = numba.njit(lambda x: fastact.geglu(x, approximate="tanh"))
+    pb = numba.njit(lambda g, x, w, axis: fastact.prelu_backward(g, x, w, axis=axis))
+    # out=, in place, transposed input, integers
+    want = fastact.softmax(x, axis=0, backend="numba")
+    out = np.empty_like(x)
+    sm(x, out)
+    assert_bitwise_equal(out, want)
+    z = x.copy()
+    sm(z, z)
+    assert_bitwise_equal(z, want)
+    xt = np.ascontiguousarray(x.T).T
+    assert_bitwise_equal(sm(xt, np.empty_like(x)), want)
+    ints = np.arange(48).reshape(6, 8) % 7 - 3
+    assert_bitwise_equal(numba.njit(lambda a: fastact.softmax(a))(ints),
+                         fastact.softmax(ints.astype(np.float64), backend="numba"))
+    assert_bitwise_equal(gl(x), fastact.geglu(x, approximate="tanh", backend="numba"))
+    gx, gw = pb(np.cos(x), x, w, 0)
+    wx, ww = fastact.prelu_backward(np.cos(x), x, w, axis=0, backend="numba")
     assert_bitwise_equal(gx, wx)
-    _close(gw, ww)
+    assert_bitwise_equal(gw, ww)
+    for fn in (sm, gl, pb):
+        assert not _takes_the_gil(fn)
+    # the public function's checks: at run time ...
+    with pytest.raises(ValueError, match="axis is out of bounds"):
+        numba.njit(lambda x, a: fastact.softmax(x, axis=a))(x, 2)
+    with pytest.raises(ValueError, match="must be even"):
+        numba.njit(lambda x: fastact.glu(x, axis=-1))(x[:, :7])
+    with pytest.raises(ValueError, match="grad and y differ in shape"):
+        numba.njit(lambda g, y: fastact.softmax_backward(g, y))(x[:3], x)
+    with pytest.raises(ValueError, match="weight must have size 1 or"):
+        pb(x, x, w, 1)
+    # ... and when compiled
+    errors = numba.core.errors.TypingError
+    with pytest.raises(errors, match="approximate must be a constant"):
+        numba.njit(lambda x, a: fastact.geglu(x, approximate=a))(x, "tanh")
+    with pytest.raises(errors, match="weight has dtype float32 but x has dtype float64"):
+        numba.njit(lambda x, w: fastact.prelu(x, w))(x, w.astype(np.float32))
+    with pytest.raises(errors, match="out= is not supported"):
+        numba.njit(lambda g, x, w, o: fastact.prelu_backward(g, x, w, out=o))(x, x, w, (x, w))
+
+
+@dtypes
+def test_prelu_in_njit(dtype):
+    """Both of the kernels' shapes (long channel rows; short rows, e.g. (N,
+    C)), a shared weight and a number; the weight gradient is the Numba
+    backend's, bit for bit (one helper adds its partial sums for both).
+    float64 on 3-D arrays only (each number of dimensions is a compile)."""
+    fwd = numba.njit(lambda x, w, axis: fastact.prelu(x, w, axis=axis))
+    bwd = numba.njit(lambda g, x, w, axis: fastact.prelu_backward(g, x, w, axis=axis))
+    rng = np.random.default_rng(3)
+    cases = [((3, 4, 40), 1, 4), ((5, 2, 3), 0, 5), ((4, 3, 2), -1, 1)]
+    if dtype == np.float32:
+        cases += [((50, 3), 1, 3), ((7, 9), -1, 1), ((30,), 1, 1)]
+    for shape, axis, wsize in cases:
+        x = rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        w = np.linspace(0.1, 0.9, wsize).astype(dtype)
+        assert_bitwise_equal(fwd(x, w, axis), fastact.prelu(x, w, axis=axis, backend="numba"))
+        gx, gw = bwd(g, x, w, axis)
+        wx, ww = fastact.prelu_backward(g, x, w, axis=axis, backend="numba")
+        assert_bitwise_equal(gx, wx)
+        assert_bitwise_equal(gw, ww)
+        _close(gw, fastact.prelu_backward(g, x, w, axis=axis, backend="numpy")[1])
+    x = np.linspace(-2, 2, 12, dtype=dtype).reshape(2, 3, 2)
+    gx, gw = numba.njit(lambda g, x: fastact.prelu_backward(g, x, 0.25))(np.ones_like(x), x)
+    wx, ww = fastact.prelu_backward(np.ones_like(x), x, 0.25, backend="numba")
+    assert gw.shape == ww.shape == ()
+    assert_bitwise_equal(gx, wx)
+    assert_bitwise_equal(gw, ww)
 
 
 def test_import_fastact_does_not_import_numba():

@@ -807,6 +807,30 @@ def _prelu_kernels(dtype, parallel):
 
 
 @functools.lru_cache(maxsize=None)
+def prelu_channel_sums():
+    """``sums(partial, outer, C, inner, gw)``: the PReLU backward kernel's
+    float64 partial sums (``partial``: ``(outer * C, 1)`` channel rows, or
+    ``(blocks, L)`` short rows' lanes, ``L`` whole samples) added up by
+    channel into ``gw``, in one fixed order (the backend's call and the
+    public functions inside a user's ``@njit`` alike: the same bits)."""
+    row_min = config.PRELU_ROW_MIN
+
+    def sums(partial, outer, C, inner, gw):
+        acc = np.zeros(C)
+        p1 = partial.reshape(partial.size)
+        if inner >= row_min:
+            for o in range(outer):
+                for c in range(C):
+                    acc[c] += p1[o * C + c]
+        elif inner > 0:
+            for q in range(p1.size):
+                acc[(q // inner) % C] += p1[q]
+        for c in range(C):
+            gw[c] = acc[c]
+    return kernel_njit("prelu_sums", nogil=True)(sums)
+
+
+@functools.lru_cache(maxsize=None)
 def _row_kernels(name, dtype, parallel):
     """The softmax family's row skeletons, specialized for the registry
     entry ``name`` (its ``row``: softmin takes the rows of ``-x``,
@@ -1578,13 +1602,7 @@ class NumbaBackend(Backend):
         self._run(x.size, parallel_min("prelu"),
                   lambda par: _prelu_kernels(x.dtype.type, par)[1], g.reshape(-1),
                   x.reshape(-1), w, gx.reshape(-1), partial, outer, C, inner, big_out=gx)
-        with np.errstate(over="ignore", invalid="ignore"):  # sums may reach inf, or NaN
-            if inner >= config.PRELU_ROW_MIN:
-                gw[...] = partial.reshape(outer, C).sum(axis=0)
-            elif C and inner:
-                gw[...] = partial.reshape(-1, C, inner).sum(axis=(0, 2))
-            else:
-                gw[...] = 0
+        prelu_channel_sums()(partial, outer, C, inner, gw)
 
     def rows_forward(self, name, x, out):
         self._run(x.size, parallel_min(name),
