@@ -249,10 +249,10 @@ def prelu(fname, pass_, sig, bound, dt, casts, has_out, defaults):
               "    gw = np.zeros(C, T)",
               "    if x.size:",
               "        if inner >= row_min:",
-              "            partial = np.empty((outer * C, 1))",
+              "            partial = np.empty((outer * C, 2))",
               "        else:",
               "            L = run_len(C * inner)",
-              "            partial = np.empty((min((x.size + L - 1) // L, blocks), L))",
+              "            partial = np.empty((min((x.size + L - 1) // L, blocks), 2 * L))",
               "        bwd_k(grad1, x1, w, gx.reshape(x.size), partial, outer, C, inner)",
               "        sums(partial, outer, C, inner, gw)",
               f"    return gx, gw.reshape({wshape})"]

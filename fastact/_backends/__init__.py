@@ -17,6 +17,9 @@ methods:
     (the blocks of a chunked dask array, fastact._dask).
 ``prelu_forward(x, w, out)`` / ``prelu_backward(g, x, w, gx, gw)``
     ``x`` has shape ``(outer, C, inner)``, ``w`` and ``gw`` shape ``(C,)``.
+    ``gw`` is the correctly rounded sum of each channel's terms (the sums
+    in double-double, :func:`round_pairs`), so that any split of the sum
+    (threads, chunks, dask blocks) gives the same bits.
 ``rows_forward(name, x, out)`` / ``rows_backward(name, g, y, out)``
     ``name`` is a registry entry of kind ``"rowwise"`` (the softmax family,
     its ``row`` the variant); rows along the last axis of 2-D arrays.
@@ -55,6 +58,83 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
+
+
+def two_prod(a, b):
+    """``(p, e)``: ``p = a * b`` rounded and its error ``e``, ``p + e = a b``
+    exactly (Dekker's product, float64, no FMA needed; ``e`` is 0 where
+    ``p`` is 0 or the splitting overflows, ``|a|`` or ``|b|`` over about
+    2**996).  NumPy arrays, elementwise."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = a * b
+        ca, cb = _SPLIT * a, _SPLIT * b
+        ah, bh = ca - (ca - a), cb - (cb - b)
+        al, bl = a - ah, b - bh
+        e = (((ah * bh - p) + ah * bl) + al * bh) + al * bl
+    return p, np.where((p != 0) & (np.abs(e) < np.inf), e, 0.0)
+
+
+def prelu_weight_terms(g, x):
+    """PReLU's weight-gradient terms ``g x`` where not ``x > 0`` (else 0)
+    as exact float64 pairs ``(p, e)``: float32 (and narrower) products are
+    exact in float64 (``e`` 0), float64 ones are :func:`two_prod`."""
+    g, x = np.asarray(g), np.asarray(x)
+    with np.errstate(all="ignore"):
+        if x.dtype == np.float64:
+            p, e = two_prod(g, x)
+        else:
+            p = g.astype(np.float64) * x.astype(np.float64)
+            e = np.zeros(p.shape)
+    keep = ~(x > 0)
+    return np.where(keep, p, 0.0), np.where(keep, e, 0.0)
+
+
+#: Dekker's splitting constant, 2**27 + 1
+_SPLIT = 134217729.0
+
+
+def pair_sum(hi, lo, axis):
+    """The double-double sum ``(hi, lo)`` of the pairs ``hi + lo`` along
+    ``axis`` (an int), pairwise with exact two-sums (error about ``log2(n)
+    2**-106`` of the absolute sum).  Where a partial sum is not finite,
+    ``hi`` carries its IEEE value (and ``lo`` is meaningless)."""
+    hi = np.moveaxis(np.asarray(hi, np.float64), axis, -1)
+    lo = np.moveaxis(np.asarray(lo, np.float64), axis, -1)
+    if hi.shape[-1] == 0:
+        return np.zeros(hi.shape[:-1]), np.zeros(hi.shape[:-1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        while hi.shape[-1] > 1:
+            if hi.shape[-1] % 2:
+                pad = [(0, 0)] * (hi.ndim - 1) + [(0, 1)]
+                hi, lo = np.pad(hi, pad), np.pad(lo, pad)
+            a, b = hi[..., 0::2], hi[..., 1::2]
+            s = a + b
+            t = s - a
+            lo = (lo[..., 0::2] + lo[..., 1::2]) + ((a - (s - t)) + (b - t))
+            hi = s
+    return hi[..., 0], lo[..., 0]
+
+
+def round_pairs(hi, lo, dtype):
+    """``hi + lo`` rounded once to ``dtype`` (float32 or float64), to
+    nearest: float64 by one addition; float32 through round-to-odd (the
+    pair's exact sum, where it is not a float64, replaced by the float64 of
+    odd last bit next to it, then rounded to float32: no double rounding).
+    Where ``hi`` is not finite, ``hi`` (inf or NaN, the sum's IEEE value).
+    The compiled backends do the same (numba_cpu._round_pair, C's
+    fa_round_pair)."""
+    hi, lo = np.asarray(hi, np.float64), np.asarray(lo, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = hi + lo
+        t = s - hi
+        r = (hi - (s - t)) + (lo - t)
+        if np.dtype(dtype) != np.float32:
+            return np.where(np.isfinite(hi), s, hi).astype(dtype)
+        half = np.ldexp(np.frexp(s)[0], 52)           # the significand over 2
+        even = half == np.floor(half)
+        s = np.where((r != 0) & even, np.nextafter(s, np.copysign(np.inf, r)), s)
+        return np.where(np.isfinite(hi), s, hi).astype(np.float32)
 
 
 def prelu_run(ci):

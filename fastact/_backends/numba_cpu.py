@@ -285,6 +285,53 @@ def _kahan():
 
 
 @functools.lru_cache(maxsize=None)
+def _double_double():
+    """``(add_term, prod_err, round_pair)``, float64 scalars, as
+    fastact._backends.two_prod and round_pairs compute them: ``add_term(hi,
+    lo, p, e)`` is the pair ``(hi, lo)`` plus ``p + e`` (the two-sum of
+    ``hi`` and ``p``, its error and ``e`` added to ``lo``); ``prod_err(a, b,
+    p)`` the error of ``p = a * b`` (Dekker's; 0 where ``p`` is 0 or the
+    split overflows); ``round_pair(hi, lo)`` the pair rounded to float64,
+    and to the float64 of odd last bit where it is not one (round to odd:
+    then rounded to float32, no double rounding); ``hi`` itself where it is
+    not finite.  Callers are compiled without reassociation."""
+    W = np.float64
+    zero, inf, split = W(0.0), W(np.inf), W(134217729.0)
+    inline = always_inline()
+
+    @inner_njit()
+    def add_term(hi, lo, p, e):
+        inline()
+        s = hi + p
+        t = s - hi
+        return s, lo + (((hi - (s - t)) + (p - t)) + e)
+
+    @inner_njit()
+    def prod_err(a, b, p):
+        inline()
+        ca, cb = split * a, split * b
+        ah, bh = ca - (ca - a), cb - (cb - b)
+        al, bl = a - ah, b - bh
+        e = (((ah * bh - p) + ah * bl) + al * bh) + al * bl
+        return e if p != zero and abs(e) < inf else zero
+
+    @inner_njit()
+    def round_pair(hi, lo):
+        if not abs(hi) < inf:
+            return hi, hi
+        s = hi + lo
+        t = s - hi
+        r = (hi - (s - t)) + (lo - t)
+        odd = s
+        half = math.ldexp(math.frexp(s)[0], 52)      # the significand over 2
+        if r != zero and half == math.floor(half):
+            odd = np.nextafter(s, inf if r > zero else -inf)
+        return s, odd
+
+    return add_term, prod_err, round_pair
+
+
+@functools.lru_cache(maxsize=None)
 def _to_boundary():
     """``to_boundary(a, n, size)``: how many of ``n`` elements of ``size``
     bytes from address ``a`` come before the first 64-byte boundary (``n``
@@ -502,78 +549,56 @@ def _prelu_kernels(dtype, parallel):
     fwd, bwd, wterm = _formulas("prelu", dtype)
     W = np.float64
     zero = W(0.0)
-    # float32 terms summed in float64 are exact enough; float64 sums need Kahan
-    compensated = np.dtype(dtype) == np.float64
+    # the weight gradient: every term exact (float32 products are exact in
+    # float64; float64 ones carry their error), summed in double-double
+    exact_products = np.dtype(dtype) == np.float64
     wide, inline = wide_vectors(), always_inline()
     U = np.uint64
-    kahan = _kahan()
+    add_term, prod_err, _ = _double_double()
+    lanes_n = config.PRELU_LANES
 
     @inner_njit()
-    def add(acc, comp, v):
-        if compensated:
-            return kahan(acc, comp, v)
-        return acc + v, comp
-
-    def fused(put, **options):
-        """``acc`` plus the weight-gradient terms of elements ``k0 .. k0+m-1``
-        (flat arrays), their gradients written by ``put`` in the same pass.
-        Inlined by Numba (float32), so its sum vectorizes under the caller's
-        reassociation; float64 compiles it apart, with reassociation, for the
-        runs of ``row_span``."""
-        @inner_njit(**options)
-        def run(g1, x1, o1, k0, m, wc, acc):
-            for j in range(m):
-                wide()
-                k = U(k0) + U(j)
-                gj, xj = g1[k], x1[k]
-                acc += wterm(W(gj), W(xj))
-                put(o1, k, bwd(gj, xj, wc))
-            return acc
-        return run
+    def term(gj, xj):
+        """the weight-gradient term of an element as an exact pair (p, e)"""
+        inline()
+        p = wterm(W(gj), W(xj))
+        if exact_products:
+            return p, prod_err(W(gj), W(xj), p)
+        return p, zero
 
     def row_span(put):
-        """Long rows: ``(acc, comp)`` plus the terms of elements ``k0 ..
-        k0+m-1``, their gradients written by ``put``: float32 in one
-        vectorized pass (float64 lanes), float64 in runs of
-        ``config.PRELU_SUM_CHUNK`` terms, each run summed in vector partial
-        sums and the run sums added with Kahan's compensation ``comp``
-        (error ~ eps * sum |terms|; the kernel itself is compiled without
-        reassociation, which would undo the compensation).  Inlined."""
-        if not compensated:
-            run = fused(put, inline="always")
-
-            @inner_njit(inline="always")
-            def span(g1, x1, o1, k0, m, wc, acc, comp):
-                return run(g1, x1, o1, k0, m, wc, acc), comp
-            return span
-        run = fused(put, fastmath={"reassoc"})
-
+        """Long rows: the terms of elements ``k0 .. k0+m-1`` added to the
+        double-double lanes ``(hl[i], ll[i])`` (the i-th of every
+        ``config.PRELU_LANES``), their gradients written by ``put``, in one
+        pass vectorized across the lanes.  Inlined."""
         @inner_njit(inline="always")
-        def span(g1, x1, o1, k0, m, wc, acc, comp):
-            for lo in range(0, m, chunk):
-                acc, comp = add(acc, comp, run(g1, x1, o1, k0 + lo, min(chunk, m - lo), wc, zero))
-            return acc, comp
+        def span(g1, x1, o1, k0, m, wc, hl, ll):
+            for j0 in range(0, m, lanes_n):
+                for i in range(min(lanes_n, m - j0)):
+                    wide()
+                    k = U(k0) + U(j0) + U(i)
+                    gk, xk = g1[k], x1[k]
+                    p, e = term(gk, xk)
+                    hl[i], ll[i] = add_term(hl[i], ll[i], p, e)
+                    put(o1, k, bwd(gk, xk, wc))
         return span
 
     rows_store, rows_nt = row_span(_store(False)), row_span(_store(True))
 
     def lanes(put):
         """Short rows: elements ``base + j``, ``j0 <= j < j1``, of a run:
-        each term added to its own float64 lane ``p1[pb + j]`` (float64
-        data: with Kahan's compensation in ``c1[j]``), each gradient
-        (against the spread weight ``ws[j]``) written by ``put``.  Inlined
-        by Numba."""
+        each term added to its own double-double lane ``(p1[pb + j], p1[pb
+        + L + j])``, each gradient (against the spread weight ``ws[j]``)
+        written by ``put``.  Inlined by Numba."""
         @inner_njit(inline="always")
-        def run(g1, x1, o1, base, j0, j1, ws, p1, c1, pb):
+        def run(g1, x1, o1, base, j0, j1, ws, p1, pb, L):
             for i in range(j1 - j0):
                 wide()
                 j = U(j0) + U(i)
                 k, q = U(base) + j, pb + j
                 gk, xk = g1[k], x1[k]
-                if compensated:
-                    p1[q], c1[j] = add(p1[q], c1[j], wterm(W(gk), W(xk)))
-                else:
-                    p1[q] += wterm(W(gk), W(xk))
+                p, e = term(gk, xk)
+                p1[q], p1[q + U(L)] = add_term(p1[q], p1[q + U(L)], p, e)
                 put(o1, k, bwd(gk, xk, ws[j]))
         return run
 
@@ -582,28 +607,16 @@ def _prelu_kernels(dtype, parallel):
     @inner_njit(inline="always")
     def short_runs(w, C, inner, n, partial):
         """Short rows' backward: (blocks, run length L, the weights spread
-        to L, runs, partial flat, compensation lanes of one block (float64
-        data, else empty)); partial's lanes and the compensation are
-        cleared by block"""
-        nblocks, L = partial.shape
-        c1 = np.zeros(L if compensated else 0)
-        return (nblocks, L, spread(w, C, inner, L), (n + L - 1) // L,
-                partial.reshape(nblocks * L), c1)
+        to L, runs, partial flat): a block's lanes are its row of partial,
+        the L high parts, then the L low ones"""
+        nblocks, L2 = partial.shape
+        L = L2 // 2
+        return nblocks, L, spread(w, C, inner, L), (n + L - 1) // L, partial.reshape(nblocks * L2)
 
     @inner_njit(inline="always")
-    def clear(p1, c1, pb, L):
-        for j in range(L):
-            p1[pb + U(j)] = zero
-        if compensated:
-            for j in range(L):
-                c1[j] = zero
-
-    @inner_njit(inline="always")
-    def settle(p1, c1, pb, L):
-        """a block's lanes with their compensation taken off (float64)"""
-        if compensated:
-            for j in range(L):
-                p1[pb + U(j)] -= c1[j]
+    def clear(a, start, m):
+        for j in range(m):
+            a[start + U(j)] = zero
 
     run_len = inner_njit()(prelu_run)
 
@@ -622,7 +635,6 @@ def _prelu_kernels(dtype, parallel):
     # task) or short ones, e.g. (N, C) activations (a block of `outer` per
     # task, vectorized across channels, the weight gradient summed per block).
     row_min = config.PRELU_ROW_MIN
-    chunk = config.PRELU_SUM_CHUNK
 
     @inner_njit()
     def fwd_units(x, w, out):
@@ -718,34 +730,37 @@ def _prelu_kernels(dtype, parallel):
             n = outer * C * inner
             a0 = address(o1)
             if inner < row_min:
-                nblocks, L, ws, nruns, p1, c1 = short_runs(w, C, inner, n, partial)
+                nblocks, L, ws, nruns, p1 = short_runs(w, C, inner, n, partial)
                 for b in range(lo, hi):
-                    pb = U(b * L)
-                    clear(p1, c1, pb, L)
+                    pb = U(b * 2 * L)
+                    clear(p1, pb, 2 * L)
                     for r in range(b * nruns // nblocks, (b + 1) * nruns // nblocks):
                         base = r * L
                         m = min(L, n - base)
                         head, body = split(a0, base, m)
-                        lanes_store(g1, x1, o1, base, 0, head, ws, p1, c1, pb)
-                        lanes_body(g1, x1, o1, base, head, body, ws, p1, c1, pb)
-                        lanes_store(g1, x1, o1, base, body, m, ws, p1, c1, pb)
-                    settle(p1, c1, pb, L)
+                        lanes_store(g1, x1, o1, base, 0, head, ws, p1, pb, L)
+                        lanes_body(g1, x1, o1, base, head, body, ws, p1, pb, L)
+                        lanes_store(g1, x1, o1, base, body, m, ws, p1, pb, L)
                     fence()
                 return
+            hl, ll = np.empty(lanes_n), np.empty(lanes_n)
             for r in range(lo, hi):
                 wc, base = w[r % C], r * inner
                 head, body = split(a0, base, inner)
-                acc, comp = rows_store(g1, x1, o1, base, head, wc, zero, zero)
-                acc, comp = rows_body(g1, x1, o1, base + head, body - head, wc, acc, comp)
-                acc, comp = rows_store(g1, x1, o1, base + body, inner - body, wc, acc, comp)
-                partial[r, 0] = acc - comp
+                clear(hl, 0, lanes_n)
+                clear(ll, 0, lanes_n)
+                rows_store(g1, x1, o1, base, head, wc, hl, ll)
+                rows_body(g1, x1, o1, base + head, body - head, wc, hl, ll)
+                rows_store(g1, x1, o1, base + body, inner - body, wc, hl, ll)
+                acc, comp = zero, zero
+                for i in range(lanes_n):
+                    acc, comp = add_term(acc, comp, hl[i], ll[i])
+                partial[r, 0], partial[r, 1] = acc, comp
                 fence()
 
         kind = "stream" if nt else ("par" if parallel else "ser")
-        # float32's sums are reassociated (vector partial sums), float64's
-        # Kahan sums must not be; compiled apart, inlined by LLVM with their
-        # flags
-        body = inner_njit(fastmath={"reassoc"} if not compensated else set())(backward)
+        # no reassociation: it would undo the two-sums
+        body = inner_njit()(backward)
         if parallel:
             return _pooled(f"{tag}_bwd_{kind}", body, bwd_units)
         return _serial(f"{tag}_bwd", body, bwd_units)
@@ -809,24 +824,31 @@ def _prelu_kernels(dtype, parallel):
 @functools.lru_cache(maxsize=None)
 def prelu_channel_sums():
     """``sums(partial, outer, C, inner, gw)``: the PReLU backward kernel's
-    float64 partial sums (``partial``: ``(outer * C, 1)`` channel rows, or
-    ``(blocks, L)`` short rows' lanes, ``L`` whole samples) added up by
-    channel into ``gw``, in one fixed order (the backend's call and the
-    public functions inside a user's ``@njit`` alike: the same bits)."""
+    double-double partial sums (``partial``: ``(outer * C, 2)`` channel
+    rows' pairs, or ``(blocks, 2 L)`` short rows' lanes, ``L`` whole
+    samples, high parts then low ones) added up by channel, each rounded
+    once into ``gw`` (the correctly rounded sum, but where it lies within
+    about ``2**-100`` of the channel's absolute sum from a rounding
+    boundary: the same bits whatever the split)."""
     row_min = config.PRELU_ROW_MIN
+    add_term, _, round_pair = _double_double()
 
     def sums(partial, outer, C, inner, gw):
-        acc = np.zeros(C)
-        p1 = partial.reshape(partial.size)
+        hi, lo = np.zeros(C), np.zeros(C)
         if inner >= row_min:
             for o in range(outer):
                 for c in range(C):
-                    acc[c] += p1[o * C + c]
+                    r = o * C + c
+                    hi[c], lo[c] = add_term(hi[c], lo[c], partial[r, 0], partial[r, 1])
         elif inner > 0:
-            for q in range(p1.size):
-                acc[(q // inner) % C] += p1[q]
+            L = partial.shape[1] // 2
+            for b in range(partial.shape[0]):
+                for q in range(L):
+                    c = (q // inner) % C
+                    hi[c], lo[c] = add_term(hi[c], lo[c], partial[b, q], partial[b, L + q])
         for c in range(C):
-            gw[c] = acc[c]
+            s, odd = round_pair(hi[c], lo[c])
+            gw[c] = s if gw.itemsize == 8 else odd
     return kernel_njit("prelu_sums", nogil=True)(sums)
 
 
@@ -1594,11 +1616,11 @@ class NumbaBackend(Backend):
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
         if inner >= config.PRELU_ROW_MIN:
-            partial = np.empty((outer * C, 1))
+            partial = np.empty((outer * C, 2))
         else:
             L = prelu_run(C * inner)
             runs = -(-x.size // L)
-            partial = np.empty((min(runs, config.PRELU_BLOCKS), L))
+            partial = np.empty((min(runs, config.PRELU_BLOCKS), 2 * L))
         self._run(x.size, parallel_min("prelu"),
                   lambda par: _prelu_kernels(x.dtype.type, par)[1], g.reshape(-1),
                   x.reshape(-1), w, gx.reshape(-1), partial, outer, C, inner, big_out=gx)

@@ -6,10 +6,12 @@ compiled backends it raises no floating-point warnings: IEEE results
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._registry import REGISTRY
-from . import Backend
+from . import Backend, prelu_weight_terms, round_pairs
 
 
 def _quiet(method):
@@ -52,9 +54,7 @@ class NumpyBackend(Backend):
     @_quiet
     def prelu_backward(self, g, x, w, gx, gw):
         gx_val = REGISTRY["prelu"].reference_backward(g, x, w[None, :, None])
-        wide = np.longdouble if x.dtype == np.float64 else np.float64
-        terms = np.where(x > 0, 0, g.astype(wide) * x.astype(wide))
-        gw[...] = terms.sum(axis=(0, 2)).astype(x.dtype)
+        gw[...] = exact_channel_sums(g, x, gw.dtype)
         gx[...] = gx_val
 
     @_quiet
@@ -75,3 +75,23 @@ class NumpyBackend(Backend):
 
     def describe(self):
         return {"numpy": np.__version__}
+
+
+def exact_channel_sums(g, x, dtype):
+    """PReLU's weight gradient of ``(outer, C, inner)`` arrays, each
+    channel's sum exactly rounded to ``dtype``: its exact terms
+    (:func:`prelu_weight_terms`) added by ``math.fsum`` (the sum and the
+    exact remainder, rounded once by :func:`round_pairs`); NumPy's sum where
+    a term is not finite (inf, NaN: their IEEE sum)."""
+    p, e = prelu_weight_terms(g, x)
+    C = x.shape[1]
+    hi, lo = np.zeros(C), np.zeros(C)
+    for c in range(C):
+        terms = np.concatenate([p[:, c].ravel(), e[:, c].ravel()]).tolist()
+        try:
+            hi[c] = math.fsum(terms)
+            lo[c] = math.fsum(terms + [-hi[c]])
+        except (OverflowError, ValueError):
+            with np.errstate(all="ignore"):
+                hi[c] = np.sum(p[:, c])
+    return round_pairs(hi, lo, dtype)
