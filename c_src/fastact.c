@@ -117,6 +117,25 @@ typedef struct fa_convert_table {
 #define FA_FMA32(a, b, c) ((a) * (b) + (c))
 #define FA_FMA64(a, b, c) ((a) * (b) + (c))
 
+/* Double-double sums (PReLU's weight gradient), as numba_cpu._double_double:
+   the pair (*hi, *lo) plus p + e (the two-sum of *hi and p, its error and e
+   added to *lo); the error of the product p = a * b (Dekker's, exact without
+   an FMA under -ffp-contract=off; 0 where p is 0 or the split overflows) */
+FA_INLINE void fa_add_term(double *hi, double *lo, double p, double e)
+{
+    const double s = *hi + p, t = s - *hi;
+    *lo += ((*hi - (s - t)) + (p - t)) + e;
+    *hi = s;
+}
+
+FA_INLINE double fa_prod_err(double a, double b, double p)
+{
+    const double ca = 134217729.0 * a, cb = 134217729.0 * b;
+    const double ah = ca - (ca - a), bh = cb - (cb - b), al = a - ah, bl = b - bh;
+    const double e = (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
+    return p != 0.0 && fabs(e) < INFINITY ? e : 0.0;
+}
+
 /* Streamed outputs (FA_STORE_LOOP in kernels.inc) are computed in chunks of
    this many bytes into a local array, then stored line by line with
    FA_NT_LINE(dst, src): a 64-byte line, both ends 64-byte aligned, with the
@@ -475,7 +494,7 @@ static int64_t fa_prelu_chunks(int64_t n, int64_t C)
         fa_launch(IDX, FA_K_PRELU_FWD, &a, outer * C * inner, FA_ELEMENTWISE_GRAIN, 1,        \
                   nthreads);                                                                  \
     }                                                                                         \
-    int fa_prelu_bwd_##SFX(const T *g, const T *x, const T *w, T *gx, T *gw, int64_t outer,   \
+    int fa_prelu_bwd_##SFX(const T *g, const T *x, const T *w, T *gx, double *gw, int64_t outer,\
                            int64_t C, int64_t inner, int nthreads)                            \
     {                                                                                         \
         int64_t n = outer * C * inner;                                                        \
@@ -486,19 +505,14 @@ static int64_t fa_prelu_chunks(int64_t n, int64_t C)
                      .inner = inner};                                                         \
         if (n > 0)                                                                            \
             fa_launch_chunks(IDX, FA_K_PRELU_BWD, &a, ch, 1, nthreads, 0);                    \
-        /* the chunks' partial sums in chunk order, compensated: the same */                  \
-        /* bits whichever thread ran which chunk and however many ran     */                  \
+        /* the chunks' pairs in chunk order, in double-double: each channel's */              \
+        /* pair, high parts then low ones (fastact._backends.round_pairs)    */              \
         for (int64_t c = 0; c < C; c++) {                                                     \
-            double s = 0.0, comp = 0.0;                                                       \
-            for (int64_t t = 0; t < ch.count; t++) {                                          \
-                const double *part = scratch + t * 2 * C;                                     \
-                double v = part[c] - part[C + c] - comp;                                      \
-                double u = s + v;                                                             \
-                comp = (u - s) - v;                                                           \
-                comp = comp == comp ? comp : 0.0;    /* an infinite sum stays so */           \
-                s = u;                                                                        \
-            }                                                                                 \
-            gw[c] = (T)s;                                                                     \
+            double hi = 0.0, lo = 0.0;                                                        \
+            for (int64_t t = 0; t < ch.count; t++)                                            \
+                fa_add_term(&hi, &lo, scratch[t * 2 * C + c], scratch[t * 2 * C + C + c]);    \
+            gw[c] = hi;                                                                       \
+            gw[C + c] = lo;                                                                   \
         }                                                                                     \
         free(scratch);                                                                        \
         return 0;                                                                             \

@@ -103,7 +103,7 @@ int fa_elementwise_strided(int dtype, int kernel, const uintptr_t *ptrs, int ndi
 
 /* The row-wise kernels by id, for the same callers: FA_K_PRELU_FWD (in0 x,
    in1 w, out0 y; d0, d1, d2 = outer, C, inner), FA_K_PRELU_BWD (in0 g, in1
-   x, in2 w, out0 gx, out1 gw), and the softmax family of c_src/ops.h
+   x, in2 w, out0 gx, out1 gw: 2 d1 doubles), and the softmax family of c_src/ops.h
    (FA_ROW_FAMILY: softmax, log_softmax, softmin...): FA_K_<NAME>_FWD (in0 x,
    out0 y; d0 rows, d1 n), FA_K_<NAME>_BWD (in0 g, in1 y, out0 gx); unused
    pointers may be NULL.
@@ -120,11 +120,13 @@ int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const vo
 int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, void *out0,
                      int64_t outer, int64_t n, int64_t K, int64_t cols, int nthreads);
 
-/* x is (outer, C, inner), w and gw are (C,); the backward returns 0, or -1 when
-   out of memory */
+/* x is (outer, C, inner), w is (C,); the backward's gw is 2 C doubles, each
+   channel's weight gradient as a double-double pair (the C high parts, then
+   the C low ones; rounded by fastact._backends.round_pairs); it returns 0,
+   or -1 when out of memory */
 void fa_prelu_fwd_f32(const float *x, const float *w, float *y, int64_t outer, int64_t C,
                       int64_t inner, int nthreads);
-int fa_prelu_bwd_f32(const float *g, const float *x, const float *w, float *gx, float *gw,
+int fa_prelu_bwd_f32(const float *g, const float *x, const float *w, float *gx, double *gw,
                      int64_t outer, int64_t C, int64_t inner, int nthreads);
 /* rows of length n */
 void fa_softmax_fwd_f32(const float *x, float *y, int64_t rows, int64_t n, int nthreads);

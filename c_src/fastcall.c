@@ -270,7 +270,8 @@ static PyObject *make_kernel(PyObject *mod, PyObject *args, PyObject *kwargs)
 /* --- row kernels (fa_rowwise) ---------------------------------------------------- */
 
 /* _C: C elements (extent d1); _2: twice the extents' product (a gated x) */
-enum { ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C, ROLE_IN_2, ROLE_OUT_2 };
+/* ROLE_OUT_PAIRS: 2 C doubles (prelu backward's weight gradient, in pairs) */
+enum { ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C, ROLE_IN_2, ROLE_OUT_2, ROLE_OUT_PAIRS };
 
 typedef struct {
     int kernel, narr, ndims;
@@ -283,7 +284,8 @@ static const RowLayout row_layouts[] = {
     {FA_K_PRELU_FWD, 3, 3, {"x", "w", "out"}, {ROLE_IN, ROLE_IN_C, ROLE_OUT},
      "x, w, out, outer, C, inner"},
     {FA_K_PRELU_BWD, 5, 3, {"g", "x", "w", "gx", "gw"},
-     {ROLE_IN, ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_C}, "g, x, w, gx, gw, outer, C, inner"},
+     {ROLE_IN, ROLE_IN, ROLE_IN_C, ROLE_OUT, ROLE_OUT_PAIRS},
+     "g, x, w, gx, gw (2 C float64), outer, C, inner"},
 #define ROW_FAMILY_LAYOUTS(NAME, name, negate, log_, fwd_out, bwd_out)               \
     {FA_K_##NAME##_FWD, 2, 2, {"x", "out"}, {ROLE_IN, ROLE_OUT}, "x, out, rows, n"},   \
     {FA_K_##NAME##_BWD, 3, 2, {"g", "y", "out"}, {ROLE_IN, ROLE_IN, ROLE_OUT},         \
@@ -337,10 +339,13 @@ static PyObject *row_kernel_call(PyObject *self_, PyObject *args, PyObject *kwar
     for (int i = 0; i < L->narr; i++) {
         PyObject *o = PyTuple_GET_ITEM(args, i);
         const int role = L->roles[i];
-        const int output = role == ROLE_OUT || role == ROLE_OUT_C || role == ROLE_OUT_2;
-        if (check_array_of(k->name, k->type_num, o, L->names[i], output) < 0)
+        const int output = role == ROLE_OUT || role == ROLE_OUT_C || role == ROLE_OUT_2 ||
+                           role == ROLE_OUT_PAIRS;
+        if (check_array_of(k->name, role == ROLE_OUT_PAIRS ? NPY_DOUBLE : k->type_num, o,
+                           L->names[i], output) < 0)
             return NULL;
         const int64_t want = role == ROLE_IN_C || role == ROLE_OUT_C ? d[1]
+                             : role == ROLE_OUT_PAIRS ? 2 * d[1]
                              : role == ROLE_IN_2 || role == ROLE_OUT_2 ? 2 * total : total;
         if ((int64_t)PyArray_SIZE((PyArrayObject *)o) != want) {
             PyErr_Format(PyExc_ValueError, "%U: %s has %zd elements, not %lld", k->name,

@@ -37,7 +37,7 @@ from .. import _threads, config
 from .._narrow import is_bfloat16
 from .._registry import REGISTRY, rowwise
 from .._spec import PASS_SUFFIX, gated
-from . import Backend, inner_columns, prelu_run
+from . import Backend, inner_columns, pair_sum, prelu_run, round_pairs
 from .widened import Widened, c_conversions
 
 ISA_LEVELS = ("baseline", "avx2", "avx512")
@@ -151,8 +151,13 @@ class CBackend(Backend):
         kid, dtid, null = getattr(self._lib, "FA_K_" + op.upper()), int(ch == "d"), self._ffi.NULL
         threads = self._threads
 
+        # prelu backward's weight gradient: pairs of float64
+        cts = [ct] * narrays
+        if op == "prelu_bwd":
+            cts[-1] = "double[]"
+
         def call(*args):
-            bufs = [fb(ct, a, i >= ninputs) for i, a in enumerate(args[:narrays])]
+            bufs = [fb(cts[i], a, i >= ninputs) for i, a in enumerate(args[:narrays])]
             ins = bufs[:ninputs] + [null] * (3 - ninputs)
             outs = bufs[ninputs:] + [null] * (2 - (narrays - ninputs))
             dims = list(args[narrays:]) + [0] * (3 - len(args[narrays:]))
@@ -327,26 +332,21 @@ class CBackend(Backend):
     def prelu_backward(self, g, x, w, gx, gw):
         kernel = self._rowwise["prelu_bwd", gx.dtype.char]
         calls = self._short_rows(x, w)
-        if calls[0][2] is w:
-            kernel(g, x, w, gx, gw, *calls[0][3:])
-            return
-        # short rows: one sum per position, added up by channel here.  The
-        # kernel returns them in the data's dtype: where one is not finite
-        # (a float32 sum beyond float32, which the float64 total may not
-        # be; or inf/NaN terms) the call's sums are taken again in float64
         C, inner = x.shape[1], x.shape[2]
-        total = np.zeros(C)
-        with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf: NaN
-            for lo, hi, ws, *shape in calls:
-                sums = np.empty(ws.size, gw.dtype)
-                kernel(g[lo:hi], x[lo:hi], ws, gx[lo:hi], sums, *shape)
-                if np.isfinite(sums).all():
-                    total += sums.reshape(-1, C, inner).sum(axis=(0, 2), dtype=np.float64)
-                else:
-                    xs = x[lo:hi].astype(np.float64)
-                    terms = np.where(xs > 0, 0.0, g[lo:hi].astype(np.float64) * xs)
-                    total += terms.sum(axis=(0, 2))
-            gw[...] = total
+        if calls[0][2] is w:
+            pairs = np.empty(2 * C)
+            kernel(g, x, w, gx, pairs, *calls[0][3:])
+            gw[...] = round_pairs(pairs[:C], pairs[C:], gw.dtype)
+            return
+        # short rows: one pair per position, added up by channel here
+        his, los = [], []
+        for lo, hi, ws, *shape in calls:
+            pairs = np.empty(2 * ws.size)
+            kernel(g[lo:hi], x[lo:hi], ws, gx[lo:hi], pairs, *shape)
+            for part, into in ((pairs[:ws.size], his), (pairs[ws.size:], los)):
+                into.append(part.reshape(-1, C, inner).transpose(1, 0, 2).reshape(C, -1))
+        total = pair_sum(np.concatenate(his, axis=1), np.concatenate(los, axis=1), 1)
+        gw[...] = round_pairs(*total, gw.dtype)
 
     def rows_forward(self, name, x, out):
         self._rowwise[name + "_fwd", out.dtype.char](x, out, *x.shape)
