@@ -26,13 +26,14 @@ bit for bit, under any chunking:
 * The gated units along a chunked axis: the halves are paired block by
   block (each block computes ``x[..., a-part]`` with its ``b-part``), so
   the axis is never one chunk; bit-identical.
-* PReLU's weight gradient: per block, partial sums in float64 (float32
-  input: its products are exact) or the kernel's own (float64 input),
-  added exactly (``math.fsum``) and rounded once.  float32: identical to
-  the single call unless the exact sum lies within 2**-40 (relative) of a
-  rounding boundary; float64: within the single call's own error bound,
-  ``n 2**-53 sum |g x|`` over the channel's ``n`` elements (not bit for
-  bit: the single call's sums run in its own chunks).
+* PReLU's weight gradient: per block and channel, the exact terms
+  (_backends.prelu_weight_terms) summed in double-double, the pairs of all
+  blocks added exactly (``math.fsum``) and rounded once: the correctly
+  rounded sum, as the single call's kernels compute it (their own
+  double-double sums, rounded once); identical unless the exact sum lies
+  within about ``2**-100`` of the channel's absolute sum from a rounding
+  boundary.  float16 and bfloat16: rounded to float32, then to the dtype,
+  as the single call (computed in float32) rounds it.
 
 dask is never imported here until a dask array arrives: it is recognised by
 the module of its type, so it stays optional (``pip install fastact[dask]``).
@@ -41,6 +42,7 @@ with ``dask.array.store`` instead).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -449,20 +451,19 @@ def prelu_backward(op, g, x, weight, ax, wshape, pin, run):
                           token="fastact-prelu-backward")
     gx = pairs.map_blocks(_first, dtype=x.dtype, meta=_meta(x, x.dtype),
                           token="fastact-prelu-backward-x")
-    # per block a float64 partial of shape 1 on every axis but the channels'
+    # per block a float64 pair (axis 0) of shape 1 on every axis but the channels'
     chunks = [(1,) * len(c) for c in x.chunks]
     if not shared:
         chunks[ax] = x.chunks[ax]
-    parts = pairs.map_blocks(_second, chunks=tuple(chunks), dtype=np.float64,
-                             meta=np.empty((0,) * x.ndim), token="fastact-prelu-backward-w")
-    axes = tuple(d for d in range(x.ndim) if shared or d != ax)
-    if not axes:
-        gw = parts
-    else:
-        # all partials of a channel block in one task: an exact sum, once rounded
-        gw = da.reduction(parts, _identity, _exact_sum, axis=axes, dtype=np.float64,
-                          split_every={d: max(1, parts.numblocks[d]) for d in axes},
-                          concatenate=True, meta=np.empty((0,)))
+    parts = pairs.map_blocks(_second, chunks=((2,),) + tuple(chunks), new_axis=0,
+                             dtype=np.float64, meta=np.empty((0,) * (x.ndim + 1)),
+                             token="fastact-prelu-backward-w")
+    axes = (0,) + tuple(d + 1 for d in range(x.ndim) if shared or d != ax)
+    # all pairs of a channel block in one task: an exact sum, once rounded
+    wide = np.float64 if x.dtype == np.float64 else np.float32
+    gw = da.reduction(parts, _identity, functools.partial(_exact_sum, dtype=wide), axis=axes,
+                      dtype=np.float64, split_every={d: max(1, parts.numblocks[d]) for d in axes},
+                      concatenate=True, meta=np.empty((0,)))
     return gx, gw.astype(x.dtype).reshape(wshape)
 
 
@@ -471,19 +472,18 @@ class _PreluBackwardBlock:
         self.run, self.backend, self.ax, self.shared = run, backend, ax, shared
 
     def __call__(self, gb, xb, wb):
-        gx, gw = self.run((gb, xb, wb.reshape(-1)), self.backend)
-        axes = tuple(d for d in range(xb.ndim) if self.shared or d != self.ax)
-        if xb.dtype == np.float64:
-            part = gw.astype(np.float64)
-        else:
-            # float32: the products are exact in float64
-            with np.errstate(all="ignore"):
-                t = np.where(xb > 0, 0.0, gb.astype(np.float64) * xb)
-            part = t.sum(axis=axes) if xb.ndim else t
+        from ._backends import pair_sum, prelu_weight_terms
+        gx, _ = self.run((gb, xb, wb.reshape(-1)), self.backend)
+        p, e = prelu_weight_terms(gb, xb)
         shape = [1] * xb.ndim
-        if not self.shared and xb.ndim:
-            shape[self.ax] = xb.shape[self.ax]
-        return gx, np.asarray(part, np.float64).reshape(shape)
+        if self.shared or not xb.ndim:
+            p, e = p.reshape(1, -1), e.reshape(1, -1)
+        else:
+            C = shape[self.ax] = xb.shape[self.ax]
+            m = xb.size // C if C else 0
+            p, e = (np.moveaxis(a, self.ax, 0).reshape(C, m) for a in (p, e))
+        hi, lo = pair_sum(p, e, 1)
+        return gx, np.stack([hi.reshape(shape), lo.reshape(shape)])
 
 
 def _first(pair):
@@ -498,20 +498,26 @@ def _identity(a, axis=None, keepdims=None):
     return a
 
 
-def _exact_sum(a, axis=None, keepdims=False):
-    """The sum of ``a`` along ``axis``, exactly rounded (math.fsum) where
-    every term is finite; NumPy's where not (inf, NaN: their IEEE sum)."""
+def _exact_sum(a, axis=None, keepdims=False, dtype=np.float64):
+    """The pairs of ``a`` (its axis 0: high parts, low ones) summed along
+    ``axis`` (0 among them) exactly (math.fsum: the sum and its remainder)
+    and rounded once to ``dtype`` (round_pairs), as float64; where a term
+    is not finite, the IEEE sum of the high parts (inf, NaN)."""
+    from ._backends import round_pairs
     a = np.asarray(a, np.float64)
-    moved = np.moveaxis(a, axis, range(-len(axis), 0)) if a.ndim else a
+    moved = np.moveaxis(a, axis, range(-len(axis), 0))
     keep = moved.shape[:moved.ndim - len(axis)]
-    flat = moved.reshape(keep + (math.prod(moved.shape[len(keep):]),))
-    out = np.empty(flat.shape[:-1])
-    for i in np.ndindex(out.shape):
-        terms = flat[i]
+    flat = moved.reshape(keep + (2, math.prod(moved.shape[len(keep) + 1:])))
+    hi, lo = np.empty(keep), np.zeros(keep)
+    for i in np.ndindex(keep):
+        terms = flat[i].ravel().tolist()
         try:
-            out[i] = math.fsum(terms)
+            hi[i] = math.fsum(terms)
+            lo[i] = math.fsum(terms + [-hi[i]])
         except (OverflowError, ValueError):
-            out[i] = np.sum(terms)
+            with np.errstate(all="ignore"):
+                hi[i] = np.sum(flat[i][0])
+    out = round_pairs(hi, lo, dtype).astype(np.float64)
     if keepdims:
         out = np.expand_dims(out, axis)
     return out

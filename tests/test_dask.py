@@ -193,28 +193,37 @@ def test_gated_any_chunking(spec):
 
 # --- prelu ----------------------------------------------------------------------------------------
 
-def _prelu_gw_bound(g, x, axes):
-    terms = np.where(x > 0, 0.0, g.astype(np.float64) * x)
-    return np.finfo(x.dtype).eps * np.sum(np.abs(terms), axis=axes)
+#: (shape, chunks, axis): CHUNKINGS with the channel axis split (zero-size
+#: chunks among them), long channel rows, and a size the kernels take in
+#: parallel (Numba's pool, C's chunks)
+PRELU_CHUNKINGS = [c + (min(1, len(c[0]) - 1),) for c in CHUNKINGS] + [
+    (CHUNKINGS[4][0], CHUNKINGS[4][1], 3),
+    ((64, 300), (16, (100, 200)), 1),
+    ((12, 5, 700), (5, 2, 300), 2),
+    ((8, 16, 4096), (3, (5, 0, 11), 1000), 1),
+]
 
 
+@pytest.mark.parametrize("backend", ["numba", "c"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_prelu(dtype):
-    for shape, chunks, axis in ((CHUNKINGS[1] + (1,)), (CHUNKINGS[3] + (1,)),
-                                ((64, 300), (16, (100, 200)), 1), ((12, 5, 700), (5, 2, 300), 2)):
+def test_prelu(dtype, backend):
+    """prelu and both its gradients bit-identical to the single call under
+    any chunking, the weight gradient (the correctly rounded sum) too."""
+    require_backend(backend)
+    for shape, chunks, axis in PRELU_CHUNKINGS:
         x, g = _data(shape, dtype), _data(shape, dtype, 1)
-        for w in (np.linspace(0.1, 0.5, shape[axis]).astype(dtype), np.array([0.25], dtype)):
-            assert_bitwise_equal(fastact.prelu(_lazy(x, chunks), w, axis=axis).compute(),
-                                 fastact.prelu(x, w, axis=axis))
-            gx, gw = fastact.prelu_backward(_lazy(g, chunks), _lazy(x, chunks), w, axis=axis)
-            want_x, want_w = fastact.prelu_backward(g, x, w, axis=axis)
+        ws = [np.array([0.25], dtype)]
+        if len(shape) > 1:
+            ws.append(np.linspace(0.1, 0.5, shape[axis]).astype(dtype))
+        for w in ws:
+            kw = dict(axis=axis, backend=backend)
+            assert_bitwise_equal(fastact.prelu(_lazy(x, chunks), w, **kw).compute(),
+                                 fastact.prelu(x, w, **kw))
+            gx, gw = fastact.prelu_backward(_lazy(g, chunks), _lazy(x, chunks), w, **kw)
+            want_x, want_w = fastact.prelu_backward(g, x, w, **kw)
             got_x, got_w = dask.compute(gx, gw)
             assert_bitwise_equal(got_x, want_x)
-            assert got_w.shape == want_w.shape and got_w.dtype == want_w.dtype
-            axes = tuple(d for d in range(x.ndim) if w.size == 1 or d != axis)
-            bound = _prelu_gw_bound(g, x, axes).reshape(want_w.shape) + np.spacing(
-                np.abs(want_w))
-            assert np.all(np.abs(got_w.astype(np.float64) - want_w) <= bound)
+            assert_bitwise_equal(got_w, want_w)
 
 
 def test_prelu_backward_graph_shares_its_blocks(monkeypatch):
@@ -232,7 +241,7 @@ def test_prelu_backward_graph_shares_its_blocks(monkeypatch):
     got_x, got_w = dask.compute(gx, gw, scheduler="sync")
     assert len(calls) == 8            # 4 x 2 blocks, once each
     assert_bitwise_equal(got_x, want_x)
-    assert np.allclose(got_w, want_w, rtol=1e-6)
+    assert_bitwise_equal(got_w, want_w)
     assert_bitwise_equal(gx.compute(scheduler="sync"), want_x)
     assert_bitwise_equal(gw.compute(scheduler="sync"), got_w)
     assert len(calls) == 24
