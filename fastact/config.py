@@ -181,12 +181,6 @@ PRELU_RUN_MIN = 256
 #: depend on it (the C backend's chunks: FA_PRELU_CHUNKS, the same idea).
 PRELU_BLOCKS = 32
 
-#: PReLU weight gradient, long rows: the double-double sums a row is summed
-#: in (element j into sum j % PRELU_LANES, vectorized across them; the C
-#: kernel's FA_PRELU_LANES, the same idea): enough independent two-sums to
-#: hide their latency.
-PRELU_LANES = 16
-
 #: Softmax backward, float64: the dot product sum(g * y) of a row is taken in
 #: runs of this many terms, each summed in vector partial sums, the run sums
 #: added with Kahan's compensation.  The result must be within 4 eps |y|

@@ -286,17 +286,16 @@ def _kahan():
 
 @functools.lru_cache(maxsize=None)
 def _double_double():
-    """``(add_term, prod_err, round_pair)``, float64 scalars, as
-    fastact._backends.two_prod and round_pairs compute them: ``add_term(hi,
-    lo, p, e)`` is the pair ``(hi, lo)`` plus ``p + e`` (the two-sum of
-    ``hi`` and ``p``, its error and ``e`` added to ``lo``); ``prod_err(a, b,
-    p)`` the error of ``p = a * b`` (Dekker's; 0 where ``p`` is 0 or the
-    split overflows); ``round_pair(hi, lo)`` the pair rounded to float64,
+    """``(add_term, round_pair)``, float64 scalars, as fastact._backends's
+    pair_sum and round_pairs compute them: ``add_term(hi, lo, p, e)`` is the
+    pair ``(hi, lo)`` plus ``p + e`` (the two-sum of ``hi`` and ``p``, its
+    error and ``e`` added to ``lo``); ``round_pair(hi, lo)`` the pair
+    rounded to float64,
     and to the float64 of odd last bit where it is not one (round to odd:
     then rounded to float32, no double rounding); ``hi`` itself where it is
     not finite.  Callers are compiled without reassociation."""
     W = np.float64
-    zero, inf, split = W(0.0), W(np.inf), W(134217729.0)
+    zero, inf = W(0.0), W(np.inf)
     inline = always_inline()
 
     @inner_njit()
@@ -305,15 +304,6 @@ def _double_double():
         s = hi + p
         t = s - hi
         return s, lo + (((hi - (s - t)) + (p - t)) + e)
-
-    @inner_njit()
-    def prod_err(a, b, p):
-        inline()
-        ca, cb = split * a, split * b
-        ah, bh = ca - (ca - a), cb - (cb - b)
-        al, bl = a - ah, b - bh
-        e = (((ah * bh - p) + ah * bl) + al * bh) + al * bl
-        return e if p != zero and abs(e) < inf else zero
 
     @inner_njit()
     def round_pair(hi, lo):
@@ -328,7 +318,7 @@ def _double_double():
             odd = np.nextafter(s, inf if r > zero else -inf)
         return s, odd
 
-    return add_term, prod_err, round_pair
+    return add_term, round_pair
 
 
 @functools.lru_cache(maxsize=None)
@@ -554,8 +544,11 @@ def _prelu_kernels(dtype, parallel):
     exact_products = np.dtype(dtype) == np.float64
     wide, inline = wide_vectors(), always_inline()
     U = np.uint64
-    add_term, prod_err, _ = _double_double()
-    lanes_n = config.PRELU_LANES
+    add_term, _ = _double_double()
+    two_prod, inf = cpu_prims(np.float64).two_prod, W(np.inf)
+    # row_span's lanes: enough independent two-sums to hide their latency
+    # (4 lanes kept in registers ran at half the speed)
+    lanes_n = 16
 
     @inner_njit()
     def term(gj, xj):
@@ -563,24 +556,31 @@ def _prelu_kernels(dtype, parallel):
         inline()
         p = wterm(W(gj), W(xj))
         if exact_products:
-            return p, prod_err(W(gj), W(xj), p)
+            e = two_prod(W(gj), W(xj))[1]
+            return p, (e if p != zero and abs(e) < inf else zero)
         return p, zero
 
     def row_span(put):
         """Long rows: the terms of elements ``k0 .. k0+m-1`` added to the
-        double-double lanes ``(hl[i], ll[i])`` (the i-th of every
-        ``config.PRELU_LANES``), their gradients written by ``put``, in one
-        pass vectorized across the lanes.  Inlined."""
+        double-double lanes ``(hl[i], ll[i])`` (element j to lane j %
+        ``lanes_n``), their gradients written by ``put``, in one pass
+        vectorized across the lanes.  Inlined."""
+        @inner_njit(inline="always")
+        def step(g1, x1, o1, k, wc, hl, ll, i):
+            gk, xk = g1[k], x1[k]
+            p, e = term(gk, xk)
+            hl[i], ll[i] = add_term(hl[i], ll[i], p, e)
+            put(o1, k, bwd(gk, xk, wc))
+
         @inner_njit(inline="always")
         def span(g1, x1, o1, k0, m, wc, hl, ll):
-            for j0 in range(0, m, lanes_n):
-                for i in range(min(lanes_n, m - j0)):
+            full = m - m % lanes_n
+            for j0 in range(0, full, lanes_n):
+                for i in range(lanes_n):        # a constant count: unrolled, vectorized
                     wide()
-                    k = U(k0) + U(j0) + U(i)
-                    gk, xk = g1[k], x1[k]
-                    p, e = term(gk, xk)
-                    hl[i], ll[i] = add_term(hl[i], ll[i], p, e)
-                    put(o1, k, bwd(gk, xk, wc))
+                    step(g1, x1, o1, U(k0) + U(j0) + U(i), wc, hl, ll, i)
+            for i in range(m - full):
+                step(g1, x1, o1, U(k0) + U(full) + U(i), wc, hl, ll, i)
         return span
 
     rows_store, rows_nt = row_span(_store(False)), row_span(_store(True))
@@ -831,7 +831,7 @@ def prelu_channel_sums():
     about ``2**-100`` of the channel's absolute sum from a rounding
     boundary: the same bits whatever the split)."""
     row_min = config.PRELU_ROW_MIN
-    add_term, _, round_pair = _double_double()
+    add_term, round_pair = _double_double()
 
     def sums(partial, outer, C, inner, gw):
         hi, lo = np.zeros(C), np.zeros(C)
