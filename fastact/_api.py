@@ -789,7 +789,10 @@ def prelu_backward(grad, x, weight, *, axis=1, out=None, backend=None, stream=No
 
     The mask is ``x > 0`` (PyTorch): at ``x = 0`` the input gradient is
     ``w_c g``, and a NaN ``x_i`` is in the sum (making it NaN).  The sum is
-    accumulated in float64 (float32 inputs) or with compensation (float64).
+    correctly rounded (its terms exact, summed in double-double, rounded
+    once; float16 and bfloat16: rounded to float32, then to the dtype), so
+    that it does not depend on the host backend, the thread count, or a
+    dask array's chunks; inf and NaN terms give the IEEE sum.
     Memory: inputs that are not C-contiguous are first copied to C order;
     float16 and bfloat16 host inputs are computed on float32 copies (for
     now), device arrays without them.

@@ -226,6 +226,19 @@ def test_prelu(dtype, backend):
             assert_bitwise_equal(got_w, want_w)
 
 
+@pytest.mark.parametrize("backend", ["numba", "c"])
+def test_prelu_backward_float16(backend):
+    """float16: the weight gradient rounded to float32, then float16, as the
+    single call (computed in float32) rounds it."""
+    require_backend(backend)
+    (shape, chunks), axis = CHUNKINGS[3], 1
+    x, g = _data(shape, np.float16), _data(shape, np.float16, 1)
+    w = np.linspace(0.1, 0.5, shape[axis]).astype(np.float16)
+    lazy = fastact.prelu_backward(_lazy(g, chunks), _lazy(x, chunks), w, backend=backend)
+    for got, want in zip(dask.compute(*lazy), fastact.prelu_backward(g, x, w, backend=backend)):
+        assert_bitwise_equal(got, want)
+
+
 def test_prelu_backward_graph_shares_its_blocks(monkeypatch):
     """grad_x and grad_weight computed together run each block's call once;
     each alone still computes (no task culled for want of a declared

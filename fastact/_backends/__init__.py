@@ -117,24 +117,25 @@ def pair_sum(hi, lo, axis):
 
 
 def round_pairs(hi, lo, dtype):
-    """``hi + lo`` rounded once to ``dtype`` (float32 or float64), to
-    nearest: float64 by one addition; float32 through round-to-odd (the
-    pair's exact sum, where it is not a float64, replaced by the float64 of
-    odd last bit next to it, then rounded to float32: no double rounding).
-    Where ``hi`` is not finite, ``hi`` (inf or NaN, the sum's IEEE value).
-    The compiled backends do the same (numba_cpu._round_pair, C's
-    fa_round_pair)."""
+    """``hi + lo`` rounded once to ``dtype``, to nearest: float64 by one
+    addition; float32 through round-to-odd (the pair's exact sum, where it
+    is not a float64, replaced by the float64 of odd last bit next to it,
+    then rounded to float32: no double rounding); float16 and bfloat16 as
+    float32, then to the dtype (as the float32 kernels that compute them
+    round).  Where ``hi`` is not finite, ``hi`` (inf or NaN, the sum's IEEE
+    value).  The C backend's pairs are rounded here; Numba's kernels round
+    theirs alike (numba_cpu._double_double)."""
     hi, lo = np.asarray(hi, np.float64), np.asarray(lo, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         s = hi + lo
         t = s - hi
         r = (hi - (s - t)) + (lo - t)
-        if np.dtype(dtype) != np.float32:
-            return np.where(np.isfinite(hi), s, hi).astype(dtype)
+        if np.dtype(dtype) == np.float64:
+            return np.where(np.isfinite(hi), s, hi)
         half = np.ldexp(np.frexp(s)[0], 52)           # the significand over 2
         even = half == np.floor(half)
         s = np.where((r != 0) & even, np.nextafter(s, np.copysign(np.inf, r)), s)
-        return np.where(np.isfinite(hi), s, hi).astype(np.float32)
+        return np.where(np.isfinite(hi), s, hi).astype(np.float32).astype(dtype)
 
 
 def prelu_run(ci):
