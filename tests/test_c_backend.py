@@ -700,9 +700,12 @@ def test_row_kernels_refuse_what_c_cannot_take(cb):
         with pytest.raises(exc, match=msg):
             fwd(*args)
     assert not out.any()
-    gw = np.zeros(3, np.float32)
-    with pytest.raises(ValueError, match="gw has 2 elements, not 3"):
-        bwd(x, x, w, out, np.zeros(2, np.float32), 2, 3, 4)
+    # the weight gradient: each channel's pair, 2 C float64
+    gw = np.zeros(6)
+    with pytest.raises(ValueError, match="gw has 3 elements, not 6"):
+        bwd(x, x, w, out, np.zeros(3), 2, 3, 4)
+    with pytest.raises(TypeError, match="gw has the wrong dtype"):
+        bwd(x, x, w, out, np.zeros(6, np.float32), 2, 3, 4)
     with pytest.raises(ValueError, match="gw is read-only"):
         gw.flags.writeable = False
         bwd(x, x, w, out, gw, 2, 3, 4)
