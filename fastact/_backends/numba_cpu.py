@@ -675,13 +675,13 @@ def _prelu_kernels(dtype, parallel):
     # The backward, one skeleton for both kinds of output.  Long rows
     # (inner >= ROW_MIN): one channel row a unit, summed while its
     # gradients are written, in one pass (an element is read before it is
-    # written: gx may be g or x); partial is (outer * C, 1).  Short rows
-    # (e.g. (N, C) activations): blocks of the forward's runs of L elements
-    # (whole samples), each run one vectorized loop against the spread
-    # weights, every position's terms summed down the block in its own
-    # float64 lane (Kahan's for float64 data): partial is (blocks, L), the
-    # caller adds it up by channel; its blocks, whatever the thread count,
-    # keep the sums' order, and so their bits, the same.  The flat arrays
+    # written: gx may be g or x); partial is (outer * C, 2), each row's
+    # double-double pair.  Short rows (e.g. (N, C) activations): blocks of
+    # the forward's runs of L elements (whole samples), each run one
+    # vectorized loop against the spread weights, every position's terms
+    # summed down the block in its own double-double lane: partial is
+    # (blocks, 2 L), the caller adds it up by channel (prelu_channel_sums:
+    # the correctly rounded sum, whatever the blocks or threads).  The flat arrays
     # are addressed by offset, no row slices (each costs atomic reference
     # counts on counters both threads share).
     # ``nt`` (big outputs): a row's (or run's) gradients between its first
