@@ -631,7 +631,9 @@ register(Spec(
         r" g\,\sigma(v)\,(1 + x\,\sigma(-v)\,v'), \; v = 2\sqrt{2/\pi}\,(x + 0.044715 x^3)",
         notes="""``approximate="none"``: ``erfc(t) = exp(-t**2) erfcx(t)`` with the
 exponential's argument ``x**2 / 2`` carried exactly (two parts) and
-``erfcx`` a polynomial in ``(t - K) / (t + K)``; ``approximate="tanh"``:
+``erfcx`` a polynomial in ``q = (t - K) / (t + K)`` (float32: ``Phi(-|x|) =
+exp(-x**2/2) P(q) / (|x| + 4)``, one reciprocal by Newton's method, no
+division, ``1 / (|x| + 4)`` in two parts); ``approximate="tanh"``:
 ``x * sigmoid(v)``, ``v = 2u`` in two parts.  Both within 4 ULP of the exact
 function over the whole range, subnormal results of the negative tail
 included (where ``1 + tanh(u)`` and ``1 + erf`` cancel in the naive
