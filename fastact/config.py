@@ -106,6 +106,14 @@ PARALLEL_MIN_COMPUTE = 1 << 14
 #: (tests/test_threads_parked.py compares them).
 POOL_CHUNK_MIN_ELEMS = 4096
 
+#: The row-wise kernels on narrow arrays (float16, bfloat16) widen this
+#: many elements at a time (whole rows, at least one; a block of columns)
+#: into float32 buffers that stay in L1 for the float32 kernel's passes
+#: (Numba: fastact/_backends/numba_narrow.py; C: FA_NARROW_ROW in
+#: c_src/narrow.inc); the gated units take runs of NARROW_CHUNK.
+NARROW_ROW_ELEMS = 4096
+NARROW_CHUNK = 512
+
 #: Below this many elements the C backend stays on the calling thread.
 #: Size sweep, C backend, float32, serial vs 2 OpenMP threads (best of 15
 #: interleaved rounds): sigmoid/elu_backward/softmax gain from 2**13 on
