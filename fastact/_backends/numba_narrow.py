@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from .. import config
-from .._prims import inner_njit
+from .._prims import inner_njit, wide_vectors
 from . import numba_cpu
 
 
@@ -32,15 +32,21 @@ def _moves(kind):
     from .._prims_narrow import converters
     widen, narrow = converters(kind)
 
+    U = np.uint64
+    wide = wide_vectors()
+
+    # unsigned indices: no negative-index wraparound to keep the loops scalar
     @inner_njit()
     def load(a1, i, buf1, j, m):
         for k in range(m):
-            buf1[j + k] = widen(a1[i + k])
+            wide()
+            buf1[U(j) + U(k)] = widen(a1[U(i) + U(k)])
 
     @inner_njit()
     def store(buf1, j, a1, i, m):
         for k in range(m):
-            a1[i + k] = narrow(buf1[j + k])
+            wide()
+            a1[U(i) + U(k)] = narrow(buf1[U(j) + U(k)])
     return load, store
 
 
