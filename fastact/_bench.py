@@ -64,6 +64,12 @@ DEFAULT_SIZE = 1 << 24
 #: while one thread kept within 10% from run to run.
 QUICK_SIZE = 1 << 22
 QUICK_THREADS = 1
+#: ``--quick`` (without ``--dtype``) also times these ops in this narrow
+#: dtype, so that the regression check covers the narrow kernels (their
+#: conversions, the row kernels' buffers): a memory-bound op, a
+#: compute-bound one and a row-wise one, at the main size only.
+QUICK_NARROW_DTYPE = "float16"
+QUICK_NARROW_OPS = ("relu", "sigmoid", "softmax")
 DEFAULT_REPEAT = 5
 QUICK_REPEAT = 9
 #: Softmax row length of the main case, and the sweep of ``benchmarks/``.

@@ -383,11 +383,19 @@ def _bench_run(args):
     in_cache = in_cache if in_cache != size else 0
     side = max(math.isqrt(size) // 2 * 2, 2)
     layouts = not (args.no_layouts or args.quick)
+    # the regression check's narrow rows (--quick without --dtype)
+    narrow_ops = ([op for op in ops if op in _bench.QUICK_NARROW_OPS]
+                  if args.quick and args.dtype in (None, "") else [])
+    narrow_dtypes = [_bench.QUICK_NARROW_DTYPE]
     steps = _bench.steps(ops, backends, dtypes, repeat) * (2 if in_cache else 1)
+    steps += _bench.steps(narrow_ops, backends, narrow_dtypes, repeat) if narrow_ops else 0
     steps += _bench.LAYOUT_CASES * (repeat + 1) if layouts else 0
     progress = _Progress(steps, not args.no_progress)
     try:
         results = _bench.run(ops, backends, dtypes, size, repeat, progress=progress)
+        if narrow_ops:
+            results += _bench.run(narrow_ops, backends, narrow_dtypes, size, repeat,
+                                  progress=progress)
         cached = (_bench.run(ops, backends, dtypes, in_cache, repeat, progress=progress)
                   if in_cache else [])
         layout_rows = (_bench.run_layouts(backends, "float32", repeat, side, progress=progress)

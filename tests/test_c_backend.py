@@ -865,6 +865,35 @@ def test_streamed_prelu_is_bit_identical(cb, stream_min, isa_level, two_threads,
             assert_bitwise_equal(gx, ref_gx)
 
 
+def _narrow_dtypes():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_streamed_narrow_kernels_are_bit_identical(cb, stream_min, isa_level, two_threads, isa):
+    """float16 and bfloat16 outputs streamed (c_src/narrow.inc: 64-byte
+    lines rounded into a buffer, then non-temporal stores) equal them
+    stored: the elementwise kernels of each write mode and PReLU forward,
+    at every output alignment."""
+    from fastact._narrow import narrowed
+    used = isa_level(isa)
+    ops = [op for op in ELEMENTWISE_OPS if op.id in ("relu", "sigmoid", "elu", "gelu")]
+    assert len(ops) == 4
+    for dtype in _narrow_dtypes():
+        for n in STREAM_SIZES:
+            x = narrowed(mixed_values(np.float32, n, seed=n), dtype)
+            g = narrowed(np.random.default_rng(n).standard_normal(n).astype(np.float32), dtype)
+            for op in ops:
+                _check_streamed(op.fwd, (x,), False, stream_min, (used, op.id, dtype, n))
+                _check_streamed(op.bwd, (g, x), False, stream_min, (used, op.id, dtype, n))
+        for shape in PRELU_SHAPES:
+            x = narrowed(mixed_values(np.float32, int(np.prod(shape)), seed=3), dtype)
+            w = np.linspace(0.0, 0.5, shape[1]).astype(np.float32)
+            _check_streamed(lambda x, **k: fastact.prelu(x, w, **k), (x.reshape(shape),), False,
+                            stream_min, (used, "prelu", dtype, shape))
+
+
 #: rows of 1 and 17 (too short for a chunk), many rows per thread, and long
 #: rows, each with its own head, chunks and tail
 SOFTMAX_SHAPES = [(1, 1), (1, 17), (17, 59), (64, 515), (3, 4096), (2, 8192), (2, 9001)]

@@ -19,7 +19,9 @@ from fastact import _bench, _dispatch, cli
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "benchmarks" / "baseline.json"
 # one thread and the CPU clock, like --quick; 4 MiB float32 arrays keep it fast
-QUICK = ["--quick", "--size", str(1 << 20), "--no-progress", "--backends", "numba"]
+# (float32 only: test_quick_run_has_narrow_rows covers --quick's float16 rows)
+QUICK = ["--quick", "--size", str(1 << 20), "--no-progress", "--backends", "numba",
+         "--dtype", "float32"]
 
 
 def test_compare_margin():
@@ -119,6 +121,27 @@ def test_committed_baseline_covers_the_quick_run():
         for p in _bench.PASSES:
             key = _bench.case_key(op, p, "numba", "float32", size, threads)
             assert 0.02 < figures[key] < 2, key
+
+
+def test_quick_run_has_narrow_rows(tmp_path, capsys):
+    """--quick without --dtype times _bench.QUICK_NARROW_OPS in the narrow
+    dtype too (only those), and the committed baseline has their rows."""
+    path = tmp_path / "quick.json"
+    assert cli.main(["bench", "--quick", "--size", str(1 << 14), "--in-cache", "0",
+                     "--no-progress", "--backends", "numba", "--ops", "relu,elu",
+                     "--json", str(path)]) == 0
+    capsys.readouterr()
+    rows = json.loads(path.read_text())["results"]
+    narrow = {(r["op"], r["pass"]) for r in rows if r["dtype"] == _bench.QUICK_NARROW_DTYPE}
+    assert narrow == {("relu", p) for p in _bench.PASSES}
+    assert {(r["op"], r["dtype"]) for r in rows} >= {("relu", "float32"), ("elu", "float32")}
+    figures = _bench.load_figures(BASELINE)
+    for op in _bench.QUICK_NARROW_OPS:
+        for p in _bench.PASSES:
+            for backend in ("numba", "c"):
+                key = _bench.case_key(op, p, backend, _bench.QUICK_NARROW_DTYPE,
+                                      _bench.QUICK_SIZE, _bench.QUICK_THREADS)
+                assert 0.02 < figures[key] < 2, key
 
 
 def test_make_baseline_add_keeps_other_rows(tmp_path):
