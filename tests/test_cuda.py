@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastact
-from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, mixed_values,
+from conftest import (ELEMENTWISE_OPS, EarlyProcess, assert_bitwise_equal, assert_ulp, mixed_values,
                       oracle_elu_backward, oracle_softmax, oracle_softmax_backward,
                       softmax_backward_bound)
 from oracles_gated import GATED, VARIANTS
@@ -60,7 +60,15 @@ def test_device_input_without_backend_says_why():
     assert info.value.reason == STATUS["reason"]
 
 
+#: this file's device tests under numba's CUDA simulator
+SIMULATOR_SUITE = EarlyProcess(
+    "cuda tests under the simulator",
+    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pathlib.Path(__file__).resolve()],
+    cwd=pathlib.Path(__file__).resolve().parent.parent, env={"NUMBA_ENABLE_CUDASIM": "1"})
+
+
 @pytest.mark.skipif(STATUS["available"] or SIMULATED, reason="runs the suite on a device here")
+@pytest.mark.early(SIMULATOR_SUITE)
 def test_device_suite_under_simulator():
     """This file's device tests, under numba's CUDA simulator, in a child process."""
     probe = subprocess.run(
@@ -69,12 +77,7 @@ def test_device_suite_under_simulator():
     if probe.returncode:
         pytest.skip("no CUDA device and no numba CUDA simulator: "
                     + (probe.stderr.strip().splitlines() or ["?"])[-1])
-    root = pathlib.Path(__file__).resolve().parent.parent
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(pathlib.Path(__file__).resolve())],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    run = SIMULATOR_SUITE.result()
     tail = (run.stdout + run.stderr)[-6000:]
     assert run.returncode == 0, tail
     summary = tail.strip().splitlines()[-1]
@@ -137,7 +140,14 @@ def _compile_every_kernel_to_ptx(cc=(9, 0)):
     return lines
 
 
+#: every kernel compiled to PTX by NVVM (_compile_every_kernel_to_ptx)
+PTX = EarlyProcess("cuda kernels compiled to ptx",
+                   [sys.executable, pathlib.Path(__file__).resolve(), "--ptx"],
+                   cwd=pathlib.Path(__file__).resolve().parent)
+
+
 @pytest.mark.skipif(SIMULATED, reason="the simulator replaces the compiler")
+@pytest.mark.early(PTX)
 def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
     """Catches typing errors of the real CUDA target on machines without a GPU."""
     probe = subprocess.run(
@@ -146,9 +156,7 @@ def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
     if probe.returncode:
         pytest.skip("NVVM (CUDA toolkit) not found: "
                     + (probe.stderr.strip().splitlines() or ["?"])[-1])
-    run = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--ptx"],
-                         capture_output=True, text=True, timeout=600,
-                         cwd=pathlib.Path(__file__).resolve().parent)
+    run = PTX.result()
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     report = dict(line.rsplit(": fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
     specs = fastact._registry.REGISTRY.values()
