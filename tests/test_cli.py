@@ -13,6 +13,8 @@ import pytest
 import fastact
 from fastact import _bench, cli
 
+from conftest import EarlyProcess
+
 SMALL = ["--size", "4096", "--repeat", "2", "--no-progress"]
 
 
@@ -276,6 +278,32 @@ print(sum(len(k.stats.cache_misses) for k in ks), sum(len(k.stats.cache_hits) fo
     assert misses == "0" and int(hits) >= 4, out
 
 
+def test_bench_compile_only_fills_the_cache(tmp_path, capsys):
+    """``fastact bench --compile-only`` times nothing, and the same bench
+    then loads every kernel it calls from the disk cache (CI compiles the
+    regression check's kernels so, beside the tests)."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    args = ("['bench', '--ops', 'relu', '--backends', 'numba', '--size', '131072', "
+            "'--in-cache', '0', '--no-progress'")
+    out = _child(f"import sys; from fastact.cli import main; "
+                 f"sys.exit(main({args}, '--compile-only']))", env)
+    assert "fastact bench --compile-only: 2 kernel calls" in out and "GB/s" not in out, out
+    out = _child(f"""
+import numpy as np
+from fastact import _bench
+from fastact._backends import numba_cpu as nc
+from fastact.cli import main
+assert main({args}, '--repeat', '1']) == 0
+ks = [nc._elementwise_kernel("relu", p, np.float32, True) for p in ("forward", "backward")]
+ks += [nc._elementwise_kernel("relu", "forward", np.float32, False), _bench._copy_kernel()]
+print(sum(len(k.stats.cache_misses) for k in ks), sum(len(k.stats.cache_hits) for k in ks))
+""", env)
+    misses, hits = out.split()[-2:]
+    assert misses == "0" and int(hits) >= 4, out
+    status, _, err = run(capsys, "bench", "--compile-only", "--compare", str(tmp_path / "b.json"))
+    assert status == 2 and "--compile-only times nothing: --compare" in err
+
+
 def test_first_calls_do_not_wait_for_numba():
     """With the C backend built, the automatic choice runs every op's first
     call on big arrays without importing (or compiling with) Numba: the ops
@@ -305,14 +333,10 @@ for pid, proc in _dispatch._compiled.values():    # the compiles not needed here
     assert all(repr(op) in out for op in config.NUMBA_FIRST), out
 
 
-def test_numba_first_ops_move_to_numba_once_compiled():
-    """A big call of an op of config.NUMBA_FIRST takes C while a child
-    process compiles its Numba kernels, and Numba once they are loaded, with
-    the reference's results on both; FASTACT_NUMBA_BACKGROUND=0: Numba at
-    once.  (relu made one of them here: its kernels compile fastest.)"""
-    if not fastact.backends()["c"]["available"] or not fastact.backends()["numba"]["available"]:
-        pytest.skip("needs the C and Numba backends")
-    out = _child("""
+#: a big call of relu, made an op of NUMBA_FIRST, while and after its
+#: kernels compile (started early: a compile of about 20 s)
+MOVE_TO_NUMBA = EarlyProcess("cli: an op of NUMBA_FIRST moves to numba", [
+    sys.executable, "-c", """
 import sys, numpy as np, fastact
 from fastact import _dispatch
 _dispatch._NUMBA_FIRST = frozenset({"relu"})
@@ -325,14 +349,28 @@ then = _dispatch.choose(None, x.size, "relu").name
 y2 = fastact.relu(x)
 d = max(float(np.abs(y - ref).max()) for y in (y1, y2))
 print(first, ready, then, d < 1e-6)
-""", {})
-    assert out.split() == ["c", "True", "numba", "True"], out
-    out = _child("""
+"""], timeout=600)
+NUMBA_AT_ONCE = EarlyProcess("cli: numba at once without the background compile", [
+    sys.executable, "-c", """
 import numpy as np, fastact
 from fastact import _dispatch
 print(_dispatch.choose(None, 1 << 18, "gelu").name)
-""", {"FASTACT_NUMBA_BACKGROUND": "0"})
-    assert out.split() == ["numba"], out
+"""], env={"FASTACT_NUMBA_BACKGROUND": "0"}, timeout=600)
+
+
+@pytest.mark.early(MOVE_TO_NUMBA, NUMBA_AT_ONCE)
+def test_numba_first_ops_move_to_numba_once_compiled():
+    """A big call of an op of config.NUMBA_FIRST takes C while a child
+    process compiles its Numba kernels, and Numba once they are loaded, with
+    the reference's results on both; FASTACT_NUMBA_BACKGROUND=0: Numba at
+    once.  (relu made one of them here: its kernels compile fastest.)"""
+    if not fastact.backends()["c"]["available"] or not fastact.backends()["numba"]["available"]:
+        pytest.skip("needs the C and Numba backends")
+    for child, want in ((MOVE_TO_NUMBA, ["c", "True", "numba", "True"]),
+                        (NUMBA_AT_ONCE, ["numba"])):
+        r = child.result()
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        assert r.stdout.split() == want, r.stdout
 
 
 def test_bench_in_cache_and_layout_tables(capsys, tmp_path):
