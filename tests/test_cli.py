@@ -13,7 +13,7 @@ import pytest
 import fastact
 from fastact import _bench, cli
 
-from conftest import EarlyProcess
+from early import EarlyProcess
 
 SMALL = ["--size", "4096", "--repeat", "2", "--no-progress"]
 

@@ -8,9 +8,10 @@ import pytest
 
 import fastact
 from fastact._prims import streaming_supported
-from conftest import (EarlyProcess, assert_ulp, oracle_elu, oracle_elu_backward, oracle_sigmoid,
+from conftest import (assert_ulp, oracle_elu, oracle_elu_backward, oracle_sigmoid,
                       oracle_sigmoid_backward, oracle_softmax, oracle_softmax_backward,
                       softmax_backward_bound, ulp_errors, WIDE)
+from early import EarlyProcess
 
 
 def whole_range(dtype, n=4000):

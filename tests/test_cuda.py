@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import fastact
-from conftest import (ELEMENTWISE_OPS, EarlyProcess, assert_bitwise_equal, assert_ulp, mixed_values,
+from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, mixed_values,
                       oracle_elu_backward, oracle_softmax, oracle_softmax_backward,
                       softmax_backward_bound)
+from early import EarlyProcess
 from oracles_gated import GATED, VARIANTS
 from oracles_gated import check as check_gated
 
@@ -63,7 +64,8 @@ def test_device_input_without_backend_says_why():
 #: this file's device tests under numba's CUDA simulator
 SIMULATOR_SUITE = EarlyProcess(
     "cuda tests under the simulator",
-    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pathlib.Path(__file__).resolve()],
+    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+     pathlib.Path(__file__).resolve()],
     cwd=pathlib.Path(__file__).resolve().parent.parent, env={"NUMBA_ENABLE_CUDASIM": "1"})
 
 

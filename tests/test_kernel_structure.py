@@ -38,7 +38,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import EarlyProcess
+from early import EarlyProcess
 
 
 def refcounts_in_loops(llvm_ir: str) -> list[tuple[str, str]]:
@@ -161,7 +161,7 @@ def _gated_checks(nc) -> dict:
 #: the scan's child processes, each compiling its share with an empty Numba
 #: cache (a kernel loaded from the disk cache has no IR to read): beside
 #: the rest of the suite they run one after the other on the core it
-#: leaves idle; alone, side by side (conftest.EarlyProcess)
+#: leaves idle; alone, side by side (early.EarlyProcess)
 SCAN_SHARDS = 2
 SCAN = [EarlyProcess(f"kernel scan {k} of {SCAN_SHARDS}",
                      [sys.executable, __file__, "--scan", k, SCAN_SHARDS],

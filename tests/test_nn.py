@@ -13,7 +13,8 @@ import fastact
 import fastact.nn as nn
 from fastact._registry import REGISTRY
 
-from conftest import EarlyProcess, assert_bitwise_equal
+from conftest import assert_bitwise_equal
+from early import EarlyProcess
 
 HOST_BACKENDS = [b for b in ("numpy", "numba", "c") if fastact.backends()[b]["available"]]
 SPEC = {s.api_name: s for s in REGISTRY.values() if s.public}
@@ -295,7 +296,7 @@ def test_rrelu_layer_bit_identical_across_host_backends(divide, dtype):
 
 def _simulated(name, script, timeout):
     """``script`` in a child under numba's CUDA simulator, started early
-    (conftest.EarlyProcess); :func:`_check_simulated` reads it."""
+    (early.EarlyProcess); :func:`_check_simulated` reads it."""
     return EarlyProcess(name, [sys.executable, "-c", textwrap.dedent(script)],
                         env={"NUMBA_ENABLE_CUDASIM": "1"}, timeout=timeout)
 
