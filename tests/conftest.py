@@ -482,24 +482,9 @@ for _op in REGISTRY_OPS:
 SINGLE_OUTPUT_CALLS = {k: v for k, v in ALL_CALLS.items() if k != "prelu_backward"}
 
 
-# --- child processes started early (tests/early.py) ----------------------------------------
+# --- child processes started early: tests/early.py's hooks --------------------------------
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "early(process, ...): the test reads these early.EarlyProcess children, "
-        "started once the tests are collected")
-
-
-def pytest_collection_finish(session):
-    """The children of the selected tests (after -k / -m deselection)
-    start now, on the cores this process leaves idle."""
-    if not session.config.option.collectonly:
-        early.start_for(session.items)
-
-
-def pytest_runtest_logstart(nodeid, location):
-    early.pump()
-
-
-def pytest_sessionfinish(session, exitstatus):
-    early.end_all()
+pytest_configure = early.pytest_configure
+pytest_collection_finish = early.pytest_collection_finish
+pytest_runtest_logstart = early.pytest_runtest_logstart
+pytest_sessionfinish = early.pytest_sessionfinish

@@ -4,14 +4,15 @@ fastact import: the scripts the tests run as children import it too).
 Some tests read the result of a child process that compiles for half a
 minute or more (the kernel-structure scan, the accuracy tests compiled for
 Haswell, the CUDA tests under the simulator, ...).  A session starts those
-of its selected tests once collection is done (conftest), in the order the
-tests will run, on the cores the suite's own process leaves idle (it mostly
-runs one thread: Numba's compiles) and at a lower priority; the test then
-only reads the result.  A test run without a session that started its
-child (run alone, or FASTACT_EARLY_PROCESSES=0) starts it when it asks.
-Output goes to files: no pipe to fill.  Children run in process groups of
-their own, killed when the session ends, however it ends (failure, -x,
-Ctrl-C, SIGTERM): no orphans.
+of its selected tests once collection is done (the hooks below, which
+conftest takes), in the order the tests will run, on the cores the suite's
+own process leaves idle (it mostly runs one thread: Numba's compiles) and
+at a lower priority; the test then only reads the result.  A test run
+without a session that started its child (FASTACT_EARLY_PROCESSES=0, or
+a session without these hooks) starts it when it asks.  Output goes to
+files: no pipe to fill.  Children run in process groups of their own,
+killed when the session ends, however it ends (failure, -x, Ctrl-C,
+SIGTERM): no orphans.
 """
 from __future__ import annotations
 
@@ -177,3 +178,26 @@ def start_for(items):
             os.kill(os.getpid(), signum)
         signal.signal(signal.SIGTERM, on_term)
     pump()
+
+
+# --- the hooks (conftest; ``-p early`` elsewhere) --------------------------------------------
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "early(process, ...): the test reads these early.EarlyProcess children, "
+        "started once the tests are collected")
+
+
+def pytest_collection_finish(session):
+    """The children of the selected tests (after -k / -m deselection)
+    start now, on the cores this process leaves idle."""
+    if not session.config.option.collectonly:
+        start_for(session.items)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    pump()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    end_all()
