@@ -614,6 +614,36 @@ def run(ops, backends, dtypes, size, repeat, references=REFERENCES, progress=Non
     return results
 
 
+def compile_cases(ops, backends, dtypes, sizes, progress=None):
+    """Call each fastact case :func:`run` would time at each of ``sizes``
+    once, and the copies, the streamed copy and the call-overhead calls
+    beside them: the Numba kernels of a bench compile into the disk cache
+    (``NUMBA_CACHE_DIR`` or beside the package), from which a later bench
+    loads them.  Times nothing; returns the number of calls."""
+    import fastact
+    from ._prims import streaming_supported
+    calls = 0
+    for size in sizes:
+        for dtype in dtypes:
+            for op in ops:
+                wl = make_workload(op, dtype, size)
+                copy_call(dtype, wl.size)()
+                for pass_ in PASSES:
+                    for b in backends:
+                        if progress:
+                            progress(f"{op} {pass_} {b} {dtype} {size}")
+                        make_call(wl, pass_, b)()
+                        calls += 1
+    if streaming_supported():
+        for dtype in dtypes:
+            src = _bits(_base_data(np.dtype(dtype).name, 1024)[0])
+            _stream_copy_kernel(src.dtype.name)(fastact.get_num_threads(), src,
+                                                np.empty_like(src), ())
+    for fn in overhead_calls(backends).values():
+        fn()
+    return calls
+
+
 def steps(ops, backends, dtypes, repeat, references=REFERENCES):
     refs = [r for r in references if r != "torch" or torch_available()]
     per = len(dtypes) * len(ops) * len(PASSES)

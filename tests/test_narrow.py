@@ -22,6 +22,8 @@ import fastact
 from conftest import ELEMENTWISE_OPS, HOST_BACKENDS, mixed_values, require_backend
 from fastact import _narrow
 
+from early import EarlyProcess
+
 try:
     import ml_dtypes
     BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -457,18 +459,26 @@ print("ok")
 """
 
 
+C_BASELINE = EarlyProcess("narrow: the C baseline",
+                          [sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'c'")],
+                          env=_env(FASTACT_C_ISA="baseline"))
+NUMBA_GENERIC = EarlyProcess(
+    "narrow: numba without F16C",
+    [sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'numba'")],
+    env=_env(NUMBA_CPU_NAME="generic"))
+
+
+@pytest.mark.early(C_BASELINE)
 def test_c_baseline_subprocess():
     """FASTACT_C_ISA=baseline: the software conversions of plain C."""
     require_backend("c")
-    r = subprocess.run([sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'c'")],
-                       env=_env(FASTACT_C_ISA="baseline"), capture_output=True, text=True)
+    r = C_BASELINE.result()
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
 
 
+@pytest.mark.early(NUMBA_GENERIC)
 def test_numba_without_f16c_subprocess():
     """A generic CPU target (no F16C): the software conversions, no crash."""
     require_backend("numba")
-    r = subprocess.run([sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'numba'")],
-                       env=_env(NUMBA_CPU_NAME="generic"),
-                       capture_output=True, text=True)
+    r = NUMBA_GENERIC.result()
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

@@ -6,8 +6,6 @@ It runs the same code path as the CI check (``fastact bench --quick
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +13,8 @@ import pytest
 
 import fastact
 from fastact import _bench, _dispatch, cli
+
+from early import EarlyProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "benchmarks" / "baseline.json"
@@ -165,11 +165,16 @@ def test_make_baseline_add_keeps_other_rows(tmp_path):
         mb.add_rows(path, {"meta": {**meta, "size": 8}, "results": []})
 
 
+BENCHMARK_SUITE = EarlyProcess(
+    "regression: the benchmark suite's cases",
+    [sys.executable, "-m", "pytest", "benchmarks", "-q", "-k",
+     "relu-forward and float32 or row16-forward-numba-float32"],
+    cwd=ROOT, env={"FASTACT_BENCH_SIZE": "4096", "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.early(BENCHMARK_SUITE)
 def test_benchmark_suite_collects_and_runs():
     """``benchmarks/`` imports cleanly and its cases run (untimed, tiny arrays)."""
-    env = dict(os.environ, FASTACT_BENCH_SIZE="4096", PYTHONPATH=str(ROOT))
-    cases = "relu-forward and float32 or row16-forward-numba-float32"
-    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-k", cases],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
+    r = BENCHMARK_SUITE.result()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert " passed" in r.stdout
