@@ -386,10 +386,7 @@ def _bench_run(args):
     in_cache = _in_cache_size(args, size)
     side = max(math.isqrt(size) // 2 * 2, 2)
     layouts = not (args.no_layouts or args.quick)
-    # the regression check's narrow rows (--quick without --dtype)
-    narrow_ops = ([op for op in ops if op in _bench.QUICK_NARROW_OPS]
-                  if args.quick and args.dtype in (None, "") else [])
-    narrow_dtypes = [_bench.QUICK_NARROW_DTYPE]
+    narrow_ops, narrow_dtypes = _quick_narrow(args, ops)
     steps = _bench.steps(ops, backends, dtypes, repeat) * (2 if in_cache else 1)
     steps += _bench.steps(narrow_ops, backends, narrow_dtypes, repeat) if narrow_ops else 0
     steps += _bench.LAYOUT_CASES * (repeat + 1) if layouts else 0
@@ -479,6 +476,15 @@ def _in_cache_size(args, size):
     return in_cache if in_cache != size else 0
 
 
+def _quick_narrow(args, ops):
+    """(ops, dtypes) of the regression check's narrow rows (--quick without
+    --dtype; else none)."""
+    from . import _bench
+    narrow_ops = ([op for op in ops if op in _bench.QUICK_NARROW_OPS]
+                  if args.quick and args.dtype in (None, "") else [])
+    return narrow_ops, [_bench.QUICK_NARROW_DTYPE]
+
+
 def _compile_only(args, ops, backends, dtypes, size):
     import time
 
@@ -488,10 +494,14 @@ def _compile_only(args, ops, backends, dtypes, size):
             raise _UsageError(f"--compile-only times nothing: --{option} does not apply")
     sizes = [size] + [n for n in [_in_cache_size(args, size)] if n]
     t0 = time.perf_counter()
-    progress = _Progress(len(sizes) * len(dtypes) * len(_bench.PASSES) * len(ops) * len(backends),
+    narrow_ops, narrow_dtypes = _quick_narrow(args, ops)
+    progress = _Progress(len(_bench.PASSES) * len(backends)
+                         * (len(sizes) * len(dtypes) * len(ops) + len(narrow_ops)),
                          not args.no_progress, "fastact bench --compile-only")
     try:
         calls = _bench.compile_cases(ops, backends, dtypes, sizes, progress)
+        if narrow_ops:
+            calls += _bench.compile_cases(narrow_ops, backends, narrow_dtypes, [size], progress)
     finally:
         progress.close()
     print(f"fastact bench --compile-only: {calls} kernel calls on {', '.join(map(str, sizes))} "
