@@ -64,6 +64,7 @@ typedef struct fa_args {
     double p0, p1, p2;          /* parameters, exact in the kernel's dtype */
     uint64_t key;               /* rrelu stream key */
     const struct fa_walk *walk; /* strided operands (walk.inc) */
+    _Atomic int *nomem;         /* narrow row workers: set where a buffer was not allocated */
 } fa_args;
 
 /* fn(a, lo, hi, chunk): units [lo, hi), which are chunk `chunk` of the call
@@ -232,7 +233,7 @@ enum { FA_OUT_REGULAR = 0, FA_OUT_STREAM = 1, FA_OUT_PREFETCH = 2 };
 /* --- the resolver ---------------------------------------------------------------- */
 
 /* dtype ids FA_F32_IDX, FA_F64_IDX, FA_F16_IDX, FA_BF16_IDX: fastact.h (the
-   narrow dtypes' tables hold the elementwise kernels only) */
+   narrow dtypes' kernels: c_src/narrow.inc) */
 
 static const fa_table *const fa_tables[3][4] = {
     {&table_f32_baseline, &table_f64_baseline, &table_f16_baseline, &table_bf16_baseline},
@@ -486,16 +487,19 @@ static int64_t fa_prelu_chunks(int64_t n, int64_t C)
     return k < 1 ? 1 : k;
 }
 
-#define FA_DEFINE_DTYPE(T, SFX, IDX)                                                          \
-    void fa_prelu_fwd_##SFX(const T *x, const T *w, T *y, int64_t outer, int64_t C,           \
+/* PReLU of data T and weights WT (float32 for the narrow dtypes, whose data
+   pass as their uint16 bits); the weight gradient as double-double pairs;
+   SC: the storage class */
+#define FA_DEFINE_PRELU(SC, T, WT, SFX, IDX)                                                  \
+    SC void fa_prelu_fwd_##SFX(const T *x, const WT *w, T *y, int64_t outer, int64_t C,          \
                             int64_t inner, int nthreads)                                      \
     {                                                                                         \
         fa_args a = {.in0 = x, .w = w, .out = y, .C = C, .inner = inner};                     \
         fa_launch(IDX, FA_K_PRELU_FWD, &a, outer * C * inner, FA_ELEMENTWISE_GRAIN, 1,        \
                   nthreads);                                                                  \
     }                                                                                         \
-    int fa_prelu_bwd_##SFX(const T *g, const T *x, const T *w, T *gx, double *gw, int64_t outer,\
-                           int64_t C, int64_t inner, int nthreads)                            \
+    SC int fa_prelu_bwd_##SFX(const T *g, const T *x, const WT *w, T *gx, double *gw,          \
+                              int64_t outer, int64_t C, int64_t inner, int nthreads)          \
     {                                                                                         \
         int64_t n = outer * C * inner;                                                        \
         fa_chunks ch = fa_chunks_fixed(n, FA_ELEMENTWISE_GRAIN, fa_prelu_chunks(n, C));       \
@@ -516,7 +520,10 @@ static int64_t fa_prelu_chunks(int64_t n, int64_t C)
         }                                                                                     \
         free(scratch);                                                                        \
         return 0;                                                                             \
-    }                                                                                         \
+    }
+
+#define FA_DEFINE_DTYPE(T, SFX, IDX)                                                          \
+    FA_DEFINE_PRELU(, T, T, SFX, IDX)                                                         \
     void fa_softmax_fwd_##SFX(const T *x, T *y, int64_t rows, int64_t n, int nthreads)        \
     {                                                                                         \
         fa_args a = {.in0 = x, .out = y, .n = n};                                             \
@@ -531,6 +538,8 @@ static int64_t fa_prelu_chunks(int64_t n, int64_t C)
 
 FA_DEFINE_DTYPE(float, f32, FA_F32_IDX)
 FA_DEFINE_DTYPE(double, f64, FA_F64_IDX)
+FA_DEFINE_PRELU(static, uint16_t, float, f16, FA_F16_IDX)
+FA_DEFINE_PRELU(static, uint16_t, float, bf16, FA_BF16_IDX)
 
 int fa_elementwise(int dtype, int kernel, const void *in0, const void *in1, void *out, int64_t n,
                    double p0, double p1, double p2, uint64_t key, int nthreads)
@@ -603,46 +612,56 @@ int fa_narrow_convert(int dtype, int to_f32, const void *in, void *out, int64_t 
 int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, void *out0,
                      int64_t outer, int64_t n, int64_t K, int64_t cols, int nthreads)
 {
-    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || kernel < 0 || kernel >= FA_K_COUNT ||
-        outer < 0 || n < 1 || K < 1 || cols < 1 || cols > 8192 / (dtype == FA_F32_IDX ? 4 : 8))
+    /* the narrow dtypes' columns are float32 ones in the float32 worker */
+    if (dtype < FA_F32_IDX || dtype > FA_BF16_IDX || kernel < 0 || kernel >= FA_K_COUNT ||
+        outer < 0 || n < 1 || K < 1 || cols < 1 || cols > 8192 / (dtype == FA_F64_IDX ? 8 : 4))
         return -2;
     fa_range_fn fn = fa_tables[fa_isa()][dtype]->inner[kernel];
     if (fn == NULL)                 /* not a kernel of the softmax family */
         return -2;
+    _Atomic int nomem = 0;
     fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = n, .C = K, .inner = cols,
-                 .stream = FA_OUT_REGULAR};
+                 .stream = FA_OUT_REGULAR, .nomem = &nomem};
     /* a unit: one block of `cols` columns of one outer index, n rows */
     fa_parallel(fn, &a, outer * ((K + cols - 1) / cols), 1, n * cols, nthreads, 0);
-    return 0;
+    return atomic_load(&nomem) ? -1 : 0;
 }
 
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
                void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads)
 {
-    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || d0 < 0 || d1 < 0 || d2 < 0)
+    if (dtype < FA_F32_IDX || dtype > FA_BF16_IDX || d0 < 0 || d1 < 0 || d2 < 0)
         return -2;
-    const int f32 = dtype == FA_F32_IDX;
+    _Atomic int nomem = 0;
     switch (kernel) {
+    /* the narrow dtypes' weights and weight gradient are float32 */
     case FA_K_PRELU_FWD:
-        if (f32)
-            fa_prelu_fwd_f32(in0, in1, out0, d0, d1, d2, nthreads);
-        else
-            fa_prelu_fwd_f64(in0, in1, out0, d0, d1, d2, nthreads);
+        switch (dtype) {
+        case FA_F32_IDX: fa_prelu_fwd_f32(in0, in1, out0, d0, d1, d2, nthreads); break;
+        case FA_F64_IDX: fa_prelu_fwd_f64(in0, in1, out0, d0, d1, d2, nthreads); break;
+        case FA_F16_IDX: fa_prelu_fwd_f16(in0, in1, out0, d0, d1, d2, nthreads); break;
+        default: fa_prelu_fwd_bf16(in0, in1, out0, d0, d1, d2, nthreads);
+        }
         return 0;
     case FA_K_PRELU_BWD:
-        return f32 ? fa_prelu_bwd_f32(in0, in1, in2, out0, out1, d0, d1, d2, nthreads)
-                   : fa_prelu_bwd_f64(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
-    /* the softmax family: rows d0 of length d1 */
+        switch (dtype) {
+        case FA_F32_IDX: return fa_prelu_bwd_f32(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
+        case FA_F64_IDX: return fa_prelu_bwd_f64(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
+        case FA_F16_IDX: return fa_prelu_bwd_f16(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
+        default: return fa_prelu_bwd_bf16(in0, in1, in2, out0, out1, d0, d1, d2, nthreads);
+        }
+    /* the softmax family: rows d0 of length d1 (-1: a narrow row's buffers
+       could not be allocated) */
 #define FA_ROW_CASE(NAME, name, negate, log_, fwd_out, bwd_out)                      \
     case FA_K_##NAME##_FWD: {                                                        \
-        fa_args a = {.in0 = in0, .out = out0, .n = d1};                              \
+        fa_args a = {.in0 = in0, .out = out0, .n = d1, .nomem = &nomem};             \
         fa_launch(dtype, kernel, &a, d0, 1, d1, nthreads);                           \
-        return 0;                                                                    \
+        return atomic_load(&nomem) ? -1 : 0;                                         \
     }                                                                                \
     case FA_K_##NAME##_BWD: {                                                        \
-        fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = d1};                  \
+        fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = d1, .nomem = &nomem}; \
         fa_launch(dtype, kernel, &a, d0, 1, d1, nthreads);                           \
-        return 0;                                                                    \
+        return atomic_load(&nomem) ? -1 : 0;                                         \
     }
     FA_ROW_FAMILY(FA_ROW_CASE)
 #undef FA_ROW_CASE

@@ -53,9 +53,9 @@ void fa_set_stream_min(int64_t bytes);
 int64_t fa_stream_min(void);
 int64_t fa_llc_bytes(void);        /* last-level cache by cpuid; 0 if unknown */
 
-/* dtype ids; the narrow ones (float16, bfloat16) have the elementwise
-   kernels only (fa_elementwise): chunks converted to float32, computed by
-   the float32 kernels, rounded once (c_src/narrow.inc) */
+/* dtype ids; the narrow ones (float16, bfloat16) take fa_elementwise,
+   fa_rowwise and fa_rowwise_inner: chunks or rows converted to float32,
+   computed by the float32 kernels, rounded once (c_src/narrow.inc) */
 enum { FA_F32_IDX, FA_F64_IDX, FA_F16_IDX, FA_BF16_IDX };
 
 /* Tests: n elements of a narrow dtype (FA_F16_IDX, FA_BF16_IDX) widened to
@@ -107,16 +107,22 @@ int fa_elementwise_strided(int dtype, int kernel, const uintptr_t *ptrs, int ndi
    (FA_ROW_FAMILY: softmax, log_softmax, softmin...): FA_K_<NAME>_FWD (in0 x,
    out0 y; d0 rows, d1 n), FA_K_<NAME>_BWD (in0 g, in1 y, out0 gx); unused
    pointers may be NULL.
-   Returns 0; -1 where prelu backward ran out of memory; -2 for an unknown
-   dtype or kernel id or a negative extent (nothing is touched). */
+   Every dtype id: on the narrow ones (float16, bfloat16: their uint16 bits)
+   the float32 kernels run on rows or chunks widened into buffers and round
+   their results once (c_src/narrow.inc); PReLU's w and gw are then float32.
+   Returns 0; -1 where prelu backward ran out of memory, or a narrow row
+   longer than the stack's buffers found no heap; -2 for an unknown dtype or
+   kernel id or a negative extent (nothing is touched). */
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
                void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads);
 
 /* The softmax family along a middle axis: flat (outer, n,
    K) arrays, x = in0 (forward) or g = in0, y = in1 (backward), out0 the
    result; tasks of cols columns (at most 8 KiB of them) of one outer index
-   walk the n rows, vectorized across the columns.  Returns 0, or -2 for an
-   unknown dtype or kernel id or bad extents (nothing is touched). */
+   walk the n rows, vectorized across the columns (at most 8 KiB of float32
+   for the narrow dtypes, whose blocks go through float32 buffers).  Returns
+   0; -1 where a narrow block's buffers found no heap; -2 for an unknown
+   dtype or kernel id or bad extents (nothing is touched). */
 int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, void *out0,
                      int64_t outer, int64_t n, int64_t K, int64_t cols, int nthreads);
 

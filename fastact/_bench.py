@@ -64,6 +64,12 @@ DEFAULT_SIZE = 1 << 24
 #: while one thread kept within 10% from run to run.
 QUICK_SIZE = 1 << 22
 QUICK_THREADS = 1
+#: ``--quick`` (without ``--dtype``) also times these ops in this narrow
+#: dtype, so that the regression check covers the narrow kernels (their
+#: conversions, the row kernels' buffers): a memory-bound op, a
+#: compute-bound one and a row-wise one, at the main size only.
+QUICK_NARROW_DTYPE = "float16"
+QUICK_NARROW_OPS = ("relu", "sigmoid", "softmax")
 DEFAULT_REPEAT = 5
 QUICK_REPEAT = 9
 #: Softmax row length of the main case, and the sweep of ``benchmarks/``.
@@ -606,6 +612,36 @@ def run(ops, backends, dtypes, size, repeat, references=REFERENCES, progress=Non
         t = ref_times.get((res.op, res.pass_, res.dtype, "torch"))
         res.torch_speedup = t / res.seconds if t else None
     return results
+
+
+def compile_cases(ops, backends, dtypes, sizes, progress=None):
+    """Call each fastact case :func:`run` would time at each of ``sizes``
+    once, and the copies, the streamed copy and the call-overhead calls
+    beside them: the Numba kernels of a bench compile into the disk cache
+    (``NUMBA_CACHE_DIR`` or beside the package), from which a later bench
+    loads them.  Times nothing; returns the number of calls."""
+    import fastact
+    from ._prims import streaming_supported
+    calls = 0
+    for size in sizes:
+        for dtype in dtypes:
+            for op in ops:
+                wl = make_workload(op, dtype, size)
+                copy_call(dtype, wl.size)()
+                for pass_ in PASSES:
+                    for b in backends:
+                        if progress:
+                            progress(f"{op} {pass_} {b} {dtype} {size}")
+                        make_call(wl, pass_, b)()
+                        calls += 1
+    if streaming_supported():
+        for dtype in dtypes:
+            src = _bits(_base_data(np.dtype(dtype).name, 1024)[0])
+            _stream_copy_kernel(src.dtype.name)(fastact.get_num_threads(), src,
+                                                np.empty_like(src), ())
+    for fn in overhead_calls(backends).values():
+        fn()
+    return calls
 
 
 def steps(ops, backends, dtypes, repeat, references=REFERENCES):

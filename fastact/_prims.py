@@ -61,6 +61,9 @@ class Prims:
         # with erfcx(t) = y + c unrounded; fma(a, b, c) = a * b + c rounded
         # once (emulated with an exact product where there is no FMA)
         self.erfcx = self.erfcx2 = self.fma = None
+        # float32 only: phi_ratio(a) = Phi(-a) exp(a**2 / 2) = erfcx(a /
+        # sqrt 2) / 2 for 0 <= a <= 20, one division, within 2 ULP (gelu)
+        self.phi_ratio = None
 
 
 def _hash24_python(jit):
@@ -223,6 +226,27 @@ def _math_log_prims(prims, jit):
         # rounding of e + c
         p, e = two_prod(a, b)
         return p + (e + c)
+
+    ph_K, ph_A, ph_2K = T(_PHI_K32), T(_PHI_A32), T(2 * _PHI_K32)
+    phi_poly = _horner(jit, tuple(T(v) for v in _PHI_P32))
+
+    def phi_ratio(a):
+        # cpu_prims' phi_ratio (1 / s by division)
+        ac = ph_A if a > ph_A else a
+        big = ac if ac > ph_K else ph_K
+        sm = ac if ac < ph_K else ph_K
+        s = big + sm
+        sl = sm - (s - big)
+        d = one / s
+        sd, sde = two_prod(s, d)
+        dl = d * (((one - sd) - sde) - sl * d)
+        q = (one - ph_2K * d) - ph_2K * dl
+        P = phi_poly(q)
+        fh, fe = two_prod(P, d)
+        return fh, fe + P * dl
+
+    if dt == np.float32:
+        prims.phi_ratio = jit(phi_ratio)
 
     prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
     prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
@@ -593,6 +617,27 @@ _ERFCX_P64 = (
 # c = 2 / sqrt(pi) as hi + lo (float64; float32 splits its own)
 _ERFCX_C = "1.128379167095512573896158903121545171688"
 
+# float32 gelu's Mills ratio: F(a) = Phi(-a) exp(a**2 / 2) = erfcx(a / sqrt 2)
+# / 2 = P(q) d, d = 1 / (a + K), q = (a - K) d = 1 - 2K d in [-1, 2/3] for a
+# in [0, 20] (beyond a = 20 no float32 gelu result is nonzero).  One
+# reciprocal serves both; K = 4 makes 2K d exact and 1 - 2K d exact for
+# a <= 12 (Sterbenz).  P's coefficients, highest degree first: a
+# least-squares fit of the relative error on 3000 Chebyshev nodes of q
+# (scipy's erfcx), rounded to float32 one coefficient at a time with the rest
+# refitted, the last three then nudged by a few ULP: 0.34 * 2**-24 at most on
+# 200001 points.  c_src/kernels.inc's N_(phi_ratio) holds the same numbers.
+_PHI_K32 = 4.0
+_PHI_A32 = 20.0
+_PHI_P32 = (
+    -3.562776691978797e-05, -0.00020010696607641876, 0.00017475026834290475,
+    0.0016212121117860079, -0.0034978024195879698, -0.007539023645222187,
+    0.06039988249540329, -0.18652193248271942, 0.38713714480400085,
+    -0.607896625995636, 0.7552851438522339,
+)
+# The float32 reciprocal's seed: 1 / x to 5.1% from the bits (0x7EF311C3
+# minus x's), two Newton steps to 6.5e-6 (c_src/kernels.inc: N_(recip))
+_RECIP_MAGIC32 = 0x7EF311C3
+
 # The float32 polynomials (float64 takes Taylor's 1/k!), shared with the C
 # primitives of c_src/kernels.inc, which write the same literals (a test
 # compares them):
@@ -849,6 +894,15 @@ def cpu_prims(dtype) -> Prims:
             return _pow2(builder, args[0])
         return nb_f(types.int32), codegen
 
+    @intrinsic
+    def recip_seed(typingctx, x):
+        """float32: 1 / x to 5.1% for positive normal x, from the bits
+        (_RECIP_MAGIC32 minus x's)."""
+        def codegen(context, builder, sig, args):
+            b = builder.bitcast(args[0], ity)
+            return builder.bitcast(builder.sub(ir.Constant(ity, _RECIP_MAGIC32), b), t_float)
+        return nb_f(nb_f), codegen
+
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
     one, zero = T(1.0), T(0.0)
@@ -1060,6 +1114,45 @@ def cpu_prims(dtype) -> Prims:
         r = fma(-y, s, P) - y * sl
         return y, r * (y * (ip0 + ip1 * q))
 
+    ph_K, ph_A, ph_2K = T(_PHI_K32), T(_PHI_A32), T(2 * _PHI_K32)
+    phi_poly = _horner(njit, tuple(T(v) for v in _PHI_P32), inline)
+
+    @njit
+    def recip(x):
+        """1 / x to 6.5e-6 for positive normal float32 x, no division (a
+        vector division costs half of gelu's time): the seed from x's bits,
+        then two Newton steps d (2 - x d) by FMA."""
+        inline()
+        d = recip_seed(x)
+        d = fma(d, fma(-x, d, one), d)
+        return fma(d, fma(-x, d, one), d)
+
+    @njit
+    def phi_ratio(a):
+        """float32: (fh, fl) with F(a) = Phi(-a) exp(a**2 / 2) = erfcx(a /
+        sqrt 2) / 2 = fh + fl unrounded, for a >= 0 (a clamped at 20; NaN
+        gives garbage: callers select).  F = P(q) / (a + K), q = (a - K) /
+        (a + K) = 1 - 2K / (a + K), P by Horner (the fit: 0.34 * 2**-24).
+        a + K = s + sl exactly, and 1 / (s + sl) = d + dl to about 2**-34
+        (d from recip, dl its correction): q's error would otherwise act as
+        an error of a of K ULP (4 ULP of F at a = 0); 1 - 2K d is exact for
+        a <= 12, so q is rounded once.  fh + fl: P's error and the fit's."""
+        inline()
+        ac = ph_A if a > ph_A else a
+        # a + K = s + sl exactly (Fast2Sum, the larger first)
+        big = ac if ac > ph_K else ph_K
+        sm = ac if ac < ph_K else ph_K
+        s = big + sm
+        sl = sm - (s - big)
+        d = recip(s)
+        # 1 - (s + sl) d: s d = sd + sde exactly, 1 - sd exact (Sterbenz)
+        sd, sde = two_prod(s, d)
+        dl = d * (((one - sd) - sde) - sl * d)
+        q = (one - ph_2K * d) - ph_2K * dl
+        P = phi_poly(q)
+        fh, fe = two_prod(P, d)
+        return fh, fe + P * dl
+
     @njit
     def erfcx(t):
         """erfcx2's y + c, rounded once."""
@@ -1160,6 +1253,8 @@ def cpu_prims(dtype) -> Prims:
     prims.log1p, prims.exp_split, prims.ldexp, prims.two_prod = log1p, exp_split, ldexp_f, two_prod
     prims.frexp2, prims.ldexp_normal, prims.erfcx = frexp2, ldexp_normal_f, erfcx
     prims.erfcx2, prims.fma = erfcx2, fma
+    if f32:
+        prims.phi_ratio = phi_ratio
     if f32:
         prims.hash24 = hash24
     return prims

@@ -140,6 +140,10 @@ def _parser():
                    help="re-measure a kernel that looks regressed up to K more times, with "
                    "twice the rounds, before failing it (default: 3)")
     b.add_argument("--plot", metavar="FILE.png", help="save a bar chart of the results")
+    b.add_argument("--compile-only", action="store_true",
+                   help="run each kernel of the run (but the layout table's) once, compiling "
+                   "it into Numba's disk cache, and time nothing (CI compiles the "
+                   "regression check's kernels beside the tests)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     sub.add_parser("info", help="versions, backends and why any is unavailable, threads, "
@@ -364,6 +368,8 @@ def _bench_run(args):
     from . import _bench, config
 
     ops, backends, dtypes, size, repeat = _choose(args)
+    if args.compile_only:
+        return _compile_only(args, ops, backends, dtypes, size)
     max_reg = args.max_regression if args.max_regression is not None else _bench.MAX_REGRESSION
     baseline = None
     if args.compare:
@@ -377,17 +383,19 @@ def _bench_run(args):
     if args.plot and not _has_matplotlib():
         raise _UsageError(f"--plot needs matplotlib: {CHARTS_HINT}")
 
-    # the in-cache table where the main size is beyond it, unless asked for
-    in_cache = (args.in_cache if args.in_cache is not None
-                else _bench.IN_CACHE_SIZE if size > _bench.IN_CACHE_SIZE else 0)
-    in_cache = in_cache if in_cache != size else 0
+    in_cache = _in_cache_size(args, size)
     side = max(math.isqrt(size) // 2 * 2, 2)
     layouts = not (args.no_layouts or args.quick)
+    narrow_ops, narrow_dtypes = _quick_narrow(args, ops)
     steps = _bench.steps(ops, backends, dtypes, repeat) * (2 if in_cache else 1)
+    steps += _bench.steps(narrow_ops, backends, narrow_dtypes, repeat) if narrow_ops else 0
     steps += _bench.LAYOUT_CASES * (repeat + 1) if layouts else 0
     progress = _Progress(steps, not args.no_progress)
     try:
         results = _bench.run(ops, backends, dtypes, size, repeat, progress=progress)
+        if narrow_ops:
+            results += _bench.run(narrow_ops, backends, narrow_dtypes, size, repeat,
+                                  progress=progress)
         cached = (_bench.run(ops, backends, dtypes, in_cache, repeat, progress=progress)
                   if in_cache else [])
         layout_rows = (_bench.run_layouts(backends, "float32", repeat, side, progress=progress)
@@ -458,6 +466,47 @@ def _bench_run(args):
     elif not _has_matplotlib():
         print(f"(for a chart of these results: {CHARTS_HINT}, then --plot FILE.png)")
     return status
+
+
+def _in_cache_size(args, size):
+    """The in-cache table's size: where the main size is beyond it, unless asked for."""
+    from . import _bench
+    in_cache = (args.in_cache if args.in_cache is not None
+                else _bench.IN_CACHE_SIZE if size > _bench.IN_CACHE_SIZE else 0)
+    return in_cache if in_cache != size else 0
+
+
+def _quick_narrow(args, ops):
+    """(ops, dtypes) of the regression check's narrow rows (--quick without
+    --dtype; else none)."""
+    from . import _bench
+    narrow_ops = ([op for op in ops if op in _bench.QUICK_NARROW_OPS]
+                  if args.quick and args.dtype in (None, "") else [])
+    return narrow_ops, [_bench.QUICK_NARROW_DTYPE]
+
+
+def _compile_only(args, ops, backends, dtypes, size):
+    import time
+
+    from . import _bench
+    for option in ("compare", "json", "plot"):
+        if getattr(args, option):
+            raise _UsageError(f"--compile-only times nothing: --{option} does not apply")
+    sizes = [size] + [n for n in [_in_cache_size(args, size)] if n]
+    t0 = time.perf_counter()
+    narrow_ops, narrow_dtypes = _quick_narrow(args, ops)
+    progress = _Progress(len(_bench.PASSES) * len(backends)
+                         * (len(sizes) * len(dtypes) * len(ops) + len(narrow_ops)),
+                         not args.no_progress, "fastact bench --compile-only")
+    try:
+        calls = _bench.compile_cases(ops, backends, dtypes, sizes, progress)
+        if narrow_ops:
+            calls += _bench.compile_cases(narrow_ops, backends, narrow_dtypes, [size], progress)
+    finally:
+        progress.close()
+    print(f"fastact bench --compile-only: {calls} kernel calls on {', '.join(map(str, sizes))} "
+          f"elements in {time.perf_counter() - t0:.1f} s")
+    return 0
 
 
 def _check(results, baseline, max_reg, retries, repeat, path):

@@ -106,6 +106,16 @@ PARALLEL_MIN_COMPUTE = 1 << 14
 #: (tests/test_threads_parked.py compares them).
 POOL_CHUNK_MIN_ELEMS = 4096
 
+#: The Numba row-wise kernels on narrow arrays (float16, bfloat16,
+#: fastact/_backends/numba_narrow.py) widen this many elements at a time
+#: (whole rows, at least one; a block of columns) into float32 buffers that
+#: stay in L2 for the float32 body's passes: a call of the body costs
+#: microseconds, so a row of 4096 to a call ran at half float32's speed
+#: (the C kernels, whose calls cost nothing, take 4096: FA_NARROW_ROW in
+#: c_src/narrow.inc).  The gated units take runs of NARROW_CHUNK.
+NARROW_ROW_ELEMS = 1 << 15
+NARROW_CHUNK = 512
+
 #: Below this many elements the C backend stays on the calling thread.
 #: Size sweep, C backend, float32, serial vs 2 OpenMP threads (best of 15
 #: interleaved rounds): sigmoid/elu_backward/softmax gain from 2**13 on

@@ -11,16 +11,14 @@ bounds.
 from __future__ import annotations
 
 import functools
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import fastact
 from fastact import config
+
+import early
 
 # The automatic choice's background compile (fastact._dispatch) would make
 # which backend a big call of gelu takes depend on a child process's
@@ -484,39 +482,9 @@ for _op in REGISTRY_OPS:
 SINGLE_OUTPUT_CALLS = {k: v for k, v in ALL_CALLS.items() if k != "prelu_backward"}
 
 
-# --- the kernel-structure scan, started early -----------------------------------------
-# tests/test_kernel_structure.py compiles every kernel it checks in child
-# processes (about 3 minutes of one core).  A session that runs it starts
-# them once the tests are collected, so that they compile on the core the
-# rest of the suite leaves idle (the suite mostly runs one thread: Numba's
-# compiles); the test module then only collects their results.
+# --- child processes started early: tests/early.py's hooks --------------------------------
 
-SCAN_FILE = pathlib.Path(__file__).with_name("test_kernel_structure.py")
-
-
-def start_kernel_scan(tmpdir, shards):
-    """Start the scan's ``shards`` child processes, each with an empty
-    Numba cache of its own; their output goes to files in ``tmpdir``."""
-    tmpdir = pathlib.Path(tmpdir)
-    started = []
-    for k in range(shards):
-        cache = tmpdir / f"numba_cache_{k}"
-        cache.mkdir(parents=True, exist_ok=True)
-        out, err = tmpdir / f"scan_{k}.out", tmpdir / f"scan_{k}.err"
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-        with open(out, "w") as fo, open(err, "w") as fe:
-            proc = subprocess.Popen([sys.executable, str(SCAN_FILE), "--scan", str(k), str(shards)],
-                                    stdout=fo, stderr=fe, env=env, cwd=SCAN_FILE.parent)
-        started.append((proc, out, err))
-    return started
-
-
-def pytest_collection_modifyitems(session, config, items):
-    if config.option.collectonly:
-        return
-    mine = [it for it in items if pathlib.Path(str(it.fspath)).name == SCAN_FILE.name]
-    if mine:
-        import tempfile
-        # alone, the scan takes both cores; beside other tests, the idle one
-        shards = 2 if len(mine) == len(items) else 1
-        config._fastact_scan = start_kernel_scan(tempfile.mkdtemp(prefix="fastact_scan_"), shards)
+pytest_configure = early.pytest_configure
+pytest_collection_finish = early.pytest_collection_finish
+pytest_runtest_logstart = early.pytest_runtest_logstart
+pytest_sessionfinish = early.pytest_sessionfinish

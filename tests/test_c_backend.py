@@ -306,7 +306,7 @@ def _ulp_err(got, want):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_every_isa_agrees_on_the_exponential_ops(cb, isa_level, isa):
-    """sigmoid/elu and their gradients, softmax: each ISA within 4 ULP of the
+    """sigmoid/elu and their gradients, gelu, softmax: each ISA within 4 ULP of the
     float64 reference rounded to float32 (plus its own half ULP)."""
     isa_level(isa)
     x = _special(np.float32)[12:]
@@ -318,12 +318,15 @@ def test_every_isa_agrees_on_the_exponential_ops(cb, isa_level, isa):
         "elu": (fastact.elu(x, 0.7, backend="c"), fastact.elu(x64, 0.7, backend="numpy")),
         "elu_bwd": (fastact.elu_backward(g, x, 0.7, backend="c"),
                     fastact.elu_backward(g64, x64, 0.7, backend="numpy")),
+        "gelu": (fastact.gelu(x, backend="c"), fastact.gelu(x64, backend="numpy")),
         "softmax": (fastact.softmax(rows, backend="c"),
                     fastact.softmax(rows.astype(np.float64), backend="numpy")),
     }
     for name, (got, want) in ref.items():
-        # ULPs of float32: scale float64 ULPs by 2**29
-        err = _ulp_err(got.astype(np.float64), want) / 2.0 ** 29
+        # ULPs of float32: scale float64 ULPs by 2**29 (where want is below
+        # float64's normal range, gelu's tail, the subnormal spacing below)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            err = _ulp_err(got.astype(np.float64), want) / 2.0 ** 29
         tiny = np.abs(want) < np.finfo(np.float32).tiny      # subnormal spacing
         err = np.where(tiny, np.abs(got.astype(np.float64) - want)
                        / np.finfo(np.float32).smallest_subnormal, err)
@@ -863,6 +866,35 @@ def test_streamed_prelu_is_bit_identical(cb, stream_min, isa_level, two_threads,
             assert _bits(gx) == _bits(want_gx), (used, shape, kind)
             assert _bits(gw) == _bits(want_gw), (used, shape, kind)
             assert_bitwise_equal(gx, ref_gx)
+
+
+def _narrow_dtypes():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_streamed_narrow_kernels_are_bit_identical(cb, stream_min, isa_level, two_threads, isa):
+    """float16 and bfloat16 outputs streamed (c_src/narrow.inc: 64-byte
+    lines rounded into a buffer, then non-temporal stores) equal them
+    stored: the elementwise kernels of each write mode and PReLU forward,
+    at every output alignment."""
+    from fastact._narrow import narrowed
+    used = isa_level(isa)
+    ops = [op for op in ELEMENTWISE_OPS if op.id in ("relu", "sigmoid", "elu", "gelu")]
+    assert len(ops) == 4
+    for dtype in _narrow_dtypes():
+        for n in STREAM_SIZES:
+            x = narrowed(mixed_values(np.float32, n, seed=n), dtype)
+            g = narrowed(np.random.default_rng(n).standard_normal(n).astype(np.float32), dtype)
+            for op in ops:
+                _check_streamed(op.fwd, (x,), False, stream_min, (used, op.id, dtype, n))
+                _check_streamed(op.bwd, (g, x), False, stream_min, (used, op.id, dtype, n))
+        for shape in PRELU_SHAPES:
+            x = narrowed(mixed_values(np.float32, int(np.prod(shape)), seed=3), dtype)
+            w = np.linspace(0.0, 0.5, shape[1]).astype(np.float32)
+            _check_streamed(lambda x, **k: fastact.prelu(x, w, **k), (x.reshape(shape),), False,
+                            stream_min, (used, "prelu", dtype, shape))
 
 
 #: rows of 1 and 17 (too short for a chunk), many rows per thread, and long

@@ -10,6 +10,8 @@ import pytest
 
 from fastact import _cache, config
 
+from early import EarlyProcess
+
 
 def _fake_sysfs(root, caches):
     for k, (kind, level, size) in enumerate(caches):
@@ -76,20 +78,24 @@ def test_the_c_backend_gets_the_threshold():
                                            else config.STREAM_FALLBACK_BYTES)
 
 
+UNBUILT_C = EarlyProcess("cache: an unbuilt C backend", [sys.executable, "-c", (
+    "import warnings, numpy as np, fastact\n"
+    "with warnings.catch_warnings(record=True) as w:\n"
+    "    warnings.simplefilter('always')\n"
+    "    fastact.relu(np.ones(10)); fastact.relu(np.ones(10))\n"
+    "    fastact.sigmoid(np.ones(1 << 17))\n"
+    "print(len(w)); print(w[0].category.__name__); print(str(w[0].message))\n")],
+    env={"FASTACT_C_LIBRARY": "/nonexistent/_cfastact.so", "FASTACT_BACKEND": None})
+
+
+@pytest.mark.early(UNBUILT_C)
 def test_an_unbuilt_c_backend_says_so_in_one_line():
     """The automatic choice passing over a C backend that did not build
     warns once a process, in one line (pip shows nothing of a build that
     succeeded without it); the call still works."""
-    code = ("import warnings, numpy as np, fastact\n"
-            "with warnings.catch_warnings(record=True) as w:\n"
-            "    warnings.simplefilter('always')\n"
-            "    fastact.relu(np.ones(10)); fastact.relu(np.ones(10))\n"
-            "    fastact.sigmoid(np.ones(1 << 17))\n"
-            "print(len(w)); print(w[0].category.__name__); print(str(w[0].message))\n")
-    env = {**os.environ, "FASTACT_C_LIBRARY": "/nonexistent/_cfastact.so"}
-    env.pop("FASTACT_BACKEND", None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+    r = UNBUILT_C.result()
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout.splitlines()
     assert out[0] == "1" and out[1] == "FastactWarning"
     assert out[2].startswith("fastact: the C backend is not built (") and "\n" not in out[2]
     assert "fastact warmup" in out[2]

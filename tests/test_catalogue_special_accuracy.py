@@ -119,8 +119,10 @@ def test_gelu_grid_reaches_subnormal_results(dtype):
 # --- the C primitives are ports of the Python ones ------------------------------------
 
 def test_c_special_primitives_are_ports_of_the_python_ones():
-    """c_src/kernels.inc's erfcx coefficients and K, log1p's polynomial and
-    exp_split's clamp are _prims.py's (the same values, in the same order)."""
+    """c_src/kernels.inc's erfcx coefficients and K, float32 gelu's
+    phi_ratio coefficients, K, clamp and reciprocal seed, log1p's polynomial
+    and exp_split's clamp are _prims.py's (the same values, in the same
+    order)."""
     import pathlib
     import re
 
@@ -137,6 +139,15 @@ def test_c_special_primitives_are_ports_of_the_python_ones():
     assert [first64] + c64 == list(_prims._ERFCX_P64)
     assert float(re.search(r"const T K = \(T\)([0-9.]+)", f32).group(1)) == _prims._ERFCX_K32
     assert float(re.search(r"const T K = ([0-9.]+)", f64).group(1)) == _prims._ERFCX_K64
+    i = text.index("FA_INLINE T N_(phi_ratio)")
+    block = text[i:text.index("\n}\n", i)]
+    p32 = [float(re.search(r"T p = \(T\)([-+0-9.e]+);", block).group(1))]
+    p32 += [float(v) for v in re.findall(r"p = FA_PFMA\(p, q, \(T\)([-+0-9.e]+)\)", block)]
+    assert p32 == list(_prims._PHI_P32)
+    consts = re.search(r"const T K = \(T\)([0-9.]+), K2 = \(T\)([0-9.]+), A = \(T\)([0-9.]+);", block)
+    assert [float(v) for v in consts.groups()] == [_prims._PHI_K32, 2 * _prims._PHI_K32, _prims._PHI_A32]
+    i = text.index("FA_INLINE T N_(recip)")
+    assert int(re.search(r"\(UT\)(0x[0-9A-F]+)u", text[i:]).group(1), 16) == _prims._RECIP_MAGIC32
     i = text.index("FA_INLINE T N_(log1p)")
     block = text[i:text.index("\n}\n", i)]
     lg32 = [eval(v) for v in re.findall(r"\(T\)\((0x[0-9A-F]+ / [0-9.]+)\)", block)]

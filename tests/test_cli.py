@@ -13,6 +13,8 @@ import pytest
 import fastact
 from fastact import _bench, cli
 
+from early import EarlyProcess
+
 SMALL = ["--size", "4096", "--repeat", "2", "--no-progress"]
 
 
@@ -250,15 +252,13 @@ def _child(code, env):
     return r.stdout
 
 
-def test_warmup_fills_the_cache(tmp_path):
-    """``fastact warmup`` compiles the kernels into NUMBA_CACHE_DIR; a later
-    process loads every variant (serial, parallel, blocked, walk) from it."""
-    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
-    out = _child("import sys; from fastact.cli import main; "
-                 "sys.exit(main(['warmup', '--ops', 'relu', '--dtype', 'float32', "
-                 "'--no-progress']))", env)
-    assert "fastact warmup:" in out and "kernel calls" in out
-    out = _child("""
+#: ``fastact warmup`` of relu into an empty NUMBA_CACHE_DIR, then a second
+#: process that counts its kernels' cache misses and hits
+_WARMUP_THEN_LOAD = ["""
+import sys
+from fastact.cli import main
+sys.exit(main(['warmup', '--ops', 'relu', '--dtype', 'float32', '--no-progress']))
+""", """
 import numpy as np, fastact
 from fastact import config
 from fastact._backends import numba_cpu as nc
@@ -271,9 +271,67 @@ ks = [nc._elementwise_kernel("relu", "forward", np.float32, p) for p in (False, 
 ks += [nc._blocked_kernel("relu", "forward", np.float32)]
 ks += [nc._walk_kernel("relu", "forward", np.float32)]
 print(sum(len(k.stats.cache_misses) for k in ks), sum(len(k.stats.cache_hits) for k in ks))
-""", env)
-    misses, hits = out.split()
-    assert misses == "0" and int(hits) >= 4, out
+"""]
+def _in_turn(name, *codes):
+    """An early child running ``codes`` in processes one after the other,
+    in an empty Numba cache of their own (stdout: theirs in turn)."""
+    return EarlyProcess(name, [sys.executable, "-c", """
+import subprocess, sys
+for code in sys.argv[1:]:
+    r = subprocess.run([sys.executable, "-c", code])
+    if r.returncode:
+        sys.exit(r.returncode)
+""", *codes], own_cache=True)
+
+
+WARMUP = _in_turn("cli: warmup fills the cache", *_WARMUP_THEN_LOAD)
+
+
+@pytest.mark.early(WARMUP)
+def test_warmup_fills_the_cache():
+    """``fastact warmup`` compiles the kernels into NUMBA_CACHE_DIR; a later
+    process loads every variant (serial, parallel, blocked, walk) from it."""
+    r = WARMUP.result()
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "fastact warmup:" in r.stdout and "kernel calls" in r.stdout, r.stdout
+    misses, hits = r.stdout.split()[-2:]
+    assert misses == "0" and int(hits) >= 4, r.stdout
+
+
+_BENCH_ARGS = ("['bench', '--ops', 'relu', '--backends', 'numba', '--size', '131072', "
+               "'--in-cache', '0', '--no-progress'")
+#: ``fastact bench --compile-only``, then the same bench counting its
+#: kernels' cache misses and hits
+COMPILE_ONLY = _in_turn("cli: bench --compile-only fills the cache", f"""
+import sys
+from fastact.cli import main
+sys.exit(main({_BENCH_ARGS}, '--compile-only']))
+""", f"""
+import numpy as np
+from fastact import _bench
+from fastact._backends import numba_cpu as nc
+from fastact.cli import main
+assert main({_BENCH_ARGS}, '--repeat', '1']) == 0
+ks = [nc._elementwise_kernel("relu", p, np.float32, True) for p in ("forward", "backward")]
+ks += [nc._elementwise_kernel("relu", "forward", np.float32, False), _bench._copy_kernel()]
+print(sum(len(k.stats.cache_misses) for k in ks), sum(len(k.stats.cache_hits) for k in ks))
+""")
+
+
+@pytest.mark.early(COMPILE_ONLY)
+def test_bench_compile_only_fills_the_cache(tmp_path, capsys):
+    """``fastact bench --compile-only`` times nothing, and the same bench
+    then loads every kernel it calls from the disk cache (CI compiles the
+    regression check's kernels so, beside the tests)."""
+    r = COMPILE_ONLY.result()
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    first, rest = r.stdout.split("\n", 1)
+    assert first.startswith("fastact bench --compile-only: 2 kernel calls"), r.stdout
+    assert "GB/s" in rest and "GB/s" not in first
+    misses, hits = r.stdout.split()[-2:]
+    assert misses == "0" and int(hits) >= 4, r.stdout
+    status, _, err = run(capsys, "bench", "--compile-only", "--compare", str(tmp_path / "b.json"))
+    assert status == 2 and "--compile-only times nothing: --compare" in err
 
 
 def test_first_calls_do_not_wait_for_numba():
@@ -305,14 +363,10 @@ for pid, proc in _dispatch._compiled.values():    # the compiles not needed here
     assert all(repr(op) in out for op in config.NUMBA_FIRST), out
 
 
-def test_numba_first_ops_move_to_numba_once_compiled():
-    """A big call of an op of config.NUMBA_FIRST takes C while a child
-    process compiles its Numba kernels, and Numba once they are loaded, with
-    the reference's results on both; FASTACT_NUMBA_BACKGROUND=0: Numba at
-    once.  (relu made one of them here: its kernels compile fastest.)"""
-    if not fastact.backends()["c"]["available"] or not fastact.backends()["numba"]["available"]:
-        pytest.skip("needs the C and Numba backends")
-    out = _child("""
+#: a big call of relu, made an op of NUMBA_FIRST, while and after its
+#: kernels compile (started early: a compile of about 20 s)
+MOVE_TO_NUMBA = EarlyProcess("cli: an op of NUMBA_FIRST moves to numba", [
+    sys.executable, "-c", """
 import sys, numpy as np, fastact
 from fastact import _dispatch
 _dispatch._NUMBA_FIRST = frozenset({"relu"})
@@ -325,14 +379,28 @@ then = _dispatch.choose(None, x.size, "relu").name
 y2 = fastact.relu(x)
 d = max(float(np.abs(y - ref).max()) for y in (y1, y2))
 print(first, ready, then, d < 1e-6)
-""", {})
-    assert out.split() == ["c", "True", "numba", "True"], out
-    out = _child("""
+"""], timeout=600)
+NUMBA_AT_ONCE = EarlyProcess("cli: numba at once without the background compile", [
+    sys.executable, "-c", """
 import numpy as np, fastact
 from fastact import _dispatch
 print(_dispatch.choose(None, 1 << 18, "gelu").name)
-""", {"FASTACT_NUMBA_BACKGROUND": "0"})
-    assert out.split() == ["numba"], out
+"""], env={"FASTACT_NUMBA_BACKGROUND": "0"}, timeout=600)
+
+
+@pytest.mark.early(MOVE_TO_NUMBA, NUMBA_AT_ONCE)
+def test_numba_first_ops_move_to_numba_once_compiled():
+    """A big call of an op of config.NUMBA_FIRST takes C while a child
+    process compiles its Numba kernels, and Numba once they are loaded, with
+    the reference's results on both; FASTACT_NUMBA_BACKGROUND=0: Numba at
+    once.  (relu made one of them here: its kernels compile fastest.)"""
+    if not fastact.backends()["c"]["available"] or not fastact.backends()["numba"]["available"]:
+        pytest.skip("needs the C and Numba backends")
+    for child, want in ((MOVE_TO_NUMBA, ["c", "True", "numba", "True"]),
+                        (NUMBA_AT_ONCE, ["numba"])):
+        r = child.result()
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        assert r.stdout.split() == want, r.stdout
 
 
 def test_bench_in_cache_and_layout_tables(capsys, tmp_path):

@@ -1,12 +1,17 @@
 """Accuracy bounds of the spec, over the whole input range, against
 high-precision oracles written in the tests (conftest)."""
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
 import fastact
+from fastact._prims import streaming_supported
 from conftest import (assert_ulp, oracle_elu, oracle_elu_backward, oracle_sigmoid,
                       oracle_sigmoid_backward, oracle_softmax, oracle_softmax_backward,
                       softmax_backward_bound, ulp_errors, WIDE)
+from early import EarlyProcess
 
 
 def whole_range(dtype, n=4000):
@@ -177,28 +182,27 @@ def test_elu_backward_huge_gradients(host_backend, dtype, alpha):
         assert_ulp(got, oracle_elu_backward(g, x, alpha), 4, f"elu_backward g={gv:g}")
 
 
-def test_numba_kernels_without_avx512_scalef(tmp_path):
+HERE = pathlib.Path(__file__).resolve().parent
+#: the accuracy tests of the exponential kernels, and the extreme products
+#: of elu_backward, in a process that compiles for Haswell (AVX2)
+HASWELL = EarlyProcess(
+    "accuracy tests compiled for haswell",
+    [sys.executable, "-c", "import fastact._prims as p, sys; assert not p._has_scalef(); "
+     "import pytest; sys.exit(pytest.main(sys.argv[1:]))",
+     "-q", "-p", "no:cacheprovider", "-x", HERE / "test_core_accuracy.py",
+     HERE / "test_core_values.py",
+     "-k", "numba and (sigmoid_4ulp or elu_4ulp or elu_backward_4ulp or extreme_products "
+           "or softmax)"],
+    env={"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": None}, cwd=HERE, own_cache=True)
+
+
+@pytest.mark.skipif(not streaming_supported(), reason="the Haswell target is x86-64")
+@pytest.mark.early(HASWELL)
+def test_numba_kernels_without_avx512_scalef():
     """Where AVX-512 is missing, the exponentials scale by 2**n with factors
     built from bits instead of ``vscalef``: the accuracy tests of the
     exponential kernels, and the extreme products of elu_backward, run again
     in a process that compiles for Haswell (AVX2).  Skipped off x86-64."""
-    import os
-    import pathlib
-    import subprocess
-    import sys
-    from fastact._prims import streaming_supported
-    if not streaming_supported():
-        pytest.skip("the Haswell target is x86-64")
-    here = pathlib.Path(__file__).resolve().parent
-    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
-    env.pop("NUMBA_CPU_FEATURES", None)
-    code = ("import fastact._prims as p, sys; assert not p._has_scalef(); "
-            "import pytest; sys.exit(pytest.main(sys.argv[1:]))")
-    run = subprocess.run(
-        [sys.executable, "-c", code, "-q", "-p", "no:cacheprovider", "-x",
-         str(here / "test_core_accuracy.py"), str(here / "test_core_values.py"),
-         "-k", "numba and (sigmoid_4ulp or elu_4ulp or elu_backward_4ulp "
-               "or extreme_products or softmax)"],
-        env=env, capture_output=True, text=True, cwd=here)
+    run = HASWELL.result()
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     assert " passed" in run.stdout

@@ -21,6 +21,7 @@ import fastact
 from conftest import (ELEMENTWISE_OPS, assert_bitwise_equal, assert_ulp, mixed_values,
                       oracle_elu_backward, oracle_softmax, oracle_softmax_backward,
                       softmax_backward_bound)
+from early import EarlyProcess
 from oracles_gated import GATED, VARIANTS
 from oracles_gated import check as check_gated
 
@@ -60,31 +61,38 @@ def test_device_input_without_backend_says_why():
     assert info.value.reason == STATUS["reason"]
 
 
-def run_under_simulator(path, min_passed):
-    """The device tests of the test file ``path``, under numba's CUDA
-    simulator, in a child process: at least ``min_passed`` of them pass."""
+def simulator_suite(path):
+    """The device tests of the test file ``path`` under numba's CUDA
+    simulator: a child started early (tests/early.py)."""
+    path = pathlib.Path(path).resolve()
+    return EarlyProcess(f"cuda tests under the simulator: {path.name}",
+                        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path],
+                        cwd=path.parent.parent, env={"NUMBA_ENABLE_CUDASIM": "1"})
+
+
+def run_under_simulator(child, min_passed):
+    """``child`` (simulator_suite) passed, at least ``min_passed`` tests."""
     probe = subprocess.run(
         [sys.executable, "-c", "import numba.cuda.simulator"],
         capture_output=True, text=True, env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"))
     if probe.returncode:
         pytest.skip("no CUDA device and no numba CUDA simulator: "
                     + (probe.stderr.strip().splitlines() or ["?"])[-1])
-    root = pathlib.Path(__file__).resolve().parent.parent
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(pathlib.Path(path).resolve())],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    run = child.result()
     tail = (run.stdout + run.stderr)[-6000:]
     assert run.returncode == 0, tail
     summary = tail.strip().splitlines()[-1]
     assert int(summary.split(" passed")[0].split()[-1]) >= min_passed, summary
 
 
+SIMULATOR_SUITE = simulator_suite(__file__)
+
+
 @pytest.mark.skipif(STATUS["available"] or SIMULATED, reason="runs the suite on a device here")
+@pytest.mark.early(SIMULATOR_SUITE)
 def test_device_suite_under_simulator():
     """This file's device tests, under numba's CUDA simulator, in a child process."""
-    run_under_simulator(__file__, 70)
+    run_under_simulator(SIMULATOR_SUITE, 70)
 
 
 def ptx_compiler(cc=(9, 0)):
@@ -157,26 +165,36 @@ def _compile_every_kernel_to_ptx(cc=(9, 0)):
     return lines
 
 
-def ptx_report(path):
-    """``{label: fma count}`` of ``python path --ptx`` (a test file's
-    compile_ lines, ptx_compiler), run in a child; a skip without NVVM."""
+def ptx_process(path):
+    """``python path --ptx`` (a test file's compile_ lines, ptx_compiler):
+    a child started early."""
+    path = pathlib.Path(path).resolve()
+    return EarlyProcess(f"cuda kernels compiled to ptx: {path.name}",
+                        [sys.executable, path, "--ptx"], cwd=path.parent)
+
+
+def ptx_report(child):
+    """``{label: fma count}`` of ``child`` (ptx_process); a skip without NVVM."""
     probe = subprocess.run(
         [sys.executable, "-c", "from numba.cuda.cudadrv.nvvm import NVVM; NVVM()"],
         capture_output=True, text=True)
     if probe.returncode:
         pytest.skip("NVVM (CUDA toolkit) not found: "
                     + (probe.stderr.strip().splitlines() or ["?"])[-1])
-    path = pathlib.Path(path).resolve()
-    run = subprocess.run([sys.executable, str(path), "--ptx"],
-                         capture_output=True, text=True, timeout=600, cwd=path.parent)
+    run = child.result()
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     return dict(line.rsplit(" fma=", 1) for line in run.stdout.split("\n") if "fma=" in line)
 
 
+#: every kernel compiled to PTX by NVVM (_compile_every_kernel_to_ptx)
+PTX = ptx_process(__file__)
+
+
 @pytest.mark.skipif(SIMULATED, reason="the simulator replaces the compiler")
+@pytest.mark.early(PTX)
 def test_every_kernel_compiles_to_ptx_without_fma_in_rrelu():
     """Catches typing errors of the real CUDA target on machines without a GPU."""
-    report = ptx_report(__file__)
+    report = ptx_report(PTX)
     specs = fastact._registry.REGISTRY.values()
     n = sum(len(s.passes()) for s in specs if s.kind == "elementwise")
     n += 2 * sum(s.kind in ("rowwise", "gated") for s in specs)

@@ -19,7 +19,7 @@ import pytest
 import fastact
 from conftest import ELEMENTWISE_OPS, REGISTRY_OPS
 from fastact import _narrow
-from test_cuda import ptx_compiler, ptx_report, run_under_simulator
+from test_cuda import ptx_compiler, ptx_process, ptx_report, run_under_simulator, simulator_suite
 from test_narrow import NARROW, _close, _values, check_against_reference, check_rowwise
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "") == "1"
@@ -36,9 +36,13 @@ OP_DTYPES += [pytest.param(op, NARROW[k % 2].values[0], id=f"{op.id}-{NARROW[k %
                            marks=NARROW[k % 2].marks) for k, op in enumerate(REGISTRY_OPS)]
 
 
+SIMULATOR_SUITE = simulator_suite(__file__)
+
+
 @pytest.mark.skipif(STATUS["available"] or SIMULATED, reason="runs the suite on a device here")
+@pytest.mark.early(SIMULATOR_SUITE)
 def test_device_suite_under_simulator():
-    run_under_simulator(__file__, len(OP_DTYPES) + 10)
+    run_under_simulator(SIMULATOR_SUITE, len(OP_DTYPES) + 10)
 
 
 def _compile_narrow_kernels_to_ptx():
@@ -80,12 +84,16 @@ def _compile_narrow_kernels_to_ptx():
     return lines
 
 
+PTX = ptx_process(__file__)
+
+
 @pytest.mark.skipif(SIMULATED, reason="the simulator replaces the compiler")
+@pytest.mark.early(PTX)
 def test_narrow_kernels_compile_to_ptx():
     """The real target's typing of the narrow kernels; their conversions
     are integer code (no PTX float16 cvt, whose NaN bits nothing pins to
     the host's), and RReLU's slopes are not contracted into FMAs."""
-    report = ptx_report(__file__)
+    report = ptx_report(PTX)
     per_dtype = 4 + 4 + 6 + 2
     assert len(report) == 2 * per_dtype + 1, report
     assert all(k.endswith("cvt=0") for k in report), report

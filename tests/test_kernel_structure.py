@@ -31,11 +31,14 @@ softmax backward), which this scan cannot tell from a per-iteration cost.
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 import sys
 
 import numpy as np
 import pytest
+
+from early import EarlyProcess
 
 
 def refcounts_in_loops(llvm_ir: str) -> list[tuple[str, str]]:
@@ -155,9 +158,16 @@ def _gated_checks(nc) -> dict:
     return res
 
 
-#: the scan runs in this many child processes at once, each compiling its
-#: share (the CI machine has 2 cores, and the test process only waits)
+#: the scan's child processes, each compiling its share with an empty Numba
+#: cache (a kernel loaded from the disk cache has no IR to read): beside
+#: the rest of the suite they run one after the other on the core it
+#: leaves idle; alone, side by side (early.EarlyProcess)
 SCAN_SHARDS = 2
+SCAN = [EarlyProcess(f"kernel scan {k} of {SCAN_SHARDS}",
+                     [sys.executable, __file__, "--scan", k, SCAN_SHARDS],
+                     cwd=pathlib.Path(__file__).parent, timeout=900, own_cache=True)
+        for k in range(SCAN_SHARDS)]
+needs_scan = pytest.mark.early(*SCAN)
 
 
 def _scan_kernels(shard=0, shards=1) -> dict:
@@ -245,28 +255,23 @@ def _scan_kernels(shard=0, shards=1) -> dict:
 
 
 @pytest.fixture(scope="module")
-def scan(request, tmp_path_factory):
-    """The scan's results: from the child processes conftest started when
-    the session collected this module (conftest.start_kernel_scan), or
-    started here."""
-    from conftest import start_kernel_scan
-    started = getattr(request.config, "_fastact_scan", None)
-    if started is None:
-        started = start_kernel_scan(tmp_path_factory.mktemp("scan"), SCAN_SHARDS)
+def scan():
+    """The scan's results, from its child processes (SCAN)."""
     res = {}
-    for proc, out, err in started:
-        proc.wait(timeout=900)
-        text = out.read_text()
-        assert proc.returncode == 0, (text + err.read_text())[-6000:]
-        res.update(json.loads(text.strip().splitlines()[-1]))
+    for p in SCAN:
+        run = p.result()
+        assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+        res.update(json.loads(run.stdout.strip().splitlines()[-1]))
     return res
 
 
+@needs_scan
 def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
     """The scan can fail: a buffer allocated per iteration is found."""
     assert scan["control"], "the scan missed the per-iteration buffer of the control kernel"
 
 
+@needs_scan
 def test_no_refcounts_in_parallel_kernel_loops(scan):
     scan = {k: v for k, v in scan.items()
             if k != "control" and "inlined" not in k and "row exp" not in k and "walk" not in k}
@@ -275,6 +280,7 @@ def test_no_refcounts_in_parallel_kernel_loops(scan):
     assert not bad, f"reference counting inside a loop: {bad}"
 
 
+@needs_scan
 def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     """No formula, primitive or loop wrapper left a call; vector code; no
     reference counts in the loops: every elementwise op of the registry (its
@@ -289,6 +295,7 @@ def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     assert not bad, f"not inlined or not vectorized: {bad}"
 
 
+@needs_scan
 def test_walk_kernel_is_inlined_and_vectorized(scan):
     """The walk kernel of strided operands: its tile helpers and formula
     inlined, vector code, no reference counts in its loops (it reaches
@@ -297,6 +304,7 @@ def test_walk_kernel_is_inlined_and_vectorized(scan):
     assert not v["refcounts"] and not v["calls"] and v["vectorized"], v
 
 
+@needs_scan
 def test_log_softmax_forward_exponentials_are_vector_code(scan):
     checked = {k: v for k, v in scan.items() if "row exp" in k}
     assert len(checked) == 2, sorted(checked)

@@ -22,6 +22,8 @@ import fastact
 from conftest import ELEMENTWISE_OPS, HOST_BACKENDS, mixed_values, require_backend
 from fastact import _narrow
 
+from early import EarlyProcess
+
 try:
     import ml_dtypes
     BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -314,6 +316,72 @@ def test_rowwise_ops(dtype, backend):
     check_rowwise(dtype, lambda fn, *arrays, **kw: fn(*arrays, backend=backend, **kw))
 
 
+def _narrow_normal(shape, dtype, seed, scale=4.0):
+    rng = np.random.default_rng(seed)
+    return _narrow.narrowed(rng.standard_normal(shape).astype(np.float32) * scale, dtype)
+
+
+def _same_as_float32(fn, backend, dtype, what, *arrays, **kw):
+    """``fn(*arrays, backend=backend, **kw)`` on narrow arrays: the bits of
+    the backend's float32 kernels on widened copies, rounded once (what the
+    narrow row kernels compute piece by piece); returns the narrow result."""
+    got = fn(*arrays, backend=backend, **kw)
+    wide = fn(*(_narrow.widen(a) if _narrow.is_narrow(a.dtype) else a for a in arrays),
+              backend=backend, **kw)
+    for r, w in zip(got if isinstance(got, tuple) else (got,),
+                    wide if isinstance(wide, tuple) else (wide,)):
+        want = _narrow.narrowed(w, dtype) if _narrow.is_narrow(r.dtype) else w
+        assert r.dtype == want.dtype, what
+        assert np.array_equal(r.view(np.uint8), want.view(np.uint8)), what
+    return got
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_rowwise_layouts(dtype, backend):
+    """The narrow row kernels (rows or blocks widened into float32 buffers,
+    not whole arrays) give the bits of the float32 kernels on widened
+    copies, rounded once, and forward within 1 ULP of the reference: rows
+    longer than their stack buffers, many short rows to a buffer, a middle
+    axis with more rows than a block holds, transposed and sliced inputs, in
+    place, sizes the pool splits; PReLU's long and short channel rows; gated
+    rows longer than a run."""
+    shapes = [((3, 5000), -1), ((700, 24), -1), ((2, 300, 33), 1), ((20000, 2), 0),
+              ((64, 3, 17), 1), ((5, 37), 0)]
+    for shape, axis in shapes:
+        x, g = _narrow_normal(shape, dtype, 4), _narrow_normal(shape, dtype, 5, 1.0)
+        for name in ("softmax", "log_softmax", "softmin"):
+            fwd, bwd = getattr(fastact, name), getattr(fastact, name + "_backward")
+            what = f"{name} {shape} axis {axis}"
+            y = _same_as_float32(fwd, backend, dtype, what, x, axis=axis)
+            _close(y, fwd(x, axis=axis, backend="numpy"), dtype, what)
+            _same_as_float32(bwd, backend, dtype, what + " backward", g, y, axis=axis)
+    x = _narrow_normal((40, 3000), dtype, 6)
+    for v in (x.T, x[:, ::2], x[::-1]):           # not C-contiguous
+        for axis in (-1, 0):
+            y = _same_as_float32(fastact.softmax, backend, dtype, "view", v, axis=axis)
+            _close(y, fastact.softmax(v, axis=axis, backend="numpy"), dtype, f"view {axis}")
+    want = fastact.log_softmax(x, backend=backend)
+    y = x.copy()
+    assert fastact.log_softmax(y, out=y, backend=backend) is y      # in place
+    assert np.array_equal(y.view(np.uint16), want.view(np.uint16))
+    for shape in [(50, 8, 300), (3000, 24, 1), (7, 5, 3)]:
+        x, g = _narrow_normal(shape, dtype, 7), _narrow_normal(shape, dtype, 8, 1.0)
+        w = np.linspace(-0.5, 2.0, shape[1]).astype(np.float32)
+        y = _same_as_float32(fastact.prelu, backend, dtype, f"prelu {shape}", x, w)
+        _close(y, fastact.prelu(x, w, backend="numpy"), dtype, f"prelu {shape}")
+        _same_as_float32(fastact.prelu_backward, backend, dtype, f"prelu_backward {shape}",
+                         g, x, w)
+    for shape in [(3, 2 * 1300), (4000, 2 * 7), (2, 6, 2 * 520)]:
+        x, g = _narrow_normal(shape, dtype, 9), _narrow_normal(shape, dtype, 10, 1.0)
+        gh = g[..., :shape[-1] // 2]
+        for name in ("glu", "swiglu", "geglu", "reglu"):
+            fwd, bwd = getattr(fastact, name), getattr(fastact, name + "_backward")
+            y = _same_as_float32(fwd, backend, dtype, f"{name} {shape}", x)
+            _close(y, fwd(x, backend="numpy"), dtype, f"{name} {shape}")
+            _same_as_float32(bwd, backend, dtype, f"{name}_backward {shape}", gh, x)
+        _same_as_float32(fastact.glu, backend, dtype, "glu of a reversed view", x[..., ::-1])
+
+
 @pytest.mark.parametrize("dtype", NARROW)
 def test_parallel_kernels_match_serial(dtype, backend):
     """Large arrays (the pool's chunks, RReLU's slopes keyed by the index)
@@ -391,18 +459,26 @@ print("ok")
 """
 
 
+C_BASELINE = EarlyProcess("narrow: the C baseline",
+                          [sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'c'")],
+                          env=_env(FASTACT_C_ISA="baseline"))
+NUMBA_GENERIC = EarlyProcess(
+    "narrow: numba without F16C",
+    [sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'numba'")],
+    env=_env(NUMBA_CPU_NAME="generic"))
+
+
+@pytest.mark.early(C_BASELINE)
 def test_c_baseline_subprocess():
     """FASTACT_C_ISA=baseline: the software conversions of plain C."""
     require_backend("c")
-    r = subprocess.run([sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'c'")],
-                       env=_env(FASTACT_C_ISA="baseline"), capture_output=True, text=True)
+    r = C_BASELINE.result()
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
 
 
+@pytest.mark.early(NUMBA_GENERIC)
 def test_numba_without_f16c_subprocess():
     """A generic CPU target (no F16C): the software conversions, no crash."""
     require_backend("numba")
-    r = subprocess.run([sys.executable, "-c", _SUBPROCESS_CHECK.replace("BACKEND", "'numba'")],
-                       env=_env(NUMBA_CPU_NAME="generic"),
-                       capture_output=True, text=True)
+    r = NUMBA_GENERIC.result()
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

@@ -3,8 +3,6 @@ backend), gradients by finite differences, SGD against its formula, PReLU
 learning a slope, RReLU's seeds, both parameterizations and backends, the
 losses."""
 import math
-import os
-import subprocess
 import sys
 import textwrap
 
@@ -16,6 +14,7 @@ import fastact.nn as nn
 from fastact._registry import REGISTRY
 
 from conftest import assert_bitwise_equal
+from early import EarlyProcess
 
 HOST_BACKENDS = [b for b in ("numpy", "numba", "c") if fastact.backends()[b]["available"]]
 SPEC = {s.api_name: s for s in REGISTRY.values() if s.public}
@@ -295,121 +294,133 @@ def test_rrelu_layer_bit_identical_across_host_backends(divide, dtype):
         assert_bitwise_equal(gs, got[0][1])
 
 
-def _run_simulated(script, timeout):
-    """``script`` in a child under numba's CUDA simulator: it must print ok
-    (a skip where the simulator is unavailable)."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=timeout)
+def _simulated(name, script, timeout):
+    """``script`` in a child under numba's CUDA simulator, started early
+    (early.EarlyProcess); :func:`_check_simulated` reads it."""
+    return EarlyProcess(name, [sys.executable, "-c", textwrap.dedent(script)],
+                        env={"NUMBA_ENABLE_CUDASIM": "1"}, timeout=timeout)
+
+
+def _check_simulated(child):
+    """The child must print ok (a skip where the simulator is unavailable)."""
+    res = child.result()
     if "CudaSupportError" in res.stderr or "No module named" in res.stderr:
         pytest.skip(f"numba's CUDA simulator unavailable: {res.stderr[-200:]}")
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
 
 
+RRELU_SIM = _simulated(
+    "nn: rrelu under the cuda simulator", """
+    import numpy as np, fastact, fastact.nn as nn
+    from numba import cuda
+    for dt in (np.float32, np.float64):
+        x = (np.random.default_rng(0).standard_normal(257) * 3).astype(dt)
+        g = np.random.default_rng(1).standard_normal(257).astype(dt)
+        for kw in (dict(lower=0.1, upper=0.3), dict(lower=3.0, upper=8.0, divide=True)):
+            kw.update(training=True, seed=99)
+            d = fastact.rrelu(cuda.to_device(x), **kw).copy_to_host()
+            r = fastact.rrelu(x, backend="numpy", **kw)
+            assert d.tobytes() == r.tobytes(), (dt, kw)
+            d = fastact.rrelu_backward(cuda.to_device(g), cuda.to_device(x), **kw)
+            r = fastact.rrelu_backward(g, x, backend="numpy", **kw)
+            assert d.copy_to_host().tobytes() == r.tobytes(), (dt, kw)
+    # generated layers take device arrays as the functions do
+    x = cuda.to_device(np.random.default_rng(2).standard_normal((4, 6)).astype(np.float32))
+    g = cuda.to_device(np.ones((4, 6), np.float32))
+    for layer, fn in ((nn.Sigmoid(inplace=True), "sigmoid"), (nn.ELU(), "elu"),
+                      (nn.Softmax(axis=0), "softmax")):
+        y = layer.forward(cuda.to_device(x.copy_to_host()))
+        want = getattr(fastact, fn)(x, **({"axis": 0} if fn == "softmax" else {}))
+        assert y.copy_to_host().tobytes() == want.copy_to_host().tobytes(), fn
+        layer.backward(g).copy_to_host()
+    r = nn.RReLU(3.0, 8.0, seed=5, divide=True)
+    a = r.forward(x).copy_to_host()
+    assert a.tobytes() == nn.RReLU(3.0, 8.0, seed=5, divide=True, backend="numpy").forward(
+        x.copy_to_host()).tobytes()
+    print("ok")
+""", timeout=120)
+
+
+@pytest.mark.early(RRELU_SIM)
 def test_rrelu_cuda_simulator_bit_identical_in_both_forms():
     """The CUDA kernels (numba's simulator, as CI runs them) give the
     reference's bits for both parameterizations."""
-    script = textwrap.dedent("""
-        import numpy as np, fastact, fastact.nn as nn
-        from numba import cuda
-        for dt in (np.float32, np.float64):
-            x = (np.random.default_rng(0).standard_normal(257) * 3).astype(dt)
-            g = np.random.default_rng(1).standard_normal(257).astype(dt)
-            for kw in (dict(lower=0.1, upper=0.3), dict(lower=3.0, upper=8.0, divide=True)):
-                kw.update(training=True, seed=99)
-                d = fastact.rrelu(cuda.to_device(x), **kw).copy_to_host()
-                r = fastact.rrelu(x, backend="numpy", **kw)
-                assert d.tobytes() == r.tobytes(), (dt, kw)
-                d = fastact.rrelu_backward(cuda.to_device(g), cuda.to_device(x), **kw)
-                r = fastact.rrelu_backward(g, x, backend="numpy", **kw)
-                assert d.copy_to_host().tobytes() == r.tobytes(), (dt, kw)
-        # generated layers take device arrays as the functions do
-        x = cuda.to_device(np.random.default_rng(2).standard_normal((4, 6)).astype(np.float32))
-        g = cuda.to_device(np.ones((4, 6), np.float32))
-        for layer, fn in ((nn.Sigmoid(inplace=True), "sigmoid"), (nn.ELU(), "elu"),
-                          (nn.Softmax(axis=0), "softmax")):
-            y = layer.forward(cuda.to_device(x.copy_to_host()))
-            want = getattr(fastact, fn)(x, **({"axis": 0} if fn == "softmax" else {}))
-            assert y.copy_to_host().tobytes() == want.copy_to_host().tobytes(), fn
-            layer.backward(g).copy_to_host()
-        r = nn.RReLU(3.0, 8.0, seed=5, divide=True)
-        a = r.forward(x).copy_to_host()
-        assert a.tobytes() == nn.RReLU(3.0, 8.0, seed=5, divide=True, backend="numpy").forward(
-            x.copy_to_host()).tobytes()
-        print("ok")
-    """)
-    _run_simulated(script, timeout=120)
+    _check_simulated(RRELU_SIM)
 
 
+PRELU_SGD_SIM = _simulated(
+    "nn: prelu, losses and sgd under the cuda simulator", """
+    import numpy as np, fastact, fastact.nn as nn
+    from numba import cuda
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal((8, 3, 5)).astype(dt)
+        t = rng.standard_normal((8, 3, 5)).astype(dt)
+        logits = rng.standard_normal((8, 4)).astype(dt) * 5
+        labels = rng.integers(0, 4, 8)
+        runs = {}
+        for side in ("cpu", "cuda"):
+            layer = nn.PReLU(3, dtype=dt).to(side)
+            layer2 = nn.PReLU(1, dtype=dt)            # moved after the optimizer is built
+            opt = nn.SGD(layer.parameters() + layer2.parameters(), lr=0.1, momentum=0.9,
+                         weight_decay=0.01)
+            layer2.to(side)
+            dev = (lambda a: cuda.to_device(a)) if side == "cuda" else (lambda a: a)
+            host = (lambda a: a.copy_to_host()) if side == "cuda" else (lambda a: a)
+            mse, ce = nn.MSE(), nn.CrossEntropy()
+            out = []
+            for step in range(3):
+                opt.zero_grad()
+                y = layer2.forward(layer.forward(dev(x)))
+                loss = mse.forward(y, dev(t))
+                layer.backward(layer2.backward(mse.backward()))
+                l2 = ce.forward(dev(logits), labels)
+                gce = host(ce.backward())
+                opt.step()
+                out += [host(layer.weight.data).copy(), host(layer2.weight.data).copy(),
+                        host(layer.weight.grad).copy(), np.array([loss, l2]), gce]
+            runs[side] = out
+        # (the CUDA backend's weight gradient sums in another order, and
+        # exp rounds its own way: a few ULP, carried through the steps)
+        eps = np.finfo(dt).eps
+        for k, (a, b) in enumerate(zip(runs["cpu"], runs["cuda"])):
+            # (the cross-entropy gradient exp(lp) - 1 at the label: an
+            # absolute bound, the subtraction cancels)
+            atol = eps if k % 5 == 4 else 0
+            assert np.allclose(a, b, rtol=16 * eps, atol=atol), (dt, k, a, b)
+        # SGD's update itself: the host's arithmetic, bit for bit
+        for decay in (True, False):
+            p_h = nn.Parameter(rng.standard_normal(37).astype(dt), decay=decay)
+            p_d = nn.Parameter(p_h.data.copy(), decay=decay).to("cuda")
+            opts = [nn.SGD([p], lr=0.05, momentum=0.9, weight_decay=0.01) for p in (p_h, p_d)]
+            for step in range(4):
+                gr = rng.standard_normal(37).astype(dt)
+                p_h.grad[...] = gr
+                p_d.grad = cuda.to_device(gr)
+                for o in opts:
+                    o.step()
+                assert p_h.data.tobytes() == p_d.data.copy_to_host().tobytes(), (dt, step)
+                opts[1].zero_grad()
+                assert not p_d.grad.copy_to_host().any()
+    layer = nn.PReLU(3)
+    try:
+        layer.forward(cuda.to_device(np.ones((2, 3), np.float32)))
+    except ValueError as e:
+        assert "layer.to('cuda')" in str(e), e
+    else:
+        raise SystemExit("no error for host slopes")
+    print("ok")
+""", timeout=300)
+
+
+@pytest.mark.early(PRELU_SGD_SIM)
 def test_prelu_losses_and_sgd_on_device_match_the_host_steps():
     """PReLU's slopes, both losses and SGD (momentum, weight decay) on CUDA
     device arrays (numba's simulator): several training steps give the host
     steps' slopes, losses and gradients (bit for bit, but the
     cross-entropy gradient's exponential: within 1 ULP); a device input
     meeting host slopes is an error that says to move the layer."""
-    script = textwrap.dedent("""
-        import numpy as np, fastact, fastact.nn as nn
-        from numba import cuda
-        rng = np.random.default_rng(0)
-        for dt in (np.float32, np.float64):
-            x = rng.standard_normal((8, 3, 5)).astype(dt)
-            t = rng.standard_normal((8, 3, 5)).astype(dt)
-            logits = rng.standard_normal((8, 4)).astype(dt) * 5
-            labels = rng.integers(0, 4, 8)
-            runs = {}
-            for side in ("cpu", "cuda"):
-                layer = nn.PReLU(3, dtype=dt).to(side)
-                layer2 = nn.PReLU(1, dtype=dt)            # moved after the optimizer is built
-                opt = nn.SGD(layer.parameters() + layer2.parameters(), lr=0.1, momentum=0.9,
-                             weight_decay=0.01)
-                layer2.to(side)
-                dev = (lambda a: cuda.to_device(a)) if side == "cuda" else (lambda a: a)
-                host = (lambda a: a.copy_to_host()) if side == "cuda" else (lambda a: a)
-                mse, ce = nn.MSE(), nn.CrossEntropy()
-                out = []
-                for step in range(3):
-                    opt.zero_grad()
-                    y = layer2.forward(layer.forward(dev(x)))
-                    loss = mse.forward(y, dev(t))
-                    layer.backward(layer2.backward(mse.backward()))
-                    l2 = ce.forward(dev(logits), labels)
-                    gce = host(ce.backward())
-                    opt.step()
-                    out += [host(layer.weight.data).copy(), host(layer2.weight.data).copy(),
-                            host(layer.weight.grad).copy(), np.array([loss, l2]), gce]
-                runs[side] = out
-            # (the CUDA backend's weight gradient sums in another order, and
-            # exp rounds its own way: a few ULP, carried through the steps)
-            eps = np.finfo(dt).eps
-            for k, (a, b) in enumerate(zip(runs["cpu"], runs["cuda"])):
-                # (the cross-entropy gradient exp(lp) - 1 at the label: an
-                # absolute bound, the subtraction cancels)
-                atol = eps if k % 5 == 4 else 0
-                assert np.allclose(a, b, rtol=16 * eps, atol=atol), (dt, k, a, b)
-            # SGD's update itself: the host's arithmetic, bit for bit
-            for decay in (True, False):
-                p_h = nn.Parameter(rng.standard_normal(37).astype(dt), decay=decay)
-                p_d = nn.Parameter(p_h.data.copy(), decay=decay).to("cuda")
-                opts = [nn.SGD([p], lr=0.05, momentum=0.9, weight_decay=0.01) for p in (p_h, p_d)]
-                for step in range(4):
-                    gr = rng.standard_normal(37).astype(dt)
-                    p_h.grad[...] = gr
-                    p_d.grad = cuda.to_device(gr)
-                    for o in opts:
-                        o.step()
-                    assert p_h.data.tobytes() == p_d.data.copy_to_host().tobytes(), (dt, step)
-                    opts[1].zero_grad()
-                    assert not p_d.grad.copy_to_host().any()
-        layer = nn.PReLU(3)
-        try:
-            layer.forward(cuda.to_device(np.ones((2, 3), np.float32)))
-        except ValueError as e:
-            assert "layer.to('cuda')" in str(e), e
-        else:
-            raise SystemExit("no error for host slopes")
-        print("ok")
-    """)
-    _run_simulated(script, timeout=300)
+    _check_simulated(PRELU_SGD_SIM)
 
 
 def test_readme_training_example_runs_and_learns():

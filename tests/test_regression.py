@@ -6,8 +6,6 @@ It runs the same code path as the CI check (``fastact bench --quick
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,10 +14,14 @@ import pytest
 import fastact
 from fastact import _bench, _dispatch, cli
 
+from early import EarlyProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "benchmarks" / "baseline.json"
 # one thread and the CPU clock, like --quick; 4 MiB float32 arrays keep it fast
-QUICK = ["--quick", "--size", str(1 << 20), "--no-progress", "--backends", "numba"]
+# (float32 only: test_quick_run_has_narrow_rows covers --quick's float16 rows)
+QUICK = ["--quick", "--size", str(1 << 20), "--no-progress", "--backends", "numba",
+         "--dtype", "float32"]
 
 
 def test_compare_margin():
@@ -121,6 +123,27 @@ def test_committed_baseline_covers_the_quick_run():
             assert 0.02 < figures[key] < 2, key
 
 
+def test_quick_run_has_narrow_rows(tmp_path, capsys):
+    """--quick without --dtype times _bench.QUICK_NARROW_OPS in the narrow
+    dtype too (only those), and the committed baseline has their rows."""
+    path = tmp_path / "quick.json"
+    assert cli.main(["bench", "--quick", "--size", str(1 << 14), "--in-cache", "0",
+                     "--no-progress", "--backends", "numba", "--ops", "relu,elu",
+                     "--json", str(path)]) == 0
+    capsys.readouterr()
+    rows = json.loads(path.read_text())["results"]
+    narrow = {(r["op"], r["pass"]) for r in rows if r["dtype"] == _bench.QUICK_NARROW_DTYPE}
+    assert narrow == {("relu", p) for p in _bench.PASSES}
+    assert {(r["op"], r["dtype"]) for r in rows} >= {("relu", "float32"), ("elu", "float32")}
+    figures = _bench.load_figures(BASELINE)
+    for op in _bench.QUICK_NARROW_OPS:
+        for p in _bench.PASSES:
+            for backend in ("numba", "c"):
+                key = _bench.case_key(op, p, backend, _bench.QUICK_NARROW_DTYPE,
+                                      _bench.QUICK_SIZE, _bench.QUICK_THREADS)
+                assert 0.02 < figures[key] < 2, key
+
+
 def test_make_baseline_add_keeps_other_rows(tmp_path):
     """--add puts the new runs' rows into the baseline, replacing only the
     kernels they measured, and refuses runs made with other settings."""
@@ -142,11 +165,16 @@ def test_make_baseline_add_keeps_other_rows(tmp_path):
         mb.add_rows(path, {"meta": {**meta, "size": 8}, "results": []})
 
 
+BENCHMARK_SUITE = EarlyProcess(
+    "regression: the benchmark suite's cases",
+    [sys.executable, "-m", "pytest", "benchmarks", "-q", "-k",
+     "relu-forward and float32 or row16-forward-numba-float32"],
+    cwd=ROOT, env={"FASTACT_BENCH_SIZE": "4096", "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.early(BENCHMARK_SUITE)
 def test_benchmark_suite_collects_and_runs():
     """``benchmarks/`` imports cleanly and its cases run (untimed, tiny arrays)."""
-    env = dict(os.environ, FASTACT_BENCH_SIZE="4096", PYTHONPATH=str(ROOT))
-    cases = "relu-forward and float32 or row16-forward-numba-float32"
-    r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-q", "-k", cases],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
+    r = BENCHMARK_SUITE.result()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert " passed" in r.stdout

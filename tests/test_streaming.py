@@ -11,6 +11,10 @@ offsets, sizes that leave heads and tails, in place, one and two threads.
 """
 from __future__ import annotations
 
+import json
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
@@ -20,6 +24,7 @@ from fastact._prims import streaming_supported
 
 from conftest import (assert_bitwise_equal, mixed_values, require_backend,
                       sampled_op_dtypes)
+from early import EarlyProcess
 
 pytestmark = pytest.mark.skipif(not streaming_supported(),
                                 reason="streaming stores are used on x86-64 only")
@@ -205,35 +210,50 @@ def test_block_runs_across_multiples_of_2_32(numba_backend, dtype, start):
     assert_bitwise_equal(out, -want)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_every_numba_elementwise_loop_vectorizes(dtype, monkeypatch, numba_backend):
-    """The serial loop of every elementwise kernel, forward and backward,
-    compiles to vector code: a formula or primitive that LLVM cannot
-    vectorize (a branch it cannot turn into a select, a call it cannot
-    widen) once cost float64 elu_backward 6x its speed, silently.  Compiled
-    afresh (kernels loaded from the disk cache cannot be inspected)."""
+def _serial_loops_not_vectorized(dtype):
+    """In a child process: the elementwise ops whose serial loop, compiled
+    afresh (kernels loaded from the disk cache cannot be inspected), has no
+    vector code, as ``"name pass"``."""
     import re
 
     import numba
 
     from fastact._backends import numba_cpu
-    monkeypatch.setattr(numba_cpu, "kernel_njit",
-                        lambda tag, **opts: numba.njit(error_model="numpy", **opts))
-    numba_cpu._elementwise_kernel.cache_clear()
-    try:
-        bad = []
-        lanes = re.compile(r"<(\d+) x (float|double)>")
-        for name, spec in _registry.REGISTRY.items():
-            if spec.kind != "elementwise":
-                continue
-            for pass_ in ("forward", "backward"):
-                k = numba_cpu._elementwise_kernel(name, pass_, dtype, False)
-                x = np.ones(64, dtype)
-                params = tuple({"key": np.uint64(1)}.get(p, dtype(0.5)) for p in spec.params)
-                k(x, x.copy(), params) if pass_ == "forward" else k(x, x, x.copy(), params)
-                ir = "\n".join(k.inspect_llvm().values())
-                if not any(int(m.group(1)) >= 4 for m in lanes.finditer(ir)):
-                    bad.append(f"{name} {pass_}")
-        assert not bad, f"not vectorized ({np.dtype(dtype).name}): {bad}"
-    finally:
-        numba_cpu._elementwise_kernel.cache_clear()
+    dtype = np.dtype(dtype).type
+    numba_cpu.kernel_njit = lambda tag, **opts: numba.njit(error_model="numpy", **opts)
+    bad = []
+    lanes = re.compile(r"<(\d+) x (float|double)>")
+    for name, spec in _registry.REGISTRY.items():
+        if spec.kind != "elementwise":
+            continue
+        for pass_ in ("forward", "backward"):
+            k = numba_cpu._elementwise_kernel(name, pass_, dtype, False)
+            x = np.ones(64, dtype)
+            params = tuple({"key": np.uint64(1)}.get(p, dtype(0.5)) for p in spec.params)
+            k(x, x.copy(), params) if pass_ == "forward" else k(x, x, x.copy(), params)
+            ir = "\n".join(k.inspect_llvm().values())
+            if not any(int(m.group(1)) >= 4 for m in lanes.finditer(ir)):
+                bad.append(f"{name} {pass_}")
+    return bad
+
+
+HERE = pathlib.Path(__file__).resolve().parent
+#: the check of every serial loop, per dtype, in a child compiling on an idle core
+SERIAL_LOOPS = {dt: EarlyProcess(f"streaming: serial loops of {dt}", [
+    sys.executable, "-c", "import json, sys; from test_streaming import "
+    f"_serial_loops_not_vectorized as f; print(json.dumps(f({dt!r})))"], cwd=HERE)
+    for dt in ("float32", "float64")}
+
+
+@pytest.mark.parametrize("dtype", [pytest.param(dt, marks=pytest.mark.early(child))
+                                   for dt, child in SERIAL_LOOPS.items()])
+def test_every_numba_elementwise_loop_vectorizes(dtype, numba_backend):
+    """The serial loop of every elementwise kernel, forward and backward,
+    compiles to vector code: a formula or primitive that LLVM cannot
+    vectorize (a branch it cannot turn into a select, a call it cannot
+    widen) once cost float64 elu_backward 6x its speed, silently.  Compiled
+    afresh in a child process (_serial_loops_not_vectorized)."""
+    r = SERIAL_LOOPS[dtype].result()
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    bad = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not bad, f"not vectorized ({dtype}): {bad}"

@@ -36,6 +36,8 @@ import pytest
 import fastact
 from fastact import config
 
+from early import EarlyProcess
+
 WATCHDOG_S = 8.0
 
 
@@ -236,37 +238,43 @@ def test_pool_reports_its_workers_and_chunks(restore_threads):
     assert lib.fa_test_park_worker(0, 1) == -1 and lib.fa_test_park_worker(10**6, 1) == -1
 
 
-def test_numba_without_the_pool_runs_on_its_own_threads(tmp_path):
+#: relu, sigmoid and softmax on Numba's own threads (FASTACT_NUMBA_POOL=numba):
+#: the pool's name and the SHA-256 of the results' bytes
+_NUMBA_POOL_CODE = """if True:
+    import hashlib, numpy as np, fastact
+    fastact.set_num_threads(2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(1 << 17).astype(np.float32)
+    s = rng.standard_normal((256, 1000)).astype(np.float32)
+    out = [fastact.relu(x, backend="numba"), fastact.sigmoid(x, backend="numba"),
+           fastact.softmax(s, backend="numba").ravel()]
+    print(fastact.backends()["numba"]["pool"], hashlib.sha256(np.concatenate(out)).hexdigest())
+    """
+NUMBA_POOL = EarlyProcess("threads: numba kernels on numba's own threads",
+                          [sys.executable, "-c", _NUMBA_POOL_CODE], timeout=240,
+                          env={"FASTACT_NUMBA_POOL": "numba", "NUMBA_NUM_THREADS": "2",
+                               "FASTACT_NUM_THREADS": None})
+
+
+@pytest.mark.early(NUMBA_POOL)
+def test_numba_without_the_pool_runs_on_its_own_threads():
     """With FASTACT_NUMBA_POOL=numba (as without the C backend) the Numba
     kernels' range workers run under Numba's prange and compute the same
     bits as on the pool."""
+    import hashlib
     st = fastact.backends()["numba"]
     if not st["available"]:
         pytest.skip(f"numba unavailable: {st['reason']}")
-    code = """if True:
-        import sys, numpy as np, fastact
-        fastact.set_num_threads(2)
-        rng = np.random.default_rng(3)
-        x = rng.standard_normal(1 << 17).astype(np.float32)
-        s = rng.standard_normal((256, 1000)).astype(np.float32)
-        out = [fastact.relu(x, backend="numba"), fastact.sigmoid(x, backend="numba"),
-               fastact.softmax(s, backend="numba").ravel()]
-        np.save(sys.argv[1], np.concatenate(out))
-        print(fastact.backends()["numba"]["pool"])
-        """
-    env = dict(os.environ, FASTACT_NUMBA_POOL="numba", NUMBA_NUM_THREADS="2")
-    env.pop("FASTACT_NUM_THREADS", None)
-    path = tmp_path / "r.npy"
-    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                       text=True, timeout=240, env=env)
+    r = NUMBA_POOL.result()
     assert r.returncode == 0, r.stderr[-4000:]
-    assert r.stdout.split()[-1] == "numba"
+    pool, digest = r.stdout.split()[-2:]
+    assert pool == "numba"
     rng = np.random.default_rng(3)
     x = rng.standard_normal(1 << 17).astype(np.float32)
     s = rng.standard_normal((256, 1000)).astype(np.float32)
     want = np.concatenate([fastact.relu(x, backend="numba"), fastact.sigmoid(x, backend="numba"),
                            fastact.softmax(s, backend="numba").ravel()])
-    assert np.array_equal(_bits(np.load(path)), _bits(want))
+    assert digest == hashlib.sha256(want).hexdigest(), "not the bits of the pool's kernels"
 
 
 # --- determinism under dynamic chunks ------------------------------------------------

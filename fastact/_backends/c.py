@@ -53,6 +53,9 @@ def _kernel_id_name(name, pass_):
 
 
 _SUFFIX = {"f": "f32", "d": "f64"}
+# the row-wise kernels' dtypes by NumPy's character: float32, float64, and
+# the narrow float16 and bfloat16 (ml_dtypes), whose bits go to C as uint16
+_ROW_DTYPES = {"f": "FA_F32_IDX", "d": "FA_F64_IDX", "e": "FA_F16_IDX", "E": "FA_BF16_IDX"}
 # the row-wise kernels: op -> (inputs, arrays) of its call, extents after them
 _ROWWISE = {"prelu_fwd": (2, 3), "prelu_bwd": (3, 5),
             **{f"{n}_{p}": (k, k + 1) for n in rowwise() + gated()
@@ -67,13 +70,40 @@ def _c_params(params, indexed):
 
 
 class _Narrow(Widened):
-    """The C backend on narrow arrays: the elementwise kernels convert
-    chunks to float32 themselves (c_src/narrow.inc); the row-wise ops
-    (softmax family, PReLU, gated units) widen whole arrays in Python for
-    now (Widened)."""
+    """The C backend on narrow arrays: every kernel reads their bits and
+    converts chunks or rows to float32 itself (c_src/narrow.inc), the
+    float32 kernel between the conversions.  PReLU's weights enter as
+    float32 and its weight gradient is summed as float32's, then rounded
+    once to the weight's dtype."""
 
     def elementwise(self, name, pass_, ins, out, params):
         self.backend._narrow_elementwise(name, pass_, ins, out, params)
+
+    def prelu_forward(self, x, w, out):
+        self.backend.prelu_forward(x, self._f32(w), out)
+
+    def prelu_backward(self, g, x, w, gx, gw):
+        gw32 = gw if gw.dtype == np.float32 else np.empty(gw.shape, np.float32)
+        self.backend.prelu_backward(g, x, self._f32(w), gx, gw32)
+        self._back(gw, gw32)
+
+    def rows_forward(self, name, x, out):
+        self.backend.rows_forward(name, x, out)
+
+    def rows_backward(self, name, g, y, out):
+        self.backend.rows_backward(name, g, y, out)
+
+    def rows_inner_forward(self, name, x, out):
+        self.backend.rows_inner_forward(name, x, out)
+
+    def rows_inner_backward(self, name, g, y, out):
+        self.backend.rows_inner_backward(name, g, y, out)
+
+    def gated_forward(self, name, x, out):
+        self.backend.gated_forward(name, x, out)
+
+    def gated_backward(self, name, g, x, out):
+        self.backend.gated_backward(name, g, x, out)
 
 
 def _requested_isa():
@@ -132,7 +162,7 @@ class CBackend(Backend):
         # (op, dtype char) -> k(*arrays, *extents): through _cfastcall where
         # it loads (about 1 us less a call than cffi's from_buffer per array)
         self._rowwise = {(op, ch): self._row_kernel(op, ch)
-                         for op in _ROWWISE for ch in _SUFFIX}
+                         for op in _ROWWISE for ch in _ROW_DTYPES}
         return self
 
     def _row_kernel(self, op, ch):
@@ -141,33 +171,38 @@ class CBackend(Backend):
         MemoryError where PReLU backward cannot allocate its sums."""
         ninputs, narrays = _ROWWISE[op]
         name = f"fastact C {op}"
-        if self._fastcall is not None:
+        if self._fastcall is not None and ch in _SUFFIX:
             ffi, lib = self._ffi, self._lib
             address = int(ffi.cast("uintptr_t", ffi.addressof(lib, "fa_rowwise")))
             return self._fastcall.make_row_kernel(
                 address, getattr(lib, "FA_K_" + op.upper()), np.dtype(ch),
                 config.C_PARALLEL_MIN, _threads.team_size, name)
-        fn, ct, fb = self._lib.fa_rowwise, self._ctype[ch], self._from_buffer
-        kid, dtid, null = getattr(self._lib, "FA_K_" + op.upper()), int(ch == "d"), self._ffi.NULL
+        fn, buf = self._lib.fa_rowwise, self._buffer
+        kid, null = getattr(self._lib, "FA_K_" + op.upper()), self._ffi.NULL
+        dtid = getattr(self._lib, _ROW_DTYPES[ch])
         threads = self._threads
 
-        # prelu backward's weight gradient: pairs of float64
-        cts = [ct] * narrays
-        if op == "prelu_bwd":
-            cts[-1] = "double[]"
-
         def call(*args):
-            bufs = [fb(cts[i], a, i >= ninputs) for i, a in enumerate(args[:narrays])]
+            bufs = [buf(a, i >= ninputs) for i, a in enumerate(args[:narrays])]
             ins = bufs[:ninputs] + [null] * (3 - ninputs)
             outs = bufs[ninputs:] + [null] * (2 - (narrays - ninputs))
             dims = list(args[narrays:]) + [0] * (3 - len(args[narrays:]))
             rc = fn(dtid, kid, *ins, *outs, *dims, threads(args[0].size))
-            if rc == -1:
+            if rc == -1 and op.startswith("prelu"):
                 raise MemoryError(f"{name}: could not allocate its {args[narrays + 1]}-channel "
                                   "partial sums")
+            if rc == -1:
+                raise MemoryError(f"{name}: could not allocate the float32 buffers of its "
+                                  f"rows of {args[narrays + 1]}")
             if rc != 0:
                 raise RuntimeError(f"{name}: fa_rowwise refused the call ({rc})")
         return call
+
+    def _buffer(self, a, writeable=False):
+        """cffi's buffer of array ``a``; a narrow one's uint16 bits (NumPy
+        exports no buffer of bfloat16)."""
+        return self._from_buffer("char[]", a.view(np.uint16) if a.itemsize == 2 else a,
+                                 writeable)
 
     @staticmethod
     def _threads(n):
@@ -364,13 +399,17 @@ class CBackend(Backend):
         """fa_rowwise_inner on flat (outer, n, K) views: tasks of
         inner_columns columns, as many threads as the size allows."""
         outer, n, K = out.shape
-        ch = out.dtype.char
         nt = self._threads(out.size)
-        fb, ct = self._from_buffer, self._ctype[ch]
+        buf = self._buffer
+        # a narrow task's columns are float32 ones in the float32 kernel
         rc = self._lib.fa_rowwise_inner(
-            int(ch == "d"), getattr(self._lib, "FA_K_" + kernel.upper()), fb(ct, a),
-            self._ffi.NULL if b is None else fb(ct, b), fb(ct, out, True), outer, n, K,
-            inner_columns(outer, K, out.dtype.itemsize, nt), nt)
+            getattr(self._lib, _ROW_DTYPES[out.dtype.char]),
+            getattr(self._lib, "FA_K_" + kernel.upper()), buf(a),
+            self._ffi.NULL if b is None else buf(b), buf(out, True), outer, n, K,
+            inner_columns(outer, K, max(4, out.dtype.itemsize), nt), nt)
+        if rc == -1:
+            raise MemoryError(f"fastact C {kernel}: could not allocate the float32 buffers "
+                              f"of its columns of {n}")
         if rc != 0:
             raise RuntimeError(f"fastact C {kernel}: fa_rowwise_inner refused the call ({rc})")
 

@@ -511,16 +511,69 @@ def _narrow_kernel(name, pass_, kind, parallel):
     return _make_binary(tag, fn, indexed, parallel)
 
 
+def _bits(a):
+    return a.view(np.uint16)
+
+
 class _Narrow(Widened):
-    """The Numba backend on narrow arrays: the elementwise kernels read and
-    write their uint16 bits (_narrow_kernel); the row-wise ops (softmax
-    family, PReLU, gated units) widen whole arrays for now (Widened)."""
+    """The Numba backend on narrow arrays: the kernels read and write their
+    uint16 bits, the elementwise ones converting each element
+    (_narrow_kernel), the softmax family and the gated units rows or runs
+    at a time around the float32 bodies (numba_narrow); PReLU widens whole
+    arrays for now (Widened)."""
 
     def elementwise(self, name, pass_, ins, out, params):
         kind = out.dtype.name
         self.backend._run(out.shape[0], parallel_min(name),
                           lambda par: _narrow_kernel(name, pass_, kind, par),
                           *(a.view(np.uint16) for a in ins), out.view(np.uint16), params)
+
+    def rows_forward(self, name, x, out):
+        from .numba_narrow import row_kernels
+        kind = out.dtype.name
+        self.backend._run(x.size, parallel_min(name),
+                          lambda par: row_kernels(name, kind, bool(par))[0], _bits(x), _bits(out))
+
+    def rows_backward(self, name, g, y, out):
+        from .numba_narrow import row_kernels
+        kind = out.dtype.name
+        self.backend._run(y.size, parallel_min(name),
+                          lambda par: row_kernels(name, kind, bool(par))[1],
+                          _bits(g), _bits(y), _bits(out))
+
+    def rows_inner_forward(self, name, x, out):
+        outer, n, K = x.shape
+        self._rows_inner(name, 0, x.size, _bits(x).reshape(-1), _bits(out).reshape(-1),
+                         outer, n, K, out.dtype.name)
+
+    def rows_inner_backward(self, name, g, y, out):
+        outer, n, K = y.shape
+        self._rows_inner(name, 1, y.size, _bits(g).reshape(-1), _bits(y).reshape(-1),
+                         _bits(out).reshape(-1), outer, n, K, out.dtype.name)
+
+    def _rows_inner(self, name, k, size, *args):
+        from .numba_narrow import inner_kernels
+        *args, kind = args
+        outer, K = args[-3], args[-1]
+        nt = _threads.get_num_threads() if size >= parallel_min(name) else 1
+        # a task's columns are float32 ones in the float32 body
+        self.backend._run(size, parallel_min(name),
+                          lambda par: inner_kernels(name, kind, bool(par))[k],
+                          *args, inner_columns(outer, K, 4, nt))
+
+    def gated_forward(self, name, x, out):
+        from .numba_narrow import gated_kernels
+        o1 = _bits(out).reshape(-1)
+        self.backend._run(out.size, parallel_min(name),
+                          lambda par: gated_kernels(name, out.dtype.name, bool(par))[0],
+                          _bits(x).reshape(-1), o1, o1, x.shape[2], out.size)
+
+    def gated_backward(self, name, g, x, out):
+        from .numba_narrow import gated_kernels
+        self.backend._run(g.size, parallel_min(name),
+                          lambda par: gated_kernels(name, out.dtype.name, bool(par))[1],
+                          _bits(g).reshape(-1), _bits(x).reshape(-1), _bits(out).reshape(-1),
+                          x.shape[2], g.size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -859,7 +912,8 @@ def _row_kernels(name, dtype, parallel):
     log_softmax writes log-probabilities): max shift, exp, sum, scale (or
     log); sums in float64.
     ``parallel``: False (serial), True (the pool, rows in chunks) or
-    ``"stream"`` (the backward only: rows streamed out of a row buffer).
+    ``"stream"`` (the backward only: rows streamed out of a row buffer);
+    ``"bodies"``: the range bodies and unit counts themselves.
 
     The sums are the only code compiled with reassociation allowed, so that
     LLVM can keep several vector accumulators (a pairwise-like sum, more
@@ -1108,6 +1162,8 @@ def _row_kernels(name, dtype, parallel):
                 o1[k] = grad(g1[k], y1[k], d)
 
     fwd_body = forward_log if log else forward
+    if parallel == "bodies":       # for the narrow kernels (numba_narrow)
+        return fwd_body, backward, fwd_units, bwd_units
     if not parallel:
         return (_serial(tag + "_fwd", fwd_body, fwd_units),
                 _serial(tag + "_bwd", backward, bwd_units))
@@ -1335,6 +1391,8 @@ def _row_inner_kernels(name, dtype, parallel):
             col_dot(g1, y1, s, e2, base, n, K, w)
             col_grad(g1, y1, o1, s, base, n, K, w)
 
+    if parallel == "bodies":       # for the narrow kernels (numba_narrow)
+        return forward, backward, units
     make = _pooled if parallel else _serial
     return make(f"inner_fwd_{tag}", forward, units), make(f"inner_bwd_{tag}", backward, units)
 
@@ -1404,6 +1462,8 @@ def _gated_kernels(name, dtype, parallel):
             x1[i] = da
             x1[i + U(M)] = db
 
+    if parallel == "bodies":       # for the narrow kernels (numba_narrow)
+        return fwd_run, bwd_run
     if parallel == "stream":
         return (_gated_stream(name, dtype, fwd_run),)
     return tuple(_gated_walk(run, f"gated_{what}_{tag}", parallel, dtype)

@@ -432,6 +432,9 @@ def _gelu_erf(p):
         y, c = erfcx2(tmax if t > tmax else t)
         return q, nf, ldexp_normal(q, nf), y, c
 
+    if p.phi_ratio is not None:
+        return _gelu_erf32(p, cphi, xcut, nlim)
+
     def forward(x):
         q, nf, e, y, c = phi_parts(x)
         # x > 0: x (1 - E erfcx / 2); else x (q / 2) erfcx 2**nf, with
@@ -456,6 +459,55 @@ def _gelu_erf(p):
         # q (erfcx / 2 + x / sqrt(2 pi))
         xp = xc * cphi
         a = one + e * (xp - half * f) if pos else q * (half * f + xp)
+        ns = zero if pos else nf
+        n1 = nlim if ns < nlim else ns
+        r = ldexp(g * ldexp_normal(a, n1), ns - n1)
+        r = g * zero if x == ninf else r
+        return x if x != x else r
+
+    return forward, backward
+
+
+def _gelu_erf32(p, cphi, xcut, nlim):
+    """float32: Phi(-a) = E F(a), a = |x|, E = exp(-x**2 / 2) = q 2**nf from
+    the exact -x**2 / 2 = h + l, and F = phi_ratio(a) (one division, no
+    compensated parts: float32's 4 ULP allow it, and it halves the work)."""
+    T, two_prod, exp_split = p.T, p.two_prod, p.exp_split
+    ldexp, ldexp_normal, phi_ratio, fma = p.ldexp, p.ldexp_normal, p.phi_ratio, p.fma
+    zero, one, half, ninf, mzero = T(0.0), T(1.0), T(0.5), T(-np.inf), T(-0.0)
+    # beyond, Phi(-x) < 2**-76: x Phi(x) rounds to x (and x = inf stays inf);
+    # below xlow, x Phi(x) rounds to -0 (and x q may overflow)
+    xbig, xlow = T(10.0), T(-15.0)
+
+    @p.jit
+    def phi_parts(x):
+        """(q, nf, fh, fl): Phi(-|x|) = q (fh + fl) 2**nf, nf a float."""
+        h, l = two_prod(x, -half * x)
+        q, nf = exp_split(h, l)
+        fh, fl = phi_ratio(abs(x))
+        return q, nf, fh, fl
+
+    def forward(x):
+        q, nf, fh, fl = phi_parts(x)
+        # x Phi(-|x|) = v 2**nf, v = (h + l)(fh + fl) rounded once, x q =
+        # h + l exactly; then the power of two; x > 0: x minus that
+        h, l = two_prod(x, q)
+        v = ldexp(fma(h, fh, h * fl + l * fh), nf)
+        r = x - v if x > zero else v
+        r = x if x > xbig else r
+        r = mzero if x < xlow else r
+        return x if x != x else r
+
+    def backward(g, x):
+        xc = xcut if x > xcut else x
+        xc = -xcut if xc < -xcut else xc            # NaN passes
+        q, nf, fh, fl = phi_parts(xc)
+        f = fh + fl
+        pos = xc > zero
+        # Phi(x) + x phi(x) = a 2**ns: a = 1 + E (x / sqrt(2 pi) - F) for
+        # x > 0, else q (F + x / sqrt(2 pi))
+        xp = xc * cphi
+        a = one + ldexp_normal(q, nf) * (xp - f) if pos else q * (f + xp)
         ns = zero if pos else nf
         n1 = nlim if ns < nlim else ns
         r = ldexp(g * ldexp_normal(a, n1), ns - n1)
@@ -579,7 +631,9 @@ register(Spec(
         r" g\,\sigma(v)\,(1 + x\,\sigma(-v)\,v'), \; v = 2\sqrt{2/\pi}\,(x + 0.044715 x^3)",
         notes="""``approximate="none"``: ``erfc(t) = exp(-t**2) erfcx(t)`` with the
 exponential's argument ``x**2 / 2`` carried exactly (two parts) and
-``erfcx`` a polynomial in ``(t - K) / (t + K)``; ``approximate="tanh"``:
+``erfcx`` a polynomial in ``q = (t - K) / (t + K)`` (float32: ``Phi(-|x|) =
+exp(-x**2/2) P(q) / (|x| + 4)``, one reciprocal by Newton's method, no
+division, ``1 / (|x| + 4)`` in two parts); ``approximate="tanh"``:
 ``x * sigmoid(v)``, ``v = 2u`` in two parts.  Both within 4 ULP of the exact
 function over the whole range, subnormal results of the negative tail
 included (where ``1 + tanh(u)`` and ``1 + erf`` cancel in the naive
