@@ -432,8 +432,23 @@ def _gelu_erf(p):
         y, c = erfcx2(tmax if t > tmax else t)
         return q, nf, ldexp_normal(q, nf), y, c
 
+    @p.jit
+    def grad_phi(g, x, xc, q, nf, f):
+        """g (Phi(x) + x phi(x)) from Phi(-|xc|) = q f 2**nf (f = Phi(-a)
+        exp(a**2 / 2)), xc = x clamped: a 2**ns with a = 1 + E (xc /
+        sqrt(2 pi) - f) for xc > 0, else q (f + xc / sqrt(2 pi)); the power
+        of two applied last, in two steps (nlim: no overflow of g a)."""
+        pos = xc > zero
+        xp = xc * cphi
+        a = one + ldexp_normal(q, nf) * (xp - f) if pos else q * (f + xp)
+        ns = zero if pos else nf
+        n1 = nlim if ns < nlim else ns
+        r = ldexp(g * ldexp_normal(a, n1), ns - n1)
+        r = g * zero if x == ninf else r
+        return x if x != x else r
+
     if p.phi_ratio is not None:
-        return _gelu_erf32(p, cphi, xcut, nlim)
+        return _gelu_erf32(p, xcut, grad_phi)
 
     def forward(x):
         q, nf, e, y, c = phi_parts(x)
@@ -452,29 +467,20 @@ def _gelu_erf(p):
         xc = xcut if x > xcut else x
         xc = -xcut if xc < -xcut else xc            # NaN passes
         q, nf, e, y, c = phi_parts(xc)
-        f = y + c
-        pos = xc > zero
-        # Phi(x) + x phi(x), phi(x) = E / sqrt(2 pi): a 2**ns with
-        # a = 1 + E (x / sqrt(2 pi) - erfcx / 2) for x > 0, else
-        # q (erfcx / 2 + x / sqrt(2 pi))
-        xp = xc * cphi
-        a = one + e * (xp - half * f) if pos else q * (half * f + xp)
-        ns = zero if pos else nf
-        n1 = nlim if ns < nlim else ns
-        r = ldexp(g * ldexp_normal(a, n1), ns - n1)
-        r = g * zero if x == ninf else r
-        return x if x != x else r
+        # Phi(-|x|) exp(x**2 / 2) = erfcx / 2
+        return grad_phi(g, x, xc, q, nf, half * (y + c))
 
     return forward, backward
 
 
-def _gelu_erf32(p, cphi, xcut, nlim):
+def _gelu_erf32(p, xcut, grad_phi):
     """float32: Phi(-a) = E F(a), a = |x|, E = exp(-x**2 / 2) = q 2**nf from
-    the exact -x**2 / 2 = h + l, and F = phi_ratio(a) (one division, no
-    compensated parts: float32's 4 ULP allow it, and it halves the work)."""
+    the exact -x**2 / 2 = h + l, and F = phi_ratio(a) = fh + fl (one
+    reciprocal by Newton's method, no division: two vector divisions were
+    half of the old kernel's time); the backward is _gelu_erf's grad_phi."""
     T, two_prod, exp_split = p.T, p.two_prod, p.exp_split
-    ldexp, ldexp_normal, phi_ratio, fma = p.ldexp, p.ldexp_normal, p.phi_ratio, p.fma
-    zero, one, half, ninf, mzero = T(0.0), T(1.0), T(0.5), T(-np.inf), T(-0.0)
+    ldexp, phi_ratio, fma = p.ldexp, p.phi_ratio, p.fma
+    zero, half, mzero = T(0.0), T(0.5), T(-0.0)
     # beyond, Phi(-x) < 2**-76: x Phi(x) rounds to x (and x = inf stays inf);
     # below xlow, x Phi(x) rounds to -0 (and x q may overflow)
     xbig, xlow = T(10.0), T(-15.0)
@@ -502,17 +508,7 @@ def _gelu_erf32(p, cphi, xcut, nlim):
         xc = xcut if x > xcut else x
         xc = -xcut if xc < -xcut else xc            # NaN passes
         q, nf, fh, fl = phi_parts(xc)
-        f = fh + fl
-        pos = xc > zero
-        # Phi(x) + x phi(x) = a 2**ns: a = 1 + E (x / sqrt(2 pi) - F) for
-        # x > 0, else q (F + x / sqrt(2 pi))
-        xp = xc * cphi
-        a = one + ldexp_normal(q, nf) * (xp - f) if pos else q * (f + xp)
-        ns = zero if pos else nf
-        n1 = nlim if ns < nlim else ns
-        r = ldexp(g * ldexp_normal(a, n1), ns - n1)
-        r = g * zero if x == ninf else r
-        return x if x != x else r
+        return grad_phi(g, x, xc, q, nf, fh + fl)
 
     return forward, backward
 
