@@ -122,10 +122,26 @@ typedef struct fa_convert_table {
    the pair (*hi, *lo) plus p + e (the two-sum of *hi and p, its error and e
    added to *lo); the error of the product p = a * b (Dekker's, exact without
    an FMA under -ffp-contract=off; 0 where p is 0 or the split overflows) */
+FA_INLINE double fa_two_sum_err(double a, double b, double s)
+{
+    const double t = s - a;
+    return (a - (s - t)) + (b - t);
+}
+
 FA_INLINE void fa_add_term(double *hi, double *lo, double p, double e)
 {
-    const double s = *hi + p, t = s - *hi;
-    *lo += ((*hi - (s - t)) + (p - t)) + e;
+    const double s = *hi + p;
+    *lo += fa_two_sum_err(*hi, p, s) + e;
+    *hi = s;
+}
+
+/* fa_add_term of an exact term (e = 0: float32 products), without the
+   addition of e (x + 0.0 is not x when x is -0.0, so the compiler keeps it;
+   *lo starts at +0.0 and never becomes -0.0, so the bits are the same) */
+FA_INLINE void fa_add_exact(double *hi, double *lo, double p)
+{
+    const double s = *hi + p;
+    *lo += fa_two_sum_err(*hi, p, s);
     *hi = s;
 }
 
@@ -606,6 +622,30 @@ int fa_narrow_convert(int dtype, int to_f32, const void *in, void *out, int64_t 
         t->widen[dtype - FA_F16_IDX]((const fa_u16_unaligned *)in, (float *)out, n);
     else
         t->narrow[dtype - FA_F16_IDX]((const float *)in, (fa_u16_unaligned *)out, n);
+    return 0;
+}
+
+int fa_round_pairs(int dtype, const double *pairs, int64_t n, void *out)
+{
+    if ((dtype != FA_F32_IDX && dtype != FA_F64_IDX) || n < 0)
+        return -1;
+    for (int64_t i = 0; i < n; i++) {
+        const double hi = pairs[i], lo = pairs[n + i], s = hi + lo;
+        if (dtype == FA_F64_IDX) {
+            ((double *)out)[i] = fabs(hi) < INFINITY ? s : hi;
+            continue;
+        }
+        double v = hi;
+        if (fabs(hi) < INFINITY) {
+            /* round to odd: the pair's exact sum where it is not a double
+               replaced by the double of odd last bit next to it */
+            const double r = fa_two_sum_err(hi, lo, s);
+            uint64_t u;
+            memcpy(&u, &s, sizeof u);
+            v = r != 0.0 && (u & 1) == 0 ? nextafter(s, copysign(INFINITY, r)) : s;
+        }
+        ((float *)out)[i] = (float)v;
+    }
     return 0;
 }
 

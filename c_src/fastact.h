@@ -116,6 +116,12 @@ int fa_elementwise_strided(int dtype, int kernel, const uintptr_t *ptrs, int ndi
 int fa_rowwise(int dtype, int kernel, const void *in0, const void *in1, const void *in2,
                void *out0, void *out1, int64_t d0, int64_t d1, int64_t d2, int nthreads);
 
+/* PReLU's weight gradient from fa_rowwise's pairs: out[i] = pairs[i] +
+   pairs[n + i] rounded once to dtype (FA_F32_IDX, FA_F64_IDX; the pair's
+   high part where that is not finite), as fastact._backends.round_pairs
+   (float32 by round-to-odd); returns 0, or -1 for another dtype or n < 0 */
+int fa_round_pairs(int dtype, const double *pairs, int64_t n, void *out);
+
 /* The softmax family along a middle axis: flat (outer, n,
    K) arrays, x = in0 (forward) or g = in0, y = in1 (backward), out0 the
    result; tasks of cols columns (at most 8 KiB of them) of one outer index
