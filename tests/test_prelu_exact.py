@@ -105,3 +105,31 @@ def test_reference_is_fsum():
     hi, lo = pair_sum(*prelu_weight_terms(g, x), 2)
     assert_bitwise_equal(round_pairs(*pair_sum(hi, lo, 0), np.float64),
                          _fsum_rounded(g, x, np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_c_round_pairs(dtype):
+    """The C backend rounds its pairs itself (fa_round_pairs): bit for bit
+    round_pairs, on float32 ties and near-ties (round to odd), a low part
+    that moves the rounding, overflow and inf and NaN high parts."""
+    require_backend("c")
+    from fastact import _dispatch
+    b = _dispatch.get("c")
+    rng = np.random.default_rng(7)
+    f32 = 1.0 + np.arange(8) * 2.0 ** -23
+    hi = np.concatenate([rng.standard_normal(2000) * 10.0 ** rng.integers(-40, 40, 2000),
+                         f32 + 2.0 ** -24, -(f32 + 2.0 ** -24), f32,
+                         [1.0, np.finfo(np.float64).max, np.inf, -np.inf, np.nan, 0.0, -0.0,
+                          2.0 ** -1074, 3.0e38, 3.5e38]])
+    lo = np.concatenate([hi[:2000] * rng.uniform(-2.0 ** -53, 2.0 ** -53, 2000),
+                         np.full(8, 2.0 ** -60), np.full(8, 2.0 ** -60),
+                         np.full(8, -2.0 ** -80),
+                         [2.0 ** -70, 2.0 ** 970, 1.0, 1.0, 0.0, 0.0, -0.0, 0.0, 1e22, 1e22]])
+    pairs = np.concatenate([hi, lo])
+    out = np.empty(hi.size, dtype)
+    lib, ffi = b._lib, b._ffi
+    assert lib.fa_round_pairs(b._dtype_ids[np.dtype(dtype).char], ffi.from_buffer("double[]", pairs),
+                              hi.size, ffi.from_buffer(out, require_writable=True)) == 0
+    assert_bitwise_equal(out, round_pairs(hi, lo, dtype))
+    assert lib.fa_round_pairs(b._dtype_ids["e"], ffi.from_buffer("double[]", pairs), 1,
+                              ffi.from_buffer(out, require_writable=True)) == -1
