@@ -597,10 +597,11 @@ def _arguments(spec, pass_):
     rows += [(p.name, p.doc + (_AXIS_NAME if p.name == "axis" else ""))
              for p in spec.api_of(pass_)]
     if spec.kind == "rowwise":
-        rows.append(("method", "dask arrays chunked along ``axis`` only: ``\"rechunk\"`` "
-                     "(default: the axis made one chunk; bit-identical) or ``\"two-pass\"`` "
-                     "(per-block maxima and sums combined: float32 within 1 ULP, float64 "
-                     "within 4)"))
+        rows.append(("method", "dask arrays chunked along ``axis`` only: ``\"two-pass\"`` "
+                     "(default: per-block maxima and sums combined, the chunks kept: "
+                     "float32 within 1 ULP of the single call, float64 within its 4 ULP "
+                     "bound of the exact result) or ``\"rechunk\"`` (the axis made one "
+                     "chunk: bit-identical)"))
     if pass_ == "backward" and spec.from_output is not None:
         rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
                      "instead of its input (the forward may then run in place); "

@@ -11,18 +11,20 @@ bit for bit, under any chunking:
 * RReLU in training keys its slopes by the element's flat C-order index in
   the whole array: each block is computed as rows at their global starts
   (``Backend.elementwise_rows``).
-* The softmax family along a chunked axis: by default the axis made one
-  chunk (``method="rechunk"``): bit-identical, at the cost of whole rows in
-  memory.  ``method="two-pass"`` keeps the chunks: two passes (per block
-  and row, the max ``m_b`` and the sum ``s_b`` of ``exp(x - m_b)`` in
-  float64; combined as ``M = max m_b``, ``S = sum s_b exp(m_b - M)``; then
-  every element normalised as the row kernels do, with ``M`` and ``S``),
-  the per-block work compiled (_backends.numba_twopass: the Numba kernels'
-  own exponentials; NumPy where numba is absent or the dtype narrow):
-  within 1 ULP of the single call (float32), or the kernels' own 4
-  (float64: they are not exactly rounded, and ``S`` is summed in another
-  order), not bit for bit.  Its backward likewise, with per-block dot
-  products (sums of ``g``).
+* The softmax family along a chunked axis: by default
+  (``method="two-pass"``) the chunks are kept: two passes (per block and
+  row, the max ``m_b`` and the sum ``s_b`` of ``exp(x - m_b)`` in float64;
+  combined as ``M = max m_b``, ``S = sum s_b exp(m_b - M)``, in long
+  double; then every element normalised as the row kernels do, with ``M``
+  and ``S``), the per-block work compiled (_backends.numba_twopass: the
+  Numba kernels' own exponentials; NumPy where numba is absent or the dtype
+  narrow): within 1 ULP of the single call (float32); float64 within the
+  single call's own bound, 4 ULP of the exact result (measured: 3 against
+  the exact, 3 against the single call, whose exponentials of other
+  blocks' elements are taken from ``M``, not ``m_b``), not bit for bit.
+  Its backward likewise, with per-block dot products (sums of ``g``).
+  ``method="rechunk"`` makes the axis one chunk: bit-identical, at the cost
+  of whole rows in a worker's memory (device blocks always take it).
 * The gated units along a chunked axis: the halves are paired block by
   block (each block computes ``x[..., a-part]`` with its ``b-part``), so
   the axis is never one chunk; bit-identical.
@@ -179,10 +181,10 @@ def rows(op, arrs, ax, method, pin, name, row, forward, run):
     last = ax == max(x.ndim, 1) - 1
     b = _pinned(arrs, pin, x.size, name if last else name + ":inner")
     whole = x.ndim == 0 or len(x.chunks[ax]) == 1
-    # the default: "rechunk" (bit-identical; two passes measured no faster
-    # on 2 cores: a 64 MiB softmax along axis 0, 0.25-0.49 s against
-    # 0.27-0.29 s on 2 threads)
-    if not whole and (method != "two-pass" or not all(_host(a) for a in arrs)):
+    # the default: "two-pass" (a worker holds blocks, never whole rows; on
+    # the 2-worker cluster 360-563 ms against rechunking's 675-3016, even on
+    # 2 local threads); "rechunk" for bit-identity, and for device blocks
+    if not whole and (method == "rechunk" or not all(_host(a) for a in arrs)):
         arrs = [a.rechunk({ax: -1}) for a in arrs]
         whole = True
     if whole:
@@ -229,10 +231,15 @@ def _combine_block(stats, ax, dtype=np.float64):
         M = np.max(m, axis=ax, keepdims=True)
         at_max = m == M
         tot_ones = np.sum(np.where(at_max, ones, 0.0), axis=ax, keepdims=True)
-        scaled = (ones + rest) * np.exp(m - M)
+        # in long double where it is wider (x86: 64-bit significands): the
+        # rounding of exp(m_b - M) and of the products would otherwise
+        # shift S, and every y of the row, by up to 3 ULP of float64
+        L = np.longdouble
+        scaled = (ones.astype(L) + rest.astype(L)) * np.exp(m.astype(L) - M.astype(L))
         wide = dtype if np.dtype(dtype) == np.float64 else np.float32   # narrow: in float32
         scaled[scaled < float(np.finfo(wide).smallest_subnormal) / 2] = 0.0
-        tot_rest = np.sum(np.where(at_max, rest, scaled), axis=ax, keepdims=True)
+        tot_rest = np.sum(np.where(at_max, rest.astype(L), scaled), axis=ax,
+                          keepdims=True).astype(np.float64)
     return np.concatenate([M, tot_ones, tot_rest], axis=ax)
 
 
