@@ -33,12 +33,7 @@ DTYPES = ("float32", "float64")
 NARROW_DTYPES = ("float16", "bfloat16")
 
 
-def dtype_of(name):
-    """The NumPy dtype called ``name``; bfloat16 from ml_dtypes."""
-    if name == "bfloat16":
-        import ml_dtypes
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+from ._warmup import dtype_of    # noqa: E402  (the NumPy dtype of a name; bfloat16: ml_dtypes)
 
 
 def _bits(a):

@@ -81,10 +81,23 @@ def _calls(spec, dtype, n, strided=False):
     return calls
 
 
+#: the dtypes warmup takes (the 16-bit ones compile the narrow kernels;
+#: bfloat16 needs ml_dtypes)
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def dtype_of(name):
+    """The NumPy dtype called ``name`` (one of :data:`DTYPES`)."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
 def warmup(dtypes=("float32", "float64"), ops=None, progress=None) -> dict:
     """Compile every Numba kernel of ``ops`` (default: every activation) in
-    ``dtypes`` into Numba's disk cache (``NUMBA_CACHE_DIR`` or beside the
-    package).  ``progress(label)``, if given, is called before each step.
+    ``dtypes`` (names of :data:`DTYPES`) into Numba's disk cache
+    (``NUMBA_CACHE_DIR`` or beside the package).  ``progress(label)``, if given, is called before each step.
     Returns ``{"steps": n, "seconds": s}``; raises the backend's
     BackendUnavailable where Numba does not load."""
     import fastact
@@ -98,7 +111,7 @@ def warmup(dtypes=("float32", "float64"), ops=None, progress=None) -> dict:
             for variant in VARIANTS:
                 n = 256 if variant == "serial" else max(config.PARALLEL_MIN, 1 << 16)
                 with _variant(variant), np.errstate(all="ignore"):
-                    for label, call in _calls(spec, np.dtype(dt), n, variant == "strided"):
+                    for label, call in _calls(spec, dtype_of(dt), n, variant == "strided"):
                         if progress is not None:
                             progress(f"{spec.api_name} {label} {dt} {variant}")
                         call()

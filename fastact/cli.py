@@ -155,7 +155,8 @@ def _parser():
     w = sub.add_parser("warmup", help="compile every Numba kernel into the disk cache now "
                        "(for images and CI; NUMBA_CACHE_DIR says where)")
     w.add_argument("--dtype", type=_names, default=["float32", "float64"],
-                   help="comma-separated dtypes (default: float32,float64)")
+                   help="comma-separated dtypes: float32, float64, float16, bfloat16 "
+                   "(needs ml_dtypes) (default: float32,float64)")
     w.add_argument("--ops", type=_names, help="comma-separated activations (default: all)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -313,16 +314,20 @@ class _Progress:
 
 def _warmup(args):
     import fastact
-    from ._warmup import VARIANTS, _calls
+    from ._warmup import DTYPES, VARIANTS, _calls, dtype_of
     from ._registry import REGISTRY
-    bad = [d for d in args.dtype if d not in ("float32", "float64")]
+    bad = [d for d in args.dtype if d not in DTYPES]
     unknown = [o for o in args.ops or () if o not in fastact.ACTIVATIONS]
     if bad or unknown:
         raise _UsageError(f"unknown dtype(s) {bad}" if bad else f"unknown op(s) {unknown}")
     specs = [s for s in REGISTRY.values() if s.public and (not args.ops or s.api_name in args.ops)]
     import numpy as np
-    total = sum(len(_calls(s, np.dtype(d), 256, v == "strided"))
-                for s in specs for d in args.dtype for v in VARIANTS)
+    try:
+        dts = [dtype_of(d) for d in args.dtype]
+    except ImportError:
+        raise _UsageError("bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
+    total = sum(len(_calls(s, dt, 256, v == "strided"))
+                for s in specs for dt in dts for v in VARIANTS)
     bar = _Progress(total, not args.no_progress, "fastact warmup")
     try:
         res = fastact.warmup(tuple(args.dtype), args.ops, bar)

@@ -118,6 +118,7 @@ def test_compare_without_common_kernels_fails(capsys, tmp_path):
     (["bench", "--backends", "fortran"], "unknown backend 'fortran'"),
     (["bench", "--backends", "cuda"], "gpu_check.py"),
     (["bench", "--dtype", "int8"], "unknown dtype 'int8'"),
+    (["warmup", "--dtype", "int8"], "unknown dtype(s) ['int8']"),
     (["bench", "--size", "lots"], "invalid size 'lots'"),
     (["bench", "--size", "0"], "size must be positive"),
     (["bench", "--repeat", "0"], "must be at least 1"),
@@ -252,12 +253,13 @@ def _child(code, env):
     return r.stdout
 
 
-#: ``fastact warmup`` of relu into an empty NUMBA_CACHE_DIR, then a second
-#: process that counts its kernels' cache misses and hits
+#: ``fastact warmup`` of relu (float32, and float16's narrow kernels) into an
+#: empty NUMBA_CACHE_DIR, then a second process that counts its float32
+#: kernels' cache misses and hits
 _WARMUP_THEN_LOAD = ["""
 import sys
 from fastact.cli import main
-sys.exit(main(['warmup', '--ops', 'relu', '--dtype', 'float32', '--no-progress']))
+sys.exit(main(['warmup', '--ops', 'relu', '--dtype', 'float32,float16', '--no-progress']))
 """, """
 import numpy as np, fastact
 from fastact import config

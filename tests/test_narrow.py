@@ -50,6 +50,27 @@ def backend(request):
     return require_backend(request.param)
 
 
+#: set in the child that runs the Numba narrow row-kernel tests
+ROWS_CHILD = os.environ.get("FASTACT_NARROW_ROWS_CHILD") == "1"
+#: The row-wise tests on Numba compile its narrow row kernels (about 70 s,
+#: most of this file's time): in a child started early, on the core the
+#: suite leaves idle (tests/early.py); test_numba_rows_in_a_child reads it.
+NUMBA_ROWS = EarlyProcess(
+    "narrow: the Numba row kernels",
+    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
+     "-k", "rowwise and numba"],
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    env={"FASTACT_NARROW_ROWS_CHILD": "1"})
+
+
+def _rows_backend(backend):
+    """``backend``, where this process runs its row-wise tests: Numba's run
+    in the child (NUMBA_ROWS)."""
+    if backend == "numba" and not ROWS_CHILD:
+        pytest.skip("run in a child: test_numba_rows_in_a_child")
+    return backend
+
+
 def _ordinal(bits):
     """Narrow bits as integers in the order of their values (-0 and +0 alike)."""
     h = bits.astype(np.int32)
@@ -311,8 +332,21 @@ def check_rowwise(dtype, run, shape=(6, 40)):
         _close(run(bwd, gh, x), bwd(gh, x, backend="numpy"), dtype, name + " bwd")
 
 
+@pytest.mark.early(NUMBA_ROWS)
+def test_numba_rows_in_a_child():
+    """test_rowwise_ops and test_rowwise_layouts on Numba, in the child."""
+    require_backend("numba")
+    r = NUMBA_ROWS.result()
+    tail = (r.stdout + r.stderr)[-6000:]
+    assert r.returncode == 0, tail
+    summary = tail.strip().splitlines()[-1]
+    want = 4 if BF16 is not None else 2
+    assert int(summary.split(" passed")[0].split()[-1]) >= want, summary
+
+
 @pytest.mark.parametrize("dtype", NARROW)
 def test_rowwise_ops(dtype, backend):
+    backend = _rows_backend(backend)
     check_rowwise(dtype, lambda fn, *arrays, **kw: fn(*arrays, backend=backend, **kw))
 
 
@@ -345,6 +379,7 @@ def test_rowwise_layouts(dtype, backend):
     axis with more rows than a block holds, transposed and sliced inputs, in
     place, sizes the pool splits; PReLU's long and short channel rows; gated
     rows longer than a run."""
+    backend = _rows_backend(backend)
     shapes = [((3, 5000), -1), ((700, 24), -1), ((2, 300, 33), 1), ((20000, 2), 0),
               ((64, 3, 17), 1), ((5, 37), 0)]
     for shape, axis in shapes:
