@@ -321,7 +321,6 @@ def _warmup(args):
     if bad or unknown:
         raise _UsageError(f"unknown dtype(s) {bad}" if bad else f"unknown op(s) {unknown}")
     specs = [s for s in REGISTRY.values() if s.public and (not args.ops or s.api_name in args.ops)]
-    import numpy as np
     try:
         dts = [dtype_of(d) for d in args.dtype]
     except ImportError:
