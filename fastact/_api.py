@@ -599,9 +599,8 @@ def _arguments(spec, pass_):
     if spec.kind == "rowwise":
         rows.append(("method", "dask arrays chunked along ``axis`` only: ``\"two-pass\"`` "
                      "(default: per-block maxima and sums combined, the chunks kept: "
-                     "float32 within 1 ULP of the single call, float64 within its 4 ULP "
-                     "bound of the exact result) or ``\"rechunk\"`` (the axis made one "
-                     "chunk: bit-identical)"))
+                     "within 1 ULP of the single call) or ``\"rechunk\"`` (the axis made "
+                     "one chunk: bit-identical)"))
     if pass_ == "backward" and spec.from_output is not None:
         rows.append(("from_output", "a bool: the saved array is the forward's output ``y`` "
                      "instead of its input (the forward may then run in place); "

@@ -12,19 +12,21 @@ bit for bit, under any chunking:
   the whole array: each block is computed as rows at their global starts
   (``Backend.elementwise_rows``).
 * The softmax family along a chunked axis: by default
-  (``method="two-pass"``) the chunks are kept: two passes (per block and
-  row, the max ``m_b`` and the sum ``s_b`` of ``exp(x - m_b)`` in float64;
-  combined as ``M = max m_b``, ``S = sum s_b exp(m_b - M)``, in long
-  double; then every element normalised as the row kernels do, with ``M``
-  and ``S``), the per-block work compiled (_backends.numba_twopass: the
-  Numba kernels' own exponentials; NumPy where numba is absent or the dtype
-  narrow): within 1 ULP of the single call (float32); float64 within the
-  single call's own bound, 4 ULP of the exact result (measured: 3 against
-  the exact, 3 against the single call, whose exponentials of other
-  blocks' elements are taken from ``M``, not ``m_b``), not bit for bit.
-  Its backward likewise, with per-block dot products (sums of ``g``).
-  ``method="rechunk"`` makes the axis one chunk: bit-identical, at the cost
-  of whole rows in a worker's memory (device blocks always take it).
+  (``method="two-pass"``) the chunks are kept: per block and row, the max
+  ``m_b`` and the sum ``s_b`` of ``exp(x - m_b)`` in float64; combined as
+  ``M = max m_b``, ``S = sum s_b exp(m_b - M)``, in long double; then every
+  element normalised as the row kernels do, with ``M`` and ``S``.  float64
+  takes a first pass for ``M``, so that the blocks sum the single call's own
+  exponentials ``exp(x - M)``, in double-double as the single call sums
+  them, ``S`` rounded once as it rounds its own.  The per-block work is
+  compiled (_backends.numba_twopass: the Numba kernels' own exponentials;
+  NumPy where numba is absent or the dtype narrow).  Within 1 ULP of the
+  single call (float64: bit-identical in the tests; the sums can round
+  apart only where a row's sum lies within about n eps**2 of a rounding
+  boundary), not bit for bit.  Its backward likewise, with per-block dot
+  products (sums of ``g``).  ``method="rechunk"`` makes the axis one chunk:
+  bit-identical, at the cost of whole rows in a worker's memory (device
+  blocks always take it).
 * The gated units along a chunked axis: the halves are paired block by
   block (each block computes ``x[..., a-part]`` with its ``b-part``), so
   the axis is never one chunk; bit-identical.
@@ -194,53 +196,62 @@ def rows(op, arrs, ax, method, pin, name, row, forward, run):
     return _two_pass_backward(*arrs, ax, row, name)
 
 
-def _stats_block(xb, ax, sg):
-    """Per row of the block: the max ``m`` (of ``sg x``), the count of
-    exponentials equal to 1 and the sum of the others, in float64, stacked
-    along ``ax``."""
+#: rows per block row of the stats: the max, the count of exponentials
+#: equal to 1, the sum of the others as a pair (high, low)
+_NSTATS = 4
+
+
+def _stats_block(xb, ax, sg, M=None):
+    """Per row of the block: the max ``m`` (of ``sg x``; ``M``, the whole
+    rows', where given), the count of exponentials equal to 1 and the sum of
+    the others (a pair, its low part 0 here), in float64, stacked along
+    ``ax``."""
     with np.errstate(all="ignore"):
         xw = sg * xb.astype(np.float64)
         if xb.shape[ax] == 0:
             shape = list(xb.shape)
             shape[ax] = 1
             z = np.zeros(shape)
-            return np.concatenate([z - np.inf, z, z], axis=ax)
-        m = np.max(xw, axis=ax, keepdims=True)
+            return np.concatenate([z - np.inf, z, z, z], axis=ax)
+        m = np.max(xw, axis=ax, keepdims=True) if M is None else np.broadcast_to(
+            M, xw.shape[:ax] + (1,) + xw.shape[ax + 1:]).copy()
         e = np.exp(xw - m)
         ones = np.sum(e == 1, axis=ax, keepdims=True).astype(np.float64)
         rest = np.sum(np.where(e == 1, 0.0, e), axis=ax, keepdims=True)
         # a block of -inf (beside finite ones elsewhere) adds nothing
         empty = m == -np.inf
         ones[empty], rest[empty] = 0.0, 0.0
-    return np.concatenate([m, ones, rest], axis=ax)
+    return np.concatenate([m, ones, rest, np.zeros_like(rest)], axis=ax)
 
 
-def _combine_block(stats, ax, dtype=np.float64):
+def _combine_block(stats, ax, dtype=np.float64, log_=True):
     """(M, ones, rest) of whole rows, stacked along ``ax``, from the blocks'
     stats (all of a row's in this block): M = max m_b, the 1s of the blocks
     whose max is M, every other exponential scaled by exp(m_b - M); a
     block's part below half the least subnormal of ``dtype`` (the data's)
     dropped, as the single call's exponentials, in that dtype, underflow to
-    0 there (log_softmax's 0 would otherwise turn into -0)."""
+    0 there (log_softmax's 0 would otherwise turn into -0).  In long double
+    where it is wider (x86: 64-bit significands), each sum rounded once to
+    float64: softmax's whole ``ones + rest`` (``ones`` then 0), as the
+    single call rounds its double-double sum once."""
     def take(k):
         idx = [slice(None)] * stats.ndim
-        idx[ax] = slice(k, None, 3)
+        idx[ax] = slice(k, None, _NSTATS)
         return stats[tuple(idx)]
-    m, ones, rest = take(0), take(1), take(2)
+    L = np.longdouble
+    m, ones, hi, lo = take(0), take(1), take(2), take(3)
+    rest = hi.astype(L) + lo.astype(L)
     with np.errstate(all="ignore"):
         M = np.max(m, axis=ax, keepdims=True)
         at_max = m == M
         tot_ones = np.sum(np.where(at_max, ones, 0.0), axis=ax, keepdims=True)
-        # in long double where it is wider (x86: 64-bit significands): the
-        # rounding of exp(m_b - M) and of the products would otherwise
-        # shift S, and every y of the row, by up to 3 ULP of float64
-        L = np.longdouble
-        scaled = (ones.astype(L) + rest.astype(L)) * np.exp(m.astype(L) - M.astype(L))
+        scaled = (ones.astype(L) + rest) * np.exp(m.astype(L) - M.astype(L))
         wide = dtype if np.dtype(dtype) == np.float64 else np.float32   # narrow: in float32
         scaled[scaled < float(np.finfo(wide).smallest_subnormal) / 2] = 0.0
-        tot_rest = np.sum(np.where(at_max, rest.astype(L), scaled), axis=ax,
-                          keepdims=True).astype(np.float64)
-    return np.concatenate([M, tot_ones, tot_rest], axis=ax)
+        tot_rest = np.sum(np.where(at_max, rest, scaled), axis=ax, keepdims=True)
+        if not log_:
+            tot_rest, tot_ones = tot_rest + tot_ones, np.zeros_like(tot_ones)
+    return np.concatenate([M, tot_ones, tot_rest.astype(np.float64)], axis=ax)
 
 
 def _normalise_block(xb, M, ones, rest, sg, log_, dtype):
@@ -281,10 +292,42 @@ def _stats_fast(xb, ax, sg, name):
     if k is None or not xb.size:
         return _stats_block(xb, ax, sg)
     outer, n, K = _split3(xb.shape, ax)
-    st = np.empty((outer, 3, K))
-    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st)
+    st = np.empty((outer, _NSTATS, K))
+    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st, False)
     shape = list(xb.shape)
-    shape[ax] = 3
+    shape[ax] = _NSTATS
+    return st.reshape(shape)
+
+
+def _max_block(xb, ax, sg, name):
+    """Per row of the block, the max of ``sg x`` (NaN skipped, -inf for
+    none; compiled where it can be), along ``ax`` (length 1)."""
+    shape = list(xb.shape)
+    shape[ax] = 1
+    k = _compiled(name, xb.dtype)
+    if k is None or not xb.size:
+        with np.errstate(all="ignore"):
+            xw = sg * xb.astype(np.float64)
+            xw[np.isnan(xw)] = -np.inf
+            return np.max(xw, axis=ax, keepdims=True, initial=-np.inf)
+    outer, n, K = _split3(xb.shape, ax)
+    mx = np.empty((outer, 1, K))
+    k[4](np.ascontiguousarray(xb).reshape(outer, n, K), mx)
+    return mx.reshape(shape)
+
+
+def _stats_at_block(xb, M, ax, sg, name):
+    """_stats_fast with the whole rows' max ``M`` for every block: the
+    exponentials are the single call's own."""
+    k = _compiled(name, xb.dtype)
+    if k is None or not xb.size:
+        return _stats_block(xb, ax, sg, M)
+    outer, n, K = _split3(xb.shape, ax)
+    st = np.empty((outer, _NSTATS, K))
+    st[:, 0, :] = np.broadcast_to(M, xb.shape[:ax] + (1,) + xb.shape[ax + 1:]).reshape(outer, K)
+    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st, True)
+    shape = list(xb.shape)
+    shape[ax] = _NSTATS
     return st.reshape(shape)
 
 
@@ -305,13 +348,30 @@ def _two_pass_forward(x, ax, row, name):
     da = _da()
     sg = -1.0 if row.negate else 1.0
     chunks = list(x.chunks)
-    chunks[ax] = (3,) * len(x.chunks[ax])
-    stats = x.map_blocks(_stats_fast, ax, sg, name, chunks=tuple(chunks), dtype=np.float64,
-                         meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-stats")
+    chunks[ax] = (_NSTATS,) * len(x.chunks[ax])
+    meta = np.empty((0,) * x.ndim)
+    if x.dtype == np.float64:
+        # float64: a pass for the rows' max M first, so that the blocks sum
+        # the single call's own exponentials exp(x - M), not exp(x - m_b)
+        # exp(m_b - M) (which moved S, and every y, by up to 3 ULP): with
+        # both sums correctly rounded, within 1 ULP of the single call, for
+        # one more read of x
+        one = list(x.chunks)
+        one[ax] = (1,) * len(x.chunks[ax])
+        mx = x.map_blocks(_max_block, ax, sg, name, chunks=tuple(one), dtype=np.float64,
+                          meta=meta, token=f"fastact-{name}-max")
+        one[ax] = (1,)
+        M = mx.rechunk({ax: -1}).map_blocks(np.max, axis=ax, keepdims=True, chunks=tuple(one),
+                                            dtype=np.float64, meta=meta)
+        stats = da.map_blocks(_stats_at_block, x, M, ax, sg, name, chunks=tuple(chunks),
+                              dtype=np.float64, meta=meta, token=f"fastact-{name}-stats-at")
+    else:
+        stats = x.map_blocks(_stats_fast, ax, sg, name, chunks=tuple(chunks), dtype=np.float64,
+                             meta=meta, token=f"fastact-{name}-stats")
     stats = stats.rechunk({ax: -1})
     chunks[ax] = (3,)
-    comb = stats.map_blocks(_combine_block, ax, x.dtype, chunks=tuple(chunks),
-                            dtype=np.float64, meta=np.empty((0,) * x.ndim), token=f"fastact-{name}-combine")
+    comb = stats.map_blocks(_combine_block, ax, x.dtype, row.log, chunks=tuple(chunks),
+                            dtype=np.float64, meta=meta, token=f"fastact-{name}-combine")
 
     def part(k):
         idx = [slice(None)] * x.ndim

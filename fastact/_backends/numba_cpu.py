@@ -1053,24 +1053,35 @@ def _row_kernels(name, dtype, parallel):
 
     @inner_njit()
     def lane_kahan(buf, k0, n, acc, comp):
-        """buf[k0:k0 + n] added to ``lanes`` compensated sums (acc, comp),
-        element j to lane j % lanes: the lanes are the vector, and 4
-        vectors' latencies overlap (runs of 8 terms compensated one after
-        another left the loop scalar)"""
+        """buf[k0:k0 + n] added to ``lanes`` double-double sums (acc, comp)
+        (each term's two-sum error added to comp), element j to lane j %
+        lanes: the lanes are the vector, and 4 vectors' latencies overlap
+        (runs of 8 terms compensated one after another left the loop
+        scalar).  Kahan's compensation, cheaper, left the sum up to 2 ULP
+        off: Dask's two-pass plan missed the single call by as much."""
         for i in range(0, n, lanes):
             for k in range(min(lanes, n - i)):
                 wide()
-                acc[k], comp[k] = kahan(acc[k], comp[k], buf[U(k0) + U(i) + U(k)])
+                v = buf[U(k0) + U(i) + U(k)]
+                a = acc[k]
+                s = a + v
+                t = s - a
+                comp[k] += (a - (s - t)) + (v - t)
+                acc[k] = s
+
+    add_pair = _double_double()[0]
 
     @inner_njit()
     def lanes_total(acc, comp):
-        """the lanes' compensated sums added up, compensated"""
+        """the lanes' pairs added up in double-double and rounded once: the
+        row's sum correctly rounded but for about n eps**2 of its terms
+        (C's rows_fwd alike), so that Dask's two-pass plan, summing the same
+        exponentials, meets it to the last bit nearly always"""
         a = zero
         ca = zero
         for k in range(lanes):
-            a, ca = kahan(a, ca, acc[k])
-            a, ca = kahan(a, ca, -comp[k])
-        return a - ca
+            a, ca = add_pair(a, ca, acc[k], comp[k])
+        return a + ca if abs(a) < np.inf else a
 
     @inner_njit()
     def row_sum(o1, base, n, acc, comp):
@@ -1291,6 +1302,21 @@ def _row_inner_kernels(name, dtype, parallel):
             s[c], e2[c] = kahan(s[c], e2[c], v)
 
     @inner_njit()
+    def add_dd(s, e2, c, v):
+        """s[c] += v in float64; float64 data: in double-double (e2 the low
+        part), as the row kernels' lane sums, so that a column's sum is
+        correctly rounded but for about n eps**2 of its terms"""
+        inline()
+        if f32:
+            s[c] += v
+        else:
+            a = s[c]
+            t = a + v
+            b = t - a
+            e2[c] += (a - (t - b)) + (v - b)
+            s[c] = t
+
+    @inner_njit()
     def exp_sum(x1, o1, m, s, e2, ones, base, n, K, w):
         """o1 = exp(sg x - m) down the columns, their sums in s; log_softmax:
         nothing stored (its output may be its input), the exponentials
@@ -1309,10 +1335,13 @@ def _row_inner_kernels(name, dtype, parallel):
                 if log:
                     is_one = e == t_one
                     ones[c] += one if is_one else zero
-                    add(s, e2, c, zero if is_one else W(e))
+                    add_dd(s, e2, c, zero if is_one else W(e))
                 else:
                     o1[r + U(c)] = e
-                    add(s, e2, c, W(e))
+                    add_dd(s, e2, c, W(e))
+        if not f32:
+            for c in range(w):
+                s[c] = s[c] + e2[c]     # the pair rounded once
 
     @inner_njit()
     def scale(o1, s, base, n, K, w):
@@ -1329,8 +1358,7 @@ def _row_inner_kernels(name, dtype, parallel):
     def log_write(x1, o1, m, s, e2, ones, base, n, K, w):
         inline()
         for c in range(w):
-            rest = s[c] if f32 else s[c] - e2[c]
-            s[c] = math.log1p((ones[c] - one) + rest)
+            s[c] = math.log1p((ones[c] - one) + s[c])
         for j in range(n):
             r = U(base) + U(j) * U(K)
             for c in range(w):

@@ -6,11 +6,14 @@ middle, C order) and walks its ``n`` rows vectorized across the ``K``
 columns, with the row kernels' own primitives (``exp_diff``, ``exp``), so
 that an element's exponential is the single call's where the max is:
 
-* ``stats(x3, st)``: per row (column ``k`` of sample ``o``), in ``st[o, :,
-  k]``: the max ``m`` of ``sg x`` (sg = -1: softmin), the count of
-  exponentials ``exp_diff(sg x, m)`` equal to 1 and the float64 sum of the
-  others (float64 data: Kahan's compensation; 0 and 0 where the block's
-  row is all -inf);
+* ``stats(x3, st, given)``: per row (column ``k`` of sample ``o``), in
+  ``st[o, :, k]``: the max ``m`` of ``sg x`` (sg = -1: softmin; ``given``:
+  the whole row's, read from ``st[o, 0, k]``), the count of exponentials
+  ``exp_diff(sg x, m)`` equal to 1 and the float64 sum of the others, as a
+  pair (high, low: float64 data's double-double; float32's low part 0; all
+  0 where ``m`` is -inf);
+* ``maxes(x3, mx)``: the block rows' maxima of ``sg x`` in ``mx[o, 0, k]``
+  (NaN skipped, -inf for none);
 * ``normalise(x3, st, out3)``: with ``st`` the whole rows' (M, ones, rest):
   softmax ``exp_diff(sg x, M) / S`` as the row kernels scale (``S = ones +
   rest``, its reciprocal split in two values of the data's width),
@@ -32,7 +35,7 @@ from .._registry import REGISTRY
 
 @functools.lru_cache(maxsize=None)
 def twopass_kernels(name, dtype):
-    """``(stats, normalise, dots, grads)`` of the registry entry ``name``."""
+    """``(stats, normalise, dots, grads, maxes)`` of the registry entry ``name``."""
     T, W = np.dtype(dtype).type, np.float64
     prims = cpu_prims(dtype)
     exp_diff, exp = prims.exp_diff, prims.exp
@@ -47,7 +50,7 @@ def twopass_kernels(name, dtype):
 
     kahan = _kahan()
 
-    def stats(x3, st):
+    def stats(x3, st, given):
         outer, n, K = x3.shape
         m = np.empty(K, T)
         c = np.empty(K, W)
@@ -55,28 +58,53 @@ def twopass_kernels(name, dtype):
         rc = np.empty(K, W)
         for o in range(outer):
             for k in range(K):
-                m[k] = ninf
+                m[k] = T(st[o, 0, k]) if given else ninf
                 c[k] = zero
                 r[k] = zero
                 rc[k] = zero
-            for j in range(n):
-                for k in range(K):
-                    v = sg * x3[o, j, k]
-                    m[k] = v if v > m[k] else m[k]
+            if not given:
+                row_maxes(x3, o, n, K, m)
             for j in range(n):
                 for k in range(K):
                     e = exp_diff(sg * x3[o, j, k], m[k])
                     if e == t_one:
                         c[k] += one
                     elif compensated:
-                        r[k], rc[k] = kahan(r[k], rc[k], W(e))
+                        # double-double: the single call's sum (numba_cpu's
+                        # lane_kahan) is correctly rounded but for n eps**2
+                        v = W(e)
+                        a = r[k]
+                        s_ = a + v
+                        t = s_ - a
+                        rc[k] += (a - (s_ - t)) + (v - t)
+                        r[k] = s_
                     else:
                         r[k] += W(e)
             for k in range(K):
                 empty = m[k] == ninf
                 st[o, 0, k] = W(m[k])
                 st[o, 1, k] = zero if empty else c[k]
-                st[o, 2, k] = zero if empty else r[k] - rc[k]
+                st[o, 2, k] = zero if empty else r[k]
+                st[o, 3, k] = zero if empty else rc[k]
+
+    @inner_njit()
+    def row_maxes(x3, o, n, K, m):
+        """m[k] = max(m[k], the max of sg x over row k of sample o); a NaN
+        is never taken (it reaches the sum through exp_diff)"""
+        for j in range(n):
+            for k in range(K):
+                v = sg * x3[o, j, k]
+                m[k] = v if v > m[k] else m[k]
+
+    def maxes(x3, mx):
+        outer, n, K = x3.shape
+        m = np.empty(K, T)
+        for o in range(outer):
+            for k in range(K):
+                m[k] = ninf
+            row_maxes(x3, o, n, K, m)
+            for k in range(K):
+                mx[o, 0, k] = W(m[k])
 
     @inner_njit(fastmath={"contract"})
     def scale(out3, o, n, K, hi, lo):
@@ -145,4 +173,4 @@ def twopass_kernels(name, dtype):
                         out3[o, j, k] = yk * (gk - dt[k])
 
     return tuple(kernel_njit(f"{tag}_{f.__name__}", nogil=True)(f)
-                 for f in (stats, normalise, dots, grads))
+                 for f in (stats, normalise, dots, grads, maxes))
