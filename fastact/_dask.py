@@ -245,6 +245,18 @@ def _combine_block(stats, ax, dtype=np.float64, log_=True):
         M = np.max(m, axis=ax, keepdims=True)
         at_max = m == M
         tot_ones = np.sum(np.where(at_max, ones, 0.0), axis=ax, keepdims=True)
+        if at_max.all():
+            # every block against the same max (float64's first pass): the
+            # pairs (and softmax's 1s) added in double-double, rounded once
+            # (long double, then float64, rounded twice: 2 columns in 4096
+            # missed the single call by 2 ULP)
+            from ._backends import pair_sum, round_pairs
+            h, lw = (hi, lo) if log_ else (np.concatenate([hi, ones], axis=ax),
+                                           np.concatenate([lo, np.zeros_like(ones)], axis=ax))
+            tot = np.expand_dims(round_pairs(*pair_sum(h, lw, ax), np.float64), ax)
+            if not log_:
+                tot_ones = np.zeros_like(tot_ones)
+            return np.concatenate([M, tot_ones, tot], axis=ax)
         scaled = (ones.astype(L) + rest) * np.exp(m.astype(L) - M.astype(L))
         wide = dtype if np.dtype(dtype) == np.float64 else np.float32   # narrow: in float32
         scaled[scaled < float(np.finfo(wide).smallest_subnormal) / 2] = 0.0
