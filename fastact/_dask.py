@@ -183,9 +183,9 @@ def rows(op, arrs, ax, method, pin, name, row, forward, run):
     last = ax == max(x.ndim, 1) - 1
     b = _pinned(arrs, pin, x.size, name if last else name + ":inner")
     whole = x.ndim == 0 or len(x.chunks[ax]) == 1
-    # the default: "two-pass" (a worker holds blocks, never whole rows; on
-    # the 2-worker cluster 360-563 ms against rechunking's 675-3016, even on
-    # 2 local threads); "rechunk" for bit-identity, and for device blocks
+    # the default: "two-pass" (a worker holds blocks, never whole rows:
+    # memory stays bounded; speed is mixed: README, "Cluster against one
+    # process"); "rechunk" for bit-identity, and for device blocks
     if not whole and (method == "rechunk" or not all(_host(a) for a in arrs)):
         arrs = [a.rechunk({ax: -1}) for a in arrs]
         whole = True
