@@ -27,13 +27,12 @@ import time
 
 import numpy as np
 
+from ._warmup import dtype_of     # the NumPy dtype of a name (bfloat16: ml_dtypes)
+
 PASSES = ("forward", "backward")
 DTYPES = ("float32", "float64")
 #: the 16-bit storage dtypes (``--dtype float16|bfloat16``; not in "all")
 NARROW_DTYPES = ("float16", "bfloat16")
-
-
-from ._warmup import dtype_of    # noqa: E402  (the NumPy dtype of a name; bfloat16: ml_dtypes)
 
 
 def _bits(a):

@@ -238,9 +238,7 @@ def _combine_block(stats, ax, dtype=np.float64, log_=True):
         idx = [slice(None)] * stats.ndim
         idx[ax] = slice(k, None, _NSTATS)
         return stats[tuple(idx)]
-    L = np.longdouble
     m, ones, hi, lo = take(0), take(1), take(2), take(3)
-    rest = hi.astype(L) + lo.astype(L)
     with np.errstate(all="ignore"):
         M = np.max(m, axis=ax, keepdims=True)
         at_max = m == M
@@ -257,6 +255,8 @@ def _combine_block(stats, ax, dtype=np.float64, log_=True):
             if not log_:
                 tot_ones = np.zeros_like(tot_ones)
             return np.concatenate([M, tot_ones, tot], axis=ax)
+        L = np.longdouble
+        rest = hi.astype(L) + lo.astype(L)
         scaled = (ones.astype(L) + rest) * np.exp(m.astype(L) - M.astype(L))
         wide = dtype if np.dtype(dtype) == np.float64 else np.float32   # narrow: in float32
         scaled[scaled < float(np.finfo(wide).smallest_subnormal) / 2] = 0.0
@@ -298,14 +298,18 @@ def _split3(shape, ax):
     return math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:])
 
 
-def _stats_fast(xb, ax, sg, name):
-    """_stats_block, compiled where it can be"""
+def _stats_fast(xb, M, ax, sg, name):
+    """_stats_block, compiled where it can be; ``M``: the whole rows' max
+    for every block (the exponentials then the single call's own), or None
+    (each block's own)"""
     k = _compiled(name, xb.dtype)
     if k is None or not xb.size:
-        return _stats_block(xb, ax, sg)
+        return _stats_block(xb, ax, sg, M)
     outer, n, K = _split3(xb.shape, ax)
     st = np.empty((outer, _NSTATS, K))
-    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st, False)
+    if M is not None:
+        st[:, 0, :] = np.broadcast_to(M, xb.shape[:ax] + (1,) + xb.shape[ax + 1:]).reshape(outer, K)
+    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st, M is not None)
     shape = list(xb.shape)
     shape[ax] = _NSTATS
     return st.reshape(shape)
@@ -326,21 +330,6 @@ def _max_block(xb, ax, sg, name):
     mx = np.empty((outer, 1, K))
     k[4](np.ascontiguousarray(xb).reshape(outer, n, K), mx)
     return mx.reshape(shape)
-
-
-def _stats_at_block(xb, M, ax, sg, name):
-    """_stats_fast with the whole rows' max ``M`` for every block: the
-    exponentials are the single call's own."""
-    k = _compiled(name, xb.dtype)
-    if k is None or not xb.size:
-        return _stats_block(xb, ax, sg, M)
-    outer, n, K = _split3(xb.shape, ax)
-    st = np.empty((outer, _NSTATS, K))
-    st[:, 0, :] = np.broadcast_to(M, xb.shape[:ax] + (1,) + xb.shape[ax + 1:]).reshape(outer, K)
-    k[0](np.ascontiguousarray(xb).reshape(outer, n, K), st, True)
-    shape = list(xb.shape)
-    shape[ax] = _NSTATS
-    return st.reshape(shape)
 
 
 def _normalise_fast(xb, M, ones, rest, sg, log_, dtype, ax, name):
@@ -375,11 +364,10 @@ def _two_pass_forward(x, ax, row, name):
         one[ax] = (1,)
         M = mx.rechunk({ax: -1}).map_blocks(np.max, axis=ax, keepdims=True, chunks=tuple(one),
                                             dtype=np.float64, meta=meta)
-        stats = da.map_blocks(_stats_at_block, x, M, ax, sg, name, chunks=tuple(chunks),
-                              dtype=np.float64, meta=meta, token=f"fastact-{name}-stats-at")
     else:
-        stats = x.map_blocks(_stats_fast, ax, sg, name, chunks=tuple(chunks), dtype=np.float64,
-                             meta=meta, token=f"fastact-{name}-stats")
+        M = None
+    stats = da.map_blocks(_stats_fast, x, M, ax, sg, name, chunks=tuple(chunks),
+                          dtype=np.float64, meta=meta, token=f"fastact-{name}-stats")
     stats = stats.rechunk({ax: -1})
     chunks[ax] = (3,)
     comb = stats.map_blocks(_combine_block, ax, x.dtype, row.log, chunks=tuple(chunks),

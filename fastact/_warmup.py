@@ -97,8 +97,8 @@ def dtype_of(name):
 def warmup(dtypes=("float32", "float64"), ops=None, progress=None) -> dict:
     """Compile every Numba kernel of ``ops`` (default: every activation) in
     ``dtypes`` (names of :data:`DTYPES`) into Numba's disk cache
-    (``NUMBA_CACHE_DIR`` or beside the package).  ``progress(label)``, if given, is called before each step.
-    Returns ``{"steps": n, "seconds": s}``; raises the backend's
+    (``NUMBA_CACHE_DIR`` or beside the package).  ``progress(label)``, if
+    given, is called before each step.  Returns ``{"steps": n, "seconds": s}``; raises the backend's
     BackendUnavailable where Numba does not load."""
     import fastact
     from ._dispatch import get

@@ -286,10 +286,12 @@ def _kahan():
 
 @functools.lru_cache(maxsize=None)
 def _double_double():
-    """``(add_term, round_pair)``, float64 scalars, as fastact._backends's
-    pair_sum and round_pairs compute them: ``add_term(hi, lo, p, e)`` is the
-    pair ``(hi, lo)`` plus ``p + e`` (the two-sum of ``hi`` and ``p``, its
-    error and ``e`` added to ``lo``); ``round_pair(hi, lo)`` the pair
+    """``(add_term, round_pair, add_exact)``, float64 scalars, as
+    fastact._backends's pair_sum and round_pairs compute them:
+    ``add_term(hi, lo, p, e)`` is the pair ``(hi, lo)`` plus ``p + e`` (the
+    two-sum of ``hi`` and ``p``, its error and ``e`` added to ``lo``);
+    ``add_exact(hi, lo, p)`` the same for an exact term (e = 0, without
+    its addition, as C's fa_add_exact); ``round_pair(hi, lo)`` the pair
     rounded to float64,
     and to the float64 of odd last bit where it is not one (round to odd:
     then rounded to float32, no double rounding); ``hi`` itself where it is
@@ -306,6 +308,13 @@ def _double_double():
         return s, lo + (((hi - (s - t)) + (p - t)) + e)
 
     @inner_njit()
+    def add_exact(hi, lo, p):
+        inline()
+        s = hi + p
+        t = s - hi
+        return s, lo + ((hi - (s - t)) + (p - t))
+
+    @inner_njit()
     def round_pair(hi, lo):
         if not abs(hi) < inf:
             return hi, hi
@@ -318,7 +327,7 @@ def _double_double():
             odd = np.nextafter(s, inf if r > zero else -inf)
         return s, odd
 
-    return add_term, round_pair
+    return add_term, round_pair, add_exact
 
 
 @functools.lru_cache(maxsize=None)
@@ -597,7 +606,7 @@ def _prelu_kernels(dtype, parallel):
     exact_products = np.dtype(dtype) == np.float64
     wide, inline = wide_vectors(), always_inline()
     U = np.uint64
-    add_term, _ = _double_double()
+    add_term = _double_double()[0]
     two_prod, inf = cpu_prims(np.float64).two_prod, W(np.inf)
     # row_span's lanes: enough independent two-sums to hide their latency
     # (4 lanes kept in registers ran at half the speed)
@@ -884,7 +893,7 @@ def prelu_channel_sums():
     about ``2**-100`` of the channel's absolute sum from a rounding
     boundary: the same bits whatever the split)."""
     row_min = config.PRELU_ROW_MIN
-    add_term, round_pair = _double_double()
+    add_term, round_pair = _double_double()[:2]
 
     def sums(partial, outer, C, inner, gw):
         hi, lo = np.zeros(C), np.zeros(C)
@@ -1051,25 +1060,20 @@ def _row_kernels(name, dtype, parallel):
             buf[j] = e - ones
         return W(c)
 
+    add_pair, _, add_exact = _double_double()
+
     @inner_njit()
-    def lane_kahan(buf, k0, n, acc, comp):
-        """buf[k0:k0 + n] added to ``lanes`` double-double sums (acc, comp)
-        (each term's two-sum error added to comp), element j to lane j %
-        lanes: the lanes are the vector, and 4 vectors' latencies overlap
-        (runs of 8 terms compensated one after another left the loop
-        scalar).  Kahan's compensation, cheaper, left the sum up to 2 ULP
-        off: Dask's two-pass plan missed the single call by as much."""
+    def lane_sums(buf, k0, n, acc, comp):
+        """buf[k0:k0 + n] added to ``lanes`` double-double sums (acc, comp),
+        element j to lane j % lanes: the lanes are the vector, and 4
+        vectors' latencies overlap (runs of 8 terms compensated one after
+        another left the loop scalar).  Kahan's compensation, cheaper, left
+        the sum up to 2 ULP off: Dask's two-pass plan missed the single call
+        by as much."""
         for i in range(0, n, lanes):
             for k in range(min(lanes, n - i)):
                 wide()
-                v = buf[U(k0) + U(i) + U(k)]
-                a = acc[k]
-                s = a + v
-                t = s - a
-                comp[k] += (a - (s - t)) + (v - t)
-                acc[k] = s
-
-    add_pair = _double_double()[0]
+                acc[k], comp[k] = add_exact(acc[k], comp[k], buf[U(k0) + U(i) + U(k)])
 
     @inner_njit()
     def lanes_total(acc, comp):
@@ -1086,14 +1090,14 @@ def _row_kernels(name, dtype, parallel):
     @inner_njit()
     def row_sum(o1, base, n, acc, comp):
         """the float64 sum of the row at ``base``: float32 rows in vector
-        partial sums; float64 rows by lane_kahan (plain partial sums missed
+        partial sums; float64 rows by lane_sums (plain partial sums missed
         by 26 ULP at rows of 20000, N(0, 10**2))"""
         if not compensated:
             return wide_sum(o1, base, n)
         for k in range(lanes):
             acc[k] = zero
             comp[k] = zero
-        lane_kahan(o1, base, n, acc, comp)
+        lane_sums(o1, base, n, acc, comp)
         return lanes_total(acc, comp)
 
     @inner_njit()
@@ -1101,7 +1105,7 @@ def _row_kernels(name, dtype, parallel):
         """(count of exp(x - m) == 1, sum of the others) over the row at
         ``base``, block by block through ``buf``, nothing stored in the
         output (log_softmax's may be its input): float32 rows in float64
-        vector partial sums; float64 rows by lane_kahan (the max's output
+        vector partial sums; float64 rows by lane_sums (the max's output
         is -log1p(rest): rest's relative error shows whole, and a plain
         float64 sum of 4096 terms missed by 1700 ULP).  The next row's
         lines asked for meanwhile."""
@@ -1118,7 +1122,7 @@ def _row_kernels(name, dtype, parallel):
                     pf_read(x1, nxt + q)
             c += exp_terms(x1, base + lo, hi - lo, m, buf)
             if compensated:
-                lane_kahan(buf, 0, hi - lo, acc, comp)
+                lane_sums(buf, 0, hi - lo, acc, comp)
             else:
                 rest += wide_sum(buf, 0, hi - lo)
         if compensated:
@@ -1301,6 +1305,8 @@ def _row_inner_kernels(name, dtype, parallel):
         else:
             s[c], e2[c] = kahan(s[c], e2[c], v)
 
+    add_exact = _double_double()[2]
+
     @inner_njit()
     def add_dd(s, e2, c, v):
         """s[c] += v in float64; float64 data: in double-double (e2 the low
@@ -1310,11 +1316,7 @@ def _row_inner_kernels(name, dtype, parallel):
         if f32:
             s[c] += v
         else:
-            a = s[c]
-            t = a + v
-            b = t - a
-            e2[c] += (a - (t - b)) + (v - b)
-            s[c] = t
+            s[c], e2[c] = add_exact(s[c], e2[c], v)
 
     @inner_njit()
     def exp_sum(x1, o1, m, s, e2, ones, base, n, K, w):

@@ -46,9 +46,9 @@ def twopass_kernels(name, dtype):
     t_one = T(1.0)
     compensated = T is np.float64
     tag = f"twopass_{name}_{np.dtype(dtype).name}"
-    from .numba_cpu import _kahan
+    from .numba_cpu import _double_double, _kahan
 
-    kahan = _kahan()
+    kahan, add_exact = _kahan(), _double_double()[2]
 
     def stats(x3, st, given):
         outer, n, K = x3.shape
@@ -71,13 +71,8 @@ def twopass_kernels(name, dtype):
                         c[k] += one
                     elif compensated:
                         # double-double: the single call's sum (numba_cpu's
-                        # lane_kahan) is correctly rounded but for n eps**2
-                        v = W(e)
-                        a = r[k]
-                        s_ = a + v
-                        t = s_ - a
-                        rc[k] += (a - (s_ - t)) + (v - t)
-                        r[k] = s_
+                        # lane_sums) is correctly rounded but for n eps**2
+                        r[k], rc[k] = add_exact(r[k], rc[k], W(e))
                     else:
                         r[k] += W(e)
             for k in range(K):
