@@ -98,11 +98,17 @@ def warmup(dtypes=("float32", "float64"), ops=None, progress=None) -> dict:
     """Compile every Numba kernel of ``ops`` (default: every activation) in
     ``dtypes`` (names of :data:`DTYPES`) into Numba's disk cache
     (``NUMBA_CACHE_DIR`` or beside the package).  ``progress(label)``, if
-    given, is called before each step.  Returns ``{"steps": n, "seconds": s}``; raises the backend's
+    given, is called before each step.  Returns ``{"steps": n, "seconds":
+    s}``; raises ValueError for a dtype outside :data:`DTYPES` (an integer
+    one would silently warm float64's kernels) and the backend's
     BackendUnavailable where Numba does not load."""
     import fastact
     from ._dispatch import get
     from ._registry import REGISTRY
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad:
+        raise ValueError(f"fastact.warmup: dtypes must be names among {', '.join(DTYPES)}, "
+                         f"not {bad}")
     get("numba")
     specs = [s for s in REGISTRY.values() if s.public and (ops is None or s.api_name in ops)]
     t0, steps = time.perf_counter(), 0

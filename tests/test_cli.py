@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastact
@@ -298,6 +299,15 @@ def test_warmup_fills_the_cache():
     assert "fastact warmup:" in r.stdout and "kernel calls" in r.stdout, r.stdout
     misses, hits = r.stdout.split()[-2:]
     assert misses == "0" and int(hits) >= 4, r.stdout
+
+
+@pytest.mark.parametrize("dtypes", [("int8",), ("float13",), (np.float32,)])
+def test_warmup_refuses_other_dtypes(dtypes):
+    """fastact.warmup takes dtype names of _warmup.DTYPES: an integer dtype
+    would silently warm float64's kernels, an unknown name must not reach
+    NumPy's own message."""
+    with pytest.raises(ValueError, match="dtypes must be names"):
+        fastact.warmup(dtypes, ["relu"])
 
 
 _BENCH_ARGS = ("['bench', '--ops', 'relu', '--backends', 'numba', '--size', '131072', "
