@@ -54,6 +54,11 @@ class Prims:
         # frexp2(b) -> (bm, kf), b = bm * 2**kf exactly (bm in [1, 2) for
         # normal b)
         self.log1p = self.exp_split = self.ldexp = self.two_prod = None
+        # exp_split_in(v, vl) -> (q, n): exp_split for split_lo <= v <= 0
+        # only (the caller clamps), without exp_split's clamp and select; n
+        # an integer (int32 on the CPU), which ldexp and ldexp_normal take
+        # without a conversion
+        self.exp_split_in = None
         # ldexp_normal(m, nf): m * 2**nf where only a normal result matters
         # (cheaper without vscalef: one factor, nf raised to the normal range)
         self.frexp2 = self.ldexp_normal = None
@@ -227,16 +232,13 @@ def _math_log_prims(prims, jit):
         p, e = two_prod(a, b)
         return p + (e + c)
 
-    ph_K, ph_A, ph_2K = T(_PHI_K32), T(_PHI_A32), T(2 * _PHI_K32)
+    ph_K, ph_2K = T(_PHI_K32), T(2 * _PHI_K32)
     phi_poly = _horner(jit, tuple(T(v) for v in _PHI_P32))
 
     def phi_ratio(a):
-        # cpu_prims' phi_ratio (1 / s by division)
-        ac = ph_A if a > ph_A else a
-        big = ac if ac > ph_K else ph_K
-        sm = ac if ac < ph_K else ph_K
-        s = big + sm
-        sl = sm - (s - big)
+        # cpu_prims' phi_ratio, 0 <= a <= 20 (1 - s d by an exact product)
+        s = a + ph_K
+        sl = a - (s - ph_K)
         d = one / s
         sd, sde = two_prod(s, d)
         dl = d * (((one - sd) - sde) - sl * d)
@@ -249,6 +251,15 @@ def _math_log_prims(prims, jit):
         prims.phi_ratio = jit(phi_ratio)
 
     prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
+
+    def exp_split_in(v, vl):
+        # exp_split for lo <= v <= 0, n an int (as cpu_prims'); NaN (garbage
+        # for the caller to select) as lo: math.floor raises on it
+        vc = v if v >= lo else lo
+        n = math.floor(vc * log2e + half)
+        return T(math.exp(((vc - n * ln2hi) - n * ln2lo) + vl)), n
+
+    prims.exp_split_in = jit(exp_split_in)
     prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
     prims.ldexp_normal, prims.erfcx = prims.ldexp, jit(erfcx)
     prims.erfcx2, prims.fma = erfcx2, jit(fma)
@@ -619,9 +630,10 @@ _ERFCX_C = "1.128379167095512573896158903121545171688"
 
 # float32 gelu's Mills ratio: F(a) = Phi(-a) exp(a**2 / 2) = erfcx(a / sqrt 2)
 # / 2 = P(q) d, d = 1 / (a + K), q = (a - K) d = 1 - 2K d in [-1, 2/3] for a
-# in [0, 20] (beyond a = 20 no float32 gelu result is nonzero).  One
-# reciprocal serves both; K = 4 makes 2K d exact and 1 - 2K d exact for
-# a <= 12 (Sterbenz).  P's coefficients, highest degree first: a
+# in [0, _PHI_A32 = 20] (beyond a = 20 no float32 gelu result, nor a
+# gradient, is nonzero: callers clamp there).  One reciprocal (a division)
+# serves both; K = 4 makes 2K d exact and 1 - 2K d exact for a <= 12
+# (Sterbenz).  P's coefficients, highest degree first: a
 # least-squares fit of the relative error on 3000 Chebyshev nodes of q
 # (scipy's erfcx), rounded to float32 one coefficient at a time with the rest
 # refitted, the last three then nudged by a few ULP: 0.34 * 2**-24 at most on
@@ -634,10 +646,6 @@ _PHI_P32 = (
     0.06039988249540329, -0.18652193248271942, 0.38713714480400085,
     -0.607896625995636, 0.7552851438522339,
 )
-# The float32 reciprocal's seed: 1 / x to 5.1% from the bits (0x7EF311C3
-# minus x's), two Newton steps to 6.5e-6 (c_src/kernels.inc: N_(recip))
-_RECIP_MAGIC32 = 0x7EF311C3
-
 # The float32 polynomials (float64 takes Taylor's 1/k!), shared with the C
 # primitives of c_src/kernels.inc, which write the same literals (a test
 # compares them):
@@ -713,6 +721,13 @@ def cpu_prims(dtype) -> Prims:
 
     scalef = _has_scalef()
 
+    def _as_i32(builder, v, ty):
+        """An integer argument as an int32 (Numba widens int32 arithmetic to
+        int64; the values fit)."""
+        if ty.bitwidth > 32:
+            return builder.trunc(v, i32)
+        return builder.sext(v, i32) if ty.bitwidth < 32 else v
+
     @intrinsic
     def round_int(typingctx, x):
         """x rounded to the nearest integer (ties to even), an int32
@@ -745,15 +760,19 @@ def cpu_prims(dtype) -> Prims:
     @intrinsic
     def ldexp_f(typingctx, m, nf):
         """m * 2**nf for an integer-valued float nf (after one conversion to
-        int32, ``vcvttps2dq``), rounded once: ``llvm.ldexp`` (one
+        int32, ``vcvttps2dq``) or an integer nf (exp_split_in's: no
+        conversion, and vscalef's own conversion back is the reduction's),
+        rounded once: ``llvm.ldexp`` (one
         ``vscalef``) where AVX-512 has it; elsewhere three normal factors
         2**e1 * 2**e2 * 2**e3 (e1 = n >> 2, e2 = (n - e1) >> 1, the rest),
         n first raised to ldexp_floor (-300 / -2200: any |m| < 2**128 /
         2**1024 then rounds to 0), n <= 300 / 2200; where the result is
         subnormal the product before the last factor is normal for |m| >=
         2**-40, so it is rounded once.  (c_src/kernels.inc: N_(ldexp).)"""
+        is_int = isinstance(nf, types.Integer)
+
         def codegen(context, builder, sig, args):
-            m, n = args[0], builder.fptosi(args[1], i32)
+            m, n = args[0], _as_i32(builder, args[1], nf) if is_int else builder.fptosi(args[1], i32)
             if scalef:
                 return _ldexp(builder, m, n)
             floor = ir.Constant(i32, ldexp_floor)
@@ -765,21 +784,24 @@ def cpu_prims(dtype) -> Prims:
             for ek in (e1, e2, e3):
                 r = builder.fmul(r, _pow2(builder, ek))
             return r
-        return nb_f(nb_f, nb_f), codegen
+        return nb_f(nb_f, nf if is_int else nb_f), codegen
 
     @intrinsic
     def ldexp_normal_f(typingctx, m, nf):
         """m * 2**nf where only normal results matter: ``vscalef`` where
         AVX-512 has it, else one factor 2**max(n, 1 - bias) built from bits
-        (c_src/kernels.inc: N_(ldexp_normal))."""
+        (c_src/kernels.inc: N_(ldexp_normal)); nf an integer-valued float
+        or an integer (as ldexp_f)."""
+        is_int = isinstance(nf, types.Integer)
+
         def codegen(context, builder, sig, args):
-            m, n = args[0], builder.fptosi(args[1], i32)
+            m, n = args[0], _as_i32(builder, args[1], nf) if is_int else builder.fptosi(args[1], i32)
             if scalef:
                 return _ldexp(builder, m, n)
             lo_n = ir.Constant(i32, 1 - bias)
             n = builder.select(builder.icmp_signed("<", n, lo_n), lo_n, n)
             return builder.fmul(m, _pow2(builder, n))
-        return nb_f(nb_f, nb_f), codegen
+        return nb_f(nb_f, nf if is_int else nb_f), codegen
 
     @intrinsic
     def fma(typingctx, a, b, c):
@@ -893,15 +915,6 @@ def cpu_prims(dtype) -> Prims:
                 return _ldexp(builder, ir.Constant(t_float, 1.0), args[0])
             return _pow2(builder, args[0])
         return nb_f(types.int32), codegen
-
-    @intrinsic
-    def recip_seed(typingctx, x):
-        """float32: 1 / x to 5.1% for positive normal x, from the bits
-        (_RECIP_MAGIC32 minus x's)."""
-        def codegen(context, builder, sig, args):
-            b = builder.bitcast(args[0], ity)
-            return builder.bitcast(builder.sub(ir.Constant(ity, _RECIP_MAGIC32), b), t_float)
-        return nb_f(nb_f), codegen
 
     log2e, ln2hi, ln2lo = T(c["log2e"]), T(c["ln2hi"]), T(c["ln2lo"])
     lo, hi, em1_lo, mul_lo = T(c["lo"]), T(c["hi"]), T(c["em1_lo"]), T(c["mul_lo"])
@@ -1083,6 +1096,15 @@ def cpu_prims(dtype) -> Prims:
         r = r + (zero if below else vl)
         return _exp_poly(r), T(n)
 
+    @njit
+    def exp_split_in(v, vl):
+        """exp_split for split_lo <= v <= 0 (callers clamp): no clamp, no
+        select (a NaN v gives garbage: callers select); n an int32 here,
+        which ldexp takes without a conversion."""
+        inline()
+        r, n = _reduce(v)
+        return _exp_poly(r + vl), n
+
     ex_K = T(_ERFCX_K32 if f32 else _ERFCX_K64)
     ex_p = tuple(T(v) for v in (_ERFCX_P32 if f32 else _ERFCX_P64))
 
@@ -1114,40 +1136,28 @@ def cpu_prims(dtype) -> Prims:
         r = fma(-y, s, P) - y * sl
         return y, r * (y * (ip0 + ip1 * q))
 
-    ph_K, ph_A, ph_2K = T(_PHI_K32), T(_PHI_A32), T(2 * _PHI_K32)
+    ph_K, ph_2K = T(_PHI_K32), T(2 * _PHI_K32)
     phi_poly = _horner(njit, tuple(T(v) for v in _PHI_P32), inline)
-
-    @njit
-    def recip(x):
-        """1 / x to 6.5e-6 for positive normal float32 x, no division (a
-        vector division costs half of gelu's time): the seed from x's bits,
-        then two Newton steps d (2 - x d) by FMA."""
-        inline()
-        d = recip_seed(x)
-        d = fma(d, fma(-x, d, one), d)
-        return fma(d, fma(-x, d, one), d)
 
     @njit
     def phi_ratio(a):
         """float32: (fh, fl) with F(a) = Phi(-a) exp(a**2 / 2) = erfcx(a /
-        sqrt 2) / 2 = fh + fl unrounded, for a >= 0 (a clamped at 20; NaN
-        gives garbage: callers select).  F = P(q) / (a + K), q = (a - K) /
-        (a + K) = 1 - 2K / (a + K), P by Horner (the fit: 0.34 * 2**-24).
-        a + K = s + sl exactly, and 1 / (s + sl) = d + dl to about 2**-34
-        (d from recip, dl its correction): q's error would otherwise act as
-        an error of a of K ULP (4 ULP of F at a = 0); 1 - 2K d is exact for
-        a <= 12, so q is rounded once.  fh + fl: P's error and the fit's."""
+        sqrt 2) / 2 = fh + fl unrounded, for 0 <= a <= 20 (callers clamp;
+        NaN gives garbage: callers select).  F = P(q) / (a + K), q = (a - K)
+        / (a + K) = 1 - 2K / (a + K), P by Horner (the fit: 0.34 * 2**-24).
+        a + K = s + sl exactly (s - K is exact for a <= 20, and so is a -
+        (s - K), the sum's rounding error); d = 1 / s, correctly rounded (one
+        vector division: its throughput, 10 cycles a vector, is below the
+        rest of the formula's), and dl = d (1 - s d - sl d) its correction,
+        1 - s d exact in one FMA because d is correctly rounded: 1 / (s + sl)
+        = d + dl to about 2**-46 (q's error would otherwise act as an error
+        of a of K ULP: 4 ULP of F at a = 0); 1 - 2K d is exact for a <= 12,
+        so q is rounded once.  fh + fl: P's error and the fit's."""
         inline()
-        ac = ph_A if a > ph_A else a
-        # a + K = s + sl exactly (Fast2Sum, the larger first)
-        big = ac if ac > ph_K else ph_K
-        sm = ac if ac < ph_K else ph_K
-        s = big + sm
-        sl = sm - (s - big)
-        d = recip(s)
-        # 1 - (s + sl) d: s d = sd + sde exactly, 1 - sd exact (Sterbenz)
-        sd, sde = two_prod(s, d)
-        dl = d * (((one - sd) - sde) - sl * d)
+        s = a + ph_K
+        sl = a - (s - ph_K)
+        d = one / s
+        dl = d * (fma(-s, d, one) - sl * d)
         q = (one - ph_2K * d) - ph_2K * dl
         P = phi_poly(q)
         fh, fe = two_prod(P, d)
@@ -1251,6 +1261,7 @@ def cpu_prims(dtype) -> Prims:
     prims = Prims(dt, exp, exp_neg_ratio, expm1, exp_mul, T, inner_njit(inline="always"))
     prims.row_max, prims.row_min, prims.exp_diff = row_max, row_min, exp_diff
     prims.log1p, prims.exp_split, prims.ldexp, prims.two_prod = log1p, exp_split, ldexp_f, two_prod
+    prims.exp_split_in = exp_split_in
     prims.frexp2, prims.ldexp_normal, prims.erfcx = frexp2, ldexp_normal_f, erfcx
     prims.erfcx2, prims.fma = erfcx2, fma
     if f32:

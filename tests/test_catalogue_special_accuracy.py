@@ -144,10 +144,14 @@ def test_c_special_primitives_are_ports_of_the_python_ones():
     p32 = [float(re.search(r"T p = \(T\)([-+0-9.e]+);", block).group(1))]
     p32 += [float(v) for v in re.findall(r"p = FA_PFMA\(p, q, \(T\)([-+0-9.e]+)\)", block)]
     assert p32 == list(_prims._PHI_P32)
-    consts = re.search(r"const T K = \(T\)([0-9.]+), K2 = \(T\)([0-9.]+), A = \(T\)([0-9.]+);", block)
-    assert [float(v) for v in consts.groups()] == [_prims._PHI_K32, 2 * _prims._PHI_K32, _prims._PHI_A32]
-    i = text.index("FA_INLINE T N_(recip)")
-    assert int(re.search(r"\(UT\)(0x[0-9A-F]+)u", text[i:]).group(1), 16) == _prims._RECIP_MAGIC32
+    consts = re.search(r"const T K = \(T\)([0-9.]+), K2 = \(T\)([0-9.]+);", block)
+    assert [float(v) for v in consts.groups()] == [_prims._PHI_K32, 2 * _prims._PHI_K32]
+    # phi_ratio's domain, [0, _PHI_A32], is its callers' clamp (gelu's
+    # backward clamps there, its forward inside it)
+    forms = (pathlib.Path(__file__).resolve().parent.parent / "c_src" / "formulas_special.inc").read_text()
+    a = _prims._PHI_A32
+    assert f"N_(clamp_bits)(x, (T)-{a:g}, (T){a:g})" in forms
+    assert "N_(clamp_bits)(x, (T)-15, (T)10)" in forms and 10 < a
     i = text.index("FA_INLINE T N_(log1p)")
     block = text[i:text.index("\n}\n", i)]
     lg32 = [eval(v) for v in re.findall(r"\(T\)\((0x[0-9A-F]+ / [0-9.]+)\)", block)]

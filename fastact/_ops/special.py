@@ -410,17 +410,51 @@ _RSQRT2PI = "0.3989422804014326779399460599343818684759"    # 1 / sqrt(2 pi)
 
 
 def _gelu_erf(p):
+    """float32 with phi_ratio (every target has it): _gelu_erf32, else
+    (float64) _gelu_erf64; their backward is _grad_phi's."""
+    T = p.T
+    return _gelu_erf32(p, _grad_phi(p, np.int32)) if p.phi_ratio is not None \
+        else _gelu_erf64(p, _grad_phi(p, T))
+
+
+def _grad_phi(p, N):
+    """grad_phi(g, x, xc, q, nf, f) = g (Phi(x) + x phi(x)) from Phi(-|xc|) =
+    q f 2**nf (f = Phi(-a) exp(a**2 / 2)), xc = x clamped: a 2**ns with a =
+    1 + E (xc / sqrt(2 pi) - f) for xc > 0, else q (f + xc / sqrt(2 pi));
+    the power of two applied last, in two steps (nlim: no overflow of g a).
+    N: the type of nf and its arithmetic (an integer for exp_split_in's n:
+    float32's vscalef then needs no conversions, 9 of them a vector
+    before)."""
+    T, ldexp, ldexp_normal = p.T, p.ldexp, p.ldexp_normal
+    zero, one, ninf = T(0.0), T(1.0), T(-np.inf)
+    nzero, nlim = N(0), N(-100 if p.dtype == np.float32 else -1000)
+    cphi = _split_const(_RSQRT2PI, p.dtype)[0]
+
+    @p.jit
+    def grad_phi(g, x, xc, q, nf, f):
+        pos = xc > zero
+        xp = xc * cphi
+        a = one + ldexp_normal(q, nf) * (xp - f) if pos else q * (f + xp)
+        ns = nzero if pos else nf
+        n1 = nlim if ns < nlim else ns
+        r = ldexp(g * ldexp_normal(a, n1), ns - n1)
+        r = g * zero if x == ninf else r
+        return x if x != x else r
+
+    return grad_phi
+
+
+def _gelu_erf64(p, grad_phi):
+    """float64 (and float32 without phi_ratio): erfcx2's y + c."""
     T, two_prod, exp_split = p.T, p.two_prod, p.exp_split
     ldexp, ldexp_normal, erfcx2, fma = p.ldexp, p.ldexp_normal, p.erfcx2, p.fma
     zero, one, half, ninf, mzero = T(0.0), T(1.0), T(0.5), T(-np.inf), T(-0.0)
     rsqrt2 = _split_const(_RSQRT2, p.dtype)[0]
-    cphi = _split_const(_RSQRT2PI, p.dtype)[0]
     # erfcx's argument stays finite; beyond, E is 0 (x**2 / 2 > 1800)
     tmax = T(60.0)
     # the backward's x is clamped at +-60: Phi' = 1 to the rounding beyond
     # +9, and below -55 the product with any finite g rounds to 0
     xcut = T(60.0)
-    nlim = T(-100.0 if p.dtype == np.float32 else -1000.0)
 
     @p.jit
     def phi_parts(x):
@@ -431,24 +465,6 @@ def _gelu_erf(p):
         t = abs(x) * rsqrt2
         y, c = erfcx2(tmax if t > tmax else t)
         return q, nf, ldexp_normal(q, nf), y, c
-
-    @p.jit
-    def grad_phi(g, x, xc, q, nf, f):
-        """g (Phi(x) + x phi(x)) from Phi(-|xc|) = q f 2**nf (f = Phi(-a)
-        exp(a**2 / 2)), xc = x clamped: a 2**ns with a = 1 + E (xc /
-        sqrt(2 pi) - f) for xc > 0, else q (f + xc / sqrt(2 pi)); the power
-        of two applied last, in two steps (nlim: no overflow of g a)."""
-        pos = xc > zero
-        xp = xc * cphi
-        a = one + ldexp_normal(q, nf) * (xp - f) if pos else q * (f + xp)
-        ns = zero if pos else nf
-        n1 = nlim if ns < nlim else ns
-        r = ldexp(g * ldexp_normal(a, n1), ns - n1)
-        r = g * zero if x == ninf else r
-        return x if x != x else r
-
-    if p.phi_ratio is not None:
-        return _gelu_erf32(p, xcut, grad_phi)
 
     def forward(x):
         q, nf, e, y, c = phi_parts(x)
@@ -473,42 +489,48 @@ def _gelu_erf(p):
     return forward, backward
 
 
-def _gelu_erf32(p, xcut, grad_phi):
+def _gelu_erf32(p, grad_phi):
     """float32: Phi(-a) = E F(a), a = |x|, E = exp(-x**2 / 2) = q 2**nf from
     the exact -x**2 / 2 = h + l, and F = phi_ratio(a) = fh + fl (one
-    reciprocal by Newton's method, no division: two vector divisions were
-    half of the old kernel's time); the backward is _gelu_erf's grad_phi."""
-    T, two_prod, exp_split = p.T, p.two_prod, p.exp_split
+    division: its throughput is below the rest of the formula's); the
+    backward is _gelu_erf's grad_phi.  x is clamped to [-15, 10] first (NaN
+    passes), which keeps every step in its range without a select of its
+    own: beyond 10, x Phi(-x) < 2**-76 x and x minus it rounds to x (+inf
+    stays inf); from -15 down, x Phi(x) rounds to -0 (the last nonzero
+    result is near -14.1), and 2**n stays above 2**-163.  The backward
+    clamps at +-20: beyond +20 the derivative is 1 to the rounding, and
+    below -20 its product with any finite g rounds to 0."""
+    T, two_prod, exp_split = p.T, p.two_prod, p.exp_split_in
     ldexp, phi_ratio, fma = p.ldexp, p.phi_ratio, p.fma
-    zero, half, mzero = T(0.0), T(0.5), T(-0.0)
-    # beyond, Phi(-x) < 2**-76: x Phi(x) rounds to x (and x = inf stays inf);
-    # below xlow, x Phi(x) rounds to -0 (and x q may overflow)
-    xbig, xlow = T(10.0), T(-15.0)
+    zero, half = T(0.0), T(0.5)
+    from .._prims import _PHI_A32      # phi_ratio's domain: [0, 20]
+    xbig, xlow, xcut = T(10.0), T(-15.0), T(_PHI_A32)
 
     @p.jit
     def phi_parts(x):
-        """(q, nf, fh, fl): Phi(-|x|) = q (fh + fl) 2**nf, nf a float."""
+        """(q, n, fh, fl): Phi(-|x|) = q (fh + fl) 2**n for |x| <= 20, n an
+        integer (exp_split_in's)."""
         h, l = two_prod(x, -half * x)
         q, nf = exp_split(h, l)
         fh, fl = phi_ratio(abs(x))
         return q, nf, fh, fl
 
     def forward(x):
-        q, nf, fh, fl = phi_parts(x)
-        # x Phi(-|x|) = v 2**nf, v = (h + l)(fh + fl) rounded once, x q =
+        xc = xlow if x < xlow else x                # NaN passes
+        xc = xbig if xc > xbig else xc
+        q, n, fh, fl = phi_parts(xc)
+        # xc Phi(-|xc|) = v 2**n, v = (h + l)(fh + fl) rounded once, xc q =
         # h + l exactly; then the power of two; x > 0: x minus that
-        h, l = two_prod(x, q)
-        v = ldexp(fma(h, fh, h * fl + l * fh), nf)
+        h, l = two_prod(xc, q)
+        v = ldexp(fma(h, fh, h * fl + l * fh), n)
         r = x - v if x > zero else v
-        r = x if x > xbig else r
-        r = mzero if x < xlow else r
         return x if x != x else r
 
     def backward(g, x):
         xc = xcut if x > xcut else x
         xc = -xcut if xc < -xcut else xc            # NaN passes
-        q, nf, fh, fl = phi_parts(xc)
-        return grad_phi(g, x, xc, q, nf, fh + fl)
+        q, n, fh, fl = phi_parts(xc)
+        return grad_phi(g, x, xc, q, n, fh + fl)
 
     return forward, backward
 
