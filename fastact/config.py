@@ -58,8 +58,10 @@ AUTO_SMALL = ("c", "numba", "numpy")
 #: Numba / C, ``fastact bench`` at 2**24, 2 threads, float32 and float64
 #: (one process, best of 5 rounds): rrelu in training float64 forward 99 /
 #: 29, backward 140 / 37 (C's SplitMix64 hash: float32 alike, 131 / 135);
-#: gelu forward 53 / 44 and 36 / 30, backward 62 / 56 and 49 / 41;
-#: logsigmoid forward 57 / 52 and 46 / 29 (its backward even).  The softmax
+#: gelu float64 (2**24, 2 threads, medians of 15 interleaved rounds, ms)
+#: forward 29.8 / 32.4, backward 30.7 / 35.8, float32 now about even
+#: (forward 1.00-1.08 / 1.02-1.08 times PyTorch's speed, backward 1.05-1.10
+#: / 0.99-1.05, three processes); logsigmoid forward 57 / 52 and 46 / 29 (its backward even).  The softmax
 #: family along a middle axis ("<name>:inner") is not among them since C has
 #: the same kernels: torch time / ours, 2 threads, one process, medians of 7
 #: in 3 rounds, 4096**2 axis 0 and (64, 512, 512) axis 1, Numba / C: float32
