@@ -1057,20 +1057,26 @@ def _row_kernels(name, dtype, parallel):
     line = 64 // np.dtype(dtype).itemsize
     block = _block_elems(dtype)
 
+    @inner_njit(inline="always")
+    def exp_block(x1, o1, base, lo, hi, m, nxt):
+        """o1 = exp(x1 - m) over elements lo .. hi - 1 of the row at
+        ``base``, in the data's own width; the same lines of the row at
+        ``nxt`` asked for meanwhile (parallel kernels).  Inlined by Numba:
+        left a call, the float64 forward ran 14% slower."""
+        if parallel:
+            for q in range(lo, hi, line):
+                pf_read(x1, nxt + q)
+                pf_write(o1, nxt + q)
+        for j in range(hi - lo):
+            wide()
+            k = U(base + lo) + U(j)
+            o1[k] = exp_diff(sg * x1[k], m)
+
     @inner_njit()
     def exp_row(x1, o1, base, n, m, nxt):
-        """o1 = exp(x1 - m) over the row at ``base``, in the data's own width;
-        the row at ``nxt``'s lines asked for meanwhile (parallel kernels)"""
+        """exp_block over the row at ``base``, block by block"""
         for lo in range(0, n, block):
-            hi = min(lo + block, n)
-            if parallel:
-                for q in range(lo, hi, line):
-                    pf_read(x1, nxt + q)
-                    pf_write(o1, nxt + q)
-            for j in range(hi - lo):
-                wide()
-                k = U(base + lo) + U(j)
-                o1[k] = exp_diff(sg * x1[k], m)
+            exp_block(x1, o1, base, lo, min(lo + block, n), m, nxt)
 
     compensated = np.dtype(dtype) == np.float64
     kahan, lanes = _kahan(), config.LOG_SOFTMAX_LANES
@@ -1164,14 +1170,7 @@ def _row_kernels(name, dtype, parallel):
             comp[k] = zero
         for lo in range(0, n, block):
             hi = min(lo + block, n)
-            if parallel:
-                for q in range(lo, hi, line):
-                    pf_read(x1, nxt + q)
-                    pf_write(o1, nxt + q)
-            for j in range(hi - lo):
-                wide()
-                k = U(base + lo) + U(j)
-                o1[k] = exp_diff(sg * x1[k], m)
+            exp_block(x1, o1, base, lo, hi, m, nxt)
             lane_sums(o1, base + lo, hi - lo, acc, comp)
         return lanes_total(acc, comp)
 
