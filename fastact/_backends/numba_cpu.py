@@ -524,6 +524,17 @@ def _bits(a):
     return a.view(np.uint16)
 
 
+def _prelu_partial(x):
+    """The PReLU backward kernel's ``partial`` for x of shape (outer, C,
+    inner): a double-double pair per channel row, or per short-row block
+    ``2 L`` lanes (_prelu_kernels)."""
+    outer, C, inner = x.shape
+    if inner >= config.PRELU_ROW_MIN:
+        return np.empty((outer * C, 2))
+    L = prelu_run(C * inner)
+    return np.empty((min(-(-x.size // L), config.PRELU_BLOCKS), 2 * L))
+
+
 class _Narrow(Widened):
     """The Numba backend on narrow arrays: the kernels read and write their
     uint16 bits, the elementwise ones converting each element
@@ -541,11 +552,7 @@ class _Narrow(Widened):
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
-        if inner >= config.PRELU_ROW_MIN:
-            partial = np.empty((outer * C, 2))
-        else:
-            L = prelu_run(C * inner)
-            partial = np.empty((min(-(-x.size // L), config.PRELU_BLOCKS), 2 * L))
+        partial = _prelu_partial(x)
         self.backend._run(x.size, parallel_min("prelu"),
                           lambda par: _prelu_kernels(np.float32, bool(par), gx.dtype.name)[1],
                           _bits(g).reshape(-1), _bits(x).reshape(-1), self._f32(w),
@@ -1804,12 +1811,7 @@ class NumbaBackend(Backend):
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
-        if inner >= config.PRELU_ROW_MIN:
-            partial = np.empty((outer * C, 2))
-        else:
-            L = prelu_run(C * inner)
-            runs = -(-x.size // L)
-            partial = np.empty((min(runs, config.PRELU_BLOCKS), 2 * L))
+        partial = _prelu_partial(x)
         self._run(x.size, parallel_min("prelu"),
                   lambda par: _prelu_kernels(x.dtype.type, par)[1], g.reshape(-1),
                   x.reshape(-1), w, gx.reshape(-1), partial, outer, C, inner, big_out=gx)
