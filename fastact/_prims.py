@@ -166,14 +166,23 @@ def _math_log_prims(prims, jit):
     def log1p(t):
         return T(math.log1p(t))
 
+    def exp_split_in(v, vl):
+        # exp_split for lo <= v <= 0, n an int (as cpu_prims'), the
+        # reduction in the data's width; NaN (garbage for the caller to
+        # select) as lo: math.floor raises on it
+        vc = v if v >= lo else lo
+        n = math.floor(vc * log2e + half)
+        nf = T(n)
+        return T(math.exp(((vc - nf * ln2hi) - nf * ln2lo) + vl)), n
+
+    exp_split_in = jit(exp_split_in)
+
     def exp_split(v, vl):
         # exp(v + vl) = q * 2**nf for v <= 0; v below lo (and NaN, -inf)
         # clamped to lo, vl then dropped: callers select NaN themselves
         above = v > lo
-        vc = v if above else lo
-        n = T(math.floor(vc * log2e + half))
-        r = ((vc - n * ln2hi) - n * ln2lo) + (vl if above else zero)
-        return T(math.exp(r)), n
+        q, n = exp_split_in(v if above else lo, vl if above else zero)
+        return q, T(n)
 
     def ldexp(m, nf):
         # in two factors, 2**k1 with |k1| <= K: a result that overflows is
@@ -251,15 +260,7 @@ def _math_log_prims(prims, jit):
         prims.phi_ratio = jit(phi_ratio)
 
     prims.log1p, prims.exp_split = jit(log1p), jit(exp_split)
-
-    def exp_split_in(v, vl):
-        # exp_split for lo <= v <= 0, n an int (as cpu_prims'); NaN (garbage
-        # for the caller to select) as lo: math.floor raises on it
-        vc = v if v >= lo else lo
-        n = math.floor(vc * log2e + half)
-        return T(math.exp(((vc - n * ln2hi) - n * ln2lo) + vl)), n
-
-    prims.exp_split_in = jit(exp_split_in)
+    prims.exp_split_in = exp_split_in
     prims.ldexp, prims.two_prod, prims.frexp2 = jit(ldexp), two_prod, jit(frexp2)
     prims.ldexp_normal, prims.erfcx = prims.ldexp, jit(erfcx)
     prims.erfcx2, prims.fma = erfcx2, jit(fma)
@@ -721,9 +722,12 @@ def cpu_prims(dtype) -> Prims:
 
     scalef = _has_scalef()
 
-    def _as_i32(builder, v, ty):
-        """An integer argument as an int32 (Numba widens int32 arithmetic to
+    def _exponent_i32(builder, v, ty):
+        """An exponent argument as an int32: an integer-valued float by
+        ``fptosi``, an integer as it is (Numba widens int32 arithmetic to
         int64; the values fit)."""
+        if not isinstance(ty, types.Integer):
+            return builder.fptosi(v, i32)
         if ty.bitwidth > 32:
             return builder.trunc(v, i32)
         return builder.sext(v, i32) if ty.bitwidth < 32 else v
@@ -769,10 +773,8 @@ def cpu_prims(dtype) -> Prims:
         2**1024 then rounds to 0), n <= 300 / 2200; where the result is
         subnormal the product before the last factor is normal for |m| >=
         2**-40, so it is rounded once.  (c_src/kernels.inc: N_(ldexp).)"""
-        is_int = isinstance(nf, types.Integer)
-
         def codegen(context, builder, sig, args):
-            m, n = args[0], _as_i32(builder, args[1], nf) if is_int else builder.fptosi(args[1], i32)
+            m, n = args[0], _exponent_i32(builder, args[1], nf)
             if scalef:
                 return _ldexp(builder, m, n)
             floor = ir.Constant(i32, ldexp_floor)
@@ -784,7 +786,7 @@ def cpu_prims(dtype) -> Prims:
             for ek in (e1, e2, e3):
                 r = builder.fmul(r, _pow2(builder, ek))
             return r
-        return nb_f(nb_f, nf if is_int else nb_f), codegen
+        return nb_f(nb_f, nf if isinstance(nf, types.Integer) else nb_f), codegen
 
     @intrinsic
     def ldexp_normal_f(typingctx, m, nf):
@@ -792,16 +794,14 @@ def cpu_prims(dtype) -> Prims:
         AVX-512 has it, else one factor 2**max(n, 1 - bias) built from bits
         (c_src/kernels.inc: N_(ldexp_normal)); nf an integer-valued float
         or an integer (as ldexp_f)."""
-        is_int = isinstance(nf, types.Integer)
-
         def codegen(context, builder, sig, args):
-            m, n = args[0], _as_i32(builder, args[1], nf) if is_int else builder.fptosi(args[1], i32)
+            m, n = args[0], _exponent_i32(builder, args[1], nf)
             if scalef:
                 return _ldexp(builder, m, n)
             lo_n = ir.Constant(i32, 1 - bias)
             n = builder.select(builder.icmp_signed("<", n, lo_n), lo_n, n)
             return builder.fmul(m, _pow2(builder, n))
-        return nb_f(nb_f, nf if is_int else nb_f), codegen
+        return nb_f(nb_f, nf if isinstance(nf, types.Integer) else nb_f), codegen
 
     @intrinsic
     def fma(typingctx, a, b, c):
@@ -1080,6 +1080,15 @@ def cpu_prims(dtype) -> Prims:
         return r if t < inf else t
 
     @njit
+    def exp_split_in(v, vl):
+        """exp_split for split_lo <= v <= 0 (callers clamp): no clamp, no
+        select (a NaN v gives garbage: callers select); n an int32 here,
+        which ldexp takes without a conversion."""
+        inline()
+        r, n = _reduce(v)
+        return _exp_poly(r + vl), n
+
+    @njit
     def exp_split(v, vl):
         """(q, nf) with exp(v + vl) = q * 2**nf, q in [0.70, 1.42] (the
         polynomial on the reduced argument, vl added after the reduction,
@@ -1091,19 +1100,8 @@ def cpu_prims(dtype) -> Prims:
         select)."""
         inline()
         below = v < split_lo
-        vc = split_lo if below else v
-        r, n = _reduce(vc)
-        r = r + (zero if below else vl)
-        return _exp_poly(r), T(n)
-
-    @njit
-    def exp_split_in(v, vl):
-        """exp_split for split_lo <= v <= 0 (callers clamp): no clamp, no
-        select (a NaN v gives garbage: callers select); n an int32 here,
-        which ldexp takes without a conversion."""
-        inline()
-        r, n = _reduce(v)
-        return _exp_poly(r + vl), n
+        q, n = exp_split_in(split_lo if below else v, zero if below else vl)
+        return q, T(n)
 
     ex_K = T(_ERFCX_K32 if f32 else _ERFCX_K64)
     ex_p = tuple(T(v) for v in (_ERFCX_P32 if f32 else _ERFCX_P64))

@@ -61,8 +61,8 @@ AUTO_SMALL = ("c", "numba", "numpy")
 #: gelu float64 (2**24, 2 threads, medians of 15 interleaved rounds, ms)
 #: forward 29.8 / 32.4, backward 30.7 / 35.8, float32 now about even
 #: (forward 1.00-1.08 / 1.02-1.08 times PyTorch's speed, backward 1.05-1.10
-#: / 0.99-1.05, three processes); logsigmoid forward 57 / 52 and 46 / 29 (its backward even).  The softmax
-#: family along a middle axis ("<name>:inner") is not among them since C has
+#: / 0.99-1.05, three processes); logsigmoid forward 57 / 52 and 46 / 29
+#: (its backward even).  The softmax family along a middle axis ("<name>:inner") is not among them since C has
 #: the same kernels: torch time / ours, 2 threads, one process, medians of 7
 #: in 3 rounds, 4096**2 axis 0 and (64, 512, 512) axis 1, Numba / C: float32
 #: forward 3.02 / 3.03 and 2.38 / 2.38, backward 4.99 / 5.00 and 1.67 /

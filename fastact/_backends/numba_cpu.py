@@ -1086,7 +1086,7 @@ def _row_kernels(name, dtype, parallel):
             exp_block(x1, o1, base, lo, min(lo + block, n), m, nxt)
 
     compensated = np.dtype(dtype) == np.float64
-    kahan, lanes = _kahan(), config.LOG_SOFTMAX_LANES
+    lanes = config.LOG_SOFTMAX_LANES
     if compensated and block % lanes:
         # exp_row_sum's blocks must be whole runs of lanes (row_sum's bits)
         raise ValueError(f"config.STREAM_BLOCK_BYTES gives float64 blocks of {block} "

@@ -5,8 +5,9 @@ float32 copies (fastact._narrow.widen), runs the backend's float32 method,
 and rounds the float32 results once into the narrow outputs.  It is the
 NumPy reference's narrow path; the compiled backends' kernels convert
 elements, chunks, rows or runs themselves (c_src/narrow.inc,
-numba_cpu._narrow_kernel and _prelu_kernels, numba_narrow.py).  A PReLU weight may be float32 (used as it is)
-or of x's dtype; its gradient is returned in the weight's dtype.
+numba_cpu._narrow_kernel and _prelu_kernels, numba_narrow.py).  A PReLU
+weight may be float32 (used as it is) or of x's dtype; its gradient is
+returned in the weight's dtype.
 """
 from __future__ import annotations
 

@@ -445,7 +445,7 @@ def _grad_phi(p, N):
 
 
 def _gelu_erf64(p, grad_phi):
-    """float64 (and float32 without phi_ratio): erfcx2's y + c."""
+    """float64: erfcx2's y + c."""
     T, two_prod, exp_split = p.T, p.two_prod, p.exp_split
     ldexp, ldexp_normal, erfcx2, fma = p.ldexp, p.ldexp_normal, p.erfcx2, p.fma
     zero, one, half, ninf, mzero = T(0.0), T(1.0), T(0.5), T(-np.inf), T(-0.0)
@@ -493,7 +493,7 @@ def _gelu_erf32(p, grad_phi):
     """float32: Phi(-a) = E F(a), a = |x|, E = exp(-x**2 / 2) = q 2**nf from
     the exact -x**2 / 2 = h + l, and F = phi_ratio(a) = fh + fl (one
     division: its throughput is below the rest of the formula's); the
-    backward is _gelu_erf's grad_phi.  x is clamped to [-15, 10] first (NaN
+    backward is _grad_phi's.  x is clamped to [-15, 10] first (NaN
     passes), which keeps every step in its range without a select of its
     own: beyond 10, x Phi(-x) < 2**-76 x and x minus it rounds to x (+inf
     stays inf); from -15 down, x Phi(x) rounds to -0 (the last nonzero
