@@ -235,8 +235,11 @@ def _rrelu_div_train(p):
 
 def reference_rrelu_slopes(n, key, lower, upper, dtype, start=0, index=None):
     """The slopes of flat indices ``start..start+n-1`` (or of the uint64
-    array ``index``) as a NumPy array of ``dtype``."""
+    array ``index``) as a NumPy array of ``dtype``, float32 or float64 (the
+    narrow dtypes compute in float32 and draw float32's slopes)."""
     dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"rrelu slopes are drawn in float32 or float64, not {dt.name}")
     lower, upper = dt.type(lower), dt.type(upper)
     idx = np.arange(start, start + n, dtype=np.uint64) if index is None else index
     if dt == np.float32:

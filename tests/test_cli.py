@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -68,6 +69,22 @@ def test_bench_rrelu_brings_its_divisor_form(capsys):
     assert len(rows) == 4, out
     if _bench.torch_available():
         assert all(r[-1] == "-" for r in rows if r[0] == "rrelu_div"), out
+
+
+def test_bench_rrelu_in_the_narrow_dtypes(capsys):
+    """float16 and bfloat16 RReLU: the bench's slopes are float32's (no
+    overflow warnings from a 53-bit draw cast to float16), and a PyTorch
+    kernel missing for a dtype (no float16 rrelu_with_noise) leaves its
+    torch column empty instead of ending the bench."""
+    pytest.importorskip("ml_dtypes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status, out, _ = run(capsys, "bench", "--ops", "rrelu", "--backends", "numba",
+                             "--dtype", "float16,bfloat16", *SMALL)
+    assert status == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("rrelu ")]
+    assert len(rows) == 4, out
+    assert all(r[-1].endswith("x") or r[-1] == "-" for r in rows), out
 
 
 def test_bench_float64_and_reference_backend(capsys):

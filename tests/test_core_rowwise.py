@@ -446,6 +446,10 @@ def test_rrelu_float32_draws_agree_past_2_32_elements():
     ref = _registry.reference_rrelu_slopes(5, key, 0.0, 1.0, np.float32)
     assert_bitwise_equal(ref, np.array([_rng.hash24(i, key) * 2.0**-24 for i in range(5)],
                                        np.float32))
+    # the narrow dtypes draw float32's slopes: asked for float16's, a TypeError
+    # (it was a 53-bit draw cast to float16: inf times 2**-53, NaN slopes)
+    with pytest.raises(TypeError, match="float16"):
+        _registry.reference_rrelu_slopes(5, key, 0.0, 1.0, np.float16)
 
 
 def test_rrelu_backward_uses_forward_slopes(host_backend, dtype):

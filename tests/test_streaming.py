@@ -136,6 +136,41 @@ def test_blocked_kernels_follow_the_registry_and_the_size_threshold(monkeypatch,
     assert calls == []
 
 
+@pytest.mark.parametrize("kind", ["float16", "bfloat16"])
+@pytest.mark.parametrize("out_kind", ["fresh", "offset", "inplace"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocked_narrow_elementwise_matches_the_regular_path(kind, out_kind, threads,
+                                                             monkeypatch, numba_backend,
+                                                             restore_threads):
+    """float16 and bfloat16 outputs take the blocked kernels too (their uint16
+    bits streamed; odd offsets, in place, RReLU's slopes keyed by the index):
+    the same bits as the regular parallel path."""
+    from fastact import _narrow
+    from fastact._backends import numba_cpu
+    dtype = np.float16 if kind == "float16" else pytest.importorskip("ml_dtypes").bfloat16
+    calls = []
+    real = numba_cpu._narrow_kernel
+    monkeypatch.setattr(numba_cpu, "_narrow_kernel",
+                        lambda *a: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(_api, "_kernels", {})
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 0)
+    fastact.set_num_threads(threads)
+    x = _narrow.narrowed(mixed_values(np.float32, N, seed=7), dtype)
+    g = _narrow.narrowed(mixed_values(np.float32, N, seed=8), dtype)
+    cases = [(fastact.tanh, (x,), {}), (fastact.gelu_backward, (g, x), {}),
+             (fastact.softplus, (x,), {"beta": 2.0}),
+             (fastact.rrelu, (x,), {"training": True, "seed": 3}),
+             (fastact.relu_backward, (g, x), {})]
+    for fn, args, kw in cases:
+        want = _regular(monkeypatch, lambda: fn(*args, backend="numba", **kw))
+        src = args[0].copy()
+        out = _out(out_kind, N, dtype, src)
+        got = fn(src, *args[1:], out=out, backend="numba", **kw)
+        assert got is out
+        assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), fn
+    assert calls.count("stream") == len(cases), calls
+
+
 @pytest.fixture
 def prelu_calls(monkeypatch, numba_backend, restore_threads):
     """Every output streamed (threshold 0), two threads; records which PReLU
