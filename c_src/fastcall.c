@@ -30,6 +30,7 @@
 #include <numpy/arrayobject.h>
 
 #include <stdint.h>
+#include <string.h>
 
 #include "fastact.h"
 
@@ -50,7 +51,7 @@ _Static_assert(_Generic(&fa_rowwise, fa_rowwise_fn: 1, default: 0),
 /* what both kernel types hold first */
 #define KERNEL_HEAD                                                                  \
     PyObject_HEAD                                                                    \
-    int dtype, type_num;            /* FA_F32_IDX / FA_F64_IDX, NumPy's type number */ \
+    int dtype, type_num;            /* FA_F32_IDX ... FA_BF16_IDX, NumPy's type number */ \
     Py_ssize_t parallel_min;        /* from this many elements on, threads() threads */ \
     PyObject *threads;              /* callable () -> int */                         \
     PyObject *name;                 /* for messages */
@@ -92,26 +93,42 @@ static PyObject *head_repr(PyObject *self_)
         .tp_doc = doc,                                                               \
     }
 
+/* fastact's index of a dtype (FA_F32_IDX ...), or -1: float32, float64,
+   float16, and ml_dtypes' bfloat16, a user-defined NumPy type of 2 bytes
+   whose scalar type is named bfloat16 (fastact._narrow tells it by name too) */
+static int dtype_index(const PyArray_Descr *descr)
+{
+    switch (descr->type_num) {
+    case NPY_FLOAT32: return FA_F32_IDX;
+    case NPY_FLOAT64: return FA_F64_IDX;
+    case NPY_HALF: return FA_F16_IDX;
+    default: break;
+    }
+    if (descr->type_num < NPY_USERDEF || PyDataType_ELSIZE(descr) != 2)
+        return -1;
+    const char *tp = descr->typeobj->tp_name, *dot = strrchr(tp, '.');
+    return strcmp(dot != NULL ? dot + 1 : tp, "bfloat16") == 0 ? FA_BF16_IDX : -1;
+}
+
 /* a new kernel of `type` with its head filled in, or NULL (an exception set,
-   ValueError where `dtype` is not float32 or float64, `threads` not callable
-   or `ok` false) */
+   ValueError where `dtype` is not float32, float64, float16 or bfloat16,
+   `threads` not callable or `ok` false) */
 static KernelHead *head_new(PyTypeObject *type, PyObject *dtype, Py_ssize_t parallel_min,
                             PyObject *threads, PyObject *name, int ok)
 {
     PyArray_Descr *descr = NULL;
     if (!PyArray_DescrConverter(dtype, &descr))
         return NULL;
-    int type_num = descr->type_num;
+    const int type_num = descr->type_num, dtid = dtype_index(descr);
     Py_DECREF(descr);
-    if (!ok || (type_num != NPY_FLOAT32 && type_num != NPY_FLOAT64) ||
-        !PyCallable_Check(threads)) {
+    if (!ok || dtid < 0 || !PyCallable_Check(threads)) {
         PyErr_Format(PyExc_ValueError, "%s: invalid arguments", type->tp_name);
         return NULL;
     }
     KernelHead *k = (KernelHead *)PyObject_New(KernelHead, type);
     if (k == NULL)
         return NULL;
-    k->dtype = type_num == NPY_FLOAT32 ? FA_F32_IDX : FA_F64_IDX;
+    k->dtype = dtid;
     k->type_num = type_num;
     k->parallel_min = parallel_min;
     Py_INCREF(threads);

@@ -340,7 +340,10 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
             if t is not None:
                 res = _elementwise(op, name, pass_, t[0], params, t[1], backend)
                 return res.T if out is None else out
-        elif (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
+        elif (dt is _F32 or dt is _F64 or (dt.itemsize == 2 and is_narrow(dt))) \
+                and x.flags.c_contiguous:
+            # (float16 and bfloat16 too: the general path cost 12-17 us
+            # against 1.2-1.4 for float32, relu on 1024 elements)
             unary = len(arrays) == 1
             fast = True
             if not unary:
@@ -366,16 +369,19 @@ def _elementwise(op, name, pass_, arrays, params, out, backend, stream=None):
                 key = (b, name, pass_, dt.char, n < _PARALLEL_MIN[name])
                 entry = _kernels.get(key)
                 if entry is None and b.name != "cuda":
+                    # a narrow dtype's kernels are its backend's narrow methods'
+                    kb = b if dt.itemsize > 2 else b.narrow()
                     entry = _kernels[key] = (
-                        b.elementwise_kernel(name, pass_, dt.type, key[-1]), b.typed_params)
+                        kb.elementwise_kernel(name, pass_, dt.type, key[-1]), b.typed_params)
                 if entry is not None:
                     k, typed = entry
                     if params:
+                        pdt = dt if dt.itemsize > 2 else _F32     # the compute dtype
                         # the one-float case tested inline (a call costs 0.1 us)
-                        if typed or (dt is _F32 and not (
+                        if typed or (pdt is _F32 and not (
                                 len(params) == 1 and -_F32_MAX <= params[0] <= _F32_MAX)
                                 and not _fits32(params)):
-                            params = _cast_params(params, dt)
+                            params = _cast_params(params, pdt)
                     res = _empty_like(x) if out is None else out
                     if n:
                         if x.ndim != 1:

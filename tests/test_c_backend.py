@@ -584,10 +584,38 @@ def test_fast_kernel_factory_rejects_bad_arguments(cb):
     mk = cb._fastcall.make_kernel
     ok = dict(address=1, kernel=2, dtype=np.float32, binary=False, nparams=0, has_key=False,
               parallel_min=1, threads=lambda: 1, name="k")
-    for change in (dict(address=0), dict(dtype=np.int32), dict(nparams=4),
+    for change in (dict(address=0), dict(dtype=np.int32), dict(dtype=np.int16),
+                   dict(dtype=np.dtype("V2")), dict(nparams=4),
                    dict(has_key=True, nparams=0), dict(threads=None)):
         with pytest.raises((ValueError, TypeError)):
             mk(**{**ok, **change})
+
+
+def test_fast_kernels_of_the_narrow_dtypes(cb):
+    """fastcall.c takes float16 and ml_dtypes' bfloat16 (the API's fast
+    path for them): each kernel only its own dtype, bits as the general
+    path's."""
+    if cb._fastcall is None:
+        pytest.skip(cb._fastcall_reason)
+    dts = [np.dtype(np.float16)]
+    try:
+        import ml_dtypes
+        dts.append(np.dtype(ml_dtypes.bfloat16))
+    except ImportError:
+        pass
+    v = np.linspace(-9, 9, 301, dtype=np.float32)
+    for dt in dts:
+        x = v.astype(dt)
+        k = cb._fast_kernel("sigmoid", "forward", dt)
+        out = np.empty_like(x)
+        k(x, out, ())
+        want = np.empty_like(x)
+        cb._narrow_elementwise("sigmoid", "forward", [x], want, ())
+        assert np.array_equal(out.view(np.uint16), want.view(np.uint16))
+        wrong = [v, x.view(np.uint16)] + [x.view(d) for d in dts if d != dt]
+        for a in wrong:
+            with pytest.raises(TypeError, match="x has the wrong dtype"):
+                k(a, out, ())
 
 
 # --- strided operands (fa_elementwise_strided, c_src/walk.inc) ----------------------

@@ -79,6 +79,11 @@ class _Narrow(Widened):
     def elementwise(self, name, pass_, ins, out, params):
         self.backend._narrow_elementwise(name, pass_, ins, out, params)
 
+    def elementwise_kernel(self, name, pass_, dtype, small):
+        if self.backend._fastcall is not None:     # fastcall.c takes both narrow dtypes
+            return self.backend._fast_kernel(name, pass_, np.dtype(dtype))
+        return super().elementwise_kernel(name, pass_, dtype, small)
+
     def prelu_forward(self, x, w, out):
         self.backend.prelu_forward(x, self._f32(w), out)
 

@@ -575,6 +575,18 @@ class _Narrow(Widened):
         prelu_channel_sums()(partial, outer, C, inner, ow)
         self._back(gw, ow)
 
+    def elementwise_kernel(self, name, pass_, dtype, small):
+        if not small:
+            return super().elementwise_kernel(name, pass_, dtype, small)
+        k, U16 = _narrow_kernel(name, pass_, np.dtype(dtype).name, False), np.uint16
+        if pass_ == "forward":
+            def run(x, out, params):
+                k(x.view(U16), out.view(U16), params)
+        else:
+            def run(g, s, out, params):
+                k(g.view(U16), s.view(U16), out.view(U16), params)
+        return run
+
     def elementwise(self, name, pass_, ins, out, params):
         kind, o16 = out.dtype.name, out.view(np.uint16)
         self.backend._run(out.shape[0], parallel_min(name),

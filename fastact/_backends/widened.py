@@ -62,6 +62,16 @@ class Widened:
         getattr(self.backend, method)(*head, *(self._f32(a) for a in arrays), o, *tail)
         self._back(out, o)
 
+    def elementwise_kernel(self, name, pass_, dtype, small):
+        """``k(x, out, params)`` / ``k(g, s, out, params)`` on flat
+        C-contiguous narrow arrays of ``dtype`` (the call path of
+        fastact._api's fast path), float32 parameters."""
+        elementwise = self.elementwise
+
+        def run(*args):
+            elementwise(name, pass_, args[:-2], args[-2], args[-1])
+        return run
+
     def elementwise(self, name, pass_, ins, out, params):
         o = _like(out)
         self.backend.elementwise(name, pass_, [self._f32(a) for a in ins], o, params)
