@@ -291,7 +291,7 @@ def inner_njit(**options):
 # families of _ops/ included).
 _KERNEL_SOURCES = ("_prims.py", "_prims_narrow.py", "_spec.py", "_registry.py", "_rng.py", "config.py",
                    "_backends/__init__.py", "_backends/numba_cpu.py", "_backends/numba_walk.py",
-                   "_backends/numba_pool.py", "_backends/numba_rows.py",
+                   "_backends/numba_*.py",
                    "_ops/*.py")
 
 
