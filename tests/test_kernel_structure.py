@@ -170,6 +170,30 @@ SCAN = [EarlyProcess(f"kernel scan {k} of {SCAN_SHARDS}",
 needs_scan = pytest.mark.early(*SCAN)
 
 
+def _vector_stores(llvm_ir: str) -> int:
+    return len(re.findall(r"store <\d+ x float>", llvm_ir))
+
+
+def _in_place_checks(nc) -> dict:
+    """{kernel: (vector stores of its plain loop, of the kernel, cases)}:
+    the serial kernels of a unary and a binary op, whose loops are
+    compiled once per case of aliasing (numba_cpu._same_address)."""
+    from fastact._prims import wide_vectors
+    dt = np.float32
+    v = np.ones(1 << 10, dt)
+    res = {}
+    for name, pass_ in (("sigmoid", "forward"), ("gelu", "backward")):
+        f = nc._formula(name, pass_, dt)
+        make = nc._unary_loop if pass_ == "forward" else nc._binary_loop
+        plain = nc._jit(f"probe_plain_{name}_{pass_}", False)(make(f, False, wide_vectors()))
+        ins = (v,) if pass_ == "forward" else (v, v)
+        kernel = nc._elementwise_kernel(name, pass_, dt, False)
+        res[f"{name} {pass_} in place"] = (_vector_stores(_llvm(plain, *ins, v.copy(), ())),
+                                           _vector_stores(_llvm(kernel, *ins, v.copy(), ())),
+                                           2 if pass_ == "forward" else 3)
+    return res
+
+
 def _scan_kernels(shard=0, shards=1) -> dict:
     """In a child process: {kernel: [(function, block), ...]} for every
     kernel checked (an empty list where it is clean).  ``shard`` of
@@ -187,6 +211,7 @@ def _scan_kernels(shard=0, shards=1) -> dict:
         res.update(_gated_checks(nc))
     if shard:
         return res
+    res.update(_in_place_checks(nc))
 
     def check(label, kernel, *args):
         res[label] = refcounts_in_loops(_llvm(kernel, *args))[:3]
@@ -274,7 +299,8 @@ def test_scan_sees_an_allocation_in_a_parallel_loop(scan):
 @needs_scan
 def test_no_refcounts_in_parallel_kernel_loops(scan):
     scan = {k: v for k, v in scan.items()
-            if k != "control" and "inlined" not in k and "row exp" not in k and "walk" not in k}
+            if k != "control" and "inlined" not in k and "row exp" not in k and "walk" not in k
+            and not k.endswith(" in place")}
     assert len(scan) == 15, sorted(scan)
     bad = {k: v for k, v in scan.items() if v}
     assert not bad, f"reference counting inside a loop: {bad}"
@@ -309,6 +335,21 @@ def test_log_softmax_forward_exponentials_are_vector_code(scan):
     checked = {k: v for k, v in scan.items() if "row exp" in k}
     assert len(checked) == 2, sorted(checked)
     assert all(checked.values()), f"exponentials not vectorized: {checked}"
+
+
+@needs_scan
+def test_in_place_calls_have_their_own_vector_loop(scan):
+    """An output that is an input runs a loop compiled for that case
+    (numba_cpu._same_address): LLVM vectorizes a loop over two arrays
+    behind a check that their ranges do not overlap, whose scalar fallback
+    an in-place call took (gelu forward 6.8 ns an element against 0.77).
+    The serial kernel holds its plain loop's vector stores once per case:
+    twice for a unary kernel (into another array, in place), three times
+    for a binary one (out is g, out is s, another array)."""
+    checked = {k: v for k, v in scan.items() if k.endswith(" in place")}
+    assert len(checked) == 2, checked
+    for label, (plain, kernel, cases) in checked.items():
+        assert plain > 0 and kernel >= cases * plain, (label, plain, kernel)
 
 
 def test_the_call_scan_can_fail():
