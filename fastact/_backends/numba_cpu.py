@@ -578,7 +578,7 @@ def _narrow_formula(name, pass_, kind):
 
     from .._prims_narrow import converters
     f = _formula(name, pass_, np.float32)
-    widen, narrow = converters(kind)
+    widen, narrow = converters(kind, quiet=False)
     arrays = 1 if pass_ == "forward" else 2
     names = [f"a{k}" for k in range(len(inspect.signature(f.py_func).parameters))]
     call = ", ".join(f"widen({a})" if k < arrays else a for k, a in enumerate(names))
@@ -750,7 +750,7 @@ def _prelu_kernels(dtype, parallel, kind=None):
         store_v = load
     else:
         from .._prims_narrow import converters
-        load, store_v = converters(kind)
+        load, store_v = converters(kind, quiet=False)
     W = np.float64
     zero = W(0.0)
     # the weight gradient: every term exact (float32 products are exact in

@@ -30,7 +30,7 @@ def _moves(kind):
     """``(load, store)``: ``load(a1, i, buf1, j, m)`` widens ``a1[i:i+m]``
     (bits) into ``buf1[j:j+m]``; ``store(buf1, j, a1, i, m)`` rounds back."""
     from .._prims_narrow import converters
-    widen, narrow = converters(kind)
+    widen, narrow = converters(kind, quiet=False)
 
     U = np.uint64
     wide = wide_vectors()
