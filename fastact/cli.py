@@ -8,6 +8,7 @@ option or a missing optional dependency.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -254,6 +255,11 @@ def _choose(args):
             if d not in _bench.DTYPES + _bench.NARROW_DTYPES:
                 raise _UsageError(f"unknown dtype {d!r}; choose from float32, float64, "
                                   "float16, bfloat16, all")
+        if "bfloat16" in dtypes:
+            try:
+                importlib.import_module("ml_dtypes")
+            except ImportError:
+                raise _UsageError("bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
     size = args.size or (_bench.QUICK_SIZE if args.quick else _bench.DEFAULT_SIZE)
     need = _bench.ARRAYS_HELD * size * max(8 if d == "float64" else 4 for d in dtypes)
     have = _memory_bytes()

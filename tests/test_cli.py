@@ -169,6 +169,18 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     assert len(lines) == 1, err
 
 
+@pytest.mark.parametrize("command", ["bench", "warmup"])
+def test_bfloat16_without_ml_dtypes_is_a_usage_error(capsys, monkeypatch, command):
+    """ml_dtypes is optional (not in the cli extra): --dtype bfloat16
+    without it says so in one line (the bench ended in a traceback from a
+    fresh venv with .[cli])."""
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)      # import fails
+    status, out, err = run(capsys, command, "--dtype", "float16,bfloat16", "--ops", "relu",
+                           *(SMALL if command == "bench" else ()))
+    assert status == 2
+    assert "bfloat16 needs ml_dtypes" in err and "Traceback" not in err
+
+
 def test_compare_with_an_empty_baseline_cannot_read_it(capsys, tmp_path):
     base = tmp_path / "list.json"
     base.write_text("[]")
