@@ -858,18 +858,34 @@ def _prelu_kernels(dtype, parallel, kind=None):
         L = run_len(C * inner)
         return (outer * C * inner + L - 1) // L, max(1, _CHUNK_MIN // L)
 
+    # In place (out is x; gx is g or x), the loops are compiled for that
+    # case too, the flat input passed as the flat output, as the
+    # elementwise kernels' (_same_address): in place, the float32 forward
+    # ran at 0.37 ns an element against 0.20 into another array.
+    same = _same_address()
+
     @inner_njit()
     def forward(lo, hi, x, w, out):
         """channel rows (or short rows' runs) lo .. hi - 1"""
         inline()
-        outer, C, inner = x.shape
+        n = x.size
+        x1 = x.reshape(n)
+        if same(out, x):
+            forward_flat(lo, hi, x1, w, x1, x.shape)
+        else:
+            forward_flat(lo, hi, x1, w, out.reshape(n), x.shape)
+
+    @inner_njit(inline="always")
+    def forward_flat(lo, hi, x1, w, o1, shape):
+        outer, C, inner = shape
         if inner >= row_min:
-            x2, o2 = x.reshape(outer * C, inner), out.reshape(outer * C, inner)
+            # channel rows, addressed by offset
             for r in range(lo, hi):
-                wc, xr, orow = w[r % C], x2[r], o2[r]
+                wc, base = w[r % C], r * inner
                 for j in range(inner):
                     wide()
-                    orow[j] = store_v(fwd(load(xr[j]), wc))
+                    k = U(base) + U(j)
+                    o1[k] = store_v(fwd(load(x1[k]), wc))
         else:
             # short rows: the flat arrays (addressed by offset: no slices in
             # the loop) in runs of L elements, whole samples, each one
@@ -877,7 +893,6 @@ def _prelu_kernels(dtype, parallel, kind=None):
             n = outer * C * inner
             L = run_len(C * inner)
             ws = spread(w, C, inner, L)
-            x1, o1 = x.reshape(n), out.reshape(n)
             for r in range(lo, hi):
                 base = r * L
                 for j in range(min(L, n - base)):
@@ -974,7 +989,16 @@ def _prelu_kernels(dtype, parallel, kind=None):
 
         kind = "stream" if nt else ("par" if parallel else "ser")
         # no reassociation: it would undo the two-sums
-        body = inner_njit()(backward)
+        flat = inner_njit(inline="always")(backward)
+
+        def dispatch(lo, hi, g1, x1, w, o1, partial, outer, C, inner):
+            if same(o1, g1):
+                flat(lo, hi, g1, x1, w, g1, partial, outer, C, inner)
+            elif same(o1, x1):
+                flat(lo, hi, g1, x1, w, x1, partial, outer, C, inner)
+            else:
+                flat(lo, hi, g1, x1, w, o1, partial, outer, C, inner)
+        body = inner_njit()(dispatch)
         if parallel:
             return _pooled(f"{tag}_bwd_{kind}", body, bwd_units)
         return _serial(f"{tag}_bwd", body, bwd_units)
