@@ -255,11 +255,7 @@ def _choose(args):
             if d not in _bench.DTYPES + _bench.NARROW_DTYPES:
                 raise _UsageError(f"unknown dtype {d!r}; choose from float32, float64, "
                                   "float16, bfloat16, all")
-        if "bfloat16" in dtypes:
-            try:
-                importlib.import_module("ml_dtypes")
-            except ImportError:
-                raise _UsageError("bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
+        _require_ml_dtypes(dtypes)
     size = args.size or (_bench.QUICK_SIZE if args.quick else _bench.DEFAULT_SIZE)
     need = _bench.ARRAYS_HELD * size * max(8 if d == "float64" else 4 for d in dtypes)
     have = _memory_bytes()
@@ -318,6 +314,16 @@ class _Progress:
             print(" " * 70, end="\r", file=sys.stderr, flush=True)
 
 
+def _require_ml_dtypes(dtypes):
+    """A usage error where ``dtypes`` (names) hold bfloat16 and ml_dtypes,
+    an optional dependency, does not import."""
+    if "bfloat16" in dtypes:
+        try:
+            importlib.import_module("ml_dtypes")
+        except ImportError:
+            raise _UsageError("bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
+
+
 def _warmup(args):
     import fastact
     from ._warmup import DTYPES, VARIANTS, _calls, dtype_of
@@ -327,10 +333,8 @@ def _warmup(args):
     if bad or unknown:
         raise _UsageError(f"unknown dtype(s) {bad}" if bad else f"unknown op(s) {unknown}")
     specs = [s for s in REGISTRY.values() if s.public and (not args.ops or s.api_name in args.ops)]
-    try:
-        dts = [dtype_of(d) for d in args.dtype]
-    except ImportError:
-        raise _UsageError("bfloat16 needs ml_dtypes (pip install ml_dtypes)") from None
+    _require_ml_dtypes(args.dtype)
+    dts = [dtype_of(d) for d in args.dtype]
     total = sum(len(_calls(s, dt, 256, v == "strided"))
                 for s in specs for dt in dts for v in VARIANTS)
     bar = _Progress(total, not args.no_progress, "fastact warmup")

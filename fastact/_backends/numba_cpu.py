@@ -672,10 +672,7 @@ class _Narrow(Widened):
         return run
 
     def elementwise(self, name, pass_, ins, out, params):
-        kind, o16 = out.dtype.name, out.view(np.uint16)
-        self.backend._run(out.shape[0], parallel_min(name),
-                          lambda par: _narrow_kernel(name, pass_, kind, par),
-                          *(a.view(np.uint16) for a in ins), o16, params, big_out=o16)
+        self.elementwise_kernel(name, pass_, out.dtype, False)(*ins, out, params)
 
     def rows_forward(self, name, x, out):
         from .numba_narrow import row_kernels

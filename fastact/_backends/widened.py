@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._narrow import is_narrow, narrow_into, widen
+from . import Backend
 
 
 def _like(out):
@@ -62,15 +63,10 @@ class Widened:
         getattr(self.backend, method)(*head, *(self._f32(a) for a in arrays), o, *tail)
         self._back(out, o)
 
-    def elementwise_kernel(self, name, pass_, dtype, small):
-        """``k(x, out, params)`` / ``k(g, s, out, params)`` on flat
-        C-contiguous narrow arrays of ``dtype`` (the call path of
-        fastact._api's fast path), float32 parameters."""
-        elementwise = self.elementwise
-
-        def run(*args):
-            elementwise(name, pass_, args[:-2], args[-2], args[-1])
-        return run
+    #: ``k(x, out, params)`` / ``k(g, s, out, params)`` on flat C-contiguous
+    #: narrow arrays (fastact._api's fast path), float32 parameters: the
+    #: backends' closure over ``elementwise``
+    elementwise_kernel = Backend.elementwise_kernel
 
     def elementwise(self, name, pass_, ins, out, params):
         o = _like(out)
