@@ -9,7 +9,7 @@ from conftest import ALL_CALLS, SINGLE_OUTPUT_CALLS, assert_bitwise_equal
 def assert_same(name, got, want):
     """Bit-exact, except softmax rows, whose summation order may legitimately change
     when out aliases an input (the vectorizer's runtime alias checks): 2 ULP there."""
-    if name.startswith("softmax"):
+    if name.startswith(("softmax", "log_softmax")):
         np.testing.assert_array_max_ulp(got, want, 2)
     else:
         assert_bitwise_equal(got, want)
@@ -72,6 +72,57 @@ def test_out_in_place(host_backend, dtype, name, which):
     res = fn(*args, out=target, backend=host_backend)
     assert res is target
     assert_same(name, target, want)
+
+
+#: a sample of the kernel skeletons (elementwise unary and binary, the
+#: softmax family's rows): each in-place case compiles a worker of its own
+POOL_IN_PLACE = ["gelu", "gelu_backward", "softmax", "softmax_backward", "log_softmax"]
+
+
+@pytest.mark.parametrize("name", POOL_IN_PLACE)
+@pytest.mark.parametrize("which", [0, -1])
+def test_out_in_place_on_the_pool(name, which, restore_threads):
+    """Arrays big enough for the parallel kernels: an in-place call runs the
+    pool's worker compiled for its case (numba_pool.PoolKernel's ``alias``),
+    with the results of a call into another array, on one thread and two."""
+    from conftest import require_backend
+    require_backend("numba")
+    if name == "log_softmax":          # its own forward skeleton
+        fn, args = fastact.log_softmax, _args("softmax", np.float32, (256, 512), seed=11)[1]
+    else:
+        fn, args = _args(name, np.float32, shape=(256, 512), seed=11)
+    assert args[0].size >= fastact.config.PARALLEL_MIN
+    for threads in (1, 2):
+        fastact.set_num_threads(threads)
+        want = fn(*args, backend="numba")
+        work = [a.copy() for a in args]
+        assert fn(*work, out=work[which], backend="numba") is work[which]
+        assert_same(name, work[which], want)
+
+
+def test_prelu_in_place_on_the_pool(restore_threads):
+    """PReLU's parallel kernels in place (forward out is x; backward gx is
+    g, or x), long rows and short, as test_out_in_place_on_the_pool."""
+    from conftest import require_backend
+    require_backend("numba")
+    rng = np.random.default_rng(12)
+    for shape in ((8, 64, 256), (16384, 8, 1)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        w = rng.uniform(0.05, 0.5, shape[1]).astype(np.float32)
+        for threads in (1, 2):
+            fastact.set_num_threads(threads)
+            want = fastact.prelu(x, w, backend="numba")
+            xc = x.copy()
+            assert fastact.prelu(xc, w, out=xc, backend="numba") is xc
+            assert_bitwise_equal(xc, want)
+            gx_want, gw_want = fastact.prelu_backward(g, x, w, backend="numba")
+            for k in (0, 1):
+                work = [g.copy(), x.copy()]
+                gx, gw = fastact.prelu_backward(*work, w, out=(work[k], None), backend="numba")
+                assert gx is work[k]
+                assert_bitwise_equal(gx, gx_want)
+                assert_bitwise_equal(gw, gw_want)
 
 
 @pytest.mark.parametrize("name", NAMES)

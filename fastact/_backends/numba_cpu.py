@@ -171,13 +171,13 @@ def _binary_loop(f, indexed, wide):
 _CHUNK_MIN = config.POOL_CHUNK_MIN_ELEMS
 
 
-def _pooled(tag, body, units, grain=1):
+def _pooled(tag, body, units, grain=1, alias=None):
     """The parallel kernel ``k(nthreads, *args)`` of ``body(lo, hi, *args)``
     over the units of ``units(*args) -> (n, least)`` (numba_pool.PoolKernel:
     the chunks go to whichever of the calling thread and the pool's workers
-    is free)."""
+    is free; with ``alias``, ``body(case)`` is the body of a case)."""
     from .numba_pool import PoolKernel
-    return PoolKernel(tag + "_pool", body, units, grain)
+    return PoolKernel(tag + "_pool", body, units, grain, alias)
 
 
 def _serial(tag, body, units, **options):
@@ -236,61 +236,76 @@ def _pooled_elementwise(tag, f, indexed, binary):
     def count(out):
         return out.shape[0], _CHUNK_MIN
 
-    return _pooled_arity(tag, _alias_dispatch(body, binary), count, binary, grain=16)
+    return _pooled_arity(tag, _alias_cases(body, binary), count, binary, grain=16)
 
 
-def _alias_dispatch(body, binary):
-    """``run(lo, hi, a, b, out, params)``: ``body`` (Numba-inlined) with the
-    output replaced by the input it is, where it is one (see
-    _same_address); ``binary``: ``b`` is another array (unary kernels pass
-    ``a`` twice, whose second test would only repeat the first)."""
+def _alias_cases(body, binary):
+    """``runs[case](lo, hi, a, b, out, params)``: ``body`` (Numba-inlined)
+    with the output replaced by the input it is (see _same_address): case
+    0 none, 1 ``a``, 2 ``b`` (``binary``: ``b`` is another array; unary
+    kernels pass ``a`` twice, and have cases 0 and 1)."""
+    inline = always_inline()
+
+    @inner_njit()
+    def apart(lo, hi, a, b, out, params):
+        inline()
+        body(lo, hi, a, b, out, params)
+
+    @inner_njit()
+    def on_a(lo, hi, a, b, out, params):
+        inline()
+        body(lo, hi, a, b, a, params)
+
+    @inner_njit()
+    def on_b(lo, hi, a, b, out, params):
+        inline()
+        body(lo, hi, a, b, b, params)
+    return (apart, on_a, on_b) if binary else (apart, on_a)
+
+
+def _cases(body_of):
+    """``body_of`` (a case's body) made once a case (PoolKernel's ``body``)."""
+    return functools.lru_cache(maxsize=None)(body_of)
+
+
+def _pooled_arity(tag, runs, count, binary, grain=1):
+    """The parallel kernel of ``runs[case](lo, hi, a, b, out, params)`` (see
+    _alias_cases; each case's worker compiled when a call first has it) over
+    the units of ``count(out) -> (n, least)``, called ``k(nthreads, g, s,
+    out, params)`` where ``binary``, else ``k(nthreads, x, out, params)``
+    (``b`` is ``x`` again)."""
     inline, same = always_inline(), _same_address()
     if binary:
-        @inner_njit()
-        def run(lo, hi, a, b, out, params):
-            inline()
-            if same(out, a):
-                body(lo, hi, a, b, a, params)
-            elif same(out, b):
-                body(lo, hi, a, b, b, params)
-            else:
-                body(lo, hi, a, b, out, params)
-    else:
-        @inner_njit()
-        def run(lo, hi, a, b, out, params):
-            inline()
-            if same(out, a):
-                body(lo, hi, a, b, a, params)
-            else:
-                body(lo, hi, a, b, out, params)
-    return run
-
-
-def _pooled_arity(tag, run, count, binary, grain=1):
-    """The parallel kernel of ``run(lo, hi, a, b, out, params)`` over the
-    units of ``count(out) -> (n, least)``, called ``k(nthreads, g, s, out,
-    params)`` where ``binary``, else ``k(nthreads, x, out, params)`` (``b``
-    is ``x`` again)."""
-    inline = always_inline()
-    if binary:
-        @inner_njit()
-        def body(lo, hi, g, s, out, params):
-            inline()
-            run(lo, hi, g, s, out, params)
+        def wrap(run):
+            @inner_njit()
+            def body(lo, hi, g, s, out, params):
+                inline()
+                run(lo, hi, g, s, out, params)
+            return body
 
         @inner_njit()
         def units(g, s, out, params):
             return count(out)
-    else:
+
         @inner_njit()
-        def body(lo, hi, x, out, params):
-            inline()
-            run(lo, hi, x, x, out, params)
+        def alias(g, s, out, params):
+            return 1 if same(out, g) else (2 if same(out, s) else 0)
+    else:
+        def wrap(run):
+            @inner_njit()
+            def body(lo, hi, x, out, params):
+                inline()
+                run(lo, hi, x, x, out, params)
+            return body
 
         @inner_njit()
         def units(x, out, params):
             return count(out)
-    return _pooled(tag, body, units, grain)
+
+        @inner_njit()
+        def alias(x, out, params):
+            return 1 if same(out, x) else 0
+    return _pooled(tag, _cases(lambda case: wrap(runs[case])), units, grain, alias=alias)
 
 
 def _block_elems(dtype):
@@ -548,8 +563,7 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     def count(out):
         return blocks(out, 0, 1)[2], 16
 
-    return _pooled_arity(tag + "_prefetch", _alias_dispatch(chunk_blocks, binary), count,
-                         binary)
+    return _pooled_arity(tag + "_prefetch", _alias_cases(chunk_blocks, binary), count, binary)
 
 
 @functools.lru_cache(maxsize=None)
@@ -859,18 +873,30 @@ def _prelu_kernels(dtype, parallel, kind=None):
     # case too, the flat input passed as the flat output, as the
     # elementwise kernels' (_same_address): in place, the float32 forward
     # ran at 0.37 ns an element against 0.20 into another array.
+    # Each body is made for a ``case``, as _row_kernels' (-1: told apart at
+    # run time, the serial kernels; else the pool's case).
     same = _same_address()
 
+    def forward_of(case):
+        @inner_njit()
+        def forward(lo, hi, x, w, out):
+            """channel rows (or short rows' runs) lo .. hi - 1"""
+            inline()
+            n = x.size
+            x1 = x.reshape(n)
+            if case == 1 or (case < 0 and same(out, x)):
+                forward_flat(lo, hi, x1, w, x1, x.shape)
+            else:
+                forward_flat(lo, hi, x1, w, out.reshape(n), x.shape)
+        return forward
+
     @inner_njit()
-    def forward(lo, hi, x, w, out):
-        """channel rows (or short rows' runs) lo .. hi - 1"""
-        inline()
-        n = x.size
-        x1 = x.reshape(n)
-        if same(out, x):
-            forward_flat(lo, hi, x1, w, x1, x.shape)
-        else:
-            forward_flat(lo, hi, x1, w, out.reshape(n), x.shape)
+    def fwd_alias(x, w, out):
+        return 1 if same(out, x) else 0
+
+    @inner_njit()
+    def bwd_alias(g1, x1, w, o1, partial, outer, C, inner):
+        return 1 if same(o1, g1) else (2 if same(o1, x1) else 0)
 
     @inner_njit(inline="always")
     def forward_flat(lo, hi, x1, w, o1, shape):
@@ -988,22 +1014,25 @@ def _prelu_kernels(dtype, parallel, kind=None):
         # no reassociation: it would undo the two-sums
         flat = inner_njit(inline="always")(backward)
 
-        def dispatch(lo, hi, g1, x1, w, o1, partial, outer, C, inner):
-            if same(o1, g1):
-                flat(lo, hi, g1, x1, w, g1, partial, outer, C, inner)
-            elif same(o1, x1):
-                flat(lo, hi, g1, x1, w, x1, partial, outer, C, inner)
-            else:
-                flat(lo, hi, g1, x1, w, o1, partial, outer, C, inner)
-        body = inner_njit()(dispatch)
+        def backward_of(case):
+            @inner_njit()
+            def dispatch(lo, hi, g1, x1, w, o1, partial, outer, C, inner):
+                if case == 1 or (case < 0 and same(o1, g1)):
+                    flat(lo, hi, g1, x1, w, g1, partial, outer, C, inner)
+                elif case == 2 or (case < 0 and same(o1, x1)):
+                    flat(lo, hi, g1, x1, w, x1, partial, outer, C, inner)
+                else:
+                    flat(lo, hi, g1, x1, w, o1, partial, outer, C, inner)
+            return dispatch
         if parallel:
-            return _pooled(f"{tag}_bwd_{kind}", body, bwd_units)
-        return _serial(f"{tag}_bwd", body, bwd_units)
+            return _pooled(f"{tag}_bwd_{kind}", _cases(backward_of), bwd_units, alias=bwd_alias)
+        return _serial(f"{tag}_bwd", backward_of(-1), bwd_units)
 
     if parallel != "stream":
         if parallel:
-            return _pooled(tag + "_fwd", forward, fwd_units), backward_kernel(False)
-        return _serial(tag + "_fwd", forward, fwd_units), backward_kernel(False)
+            return (_pooled(tag + "_fwd", _cases(forward_of), fwd_units, alias=fwd_alias),
+                    backward_kernel(False))
+        return _serial(tag + "_fwd", forward_of(-1), fwd_units), backward_kernel(False)
 
     # Streamed forward (big outputs): the flat output taken in the
     # elementwise kernels' blocks, which start at 64-byte boundaries of the
@@ -1365,21 +1394,26 @@ def _row_kernels(name, dtype, parallel):
     # were vectorized behind a check that they do not overlap, whose scalar
     # fallback in-place calls took: softmax forward 3.1-3.4 ns an element
     # against 0.45-0.57).  The helpers that read one array and write the
-    # other are inlined by Numba, so that LLVM sees the one array.
+    # other are inlined by Numba, so that LLVM sees the one array.  Each
+    # body is made for a ``case`` (_alias_cases): -1 tells the cases apart
+    # at run time (the serial kernels), else it is the pool's case, a
+    # constant that Numba prunes the other branches by.
     same = _same_address()
 
-    @inner_njit()
-    def forward(lo, hi, x, out):
-        """rows lo .. hi - 1"""
-        inline()
-        rows, n = x.shape
-        x1 = x.reshape(rows * n)
-        acc = np.empty(lanes if compensated else 1, W)
-        comp = np.empty_like(acc)
-        if same(out, x):
-            forward_rows(lo, hi, x1, x1, n, acc, comp)
-        else:
-            forward_rows(lo, hi, x1, out.reshape(rows * n), n, acc, comp)
+    def forward_of(case):
+        @inner_njit()
+        def forward(lo, hi, x, out):
+            """rows lo .. hi - 1"""
+            inline()
+            rows, n = x.shape
+            x1 = x.reshape(rows * n)
+            acc = np.empty(lanes if compensated else 1, W)
+            comp = np.empty_like(acc)
+            if case == 1 or (case < 0 and same(out, x)):
+                forward_rows(lo, hi, x1, x1, n, acc, comp)
+            else:
+                forward_rows(lo, hi, x1, out.reshape(rows * n), n, acc, comp)
+        return forward
 
     @inner_njit(inline="always")
     def forward_rows(lo, hi, x1, o1, n, acc, comp):
@@ -1394,21 +1428,23 @@ def _row_kernels(name, dtype, parallel):
                 s = row_sum(o1, base, n, acc, comp)
             scale(o1, base, n, W(1.0) / s)
 
-    @inner_njit()
-    def forward_log(lo, hi, x, out):
-        # the exponentials summed as they are computed (as the C backend's
-        # rows_fwd), the output written once
-        inline()
-        rows, n = x.shape
-        x1 = x.reshape(rows * n)
-        # float64 rows' terms and lanes (float32's: unused), one a chunk
-        buf = np.empty(block, T)
-        acc = np.empty(lanes if compensated else 1, W)
-        comp = np.empty_like(acc)
-        if same(out, x):
-            log_rows(lo, hi, x1, x1, n, buf, acc, comp)
-        else:
-            log_rows(lo, hi, x1, out.reshape(rows * n), n, buf, acc, comp)
+    def forward_log_of(case):
+        @inner_njit()
+        def forward_log(lo, hi, x, out):
+            # the exponentials summed as they are computed (as the C backend's
+            # rows_fwd), the output written once
+            inline()
+            rows, n = x.shape
+            x1 = x.reshape(rows * n)
+            # float64 rows' terms and lanes (float32's: unused), one a chunk
+            buf = np.empty(block, T)
+            acc = np.empty(lanes if compensated else 1, W)
+            comp = np.empty_like(acc)
+            if case == 1 or (case < 0 and same(out, x)):
+                log_rows(lo, hi, x1, x1, n, buf, acc, comp)
+            else:
+                log_rows(lo, hi, x1, out.reshape(rows * n), n, buf, acc, comp)
+        return forward_log
 
     @inner_njit(inline="always")
     def log_rows(lo, hi, x1, o1, n, buf, acc, comp):
@@ -1420,18 +1456,28 @@ def _row_kernels(name, dtype, parallel):
             c, rest = exp_rest(x1, buf, acc, comp, base, n, m, nxt)
             log_row(x1, o1, base, n, m, math.log1p((c - one) + rest))
 
+    def backward_of(case):
+        @inner_njit()
+        def backward(lo, hi, g, y, out):
+            inline()
+            rows, n = y.shape
+            # flat views made once, rows addressed by offset (as backward_stream)
+            g1, y1 = g.reshape(rows * n), y.reshape(rows * n)
+            if case == 1 or (case < 0 and same(out, g)):
+                backward_rows(lo, hi, g1, y1, g1, n)
+            elif case == 2 or (case < 0 and same(out, y)):
+                backward_rows(lo, hi, g1, y1, y1, n)
+            else:
+                backward_rows(lo, hi, g1, y1, out.reshape(rows * n), n)
+        return backward
+
     @inner_njit()
-    def backward(lo, hi, g, y, out):
-        inline()
-        rows, n = y.shape
-        # flat views made once, rows addressed by offset (as backward_stream)
-        g1, y1 = g.reshape(rows * n), y.reshape(rows * n)
-        if same(out, g):
-            backward_rows(lo, hi, g1, y1, g1, n)
-        elif same(out, y):
-            backward_rows(lo, hi, g1, y1, y1, n)
-        else:
-            backward_rows(lo, hi, g1, y1, out.reshape(rows * n), n)
+    def fwd_alias(x, out):
+        return 1 if same(out, x) else 0
+
+    @inner_njit()
+    def bwd_alias(g, y, out):
+        return 1 if same(out, g) else (2 if same(out, y) else 0)
 
     @inner_njit(inline="always")
     def backward_rows(lo, hi, g1, y1, o1, n):
@@ -1445,15 +1491,15 @@ def _row_kernels(name, dtype, parallel):
                 k = U(base) + U(j)
                 o1[k] = grad(g1[k], y1[k], d)
 
-    fwd_body = forward_log if log else forward
-    if parallel == "bodies":       # for the narrow kernels (numba_narrow)
-        return fwd_body, backward, fwd_units, bwd_units
+    fwd_of = forward_log_of if log else forward_of
+    if parallel == "bodies":       # for the narrow kernels (numba_narrow): in place
+        return fwd_of(1), backward_of(1), fwd_units, bwd_units
     if not parallel:
-        return (_serial(tag + "_fwd", fwd_body, fwd_units),
-                _serial(tag + "_bwd", backward, bwd_units))
+        return (_serial(tag + "_fwd", fwd_of(-1), fwd_units),
+                _serial(tag + "_bwd", backward_of(-1), bwd_units))
     if parallel != "stream":
-        return (_pooled(tag + "_fwd", fwd_body, fwd_units),
-                _pooled(tag + "_bwd", backward, bwd_units))
+        return (_pooled(tag + "_fwd", _cases(fwd_of), fwd_units, alias=fwd_alias),
+                _pooled(tag + "_bwd", _cases(backward_of), bwd_units, alias=bwd_alias))
 
     # Streaming variant (outputs too big for the caches): each row computed
     # block by block into a buffer (one a chunk) and streamed out.  A row's

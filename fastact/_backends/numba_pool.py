@@ -219,55 +219,85 @@ def _unpacker(types_):
 
 # --- the kernels -----------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def _no_alias():
+    """The ``alias`` of a kernel without cases: 0."""
+    from .._prims import inner_njit
+
+    @inner_njit()
+    def no_alias(*args):
+        return 0
+    return no_alias
+
+
 class PoolKernel:
     """A parallel kernel: ``kernel(nthreads, *args)`` runs ``body(lo, hi,
     *args)`` over the ``n`` units of ``(n, least) = units(*args)`` in chunks
     (multiples of ``grain`` units, at least ``least``) on the calling thread
     and up to ``nthreads - 1`` workers of the pool.  ``body`` and ``units``
-    are Numba functions; ``body`` should be inlined (``always_inline``)."""
+    are Numba functions; ``body`` should be inlined (``always_inline``).
 
-    def __init__(self, tag, body, units, grain=1):
+    ``alias`` (optional), a Numba function ``alias(*args) -> case``: which
+    input the output is (0: none), and ``body`` then a function ``body(case)
+    -> Numba body``, that case's loops, whose worker is compiled when a call
+    first has that case.  A loop is compiled for in-place calls with one
+    array for both (numba_cpu._same_address), and compiled in one kernel
+    with the others, that doubled or tripled a kernel's compile (the CI's
+    compile step 364 -> 530-560 s), for calls that few programs make."""
+
+    def __init__(self, tag, body, units, grain=1, alias=None):
         self.tag, self.body, self.units = tag, body, units
-        self.grain = grain
-        self._workers = {}                  # layout hash -> cfunc
-        self._last = (0, 0)                 # (layout hash, worker address)
-        self._drive = self._par = None
+        self.grain, self.alias = grain, alias
+        self._workers = {}                  # (layout hash, case) -> cfunc
+        self._last = (0, 0)                 # (key, worker address)
+        self._drive = None
+        self._par = {}                      # case -> prange kernel
 
     # -- the C pool
     def _driver(self):
         if self._drive is None:
             pack, layout, call_pool = _intrinsics()
-            units = self.units
+            units, alias = self.units, self.alias or _no_alias()
 
             def drive(entry, worker, want, grain, nthreads, *args):
-                if layout(args) != want:
+                # want: the worker's key, its layout's hash and case
+                if layout(args) * 4 + alias(*args) != want:
                     return -2
                 n, least = units(*args)
                 return call_pool(entry, worker, pack(args), n, grain, least, nthreads)
             self._drive = kernel_njit(self.tag + "_drive", nogil=True)(drive)
         return self._drive
 
-    def worker(self, args):
-        """The range worker (a ``numba.cfunc``) for arguments like ``args``."""
+    def case(self, args) -> int:
+        """The case of ``args``: ``alias(*args)``, else 0."""
+        return 0 if self.alias is None else int(self.alias(*args))
+
+    def _body(self, case):
+        return self.body if self.alias is None else self.body(case)
+
+    def worker(self, args, case=0):
+        """The range worker (a ``numba.cfunc``) for arguments like ``args``
+        of ``case``, and its key."""
         import numba
         types_ = [numba.typeof(a) for a in args]
         h = layout_hash(types_)
-        w = self._workers.get(h)
+        w = self._workers.get((h, case))
         if w is None:
-            w = self._workers[h] = _make_worker(self.tag, self.body, tuple(types_))
-        return h, w
+            tag = self.tag if case == 0 else f"{self.tag}_a{case}"
+            w = self._workers[h, case] = _make_worker(tag, self._body(case), tuple(types_))
+        return h * 4 + case, w
 
     def __call__(self, nthreads, *args):
         entry, _ = _c_pool()
         if entry is None:
             return self._numba(nthreads, *args)
         drive = self._driver()
-        h, address = self._last
-        rc = drive(entry, address, h, self.grain, nthreads, *args)
-        if rc == -2:                        # arguments of another layout
-            h, w = self.worker(args)
-            self._last = (h, w.address)
-            rc = drive(entry, w.address, h, self.grain, nthreads, *args)
+        key, address = self._last
+        rc = drive(entry, address, key, self.grain, nthreads, *args)
+        if rc == -2:                        # arguments of another layout or case
+            key, w = self.worker(args, self.case(args))
+            self._last = (key, w.address)
+            rc = drive(entry, w.address, key, self.grain, nthreads, *args)
         if rc != 0:
             raise RuntimeError(f"fastact: the pool refused {self.tag} ({rc})")
 
@@ -277,7 +307,7 @@ class PoolKernel:
         (a dispatcher's ``stats``, summed: what ``fastact warmup`` filled)."""
         from types import SimpleNamespace
         hits, misses = [], []
-        for d in (self._drive, self._par):
+        for d in (self._drive, *self._par.values()):
             if d is not None:
                 hits += list(d.stats.cache_hits)
                 misses += list(d.stats.cache_misses)
@@ -288,19 +318,23 @@ class PoolKernel:
     def inspect_llvm(self):
         """``{name: LLVM IR}`` of what ran: the range workers (the C pool)
         or the ``prange`` kernel, as a dispatcher's ``inspect_llvm``."""
-        if self._par is not None:
-            return self._par.inspect_llvm()
+        if self._par:
+            return {f"{k}_{c}": ir for c, p in self._par.items()
+                    for k, ir in p.inspect_llvm().items()}
         return {k: w.inspect_llvm() for k, w in self._workers.items()}
 
     # -- Numba's own threads (no C pool)
     def _numba(self, nthreads, *args):
         import numba
-        if self._par is None:
-            self._par = _prange_kernel(self.tag, self.body, self.units, len(args))
+        case = self.case(args)
+        par = self._par.get(case)
+        if par is None:
+            tag = self.tag if case == 0 else f"{self.tag}_a{case}"
+            par = self._par[case] = _prange_kernel(tag, self._body(case), self.units, len(args))
         # the caller holds numba_cpu's lock of Numba's pool
         if numba.get_num_threads() != nthreads:
             numba.set_num_threads(nthreads)
-        self._par(nthreads, *args)
+        par(nthreads, *args)
 
 
 def _prange_kernel(tag, body, units, arity):
