@@ -6,6 +6,11 @@ Usage::
     python benchmarks/make_baseline.py --merge run1.json run2.json ... -o baseline.json
     python benchmarks/make_baseline.py --add --runs 8 --ops gelu,silu
 
+Figures are fractions of a copy's throughput, which carry between machines
+of one processor only: each processor has its own file, ``baseline.json``
+or ``baseline.<processor>.json`` beside it (fastact._bench.baseline_for),
+and ``-o`` defaults to this machine's.
+
 ``--add`` measures only the kernels the extra options select (a new op's)
 and puts their rows into the existing baseline, keeping every other row as
 it is: a new op gets a baseline without the whole file being regenerated.
@@ -73,9 +78,18 @@ def main(argv=None):
     p.add_argument("--merge", nargs="+", metavar="JSON", help="merge existing result files")
     p.add_argument("--add", action="store_true",
                    help="keep the output file's rows; add (or replace) those measured now")
-    p.add_argument("-o", "--output", default=os.path.join(os.path.dirname(__file__),
-                                                          "baseline.json"))
+    p.add_argument("-o", "--output", default=None,
+                   help="default: benchmarks/baseline.json where it was made on this "
+                        "processor (or does not exist), else benchmarks/baseline.<processor>.json "
+                        "(fastact bench --compare picks the file of its machine's processor)")
     args, extra = p.parse_known_args(argv)
+    if args.output is None:
+        from fastact import _bench
+        default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baseline.json")
+        found, seen = _bench.baseline_for(default)
+        args.output = str(found) if found is not None else (
+            default if not seen else
+            os.path.join(os.path.dirname(default), f"baseline.{_bench.machine_key()}.json"))
     paths = args.merge
     if not paths:
         tmp = tempfile.mkdtemp(prefix="fastact-baseline-")

@@ -837,6 +837,45 @@ def dump(results, meta):
     return {"meta": meta, "results": [r.to_json() for r in results]}
 
 
+def machine_key(processor=None) -> str:
+    """The file-name form of a processor's name (``/proc/cpuinfo``'s model
+    name): ``"AMD EPYC"`` -> ``"amd-epyc"``."""
+    import re
+    name = _cpu_name() if processor is None else processor
+    return re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((r|tm)\)", "", name.lower())).strip("-") or "unknown"
+
+
+def baseline_for(path, processor=None):
+    """``(file, processors)``: the regression baseline made on this machine's
+    processor (``processor``, default this one's), ``path`` itself or its
+    sibling ``<stem>.<machine_key>.json``, or None; ``processors``: what the
+    baselines there were made on.  Figures are fractions of a copy's
+    throughput, which holds between machines of one kind only: a kernel
+    bound by its arithmetic is a smaller fraction of a faster memory's copy,
+    and arrays that outgrow one machine's caches fit another's (2**22
+    float32 elements, 16 MiB an array: an AMD EPYC's 32 MiB L3 holds most of
+    a kernel's two, its copy 68-74 GB/s against 28 on the Xeon of
+    baseline.json, and 80 of 260 kernels fell below that file's figures).
+    A file without a processor (a results file, or a list) is taken as
+    made here."""
+    import pathlib
+    name = _cpu_name() if processor is None else processor
+    path = pathlib.Path(path)
+    candidates = [path, path.with_name(f"{path.stem}.{machine_key(name)}{path.suffix}")]
+    seen = []
+    for c in candidates:
+        try:
+            with open(c) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            continue
+        made_on = data.get("meta", {}).get("processor") if isinstance(data, dict) else None
+        if made_on is None or made_on == name:
+            return c, seen
+        seen.append(made_on)
+    return None, seen
+
+
 def load_figures(path):
     """``{key: roofline}`` from a results or baseline JSON file (a ValueError
     where it holds none)."""

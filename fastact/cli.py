@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import math
+import pathlib
 import sys
 
 CHARTS_HINT = "pip install fastact[cli]"
@@ -386,9 +387,22 @@ def _bench_run(args):
         return _compile_only(args, ops, backends, dtypes, size)
     max_reg = args.max_regression if args.max_regression is not None else _bench.MAX_REGRESSION
     baseline = None
+    unchecked = None            # why --compare finds no baseline for this machine
     if args.compare:
         try:
-            baseline = _bench.load_figures(args.compare)
+            path, seen = _bench.baseline_for(args.compare)
+            if path is None and not seen:
+                raise FileNotFoundError(f"no such file: {args.compare}")
+            if path is None:
+                unchecked = (f"regression check NOT RUN: no baseline made on this processor "
+                             f"({_bench._cpu_name()}); {args.compare} and its siblings were "
+                             f"made on: {', '.join(seen)}.  A copy-relative figure does not "
+                             "carry between processors; make this one's: python "
+                             "benchmarks/make_baseline.py --runs 8 (it writes "
+                             f"{pathlib.Path(args.compare).stem}.{_bench.machine_key()}.json)")
+            else:
+                baseline = _bench.load_figures(path)
+                args.compare = str(path)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise _UsageError(f"cannot read baseline {args.compare}: {e}") from None
     for option, path in (("--json", args.json), ("--plot", args.plot)):
@@ -461,6 +475,8 @@ def _bench_run(args):
     results = results + cached
     if baseline is not None:
         status = _check(results, baseline, max_reg, args.retries, repeat, args.compare)
+    elif unchecked:
+        print("\n" + unchecked)
 
     if args.json:
         meta = _bench.metadata(size, repeat, args.quick)

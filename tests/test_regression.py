@@ -112,15 +112,56 @@ def test_doctored_baseline_fails(honest_baseline, capsys):
     assert "sigmoid/forward/numba/float32" in out
 
 
-def test_committed_baseline_covers_the_quick_run():
-    data = json.loads(BASELINE.read_text())
-    figures = _bench.load_figures(BASELINE)
+#: the committed baselines, one a processor (fastact._bench.baseline_for)
+BASELINES = sorted(BASELINE.parent.glob("baseline*.json"))
+
+
+@pytest.mark.parametrize("path", BASELINES, ids=[p.name for p in BASELINES])
+def test_committed_baseline_covers_the_quick_run(path):
+    data = json.loads(path.read_text())
+    figures = _bench.load_figures(path)
     assert data["meta"]["quick"] and data["meta"]["clock"] == "cpu"
+    processor = data["meta"]["processor"]
+    assert _bench.baseline_for(BASELINE, processor) == (path, [] if path == BASELINE else
+                                                        [json.loads(BASELINE.read_text())
+                                                         ["meta"]["processor"]])
     size, threads = _bench.QUICK_SIZE, _bench.QUICK_THREADS
     for op in fastact.ACTIVATIONS:
         for p in _bench.PASSES:
-            key = _bench.case_key(op, p, "numba", "float32", size, threads)
-            assert 0.02 < figures[key] < 2, key
+            for backend in ("numba", "c"):
+                key = _bench.case_key(op, p, backend, "float32", size, threads)
+                assert 0.02 < figures[key] < 2, key
+
+
+def test_baseline_of_the_machines_processor(tmp_path, capsys):
+    """--compare FILE takes FILE where it was made on this processor, else
+    its sibling FILE-stem.<processor>.json; with neither, the bench runs and
+    says that the check did not (no exit status 1 for a machine of another
+    kind: its figures say nothing about the code)."""
+    def write(path, processor, roofline):
+        rows = [{"key": _bench.case_key("relu", p, "numba", "float32", 1 << 20, 1),
+                 "roofline": roofline} for p in _bench.PASSES]
+        path.write_text(json.dumps({"meta": {"processor": processor}, "results": rows}))
+    here = _bench._cpu_name()
+    main = tmp_path / "base.json"
+    write(main, "Some Other CPU", 50.0)            # no run here could pass it
+    assert _bench.machine_key("Intel(R) Xeon(R) Processor") == "intel-xeon-processor"
+    assert _bench.baseline_for(main) == (None, ["Some Other CPU"])
+    args = ["bench", *QUICK, "--ops", "relu", "--in-cache", "0", "--compare", str(main)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "regression check NOT RUN: no baseline made on this processor" in out
+    assert f"base.{_bench.machine_key()}.json" in out
+    sibling = tmp_path / f"base.{_bench.machine_key()}.json"
+    write(sibling, here, 50.0)
+    assert _bench.baseline_for(main) == (sibling, ["Some Other CPU"])
+    assert cli.main(args) == 1                     # checked against the sibling
+    out = capsys.readouterr().out
+    assert "regression check FAILED: 2 of 2 kernels" in out and sibling.name in out
+    write(main, here, 0.01)                        # FILE itself, made here
+    assert _bench.baseline_for(main) == (main, [])
+    assert cli.main(args) == 0
+    assert "regression check passed" in capsys.readouterr().out
 
 
 def test_quick_run_has_narrow_rows(tmp_path, capsys):
