@@ -582,3 +582,25 @@ def test_numba_without_f16c_subprocess():
     require_backend("numba")
     r = NUMBA_GENERIC.result()
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_softmax_backward_in_place_on_the_pool(dtype, restore_threads):
+    """The Numba narrow softmax-family backward (numba_cpu._row_kernels'
+    ``kind``: the row kernels on the bits) above PARALLEL_MIN, into another
+    array and in place on g and on y, one thread and two: the same bits."""
+    require_backend("numba")
+    shape = (64, 2048)
+    assert shape[0] * shape[1] >= fastact.config.PARALLEL_MIN
+    x, g = _narrow_normal(shape, dtype, 9), _narrow_normal(shape, dtype, 10, 1.0)
+    for name in ("softmax", "log_softmax", "softmin"):
+        y = getattr(fastact, name)(x, backend="numba")
+        bwd = getattr(fastact, name + "_backward")
+        for threads in (1, 2):
+            fastact.set_num_threads(threads)
+            want = bwd(g, y, backend="numba")
+            _close(want, bwd(g, y, backend="numpy"), dtype, name)
+            for k in (0, 1):
+                work = [g.copy(), y.copy()]
+                assert bwd(*work, out=work[k], backend="numba") is work[k]
+                assert np.array_equal(work[k].view(np.uint16), want.view(np.uint16)), (name, k)

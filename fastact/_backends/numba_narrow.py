@@ -7,8 +7,9 @@ conversions), runs the float32 kernel's range body on them (numba_cpu's
 piece, so no whole-array float32 copy is made and the float32 body's later
 passes read a cached copy:
 
-- the softmax family: whole rows, as many as ``config.NARROW_ROW_ELEMS``
-  elements hold (at least one);
+- the softmax family's forward: whole rows, as many as
+  ``config.NARROW_ROW_ELEMS`` elements hold (at least one); its backward is
+  numba_cpu's row kernel on the bits, widening each element it reads;
 - the softmax family along a middle axis: a task's block of ``n`` rows by
   ``NARROW_ROW_ELEMS / n`` columns (at least 16), gathered into a dense block;
 - the gated units: runs within one row half of at most ``config.NARROW_CHUNK``
@@ -59,7 +60,7 @@ def row_kernels(name, kind, parallel):
     """``(forward(x, out), backward(g, y, out))`` of the softmax-family entry
     ``name`` on 2-D ``(rows, n)`` uint16 bits of ``kind``; ``parallel``:
     the pool's kernels (called with the thread count first), else serial."""
-    fwd, bwd, fwd_units, bwd_units = numba_cpu._row_kernels(name, np.float32, "bodies")
+    fwd, fwd_units = numba_cpu._row_kernels(name, np.float32, "bodies")
     load, store = _moves(kind)
     per = config.NARROW_ROW_ELEMS
     f32 = np.float32
@@ -78,23 +79,12 @@ def row_kernels(name, kind, parallel):
             fwd(0, m, b, b)
             store(b1, 0, out1, r * n, m * n)
 
-    @inner_njit()
-    def backward(lo, hi, g, y, out):
-        rows, n = y.shape
-        k = max(1, per // max(n, 1))
-        bg, by = np.empty((k, n), f32), np.empty((k, n), f32)
-        g1, y1, out1 = g.reshape(rows * n), y.reshape(rows * n), out.reshape(rows * n)
-        bg1, by1 = bg.reshape(k * n), by.reshape(k * n)
-        for r in range(lo, hi, k):
-            m = min(k, hi - r)
-            load(g1, r * n, bg1, 0, m * n)
-            load(y1, r * n, by1, 0, m * n)
-            bwd(0, m, bg, by, bg)
-            store(bg1, 0, out1, r * n, m * n)
-
+    # the backward reads the narrow arrays themselves (numba_cpu._row_kernels'
+    # ``kind``): its two passes, the row's dot product and the gradients,
+    # each widen what they read
     tag = f"{name}_{kind}_rows"
     return (_make(tag + "_fwd", forward, fwd_units, parallel),
-            _make(tag + "_bwd", backward, bwd_units, parallel))
+            numba_cpu._row_kernels(name, np.float32, bool(parallel), kind)[1])
 
 
 @functools.lru_cache(maxsize=None)
