@@ -1424,16 +1424,19 @@ def _row_kernels(name, dtype, parallel, kind=None):
             inline()
             rows, n = x.shape
             x1 = x.reshape(rows * n)
+            # log_softmax's float64 rows' terms, one a chunk (and the lanes
+            # of float64 sums; float32's: unused)
+            buf = np.empty(block if log else 1, T)
             acc = np.empty(lanes if compensated else 1, W)
             comp = np.empty_like(acc)
             if case == 1 or (case < 0 and same(out, x)):
-                forward_rows(lo, hi, x1, x1, n, acc, comp)
+                row_loops(lo, hi, x1, x1, n, buf, acc, comp)
             else:
-                forward_rows(lo, hi, x1, out.reshape(rows * n), n, acc, comp)
+                row_loops(lo, hi, x1, out.reshape(rows * n), n, buf, acc, comp)
         return forward
 
     @inner_njit(inline="always")
-    def forward_rows(lo, hi, x1, o1, n, acc, comp):
+    def forward_rows(lo, hi, x1, o1, n, buf, acc, comp):
         for r in range(lo, hi):
             base = r * n
             m = row_max(x1, base, n)
@@ -1445,26 +1448,10 @@ def _row_kernels(name, dtype, parallel, kind=None):
                 s = row_sum(o1, base, n, acc, comp)
             scale(o1, base, n, W(1.0) / s)
 
-    def forward_log_of(case):
-        @inner_njit()
-        def forward_log(lo, hi, x, out):
-            # the exponentials summed as they are computed (as the C backend's
-            # rows_fwd), the output written once
-            inline()
-            rows, n = x.shape
-            x1 = x.reshape(rows * n)
-            # float64 rows' terms and lanes (float32's: unused), one a chunk
-            buf = np.empty(block, T)
-            acc = np.empty(lanes if compensated else 1, W)
-            comp = np.empty_like(acc)
-            if case == 1 or (case < 0 and same(out, x)):
-                log_rows(lo, hi, x1, x1, n, buf, acc, comp)
-            else:
-                log_rows(lo, hi, x1, out.reshape(rows * n), n, buf, acc, comp)
-        return forward_log
-
     @inner_njit(inline="always")
     def log_rows(lo, hi, x1, o1, n, buf, acc, comp):
+        # the exponentials summed as they are computed (as the C backend's
+        # rows_fwd), the output written once
         for r in range(lo, hi):
             base, nxt = r * n, min(r + 1, hi - 1) * n
             m = row_max(x1, base, n)
@@ -1512,14 +1499,14 @@ def _row_kernels(name, dtype, parallel, kind=None):
         if parallel:
             return None, _pooled(tag + "_bwd", _cases(backward_of), bwd_units, alias=bwd_alias)
         return None, _serial(tag + "_bwd", backward_of(-1), bwd_units)
-    fwd_of = forward_log_of if log else forward_of
+    row_loops = log_rows if log else forward_rows
     if parallel == "bodies":       # for the narrow kernels (numba_narrow): in place
-        return fwd_of(1), fwd_units
+        return forward_of(1), fwd_units
     if not parallel:
-        return (_serial(tag + "_fwd", fwd_of(-1), fwd_units),
+        return (_serial(tag + "_fwd", forward_of(-1), fwd_units),
                 _serial(tag + "_bwd", backward_of(-1), bwd_units))
     if parallel != "stream":
-        return (_pooled(tag + "_fwd", _cases(fwd_of), fwd_units, alias=fwd_alias),
+        return (_pooled(tag + "_fwd", _cases(forward_of), fwd_units, alias=fwd_alias),
                 _pooled(tag + "_bwd", _cases(backward_of), bwd_units, alias=bwd_alias))
 
     # Streaming variant (outputs too big for the caches): each row computed
