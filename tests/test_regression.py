@@ -98,6 +98,16 @@ def test_slowed_kernel_fails(honest_baseline, capsys, monkeypatch):
     assert "% of copy now, baseline " in failed[0]
 
 
+def test_baseline_figure_is_its_lowest_run(tmp_path):
+    """A baseline row of several runs is compared by its lowest run (the
+    noise its own runs showed); a row without a spread by its figure."""
+    rows = [{"key": "a", "roofline": 0.8, "spread": [0.5, 0.9]},
+            {"key": "b", "roofline": 0.8}]
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"results": rows}))
+    assert _bench.load_figures(path) == {"a": 0.5, "b": 0.8}
+
+
 def test_doctored_baseline_fails(honest_baseline, capsys):
     data = json.loads(honest_baseline.read_text())
     for r in data["results"]:
