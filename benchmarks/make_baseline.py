@@ -87,9 +87,8 @@ def main(argv=None):
         from fastact import _bench
         default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baseline.json")
         found, seen = _bench.baseline_for(default)
-        args.output = str(found) if found is not None else (
-            default if not seen else
-            os.path.join(os.path.dirname(default), f"baseline.{_bench.machine_key()}.json"))
+        args.output = str(found if found is not None else
+                          _bench.baseline_sibling(default) if seen else default)
     paths = args.merge
     if not paths:
         tmp = tempfile.mkdtemp(prefix="fastact-baseline-")

@@ -845,6 +845,14 @@ def machine_key(processor=None) -> str:
     return re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((r|tm)\)", "", name.lower())).strip("-") or "unknown"
 
 
+def baseline_sibling(path, processor=None):
+    """``<stem>.<machine_key>.json`` beside ``path``: the baseline file of
+    ``processor`` (default this machine's)."""
+    import pathlib
+    path = pathlib.Path(path)
+    return path.with_name(f"{path.stem}.{machine_key(processor)}{path.suffix}")
+
+
 def baseline_for(path, processor=None):
     """``(file, processors)``: the regression baseline made on this machine's
     processor (``processor``, default this one's), ``path`` itself or its
@@ -861,7 +869,7 @@ def baseline_for(path, processor=None):
     import pathlib
     name = _cpu_name() if processor is None else processor
     path = pathlib.Path(path)
-    candidates = [path, path.with_name(f"{path.stem}.{machine_key(name)}{path.suffix}")]
+    candidates = [path, baseline_sibling(path, name)]
     seen = []
     for c in candidates:
         try:

@@ -11,7 +11,6 @@ import argparse
 import importlib
 import json
 import math
-import pathlib
 import sys
 
 CHARTS_HINT = "pip install fastact[cli]"
@@ -399,7 +398,7 @@ def _bench_run(args):
                              f"made on: {', '.join(seen)}.  A copy-relative figure does not "
                              "carry between processors; make this one's: python "
                              "benchmarks/make_baseline.py --runs 8 (it writes "
-                             f"{pathlib.Path(args.compare).stem}.{_bench.machine_key()}.json)")
+                             f"{_bench.baseline_sibling(args.compare).name})")
             else:
                 baseline = _bench.load_figures(path)
                 args.compare = str(path)

@@ -88,6 +88,19 @@ def _same_address():
     return same
 
 
+@functools.lru_cache(maxsize=None)
+def _case_of():
+    """``case_of(out, a, b)``, compiled: the in-place case of a call (a pool
+    kernel's ``alias``): 1 where ``out`` is ``a``, 2 where it is ``b``, else
+    0 (unary kernels pass ``a`` twice)."""
+    same = _same_address()
+
+    @inner_njit(inline="always")
+    def case_of(out, a, b):
+        return 1 if same(out, a) else (2 if same(out, b) else 0)
+    return case_of
+
+
 def _make_unary(tag, f, indexed, parallel):
     if parallel:
         return _pooled_elementwise(tag, f, indexed, False)
@@ -274,7 +287,7 @@ def _pooled_arity(tag, runs, count, binary, grain=1):
     the units of ``count(out) -> (n, least)``, called ``k(nthreads, g, s,
     out, params)`` where ``binary``, else ``k(nthreads, x, out, params)``
     (``b`` is ``x`` again)."""
-    inline, same = always_inline(), _same_address()
+    inline, case_of = always_inline(), _case_of()
     if binary:
         def wrap(run):
             @inner_njit()
@@ -289,7 +302,7 @@ def _pooled_arity(tag, runs, count, binary, grain=1):
 
         @inner_njit()
         def alias(g, s, out, params):
-            return 1 if same(out, g) else (2 if same(out, s) else 0)
+            return case_of(out, g, s)
     else:
         def wrap(run):
             @inner_njit()
@@ -304,7 +317,7 @@ def _pooled_arity(tag, runs, count, binary, grain=1):
 
         @inner_njit()
         def alias(x, out, params):
-            return 1 if same(out, x) else 0
+            return case_of(out, x, x)
     return _pooled(tag, _cases(lambda case: wrap(runs[case])), units, grain, alias=alias)
 
 
@@ -890,13 +903,15 @@ def _prelu_kernels(dtype, parallel, kind=None):
                 forward_flat(lo, hi, x1, w, out.reshape(n), x.shape)
         return forward
 
+    case_of = _case_of()
+
     @inner_njit()
     def fwd_alias(x, w, out):
-        return 1 if same(out, x) else 0
+        return case_of(out, x, x)
 
     @inner_njit()
     def bwd_alias(g1, x1, w, o1, partial, outer, C, inner):
-        return 1 if same(o1, g1) else (2 if same(o1, x1) else 0)
+        return case_of(o1, g1, x1)
 
     @inner_njit(inline="always")
     def forward_flat(lo, hi, x1, w, o1, shape):
@@ -1475,13 +1490,15 @@ def _row_kernels(name, dtype, parallel, kind=None):
                 backward_rows(lo, hi, g1, y1, out.reshape(rows * n), n)
         return backward
 
+    case_of = _case_of()
+
     @inner_njit()
     def fwd_alias(x, out):
-        return 1 if same(out, x) else 0
+        return case_of(out, x, x)
 
     @inner_njit()
     def bwd_alias(g, y, out):
-        return 1 if same(out, g) else (2 if same(out, y) else 0)
+        return case_of(out, g, y)
 
     @inner_njit(inline="always")
     def backward_rows(lo, hi, g1, y1, o1, n):

@@ -275,6 +275,10 @@ class PoolKernel:
     def _body(self, case):
         return self.body if self.alias is None else self.body(case)
 
+    def _tag(self, case):
+        """The tag of ``case``'s compiled code (its disk-cache name)."""
+        return self.tag if case == 0 else f"{self.tag}_a{case}"
+
     def worker(self, args, case=0):
         """The range worker (a ``numba.cfunc``) for arguments like ``args``
         of ``case``, and its key."""
@@ -283,8 +287,8 @@ class PoolKernel:
         h = layout_hash(types_)
         w = self._workers.get((h, case))
         if w is None:
-            tag = self.tag if case == 0 else f"{self.tag}_a{case}"
-            w = self._workers[h, case] = _make_worker(tag, self._body(case), tuple(types_))
+            w = self._workers[h, case] = _make_worker(self._tag(case), self._body(case),
+                                                      tuple(types_))
         return h * 4 + case, w
 
     def __call__(self, nthreads, *args):
@@ -329,8 +333,8 @@ class PoolKernel:
         case = self.case(args)
         par = self._par.get(case)
         if par is None:
-            tag = self.tag if case == 0 else f"{self.tag}_a{case}"
-            par = self._par[case] = _prange_kernel(tag, self._body(case), self.units, len(args))
+            par = self._par[case] = _prange_kernel(self._tag(case), self._body(case),
+                                                   self.units, len(args))
         # the caller holds numba_cpu's lock of Numba's pool
         if numba.get_num_threads() != nthreads:
             numba.set_num_threads(nthreads)
