@@ -85,11 +85,12 @@ def ops_header() -> str:
     this file: the kernel ids (``FA_K_<NAME>_<FWD|BWD>``, a literal enum
     that cffi reads too) and ``FA_ELEMENTWISE_KERNELS(X)``, the X-macro list
     from which the C backend's range workers, kernel tables and output modes
-    follow: ``X(ID, stem, binary, out)``, where ``stem`` names the formula
+    follow: ``X(ID, stem, binary, out, fast)``, where ``stem`` names the formula
     ``N_(stem)`` of c_src/formulas.inc, ``binary`` is 1 for a backward
     (gradient and saved array), and ``out`` how a big output is written:
     ``FA_OUT_PREFETCH`` for passes bound by their arithmetic (the registry's
-    ``compute_bound``), else ``FA_OUT_STREAM``."""
+    ``compute_bound``), else ``FA_OUT_STREAM``; ``fast`` is 1 where the
+    registry's ``guarded`` names the pass (kernels.inc: FA_STORE_LOOP_G)."""
     sys.path.insert(0, str(ROOT))
     try:
         from fastact._spec import PASS_SUFFIX
@@ -105,7 +106,8 @@ def ops_header() -> str:
     rows = []
     for (n, p), st in zip(ops[:n_ew], stem):
         out = "FA_OUT_PREFETCH" if p in REGISTRY[n].compute_bound else "FA_OUT_STREAM"
-        rows.append(f"    X({st.upper()}, {st}, {int(p != 'forward')}, {out})")
+        fast = int(p in REGISTRY[n].guarded)
+        rows.append(f"    X({st.upper()}, {st}, {int(p != 'forward')}, {out}, {fast})")
     family = []
     for n, spec in REGISTRY.items():
         if spec.kind == "rowwise":
@@ -133,7 +135,7 @@ def ops_header() -> str:
         "/* cdef begin */\n/* kernel ids: fa_elementwise takes those below\n"
         "   FA_K_ELEMENTWISE_COUNT, fa_rowwise the others */\nenum {\n"
         + "\n".join(enum) + "\n};\n/* cdef end */\n\n"
-        "/* X(ID, stem, binary, out) for every elementwise kernel (see build.py) */\n"
+        "/* X(ID, stem, binary, out, fast) for every elementwise kernel (see build.py) */\n"
         "#define FA_ELEMENTWISE_KERNELS(X) \\\n" + " \\\n".join(rows) + "\n\n"
         "/* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the\n"
         "   softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,\n"

@@ -404,7 +404,7 @@ int64_t fa_llc_bytes(void)
    101-113 prefetched and streamed by lines; relu 55-60 GB/s streamed by
    1 KiB chunks). */
 static const unsigned char fa_out_mode[FA_K_COUNT] = {
-#define FA_OUT_MODE(ID, stem, binary, out) [FA_K_##ID] = out,
+#define FA_OUT_MODE(ID, stem, binary, out, fast) [FA_K_##ID] = out,
     FA_ELEMENTWISE_KERNELS(FA_OUT_MODE)
 #undef FA_OUT_MODE
     [FA_K_PRELU_FWD] = FA_OUT_STREAM, [FA_K_PRELU_BWD] = FA_OUT_REGULAR,

@@ -84,61 +84,61 @@ enum {
 };
 /* cdef end */
 
-/* X(ID, stem, binary, out) for every elementwise kernel (see build.py) */
+/* X(ID, stem, binary, out, fast) for every elementwise kernel (see build.py) */
 #define FA_ELEMENTWISE_KERNELS(X) \
-    X(SIGMOID_FWD, sigmoid_fwd, 0, FA_OUT_PREFETCH) \
-    X(SIGMOID_BWD, sigmoid_bwd, 1, FA_OUT_STREAM) \
-    X(RELU_FWD, relu_fwd, 0, FA_OUT_STREAM) \
-    X(RELU_BWD, relu_bwd, 1, FA_OUT_STREAM) \
-    X(LEAKY_RELU_FWD, leaky_relu_fwd, 0, FA_OUT_STREAM) \
-    X(LEAKY_RELU_BWD, leaky_relu_bwd, 1, FA_OUT_STREAM) \
-    X(RRELU_TRAIN_FWD, rrelu_train_fwd, 0, FA_OUT_PREFETCH) \
-    X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH) \
-    X(RRELU_DIV_TRAIN_FWD, rrelu_div_train_fwd, 0, FA_OUT_PREFETCH) \
-    X(RRELU_DIV_TRAIN_BWD, rrelu_div_train_bwd, 1, FA_OUT_PREFETCH) \
-    X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH) \
-    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH) \
-    X(ELU_BWDY, elu_bwdy, 1, FA_OUT_STREAM) \
-    X(HARDTANH_FWD, hardtanh_fwd, 0, FA_OUT_STREAM) \
-    X(HARDTANH_BWD, hardtanh_bwd, 1, FA_OUT_STREAM) \
-    X(RELU6_FWD, relu6_fwd, 0, FA_OUT_STREAM) \
-    X(RELU6_BWD, relu6_bwd, 1, FA_OUT_STREAM) \
-    X(HARDSIGMOID_FWD, hardsigmoid_fwd, 0, FA_OUT_STREAM) \
-    X(HARDSIGMOID_BWD, hardsigmoid_bwd, 1, FA_OUT_STREAM) \
-    X(HARDSWISH_FWD, hardswish_fwd, 0, FA_OUT_STREAM) \
-    X(HARDSWISH_BWD, hardswish_bwd, 1, FA_OUT_STREAM) \
-    X(HARDSHRINK_FWD, hardshrink_fwd, 0, FA_OUT_STREAM) \
-    X(HARDSHRINK_BWD, hardshrink_bwd, 1, FA_OUT_STREAM) \
-    X(SOFTSHRINK_FWD, softshrink_fwd, 0, FA_OUT_STREAM) \
-    X(SOFTSHRINK_BWD, softshrink_bwd, 1, FA_OUT_STREAM) \
-    X(THRESHOLD_FWD, threshold_fwd, 0, FA_OUT_STREAM) \
-    X(THRESHOLD_BWD, threshold_bwd, 1, FA_OUT_STREAM) \
-    X(SOFTSIGN_FWD, softsign_fwd, 0, FA_OUT_STREAM) \
-    X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM) \
-    X(SILU_FWD, silu_fwd, 0, FA_OUT_PREFETCH) \
-    X(SILU_BWD, silu_bwd, 1, FA_OUT_PREFETCH) \
-    X(TANH_FWD, tanh_fwd, 0, FA_OUT_PREFETCH) \
-    X(TANH_BWD, tanh_bwd, 1, FA_OUT_STREAM) \
-    X(SELU_FWD, selu_fwd, 0, FA_OUT_PREFETCH) \
-    X(SELU_BWD, selu_bwd, 1, FA_OUT_PREFETCH) \
-    X(SELU_BWDY, selu_bwdy, 1, FA_OUT_STREAM) \
-    X(CELU_FWD, celu_fwd, 0, FA_OUT_PREFETCH) \
-    X(CELU_BWD, celu_bwd, 1, FA_OUT_PREFETCH) \
-    X(CELU_BWDY, celu_bwdy, 1, FA_OUT_STREAM) \
-    X(MISH_FWD, mish_fwd, 0, FA_OUT_PREFETCH) \
-    X(MISH_BWD, mish_bwd, 1, FA_OUT_PREFETCH) \
-    X(TANHSHRINK_FWD, tanhshrink_fwd, 0, FA_OUT_PREFETCH) \
-    X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH) \
-    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_STREAM) \
-    X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH) \
-    X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH) \
-    X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH) \
-    X(GELU_TANH_FWD, gelu_tanh_fwd, 0, FA_OUT_PREFETCH) \
-    X(GELU_TANH_BWD, gelu_tanh_bwd, 1, FA_OUT_PREFETCH) \
-    X(GELU_FWD, gelu_fwd, 0, FA_OUT_PREFETCH) \
-    X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH) \
-    X(SQUAREPLUS_FWD, squareplus_fwd, 0, FA_OUT_PREFETCH) \
-    X(SQUAREPLUS_BWD, squareplus_bwd, 1, FA_OUT_PREFETCH)
+    X(SIGMOID_FWD, sigmoid_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(SIGMOID_BWD, sigmoid_bwd, 1, FA_OUT_STREAM, 0) \
+    X(RELU_FWD, relu_fwd, 0, FA_OUT_STREAM, 0) \
+    X(RELU_BWD, relu_bwd, 1, FA_OUT_STREAM, 0) \
+    X(LEAKY_RELU_FWD, leaky_relu_fwd, 0, FA_OUT_STREAM, 0) \
+    X(LEAKY_RELU_BWD, leaky_relu_bwd, 1, FA_OUT_STREAM, 0) \
+    X(RRELU_TRAIN_FWD, rrelu_train_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(RRELU_TRAIN_BWD, rrelu_train_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(RRELU_DIV_TRAIN_FWD, rrelu_div_train_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(RRELU_DIV_TRAIN_BWD, rrelu_div_train_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(ELU_FWD, elu_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(ELU_BWD, elu_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(ELU_BWDY, elu_bwdy, 1, FA_OUT_STREAM, 0) \
+    X(HARDTANH_FWD, hardtanh_fwd, 0, FA_OUT_STREAM, 0) \
+    X(HARDTANH_BWD, hardtanh_bwd, 1, FA_OUT_STREAM, 0) \
+    X(RELU6_FWD, relu6_fwd, 0, FA_OUT_STREAM, 0) \
+    X(RELU6_BWD, relu6_bwd, 1, FA_OUT_STREAM, 0) \
+    X(HARDSIGMOID_FWD, hardsigmoid_fwd, 0, FA_OUT_STREAM, 0) \
+    X(HARDSIGMOID_BWD, hardsigmoid_bwd, 1, FA_OUT_STREAM, 0) \
+    X(HARDSWISH_FWD, hardswish_fwd, 0, FA_OUT_STREAM, 0) \
+    X(HARDSWISH_BWD, hardswish_bwd, 1, FA_OUT_STREAM, 0) \
+    X(HARDSHRINK_FWD, hardshrink_fwd, 0, FA_OUT_STREAM, 0) \
+    X(HARDSHRINK_BWD, hardshrink_bwd, 1, FA_OUT_STREAM, 0) \
+    X(SOFTSHRINK_FWD, softshrink_fwd, 0, FA_OUT_STREAM, 0) \
+    X(SOFTSHRINK_BWD, softshrink_bwd, 1, FA_OUT_STREAM, 0) \
+    X(THRESHOLD_FWD, threshold_fwd, 0, FA_OUT_STREAM, 0) \
+    X(THRESHOLD_BWD, threshold_bwd, 1, FA_OUT_STREAM, 0) \
+    X(SOFTSIGN_FWD, softsign_fwd, 0, FA_OUT_STREAM, 0) \
+    X(SOFTSIGN_BWD, softsign_bwd, 1, FA_OUT_STREAM, 0) \
+    X(SILU_FWD, silu_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(SILU_BWD, silu_bwd, 1, FA_OUT_PREFETCH, 1) \
+    X(TANH_FWD, tanh_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(TANH_BWD, tanh_bwd, 1, FA_OUT_STREAM, 0) \
+    X(SELU_FWD, selu_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(SELU_BWD, selu_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(SELU_BWDY, selu_bwdy, 1, FA_OUT_STREAM, 0) \
+    X(CELU_FWD, celu_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(CELU_BWD, celu_bwd, 1, FA_OUT_PREFETCH, 1) \
+    X(CELU_BWDY, celu_bwdy, 1, FA_OUT_STREAM, 0) \
+    X(MISH_FWD, mish_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(MISH_BWD, mish_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(TANHSHRINK_FWD, tanhshrink_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(TANHSHRINK_BWD, tanhshrink_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(SOFTPLUS_FWD, softplus_fwd, 0, FA_OUT_STREAM, 0) \
+    X(SOFTPLUS_BWD, softplus_bwd, 1, FA_OUT_PREFETCH, 1) \
+    X(LOGSIGMOID_FWD, logsigmoid_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(LOGSIGMOID_BWD, logsigmoid_bwd, 1, FA_OUT_PREFETCH, 1) \
+    X(GELU_TANH_FWD, gelu_tanh_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(GELU_TANH_BWD, gelu_tanh_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(GELU_FWD, gelu_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(GELU_BWD, gelu_bwd, 1, FA_OUT_PREFETCH, 0) \
+    X(SQUAREPLUS_FWD, squareplus_fwd, 0, FA_OUT_PREFETCH, 0) \
+    X(SQUAREPLUS_BWD, squareplus_bwd, 1, FA_OUT_PREFETCH, 0)
 
 /* X(NAME, name, negate, log, fwd_out, bwd_out) for every row-wise op (the
    softmax family; fastact/_spec.py: Row): kernels FA_K_<NAME>_FWD/_BWD,

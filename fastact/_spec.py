@@ -149,6 +149,18 @@ class Spec:
     # passes with an exp or a hash per element: worth threads sooner; their
     # big outputs are not streamed through a buffer (see `streamed`)
     compute_bound: tuple = ()
+    # passes whose formulas come with a fast variant for a common domain
+    # (finite inputs away from the far tails, default parameters) and a guard
+    # that tells it: the C and Numba CPU loops take the variant for a block
+    # whose every element passes the guard, the full formula otherwise
+    # (kernels.inc: FA_STORE_LOOP_G; numba_cpu: _guarded_run).  The variant
+    # is the formula with the selects that are constant on the domain left
+    # out, so both give the same bits there and no result depends on its
+    # neighbours.  `build(p, fast=True)` returns the variants (the other
+    # passes as usual); `guard(p)` maps each pass named here to ``ok(g, s,
+    # *params) -> bool``.  The C formulas: N_(<stem>_fast) and N_(<stem>_ok).
+    guarded: tuple = ()
+    guard: Callable | None = None
     # --- the public pair (None: an internal entry, reached through another's route)
     api: tuple | None = None        # Param per public parameter, in order
     # names of the Params of `api` the public backward takes, where it takes

@@ -127,7 +127,14 @@ def _every_op_checks(nc, shard, shards) -> dict:
             ir = _llvm(nc._blocked_kernel(name, pass_, bt), 2, *ins, vb.copy(), p)
             res[f"{name} {pass_} {np.dtype(bt).name} blocked inlined"] = {
                 "refcounts": refcounts_in_loops(ir)[:3], "calls": fastact_calls(ir)[:3],
-                "vectorized": vectorized(ir, bt)}
+                "vectorized": vectorized(ir, bt), "stores": _all_vector_stores(ir)}
+            if pass_ in spec.guarded and bt == np.float32:
+                # the control: the same pass's blocked kernel without its guard
+                probe = nc._make_blocked(f"probe_unguarded_{name}_{pass_}",
+                                         nc._formula(name, pass_, bt), spec.indexed,
+                                         pass_ != "forward", bt)
+                res[f"{name} {pass_} float32 blocked inlined"]["unguarded stores"] = (
+                    _all_vector_stores(_llvm(probe, 2, *ins, vb.copy(), p)))
     return res
 
 
@@ -172,6 +179,10 @@ needs_scan = pytest.mark.early(*SCAN)
 
 def _vector_stores(llvm_ir: str) -> int:
     return len(re.findall(r"store <\d+ x float>", llvm_ir))
+
+
+def _all_vector_stores(llvm_ir: str) -> int:
+    return len(re.findall(r"store <\d+ x (?:float|double)>", llvm_ir))
 
 
 def _in_place_checks(nc) -> dict:
@@ -362,6 +373,22 @@ def test_every_blocked_kernel_is_inlined_and_vectorized(scan):
     bad = {k: v for k, v in checked.items()
            if v["refcounts"] or v["calls"] or not v["vectorized"]}
     assert not bad, f"not inlined or not vectorized: {bad}"
+
+
+@needs_scan
+def test_guarded_passes_vectorize_both_variants(scan):
+    """A guarded pass (Spec.guarded: a fast variant for blocks in a common
+    domain, the full formula for the others) computes both as vector code:
+    its float32 blocked kernel holds the vector stores of both loops, twice
+    those of the same kernel built without its guard.  Fails where a
+    variant's loop stayed scalar."""
+    from fastact._registry import REGISTRY
+    guarded = [(n, p) for n, s in REGISTRY.items() for p in s.guarded]
+    assert guarded
+    for name, pass_ in guarded:
+        v = scan[f"{name} {pass_} float32 blocked inlined"]
+        got, plain = v["stores"], v["unguarded stores"]
+        assert plain > 0 and got >= 2 * plain, (name, pass_, got, plain)
 
 
 @needs_scan

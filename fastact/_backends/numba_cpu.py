@@ -61,6 +61,72 @@ def _formula(name, pass_, dtype):
     return _formulas(name, dtype)[pass_ != "forward"]
 
 
+@functools.lru_cache(maxsize=None)
+def _guarded(name, pass_, dtype):
+    """``(fast, ok)``, compiled for the kernels, of a pass the registry names
+    in ``guarded`` (the formula's variant for its common domain and the guard
+    of that domain; fastact/_spec.py: Spec.guarded), else None."""
+    spec = REGISTRY[name]
+    if pass_ not in spec.guarded:
+        return None
+    p = cpu_prims(dtype)
+    fast = spec.build(p, fast=True)[pass_ != "forward"]
+    return _inlined(fast), _inlined(spec.guard(p)[pass_])
+
+
+def _guard_block(dtype):
+    """Elements in one guarded block: 1 KiB, as C's FA_STREAM_CHUNK."""
+    return 1024 // np.dtype(dtype).itemsize
+
+
+def _scanner(ok, binary):
+    """``scan(a, b, lo, hi, params)``: whether every element of ``[lo, hi)``
+    is in a guarded formula's common domain (``ok``; b is a again where
+    unary)."""
+    wide, U = wide_vectors(), np.uint64
+    # unsigned offsets, as the kernels' loops: no negative-index check, so
+    # the reduction vectorizes (a boolean and: counting the misses instead
+    # took twice as long)
+    if binary:
+        @inner_njit(inline="always")
+        def scan(a, b, lo, hi, params):
+            good = True
+            for j in range(hi - lo):
+                wide()
+                k = U(lo) + U(j)
+                good &= ok(a[k], b[k], *params)
+            return good
+    else:
+        @inner_njit(inline="always")
+        def scan(a, b, lo, hi, params):
+            good = True
+            for j in range(hi - lo):
+                wide()
+                k = U(lo) + U(j)
+                good &= ok(a[k], *params)
+            return good
+    return scan
+
+
+def _guarded_body(body, body_fast, scan, block):
+    """``body(lo, hi, a, b, out, params)`` worked through in blocks of
+    ``block`` elements, each written by ``body_fast`` where ``scan`` finds all
+    of its elements in the common domain, else by ``body`` (the same bits
+    there: see Spec.guarded).  A block is read before it is written: in place
+    stays correct."""
+    @inner_njit(inline="always")
+    def guarded(lo, hi, a, b, out, params):
+        s = lo
+        while s < hi:
+            e = min(hi, s + block)
+            if scan(a, b, s, e, params):
+                body_fast(s, e, a, b, out, params)
+            else:
+                body(s, e, a, b, out, params)
+            s = e
+    return guarded
+
+
 # --- loop skeletons -----------------------------------------------------------
 
 #: the largest array whose flat indices all fit in 32 bits
@@ -101,11 +167,12 @@ def _case_of():
     return case_of
 
 
-def _make_unary(tag, f, indexed, parallel):
+def _make_unary(tag, f, indexed, parallel, guard=None):
     if parallel:
-        return _pooled_elementwise(tag, f, indexed, False)
+        return _pooled_elementwise(tag, f, indexed, False, guard)
     wide = wide_vectors()
-    loop = _unary_loop(f, indexed, wide)
+    loop = _unary_loop(f, indexed, wide) if guard is None else _serial_guarded(
+        f, indexed, False, guard)
     body, same = inner_njit(inline="always")(loop), _same_address()
 
     def kernel(x, out, params):           # in place: see _same_address
@@ -140,11 +207,13 @@ def _unary_loop(f, indexed, wide):
     return loop
 
 
-def _make_binary(tag, f, indexed, parallel):
+def _make_binary(tag, f, indexed, parallel, guard=None):
     if parallel:
-        return _pooled_elementwise(tag, f, indexed, True)
+        return _pooled_elementwise(tag, f, indexed, True, guard)
     wide = wide_vectors()
-    body, same = inner_njit(inline="always")(_binary_loop(f, indexed, wide)), _same_address()
+    loop = _binary_loop(f, indexed, wide) if guard is None else _serial_guarded(
+        f, indexed, True, guard)
+    body, same = inner_njit(inline="always")(loop), _same_address()
 
     def kernel(g, s, out, params):           # in place: see _same_address
         if same(out, g):
@@ -178,6 +247,22 @@ def _binary_loop(f, indexed, wide):
     return loop
 
 
+def _serial_guarded(f, indexed, binary, guard):
+    """The serial loop, ``loop(g, s, out, params)`` or ``loop(x, out,
+    params)``, of a guarded pass: its blocks as the parallel kernel's
+    (_guarded_body)."""
+    fast, ok, block = guard
+    body = _guarded_body(_pool_body(f, indexed, binary), _pool_body(fast, indexed, binary),
+                         _scanner(ok, binary), block)
+    if binary:
+        def loop(g, s, out, params):
+            body(0, g.shape[0], g, s, out, params)
+    else:
+        def loop(x, out, params):
+            body(0, x.shape[0], x, x, out, params)
+    return loop
+
+
 #: elements a chunk of a parallel kernel takes at least (pool.c's
 #: FA_CHUNK_MIN_ELEMS: a claim costs a compare-and-swap on a line that all
 #: threads share)
@@ -200,11 +285,28 @@ def _serial(tag, body, units, **options):
     return kernel_njit(tag + "_ser", nogil=True, **options)(serial)
 
 
-def _pooled_elementwise(tag, f, indexed, binary):
+def _pooled_elementwise(tag, f, indexed, binary, guard=None):
     """The parallel elementwise kernel (arrays within the caches; bigger
     ones take _make_blocked's): ``k(nthreads, x, out, params)`` or
     ``k(nthreads, g, s, out, params)``, elements in chunks of multiples of
-    16 (whole 64-byte lines of float32)."""
+    16 (whole 64-byte lines of float32).  ``guard``: ``(fast, ok, block)``
+    of a guarded pass (_guarded, _guarded_body)."""
+    body = _pool_body(f, indexed, binary)
+    if guard is not None:
+        fast, ok, block = guard
+        body = _guarded_body(body, _pool_body(fast, indexed, binary), _scanner(ok, binary),
+                             block)
+
+    @inner_njit()
+    def count(out):
+        return out.shape[0], _CHUNK_MIN
+
+    return _pooled_arity(tag, _alias_cases(body, binary), count, binary, grain=16)
+
+
+def _pool_body(f, indexed, binary):
+    """``body(lo, hi, a, b, out, params)``: ``out[k] = f(...)`` for ``lo <= k <
+    hi`` (b is a again where unary; i the index of an indexed formula)."""
     wide, inline = wide_vectors(), always_inline()
     U, U32 = np.uint64, np.uint32
     # one shape for both arities (b is a again where unary), i the index
@@ -244,12 +346,7 @@ def _pooled_elementwise(tag, f, indexed, binary):
                 wide()
                 k = U(lo) + U(j)
                 out[k] = fi(a, b, k, k, params)
-
-    @inner_njit()
-    def count(out):
-        return out.shape[0], _CHUNK_MIN
-
-    return _pooled_arity(tag, _alias_cases(body, binary), count, binary, grain=16)
+    return body
 
 
 def _alias_cases(body, binary):
@@ -511,7 +608,7 @@ def _one_shape(f, indexed, binary):
     return fi
 
 
-def _make_blocked(tag, f, indexed, binary, dtype):
+def _make_blocked(tag, f, indexed, binary, dtype, guard=None):
     """The parallel loop for outputs too big for the caches: one task per
     thread, each taking its share in blocks of ``config.STREAM_BLOCK_BYTES``
     of output, written in place while the input lines
@@ -534,7 +631,11 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     processes.  The compute-bound ones
     (sigmoid forward, elu, rrelu in training) had come out 71-73 / 87-88
     (sigmoid forward, copy at 46-52 GB/s) through the buffer, whose streamed
-    stores came in bursts that stalled the arithmetic."""
+    stores came in bursts that stalled the arithmetic.
+
+    ``guard``: ``(fast, ok, block)`` of a guarded pass: each block is
+    scanned first and written by ``fast`` where all of it is in the common
+    domain (see _guarded_body; the blocks here are its size)."""
     block, blocks, span = _stream_blocks(dtype)
     line = 64 // np.dtype(dtype).itemsize
     ahead = config.PREFETCH_BLOCKS * block
@@ -556,6 +657,17 @@ def _make_blocked(tag, f, indexed, binary, dtype):
     # usual, every other block streamed
     run, run_nt = _block_runs(fi, indexed), _block_runs(fi, indexed, nt=True)
     address, size = array_address(), np.dtype(dtype).itemsize
+    if guard is None:
+        # the guard's branch below, folded away
+        @inner_njit(inline="always")
+        def scan(a, b, lo, hi, params):
+            return False
+        run_f, run_f_nt = run, run_nt
+    else:
+        fast, ok, _ = guard
+        scan = _scanner(ok, binary)
+        ff = _one_shape(fast, indexed, binary)
+        run_f, run_f_nt = _block_runs(ff, indexed), _block_runs(ff, indexed, nt=True)
 
     @inner_njit(inline="always")
     def chunk_blocks(lo, hi, a, b, out, params):
@@ -565,7 +677,12 @@ def _make_blocked(tag, f, indexed, binary, dtype):
         for blk in range(lo, hi):
             s, e = span(blk, first, out.shape[0])
             prefetch(a, b, out.shape[0], s)
-            if blk == 0 or not aligned:
+            if scan(a, b, s, e, params):
+                if blk == 0 or not aligned:
+                    run_f(a, b, out, s, s, e, 0, params)
+                else:
+                    run_f_nt(a, b, out, s, s, e, 0, params)
+            elif blk == 0 or not aligned:
                 run(a, b, out, s, s, e, 0, params)
             else:
                 run_nt(a, b, out, s, s, e, 0, params)
@@ -584,16 +701,23 @@ def _blocked_kernel(name, pass_, dtype):
     """The big-output kernel of ``name``'s ``pass_`` (see _make_blocked)."""
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
     return _make_blocked(tag, _formula(name, pass_, dtype), REGISTRY[name].indexed,
-                         pass_ != "forward", dtype)
+                         pass_ != "forward", dtype, _guard_of(name, pass_, dtype))
+
+
+def _guard_of(name, pass_, dtype):
+    """``(fast, ok, block)`` for the kernels of a guarded pass, else None."""
+    g = _guarded(name, pass_, dtype)
+    return None if g is None else (*g, _guard_block(dtype))
 
 
 @functools.lru_cache(maxsize=None)
 def _elementwise_kernel(name, pass_, dtype, parallel):
     f, indexed = _formula(name, pass_, dtype), REGISTRY[name].indexed
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
+    guard = _guard_of(name, pass_, dtype)
     if pass_ == "forward":
-        return _make_unary(tag, f, indexed, parallel)
-    return _make_binary(tag, f, indexed, parallel)
+        return _make_unary(tag, f, indexed, parallel, guard)
+    return _make_binary(tag, f, indexed, parallel, guard)
 
 
 @functools.lru_cache(maxsize=None)

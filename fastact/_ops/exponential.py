@@ -44,7 +44,7 @@ def _inliner(p):
     return always_inline()
 
 
-def _exp_scaled(p, tiers=2):
+def _exp_scaled(p, tiers=2, fast=False):
     """``es(x)``: ``(E, e, u1, u2)`` with ``e ~ e^a``, ``a = -|x|`` (for sums
     with 1 and 2: 0 where x < -60 / -400, where 1 + e^a rounds to 1 anyway),
     and ``E = e^a / (u1 u2)``
@@ -63,7 +63,8 @@ def _exp_scaled(p, tiers=2):
     0 (float32: results there round to 0 for any g; float64: within 1.6 of
     -1460 a g near the largest float would still give a few subnormal
     ULPs), and formulas clamp ``x`` there too (:func:`_clamp_x`).  NaN
-    passes."""
+    passes.  ``fast`` (a guarded variant's domain, x >= -60 / -400): K = 0,
+    no select."""
     T = p.T
     inline = _inliner(p)
     f32 = p.dtype == np.float32
@@ -83,6 +84,14 @@ def _exp_scaled(p, tiers=2):
             u1 = down1 if t1 else one
             return E, zero if t1 else E, u1, one
         return es1
+
+    if fast:
+        @p.jit
+        def es_fast(x):
+            inline()
+            E = exp_mul(-abs(x), a0, b)
+            return E, E, one, one
+        return es_fast
 
     @p.jit
     def es(x):
@@ -125,11 +134,11 @@ def _clamp_x(p):
 
 # --- silu ----------------------------------------------------------------------------
 
-def _silu(p):
+def _silu(p, fast=False):
     T = p.T
     inline = _inliner(p)
     one, zero, inf = T(1.0), T(0.0), T(np.inf)
-    es, es1, clamp = _exp_scaled(p), _exp_scaled(p, 1), _clamp_x(p)
+    es, es1, clamp = _exp_scaled(p, fast=fast), _exp_scaled(p, 1), _clamp_x(p)
 
     def forward(x):
         # e = e^-|x|: x > 0: x / (1 + e); x <= 0: x e / (1 + e), with e
@@ -149,9 +158,11 @@ def _silu(p):
         E, e, u1, u2 = es(x)
         pos = x > zero
         d = one + e
-        a0 = d + clamp(x) * (e if pos else one)
+        a0 = d + (x if fast else clamp(x)) * (e if pos else one)
         a = a0 if pos else E * a0
         r = ((g * (a / (d * d))) * u2) * u1
+        if fast:                        # the guard's domain: x, g finite
+            return r
         # an infinite g times the nonzero derivative of a finite x: +-inf,
         # also where E underflows (a0 has the derivative's sign); at x =
         # +-inf the derivative is 1 or 0 (g * 0: NaN, as for a NaN x)
@@ -161,6 +172,17 @@ def _silu(p):
     return forward, backward
 
 
+
+
+def _silu_guard(p):
+    """silu_backward's common domain: -60 <= x <= 1e4 (float64: -400), g
+    finite (C: silu_bwd_ok)."""
+    T = p.T
+    lo, hi, inf = T(-60.0 if p.dtype == np.float32 else -400.0), T(1e4), T(np.inf)
+
+    def ok(g, x):
+        return (x >= lo) & (x <= hi) & (abs(g) < inf)
+    return {"backward": ok}
 
 
 def _ref_sig(w):
@@ -189,6 +211,7 @@ def _ref_silu_bwd(g, x):
 
 register(Spec(
     "silu", "elementwise", saves="x", build=_silu, compute_bound=("forward", "backward"),
+    guarded=("backward",), guard=_silu_guard,
     reference_forward=_ref_silu_fwd, reference_backward=_ref_silu_bwd,
     api=(), accuracy=(4, "cond"),
     doc=Doc(
@@ -419,7 +442,7 @@ def _celu_route(op, alpha):
     return "celu", (a, 1.0 / a, a - a32)
 
 
-def _celu(p):
+def _celu(p, fast=False):
     T = p.T
     f32 = p.dtype == np.float32
     one, zero, ninf = T(1.0), T(0.0), T(-np.inf)
@@ -468,12 +491,30 @@ def _celu(p):
     def backward(g, x, alpha, inv, alpha_lo):
         # celu'(0) = 1; a NaN x passes g (PyTorch's elu_backward)
         inline()
-        uc, c = _exp_arg(x, alpha, inv, alpha_lo)
+        if fast:
+            # the guard's domain: alpha = 1, so x / alpha = x exactly (the
+            # residual is 0), and x >= -40: no clamp, not -inf
+            uc, c = (zero if x > zero else x), one
+        else:
+            uc, c = _exp_arg(x, alpha, inv, alpha_lo)
         if x <= zero:
-            return exp_mul(uc, g, c) if x > ninf else g * zero
+            return exp_mul(uc, g, c) if (fast or x > ninf) else g * zero
         return g
 
     return forward, backward
+
+
+def _celu_guard(p):
+    """celu_backward's common domain: alpha = 1, x >= -40 (not NaN), g 0 or
+    of a magnitude in [2**-60, 2**60], where C's exp_mul rounds its product
+    once into the normal range (C: celu_bwd_ok)."""
+    T = p.T
+    one, zero, lo, glo, ghi = T(1.0), T(0.0), T(-40.0), T(2.0 ** -60), T(2.0 ** 60)
+
+    def ok(g, x, alpha, inv, alpha_lo):
+        ag = abs(g)
+        return (alpha == one) & (x >= lo) & (((ag >= glo) & (ag <= ghi)) | (g == zero))
+    return {"backward": ok}
 
 
 def _ref_alpha(dt, alpha, alpha_lo):
@@ -501,6 +542,7 @@ def _ref_celu_bwd(g, x, alpha, inv, alpha_lo):
 register(Spec(
     "celu", "elementwise", saves="x", params=("alpha", "inv_alpha", "alpha_lo"),
     build=_celu, compute_bound=("forward", "backward"), route=_celu_route,
+    guarded=("backward",), guard=_celu_guard,
     reference_forward=_ref_celu_fwd, reference_backward=_ref_celu_bwd,
     api=(Param("alpha", 1.0, "the scale ``alpha`` of the negative branch (a positive, "
                "finite real number)"),),

@@ -17,7 +17,7 @@ from .._spec import wide as _wide
 
 # --- shared: g * sigmoid(z + zl) ---------------------------------------------------
 
-def _grad_sigmoid(p):
+def _grad_sigmoid(p, fast=False):
     """``g * sigmoid(z + zl)`` (z + zl: a value in two parts, zl the low
     part), rounded nearly once over the whole range: exp(-|z|) = e = q 2**nf
     (exp_split), then g / (1 + e) where z > 0, else ldexp(g (q/2) / (1 + e),
@@ -26,6 +26,7 @@ def _grad_sigmoid(p):
     cannot overflow.  NaN z gives NaN; z = -inf gives g * 0 (NaN for an
     infinite g, as PyTorch's g * exp(-inf))."""
     T, exp_split, ldexp, ldexp_normal = p.T, p.exp_split, p.ldexp, p.ldexp_normal
+    exp_split_in = p.exp_split_in
     zero, one, half, ninf = T(0.0), T(1.0), T(0.5), T(-np.inf)
 
     @p.jit
@@ -33,27 +34,39 @@ def _grad_sigmoid(p):
         pos = z > zero
         v = -z if pos else z            # -|z|
         vl = -zl if pos else zl
-        q, nf = exp_split(v, vl)
+        if fast:                        # |z| <= GS_FAST: exp_split's clamp idle
+            q, n = exp_split_in(v, vl)
+            nf = T(n)
+        else:
+            q, nf = exp_split(v, vl)
         e = ldexp_normal(q, nf)         # below the normal range, d = 1
         d = one + e
         w = (g if pos else q * half) / d
         r = w if pos else ldexp(g * w, nf + one)
+        if fast:                        # z finite
+            return r
         r = g * zero if z == ninf else r
         return z if z != z else r
 
     return grad_sigmoid
 
 
+def _gs_fast_lim(p):
+    """grad_sigmoid's common domain, |z| <= this (the fast variant): exp_split
+    takes v as it is, and q 2**n stays normal (C: GS_FAST, formulas_special.inc)."""
+    return p.T(60.0 if p.dtype == np.float32 else 600.0)
+
+
 # --- softplus ------------------------------------------------------------------------
 
-def _softplus(p):
+def _softplus(p, fast=False):
     T, two_prod, exp_split, ldexp, log1p = p.T, p.two_prod, p.exp_split, p.ldexp, p.log1p
     frexp2, ldexp_normal = p.frexp2, p.ldexp_normal
     zero = T(0.0)
     # below 2**-(mantissa bits + 3), log1p(t) = t to a quarter ULP: the tail
     # is computed from the scaled q and the power of two applied last
     deep_n = T(-(np.finfo(p.dtype).nmant + 3))
-    grad_sigmoid = _grad_sigmoid(p)
+    grad_sigmoid = _grad_sigmoid(p, fast)
 
     def forward(x, beta, threshold):
         # z = beta * x in two parts (z + zl exact): exp(-|z|) sees the low
@@ -83,6 +96,15 @@ def _softplus(p):
         return g if z > threshold else r
 
     return forward, backward
+
+
+def _softplus_guard(p):
+    """softplus_backward's common domain: |beta x| <= 60 (float64: 600)."""
+    lim = _gs_fast_lim(p)
+
+    def ok(g, x, beta, threshold):
+        return abs(beta * x) <= lim
+    return {"backward": ok}
 
 
 def _ref_softplus_fwd(x, beta, threshold):
@@ -142,7 +164,7 @@ register(Spec(
     # pass): the C float64 kernel ran at 0.70-0.78x PyTorch's speed with
     # the prefetched line-by-line stores, 1.14-1.28x streamed (2**24, two
     # threads, interleaved with PyTorch, three runs each)
-    compute_bound=("backward",),
+    compute_bound=("backward",), guarded=("backward",), guard=_softplus_guard,
     reference_forward=_ref_softplus_fwd, reference_backward=_ref_softplus_bwd,
     api=(Param("beta", 1.0, "the sharpness ``beta`` (a finite real number > 0)"),
          Param("threshold", 20.0, "where ``beta * x > threshold`` the result is ``x`` "
@@ -210,10 +232,10 @@ array([0.26894142, 0.5       , 1.        ])"""),
 
 # --- logsigmoid -------------------------------------------------------------------------
 
-def _logsigmoid(p):
+def _logsigmoid(p, fast=False):
     T, exp_split, ldexp, log1p = p.T, p.exp_split, p.ldexp, p.log1p
     zero = T(0.0)
-    grad_sigmoid = _grad_sigmoid(p)
+    grad_sigmoid = _grad_sigmoid(p, fast)
 
     def forward(x):
         # min(x, 0) - log1p(exp(-|x|)): no cancellation anywhere (both terms
@@ -232,6 +254,15 @@ def _logsigmoid(p):
     return forward, backward
 
 
+def _logsigmoid_guard(p):
+    """logsigmoid_backward's common domain: |x| <= 60 (float64: 600)."""
+    lim = _gs_fast_lim(p)
+
+    def ok(g, x):
+        return abs(x) <= lim
+    return {"backward": ok}
+
+
 def _ref_logsigmoid_fwd(x):
     xw = x.astype(_wide(x.dtype))
     lp = np.log1p(np.exp(-np.abs(xw)))
@@ -244,7 +275,7 @@ def _ref_logsigmoid_bwd(g, x):
 
 register(Spec(
     "logsigmoid", "elementwise", saves="x", build=_logsigmoid,
-    compute_bound=("forward", "backward"),
+    compute_bound=("forward", "backward"), guarded=("backward",), guard=_logsigmoid_guard,
     reference_forward=_ref_logsigmoid_fwd, reference_backward=_ref_logsigmoid_bwd,
     api=(), accuracy=(4, 4),
     doc=Doc(

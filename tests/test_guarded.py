@@ -1,0 +1,129 @@
+"""Guarded passes (fastact/_spec.py: Spec.guarded): the C and Numba CPU
+kernels write a block of 1 KiB with the formula's fast variant where every
+element of the block is in its common domain (the guard), else with the full
+formula.  The variant is the formula with the selects that are constant on
+the domain left out, so both must give the same bits there: a result never
+depends on its neighbours.  These tests put an out-of-domain element into
+every block and compare the others' bits with a run where (nearly) every
+block takes the variant, on every kernel path (serial, pool, blocked /
+prefetched), in place too, and check the guard itself against its domain.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import fastact
+from conftest import assert_bitwise_equal
+from fastact._registry import REGISTRY
+from fastact._spec import PASS_SUFFIX
+
+GUARDED = [(name, pass_) for name, spec in REGISTRY.items() for pass_ in spec.guarded]
+DTYPES = [np.float32, np.float64]
+#: serial (Numba) / regular stores (C); the pool; blocked (Numba) / prefetched (C)
+SIZES = {"small": 4001, "pool": (1 << 16) + 5, "big": (1 << 20) + 37}
+
+
+def _params_to_try(spec):
+    """Keyword sets: the defaults, and each parameter set away from it."""
+    tries = [{}]
+    for p in spec.api_of("backward"):
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
+            tries.append({p.name: p.default * 0.7})
+    return tries
+
+
+def _inputs(dtype, n, seed):
+    """x within every guard's domain (|x| < 39), g of magnitudes 2**-40..2**40."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-39, 39, n).astype(dtype)
+    x[::7] = (rng.standard_normal(x[::7].size) * 2).astype(dtype)    # the busy middle
+    g = (rng.standard_normal(n) * np.exp2(rng.uniform(-40, 40, n))).astype(dtype)
+    return g, x
+
+
+def _outsiders(g, x):
+    """Copies with an element out of every guard's domain in each block of 1
+    KiB (x = -1e4 every 97th, g = inf every 89th), and the mask of the others."""
+    g2, x2 = g.copy(), x.copy()
+    x2[::97] = -1e4
+    g2[1::89] = np.inf
+    keep = np.ones(x.size, bool)
+    keep[::97] = keep[1::89] = False
+    return g2, x2, keep
+
+
+def _backward(name):
+    spec = REGISTRY[name]
+    return getattr(fastact, spec.api_name + "_backward")
+
+
+def test_guarded_entries_are_complete():
+    """Each guarded pass has a guard for each pass named, and a build that
+    takes ``fast``; C has its variant and guard (N_(<stem>_fast), _ok)."""
+    from fastact._prims import cpu_prims
+    import pathlib
+    c = "".join(p.read_text() for p in
+                pathlib.Path(__file__).resolve().parents[1].joinpath("c_src").glob("formulas*.inc"))
+    assert GUARDED
+    for name, pass_ in GUARDED:
+        spec = REGISTRY[name]
+        assert spec.kind == "elementwise" and pass_ in spec.passes()
+        assert "fast" in inspect.signature(spec.build).parameters, name
+        for dt in DTYPES:
+            assert set(spec.guard(cpu_prims(dt))) == set(spec.guarded), name
+        stem = f"{name}_{PASS_SUFFIX[pass_]}"
+        assert f"N_({stem}_fast)" in c and f"N_({stem}_ok)" in c, stem
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("backend", ["c", "numba"])
+@pytest.mark.parametrize("name,pass_", GUARDED, ids=[f"{n}-{p}" for n, p in GUARDED])
+def test_a_result_does_not_depend_on_its_block(name, pass_, backend, dtype, size,
+                                               restore_threads):
+    if not fastact.backends()[backend]["available"]:
+        pytest.skip(f"{backend} unavailable")
+    fastact.set_num_threads(2)          # the blocks split between threads
+    f = _backward(name)
+    n = SIZES[size]
+    g, x = _inputs(dtype, n, seed=n)
+    g2, x2, keep = _outsiders(g, x)
+    for kw in _params_to_try(REGISTRY[name]):
+        clean = f(g, x, backend=backend, **kw)
+        mixed = f(g2, x2, backend=backend, **kw)
+        assert_bitwise_equal(mixed[keep], clean[keep])
+        # in place on each input: the block is read before it is written
+        for i in range(2):
+            ins = [g2.copy(), x2.copy()]
+            f(*ins, out=ins[i], backend=backend, **kw)
+            assert_bitwise_equal(ins[i], mixed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name,pass_", GUARDED, ids=[f"{n}-{p}" for n, p in GUARDED])
+def test_outsiders_keep_the_full_formula(name, pass_, dtype):
+    """The out-of-domain elements themselves (-1e4, inf, NaN, huge and tiny
+    g) get the reference's values (within the op's bounds: here the special
+    cases, which are exact), on both CPU backends."""
+    f = _backward(name)
+    x = np.array([-1e4, -np.inf, np.inf, np.nan, -300.0, 1e30, -0.0, 0.0, -1.5], dtype)
+    g = np.array([1.0, np.inf, -np.inf, 1.0, 1e30, 2.0, 1e-40 if dtype == np.float64 else 1e-30,
+                  np.inf, -3.0], dtype)
+    # one block of such elements, then a block in the domain: both paths in one call
+    gx, xx = _inputs(dtype, 512, seed=3)
+    g, x = np.concatenate([np.resize(g, 512), gx]), np.concatenate([np.resize(x, 512), xx])
+    want = f(g, x, backend="numpy")
+    for backend in ("c", "numba"):
+        if not fastact.backends()[backend]["available"]:
+            continue
+        got = f(g, x, backend=backend)
+        special = ~np.isfinite(x) | ~np.isfinite(g)
+        assert np.array_equal(np.isnan(got[special]), np.isnan(want[special])), backend
+        ok = special & ~np.isnan(want)
+        assert_bitwise_equal(got[ok], want[ok])
+        rel = np.abs(got[~special] - want[~special]) / np.maximum(np.abs(want[~special]),
+                                                                np.finfo(dtype).tiny)
+        assert float(np.max(rel)) < 1e-3, (backend, float(np.max(rel)))
