@@ -20,8 +20,20 @@ from conftest import assert_bitwise_equal
 from fastact._registry import REGISTRY
 from fastact._spec import PASS_SUFFIX
 
+try:
+    import ml_dtypes
+    BF16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:                               # optional
+    BF16 = None
+
 GUARDED = [(name, pass_) for name, spec in REGISTRY.items() for pass_ in spec.guarded]
 DTYPES = [np.float32, np.float64]
+#: the narrow kernels take the float32 variant between the conversions
+ALL_DTYPES = [pytest.param(np.dtype(np.float32), id="float32"),
+              pytest.param(np.dtype(np.float64), id="float64"),
+              pytest.param(np.dtype(np.float16), id="float16"),
+              pytest.param(BF16, id="bfloat16", marks=pytest.mark.skipif(
+                  BF16 is None, reason="ml_dtypes is not installed"))]
 #: serial (Numba) / regular stores (C); the pool; blocked (Numba) / prefetched (C)
 SIZES = {"small": 4001, "pool": (1 << 16) + 5, "big": (1 << 20) + 37}
 
@@ -36,11 +48,13 @@ def _params_to_try(spec):
 
 
 def _inputs(dtype, n, seed):
-    """x within every guard's domain (|x| < 39), g of magnitudes 2**-40..2**40."""
+    """x within every guard's domain (|x| < 39), g of magnitudes 2**-40..2**40
+    (2**-10..2**10 in the narrow types)."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-39, 39, n).astype(dtype)
     x[::7] = (rng.standard_normal(x[::7].size) * 2).astype(dtype)    # the busy middle
-    g = (rng.standard_normal(n) * np.exp2(rng.uniform(-40, 40, n))).astype(dtype)
+    e = 40 if np.dtype(dtype).itemsize > 2 else 10
+    g = (rng.standard_normal(n) * np.exp2(rng.uniform(-e, e, n))).astype(dtype)
     return g, x
 
 
@@ -53,6 +67,14 @@ def _outsiders(g, x):
     keep = np.ones(x.size, bool)
     keep[::97] = keep[1::89] = False
     return g2, x2, keep
+
+
+def _same_bits(got, want):
+    """The same bits, element for element (any float width; NaNs included)."""
+    u = np.dtype(f"u{got.dtype.itemsize}")
+    assert got.dtype == want.dtype and got.shape == want.shape
+    diff = np.flatnonzero(got.view(u) != want.view(u))
+    assert diff.size == 0, (diff[:5], got[diff[:5]], want[diff[:5]])
 
 
 def _backward(name):
@@ -79,7 +101,7 @@ def test_guarded_entries_are_complete():
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
 @pytest.mark.parametrize("backend", ["c", "numba"])
 @pytest.mark.parametrize("name,pass_", GUARDED, ids=[f"{n}-{p}" for n, p in GUARDED])
 def test_a_result_does_not_depend_on_its_block(name, pass_, backend, dtype, size,
@@ -87,6 +109,8 @@ def test_a_result_does_not_depend_on_its_block(name, pass_, backend, dtype, size
     if not fastact.backends()[backend]["available"]:
         pytest.skip(f"{backend} unavailable")
     fastact.set_num_threads(2)          # the blocks split between threads
+    if dtype.itemsize == 2 and size == "big":
+        pytest.skip("the narrow blocked kernels: their skeleton is float32's (CI time)")
     f = _backward(name)
     n = SIZES[size]
     g, x = _inputs(dtype, n, seed=n)
@@ -94,12 +118,12 @@ def test_a_result_does_not_depend_on_its_block(name, pass_, backend, dtype, size
     for kw in _params_to_try(REGISTRY[name]):
         clean = f(g, x, backend=backend, **kw)
         mixed = f(g2, x2, backend=backend, **kw)
-        assert_bitwise_equal(mixed[keep], clean[keep])
+        _same_bits(mixed[keep], clean[keep])
         # in place on each input: the block is read before it is written
         for i in range(2):
             ins = [g2.copy(), x2.copy()]
             f(*ins, out=ins[i], backend=backend, **kw)
-            assert_bitwise_equal(ins[i], mixed)
+            _same_bits(ins[i], mixed)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

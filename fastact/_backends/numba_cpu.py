@@ -725,17 +725,35 @@ def _narrow_formula(name, pass_, kind):
     """The float32 formula of ``name``'s ``pass_`` between the conversions
     of fastact._prims_narrow: its array arguments uint16 bits of ``kind``
     ("float16" or "bfloat16"), its result too."""
+    return _narrowed(_formula(name, pass_, np.float32), pass_, kind)
+
+
+def _narrowed(f, pass_, kind, result=True):
+    """``f`` (a compiled float32 formula or guard) on the uint16 bits of
+    ``kind``: its array arguments widened, its result narrowed where
+    ``result``."""
     import inspect
 
     from .._prims_narrow import converters
-    f = _formula(name, pass_, np.float32)
     widen, narrow = converters(kind, quiet=False)
     arrays = 1 if pass_ == "forward" else 2
     names = [f"a{k}" for k in range(len(inspect.signature(f.py_func).parameters))]
     call = ", ".join(f"widen({a})" if k < arrays else a for k, a in enumerate(names))
     ns = {"f": f, "widen": widen, "narrow": narrow, "inline": always_inline()}
-    exec(f"def narrowed({', '.join(names)}):\n    inline()\n    return narrow(f({call}))\n", ns)
+    ret = f"narrow(f({call}))" if result else f"f({call})"
+    exec(f"def narrowed({', '.join(names)}):\n    inline()\n    return {ret}\n", ns)
     return inner_njit()(ns["narrowed"])
+
+
+def _narrow_guard(name, pass_, kind):
+    """``(fast, ok, block)`` of a guarded pass on narrow bits (_guard_of): the
+    float32 variant and guard between the conversions."""
+    g = _guarded(name, pass_, np.float32)
+    if g is None:
+        return None
+    fast, ok = g
+    return (_narrowed(fast, pass_, kind), _narrowed(ok, pass_, kind, result=False),
+            _guard_block(np.uint16))
 
 
 @functools.lru_cache(maxsize=None)
@@ -749,11 +767,12 @@ def _narrow_kernel(name, pass_, kind, parallel):
     the blocked loop for the same reason)."""
     fn, indexed = _narrow_formula(name, pass_, kind), REGISTRY[name].indexed
     tag = f"{name}_{pass_}_{kind}"
+    guard = _narrow_guard(name, pass_, kind)
     if parallel == "stream":
-        return _make_blocked(tag, fn, indexed, pass_ != "forward", np.uint16)
+        return _make_blocked(tag, fn, indexed, pass_ != "forward", np.uint16, guard)
     if pass_ == "forward":
-        return _make_unary(tag, fn, indexed, parallel)
-    return _make_binary(tag, fn, indexed, parallel)
+        return _make_unary(tag, fn, indexed, parallel, guard)
+    return _make_binary(tag, fn, indexed, parallel, guard)
 
 
 def _bits(a):
