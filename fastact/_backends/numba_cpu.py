@@ -84,27 +84,19 @@ def _scanner(ok, binary):
     is in a guarded formula's common domain (``ok``; b is a again where
     unary)."""
     wide, U = wide_vectors(), np.uint64
+    oki = _one_shape(ok, False, binary)         # oki(a, b, i, *params): one shape
+
     # unsigned offsets, as the kernels' loops: no negative-index check, so
     # the reduction vectorizes (a boolean and: counting the misses instead
     # took twice as long)
-    if binary:
-        @inner_njit(inline="always")
-        def scan(a, b, lo, hi, params):
-            good = True
-            for j in range(hi - lo):
-                wide()
-                k = U(lo) + U(j)
-                good &= ok(a[k], b[k], *params)
-            return good
-    else:
-        @inner_njit(inline="always")
-        def scan(a, b, lo, hi, params):
-            good = True
-            for j in range(hi - lo):
-                wide()
-                k = U(lo) + U(j)
-                good &= ok(a[k], *params)
-            return good
+    @inner_njit(inline="always")
+    def scan(a, b, lo, hi, params):
+        good = True
+        for j in range(hi - lo):
+            wide()
+            k = U(lo) + U(j)
+            good &= oki(a[k], b[k], k, *params)
+        return good
     return scan
 
 
