@@ -1,12 +1,13 @@
-"""Guarded passes (fastact/_spec.py: Spec.guarded): the C and Numba CPU
-kernels write a block of 1 KiB with the formula's fast variant where every
-element of the block is in its common domain (the guard), else with the full
-formula.  The variant is the formula with the selects that are constant on
-the domain left out, so both must give the same bits there: a result never
-depends on its neighbours.  These tests put an out-of-domain element into
-every block and compare the others' bits with a run where (nearly) every
-block takes the variant, on every kernel path (serial, pool, blocked /
-prefetched), in place too, and check the guard itself against its domain.
+"""Guarded passes (fastact/_spec.py: Spec.guarded): the C kernels and
+Numba's parallel ones write a block of 1 KiB with the formula's fast
+variant where every element of the block is in its common domain (the
+guard), else with the full formula.  The variant is the formula with the
+selects that are constant on the domain left out, so both must give the
+same bits there: a result never depends on its neighbours.  These tests put
+an out-of-domain element into every block and compare the others' bits
+with a run where (nearly) every block takes the variant, on every kernel
+path (serial, pool, blocked / prefetched; the narrow types through C's
+float32 workers), in place too, and check the outsiders' special values.
 """
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ def test_a_result_does_not_depend_on_its_block(name, pass_, backend, dtype, size
         clean = f(g, x, backend=backend, **kw)
         mixed = f(g2, x2, backend=backend, **kw)
         _same_bits(mixed[keep], clean[keep])
+        if dtype != np.float32 or size != "pool":
+            continue                    # (each in-place case compiles its own worker)
         # in place on each input: the block is read before it is written
         for i in range(2):
             ins = [g2.copy(), x2.copy()]

@@ -160,11 +160,12 @@ def _case_of():
 
 
 def _make_unary(tag, f, indexed, parallel, guard=None):
+    """The serial (``parallel`` False) or pooled kernel of a unary formula;
+    ``guard`` (the pooled one only): see _pooled_elementwise."""
     if parallel:
         return _pooled_elementwise(tag, f, indexed, False, guard)
     wide = wide_vectors()
-    loop = _unary_loop(f, indexed, wide) if guard is None else _serial_guarded(
-        f, indexed, False, guard)
+    loop = _unary_loop(f, indexed, wide)
     body, same = inner_njit(inline="always")(loop), _same_address()
 
     def kernel(x, out, params):           # in place: see _same_address
@@ -200,12 +201,11 @@ def _unary_loop(f, indexed, wide):
 
 
 def _make_binary(tag, f, indexed, parallel, guard=None):
+    """_make_unary's binary twin."""
     if parallel:
         return _pooled_elementwise(tag, f, indexed, True, guard)
     wide = wide_vectors()
-    loop = _binary_loop(f, indexed, wide) if guard is None else _serial_guarded(
-        f, indexed, True, guard)
-    body, same = inner_njit(inline="always")(loop), _same_address()
+    body, same = inner_njit(inline="always")(_binary_loop(f, indexed, wide)), _same_address()
 
     def kernel(g, s, out, params):           # in place: see _same_address
         if same(out, g):
@@ -236,22 +236,6 @@ def _binary_loop(f, indexed, wide):
             for i in range(g.shape[0]):
                 wide()
                 out[i] = f(g[i], s[i], *params)
-    return loop
-
-
-def _serial_guarded(f, indexed, binary, guard):
-    """The serial loop, ``loop(g, s, out, params)`` or ``loop(x, out,
-    params)``, of a guarded pass: its blocks as the parallel kernel's
-    (_guarded_body)."""
-    fast, ok, block = guard
-    body = _guarded_body(_pool_body(f, indexed, binary), _pool_body(fast, indexed, binary),
-                         _scanner(ok, binary), block)
-    if binary:
-        def loop(g, s, out, params):
-            body(0, g.shape[0], g, s, out, params)
-    else:
-        def loop(x, out, params):
-            body(0, x.shape[0], x, x, out, params)
     return loop
 
 
@@ -706,7 +690,10 @@ def _guard_of(name, pass_, dtype):
 def _elementwise_kernel(name, pass_, dtype, parallel):
     f, indexed = _formula(name, pass_, dtype), REGISTRY[name].indexed
     tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
-    guard = _guard_of(name, pass_, dtype)
+    # the serial kernels (arrays below PARALLEL_MIN_COMPUTE) take the full
+    # formula: a guarded kernel compiles both (about twice the time), for
+    # microseconds there
+    guard = _guard_of(name, pass_, dtype) if parallel else None
     if pass_ == "forward":
         return _make_unary(tag, f, indexed, parallel, guard)
     return _make_binary(tag, f, indexed, parallel, guard)
@@ -716,36 +703,20 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
 def _narrow_formula(name, pass_, kind):
     """The float32 formula of ``name``'s ``pass_`` between the conversions
     of fastact._prims_narrow: its array arguments uint16 bits of ``kind``
-    ("float16" or "bfloat16"), its result too."""
-    return _narrowed(_formula(name, pass_, np.float32), pass_, kind)
-
-
-def _narrowed(f, pass_, kind, result=True):
-    """``f`` (a compiled float32 formula or guard) on the uint16 bits of
-    ``kind``: its array arguments widened, its result narrowed where
-    ``result``."""
+    ("float16" or "bfloat16"), its result too.  (The guarded passes' fast
+    variants are left to the float kernels here: in the narrow kernels they
+    gained 0-25% in the caches for twice the compile time.)"""
     import inspect
 
     from .._prims_narrow import converters
+    f = _formula(name, pass_, np.float32)
     widen, narrow = converters(kind, quiet=False)
     arrays = 1 if pass_ == "forward" else 2
     names = [f"a{k}" for k in range(len(inspect.signature(f.py_func).parameters))]
     call = ", ".join(f"widen({a})" if k < arrays else a for k, a in enumerate(names))
     ns = {"f": f, "widen": widen, "narrow": narrow, "inline": always_inline()}
-    ret = f"narrow(f({call}))" if result else f"f({call})"
-    exec(f"def narrowed({', '.join(names)}):\n    inline()\n    return {ret}\n", ns)
+    exec(f"def narrowed({', '.join(names)}):\n    inline()\n    return narrow(f({call}))\n", ns)
     return inner_njit()(ns["narrowed"])
-
-
-def _narrow_guard(name, pass_, kind):
-    """``(fast, ok, block)`` of a guarded pass on narrow bits (_guard_of): the
-    float32 variant and guard between the conversions."""
-    g = _guarded(name, pass_, np.float32)
-    if g is None:
-        return None
-    fast, ok = g
-    return (_narrowed(fast, pass_, kind), _narrowed(ok, pass_, kind, result=False),
-            _guard_block(np.uint16))
 
 
 @functools.lru_cache(maxsize=None)
@@ -759,12 +730,11 @@ def _narrow_kernel(name, pass_, kind, parallel):
     the blocked loop for the same reason)."""
     fn, indexed = _narrow_formula(name, pass_, kind), REGISTRY[name].indexed
     tag = f"{name}_{pass_}_{kind}"
-    guard = _narrow_guard(name, pass_, kind)
     if parallel == "stream":
-        return _make_blocked(tag, fn, indexed, pass_ != "forward", np.uint16, guard)
+        return _make_blocked(tag, fn, indexed, pass_ != "forward", np.uint16)
     if pass_ == "forward":
-        return _make_unary(tag, fn, indexed, parallel, guard)
-    return _make_binary(tag, fn, indexed, parallel, guard)
+        return _make_unary(tag, fn, indexed, parallel)
+    return _make_binary(tag, fn, indexed, parallel)
 
 
 def _bits(a):
