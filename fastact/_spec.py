@@ -151,9 +151,10 @@ class Spec:
     compute_bound: tuple = ()
     # passes whose formulas come with a fast variant for a common domain
     # (finite inputs away from the far tails, default parameters) and a guard
-    # that tells it: the C workers (float16 and bfloat16 included) and
-    # Numba's parallel float kernels take the variant for a block whose
-    # every element passes the guard, the full formula otherwise
+    # that tells it: the C workers (float16 and bfloat16 included), and
+    # Numba's parallel float kernels where config.NUMBA_GUARDED is on, take
+    # the variant for a block whose every element passes the guard, the full
+    # formula otherwise
     # (kernels.inc: FA_STORE_LOOP_G; numba_cpu: _guarded_body).  The variant
     # is the formula with the selects that are constant on the domain left
     # out, so both give the same bits there and no result depends on its

@@ -178,6 +178,16 @@ STREAM_BLOCK_BYTES = 1 << 10
 #: 94-96 / 94-99, elu forward 92-94 / 91-93.
 PREFETCH_BLOCKS = 4
 
+#: Numba's parallel float kernels take the guarded passes' fast variants
+#: (fastact/_spec.py: Spec.guarded) where True; read when a kernel is first
+#: built.  Off by default: a guarded kernel compiles both the variant and
+#: the full formula, about twice the time (with them on, CI took 15:50 of
+#: its 15 minutes), for 7-37% in the caches (float32, 65536 elements, one
+#: thread: celu_backward 0.040 -> 0.025 ms, silu 0.029 -> 0.026, softplus
+#: 0.030 -> 0.026, logsigmoid 0.024 -> 0.022).  The C backend always takes
+#: them.
+NUMBA_GUARDED = False
+
 #: PReLU: channel rows at least this long are one parallel task each;
 #: shorter ones (e.g. (N, C) activations) are processed in blocks of samples,
 #: taken in runs of whole samples, each run one loop vectorized across

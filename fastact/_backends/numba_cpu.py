@@ -675,13 +675,18 @@ def _make_blocked(tag, f, indexed, binary, dtype, guard=None):
 @functools.lru_cache(maxsize=None)
 def _blocked_kernel(name, pass_, dtype):
     """The big-output kernel of ``name``'s ``pass_`` (see _make_blocked)."""
-    tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
+    guard = _guard_of(name, pass_, dtype)
+    # (a guarded kernel its own name: its own disk-cache entry)
+    tag = f"{name}_{pass_}_{np.dtype(dtype).name}" + ("_guarded" if guard else "")
     return _make_blocked(tag, _formula(name, pass_, dtype), REGISTRY[name].indexed,
-                         pass_ != "forward", dtype, _guard_of(name, pass_, dtype))
+                         pass_ != "forward", dtype, guard)
 
 
 def _guard_of(name, pass_, dtype):
-    """``(fast, ok, block)`` for the kernels of a guarded pass, else None."""
+    """``(fast, ok, block)`` for the kernels of a guarded pass, else None
+    (also where config.NUMBA_GUARDED is off)."""
+    if not config.NUMBA_GUARDED:
+        return None
     g = _guarded(name, pass_, dtype)
     return None if g is None else (*g, _guard_block(dtype))
 
@@ -689,11 +694,11 @@ def _guard_of(name, pass_, dtype):
 @functools.lru_cache(maxsize=None)
 def _elementwise_kernel(name, pass_, dtype, parallel):
     f, indexed = _formula(name, pass_, dtype), REGISTRY[name].indexed
-    tag = f"{name}_{pass_}_{np.dtype(dtype).name}"
     # the serial kernels (arrays below PARALLEL_MIN_COMPUTE) take the full
     # formula: a guarded kernel compiles both (about twice the time), for
     # microseconds there
     guard = _guard_of(name, pass_, dtype) if parallel else None
+    tag = f"{name}_{pass_}_{np.dtype(dtype).name}" + ("_guarded" if guard else "")
     if pass_ == "forward":
         return _make_unary(tag, f, indexed, parallel, guard)
     return _make_binary(tag, f, indexed, parallel, guard)
