@@ -134,7 +134,7 @@ def _every_op_checks(nc, shard, shards) -> dict:
                 probe = nc._make_blocked(f"probe_guarded_{name}_{pass_}",
                                          nc._formula(name, pass_, bt), spec.indexed,
                                          pass_ != "forward", bt,
-                                         (*nc._guarded(name, pass_, bt), nc._guard_block(bt)))
+                                         nc._guard_of(name, pass_, bt, on=True))
                 res[f"{name} {pass_} float32 blocked inlined"]["guarded stores"] = (
                     _all_vector_stores(_llvm(probe, 2, *ins, vb.copy(), p)))
     return res

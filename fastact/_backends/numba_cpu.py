@@ -676,19 +676,22 @@ def _make_blocked(tag, f, indexed, binary, dtype, guard=None):
 def _blocked_kernel(name, pass_, dtype):
     """The big-output kernel of ``name``'s ``pass_`` (see _make_blocked)."""
     guard = _guard_of(name, pass_, dtype)
-    # (a guarded kernel its own name: its own disk-cache entry)
-    tag = f"{name}_{pass_}_{np.dtype(dtype).name}" + ("_guarded" if guard else "")
-    return _make_blocked(tag, _formula(name, pass_, dtype), REGISTRY[name].indexed,
-                         pass_ != "forward", dtype, guard)
+    return _make_blocked(_kernel_tag(name, pass_, dtype, guard), _formula(name, pass_, dtype),
+                         REGISTRY[name].indexed, pass_ != "forward", dtype, guard)
 
 
-def _guard_of(name, pass_, dtype):
-    """``(fast, ok, block)`` for the kernels of a guarded pass, else None
-    (also where config.NUMBA_GUARDED is off)."""
-    if not config.NUMBA_GUARDED:
+def _guard_of(name, pass_, dtype, on=None):
+    """``(fast, ok, block)`` for the kernels of a guarded pass, else None;
+    ``on`` (default config.NUMBA_GUARDED) False: None."""
+    if not (config.NUMBA_GUARDED if on is None else on):
         return None
     g = _guarded(name, pass_, dtype)
     return None if g is None else (*g, _guard_block(dtype))
+
+
+def _kernel_tag(name, pass_, dtype, guard):
+    """A kernel's tag (its disk-cache name): a guarded kernel has its own."""
+    return f"{name}_{pass_}_{np.dtype(dtype).name}" + ("_guarded" if guard else "")
 
 
 @functools.lru_cache(maxsize=None)
@@ -698,7 +701,7 @@ def _elementwise_kernel(name, pass_, dtype, parallel):
     # formula: a guarded kernel compiles both (about twice the time), for
     # microseconds there
     guard = _guard_of(name, pass_, dtype) if parallel else None
-    tag = f"{name}_{pass_}_{np.dtype(dtype).name}" + ("_guarded" if guard else "")
+    tag = _kernel_tag(name, pass_, dtype, guard)
     if pass_ == "forward":
         return _make_unary(tag, f, indexed, parallel, guard)
     return _make_binary(tag, f, indexed, parallel, guard)

@@ -44,6 +44,11 @@ def _inliner(p):
     return always_inline()
 
 
+def _xp_cut1(p):
+    """x below which _exp_scaled scales (its first tier; C: XP_CUT1)."""
+    return p.T(-60.0 if p.dtype == np.float32 else -400.0)
+
+
 def _exp_scaled(p, tiers=2, fast=False):
     """``es(x)``: ``(E, e, u1, u2)`` with ``e ~ e^a``, ``a = -|x|`` (for sums
     with 1 and 2: 0 where x < -60 / -400, where 1 + e^a rounds to 1 anyway),
@@ -69,7 +74,7 @@ def _exp_scaled(p, tiers=2, fast=False):
     inline = _inliner(p)
     f32 = p.dtype == np.float32
     K1, K2 = (64, 100) if f32 else (512, 600)
-    cut1, cut2 = (T(-60.0), T(-130.0)) if f32 else (T(-400.0), T(-1000.0))
+    cut1, cut2 = _xp_cut1(p), T(-130.0 if f32 else -1000.0)
     one, zero, lo = T(1.0), T(0.0), T(-200.0 if f32 else -1460.0)
     up1, down1, down2 = T(2.0 ** K1), T(2.0 ** -K1), T(2.0 ** -K2)
     a0, a1, a2, b = T(2.0 ** -K2), T(2.0 ** (K1 - K2)), T(2.0 ** K1), T(2.0 ** K2)
@@ -108,13 +113,17 @@ def _exp_scaled(p, tiers=2, fast=False):
     return es
 
 
+#: _clamp_x's upper bound (C: xp_clamp)
+_X_HI = 1e4
+
+
 def _clamp_x(p):
     """x clamped into [mul_lo, 1e4] (exp_mul's lower clamp; NaN passes): a
     finite stand-in for x where it multiplies a factor that is 0 beyond (0 *
     inf would be NaN), consistent with the clamped exponential."""
     T = p.T
     inline = _inliner(p)
-    hi, lo = T(1e4), T(-200.0 if p.dtype == np.float32 else -1460.0)
+    hi, lo = T(_X_HI), T(-200.0 if p.dtype == np.float32 else -1460.0)
 
     if hasattr(p, "row_max"):             # cpu_prims
         @p.jit
@@ -178,7 +187,8 @@ def _silu_guard(p):
     """silu_backward's common domain: -60 <= x <= 1e4 (float64: -400), g
     finite (C: silu_bwd_ok)."""
     T = p.T
-    lo, hi, inf = T(-60.0 if p.dtype == np.float32 else -400.0), T(1e4), T(np.inf)
+    # no tier at or above lo, no clamp up to hi
+    lo, hi, inf = _xp_cut1(p), T(_X_HI), T(np.inf)
 
     def ok(g, x):
         return (x >= lo) & (x <= hi) & (abs(g) < inf)
