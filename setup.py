@@ -17,11 +17,17 @@ from setuptools.command.build_ext import build_ext
 HERE = pathlib.Path(__file__).resolve().parent
 
 
+_BUILDER = []
+
+
 def _builder():
     # loaded by path: `import build` could find PyPA's `build` package
+    if _BUILDER:
+        return _BUILDER[0]
     spec = importlib.util.spec_from_file_location("_fastact_build", HERE / "build.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    _BUILDER.append(mod)
     return mod
 
 
@@ -35,6 +41,12 @@ class optional_build_ext(build_ext):
             self._give_up(e)
 
     def build_extension(self, ext):
+        try:
+            # the sources of one extension side by side (the C backend's
+            # instruction-set units take most of the build)
+            _builder().compile_in_parallel(self.compiler)
+        except Exception:                 # then one after another
+            pass
         if ext.name.endswith("._cfastcall"):
             # optional: without it the C backend calls through cffi
             try:
