@@ -931,8 +931,13 @@ SOFTMAX_SHAPES = [(1, 1), (1, 17), (17, 59), (64, 515), (3, 4096), (2, 8192), (2
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
 def test_streamed_softmax_is_bit_identical(cb, stream_min, isa_level, two_threads, isa, dtype):
+    """The float types' rows and the narrow types' (whose backward rounds
+    chunks of each row into the output: c_src/narrow.inc's
+    FA_NARROW_ROWS_BWD), at every output alignment and in place."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
     used = isa_level(isa)
     rng = np.random.default_rng(12)
     for shape in SOFTMAX_SHAPES:

@@ -181,3 +181,44 @@ def test_outsiders_keep_the_full_formula(name, pass_, dtype):
         rel = np.abs(got[~special] - want[~special]) / np.maximum(np.abs(want[~special]),
                                                                 np.finfo(dtype).tiny)
         assert float(np.max(rel)) < 1e-3, (backend, float(np.max(rel)))
+
+
+# --- log_softmax backward's exponential (C: row_grad_fast) ---------------------------
+
+@pytest.mark.parametrize("rows,n", [(6, 4096), (64, 300), (3, 10000)],
+                         ids=["rows4096", "short", "long"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_log_softmax_backward_does_not_depend_on_its_chunk(dtype, rows, n):
+    """C's log_softmax backward computes exp(y) without its clamps and
+    subnormal scaling in a chunk whose y are all in [-86, 88] (float64 [-700,
+    709]), where the results are normal: the same bits as the full
+    exponential.  The odd rows are the even ones with an outsider (y = -100,
+    -1e4, 100, -inf, NaN) in every chunk of 128 elements; g is the same, so
+    is each row's reduction sum g, and every other element keeps its bits.
+    The outsiders get the reference's values."""
+    if not fastact.backends()["c"]["available"]:
+        pytest.skip("the C backend is not built")
+    rng = np.random.default_rng(rows + n)
+    g = rng.standard_normal((rows // 2, n)).astype(dtype)
+    y = rng.uniform(-30, 0, (rows // 2, n)).astype(dtype)
+    y[:, ::5] = -rng.uniform(60, 86, y[:, ::5].shape).astype(dtype)   # near the edge
+    y2 = y.copy()
+    specials = np.array([-100.0, -1e4, 100.0, -np.inf, np.nan])
+    y2[:, 3::128] = np.resize(specials, y2[:, 3::128].shape).astype(dtype)
+    G, Y = np.repeat(g, 2, axis=0), np.empty((rows // 2 * 2, n), dtype)
+    Y[0::2], Y[1::2] = y, y2
+    got = fastact.log_softmax_backward(G, Y, backend="c")
+    keep = np.ones(n, bool)
+    keep[3::128] = False
+    _same_bits(got[1::2][:, keep], got[0::2][:, keep])
+    want = fastact.log_softmax_backward(G[1::2], Y[1::2], backend="numpy")
+    out, ref = got[1::2][:, ~keep].astype(np.float64), want[:, ~keep].astype(np.float64)
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    inf = np.isinf(ref)
+    assert np.array_equal(out[inf], ref[inf])
+    fin = np.isfinite(ref)
+    # within a few ULP of the result or of exp(y) sum |g| (the reduction's error)
+    term = np.exp(Y[1::2][:, ~keep].astype(np.float64)) \
+        * np.abs(g.astype(np.float64)).sum(axis=1, keepdims=True)
+    scale = np.abs(ref[fin]) + term[fin]
+    assert np.all(np.abs(out[fin] - ref[fin]) <= 4 * np.finfo(dtype).eps * scale)
