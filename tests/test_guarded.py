@@ -222,3 +222,80 @@ def test_log_softmax_backward_does_not_depend_on_its_chunk(dtype, rows, n):
         * np.abs(g.astype(np.float64)).sum(axis=1, keepdims=True)
     scale = np.abs(ref[fin]) + term[fin]
     assert np.all(np.abs(out[fin] - ref[fin]) <= 4 * np.finfo(dtype).eps * scale)
+
+
+# --- the C guards and the Python ones: the same domains -------------------------------
+
+def _c_sources():
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1] / "c_src"
+    return {p.name: p.read_text() for p in root.glob("formulas*.inc")}
+
+
+def _c_number(text):
+    text = text.strip()
+    return float.fromhex(text) if "0x" in text else float(text)
+
+
+def _c_ok_bounds():
+    """The domains' bounds as c_src's formulas write them: per dtype name
+    (float32 first in each #if FA_F32 ... #else pair) and per literal."""
+    import re
+    src = _c_sources()
+    exp_, special = src["formulas_exponential.inc"], src["formulas_special.inc"]
+    cut = [float(v) for v in re.findall(r"#define XP_CUT1 \(\(T\)([-0-9.e]+)\)", exp_)]
+    gs = [float(v) for v in re.findall(r"#define GS_FAST \(\(T\)([-0-9.e]+)\)", special)]
+    silu = exp_[exp_.index("N_(silu_bwd_ok)"):]
+    silu = silu[:silu.index("\n}")]
+    celu = exp_[exp_.index("N_(celu_bwd_ok)"):]
+    celu = celu[:celu.index("\n}")]
+    lit = r"\(T\)(-?0x[0-9a-f.]+p[-+]?[0-9]+|[-0-9.e]+)"
+    assert len(cut) == 2 and len(gs) == 2
+    return {"xp_cut1": dict(zip(("float32", "float64"), cut)),
+            "gs_fast": dict(zip(("float32", "float64"), gs)),
+            "silu_hi": _c_number(re.search(r"x <= " + lit, silu).group(1)),
+            "celu_lo": _c_number(re.search(r"x >= " + lit, celu).group(1)),
+            "celu_glo": _c_number(re.search(r"ag >= " + lit, celu).group(1)),
+            "celu_ghi": _c_number(re.search(r"ag <= " + lit, celu).group(1))}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_c_and_python_guards_have_the_same_domains(dtype):
+    """Each guard of the registry (Python, the Numba kernels') accepts the
+    bounds that c_src's N_(<stem>_ok) writes and refuses the next value
+    beyond: the two backends take their fast variants on the same domain."""
+    from fastact._prims import cpu_prims
+    T, b = np.dtype(dtype).type, _c_ok_bounds()
+    key = np.dtype(dtype).name
+
+    def below(v):
+        return np.nextafter(T(v), T(-np.inf))
+
+    def above(v):
+        return np.nextafter(T(v), T(np.inf))
+
+    def oks(name):
+        return REGISTRY[name].guard(cpu_prims(dtype))["backward"]
+
+    one, inf, nan = T(1.0), T(np.inf), T(np.nan)
+    silu, lo, hi = oks("silu"), b["xp_cut1"][key], b["silu_hi"]
+    assert silu(one, T(lo)) and not silu(one, below(lo))
+    assert silu(one, T(hi)) and not silu(one, above(hi))
+    assert not silu(inf, one) and not silu(nan, one) and not silu(one, nan)
+
+    celu, a1 = oks("celu"), (T(1.0), T(1.0), T(0.0))
+    lo, glo, ghi = b["celu_lo"], b["celu_glo"], b["celu_ghi"]
+    assert celu(one, T(lo), *a1) and not celu(one, below(lo), *a1)
+    assert celu(T(glo), one, *a1) and not celu(below(glo), one, *a1)
+    assert celu(T(ghi), one, *a1) and not celu(above(ghi), one, *a1)
+    assert celu(T(0.0), one, *a1) and celu(T(-ghi), one, *a1)
+    assert not celu(one, one, T(0.7), T(1 / 0.7), T(0.0)) and not celu(one, nan, *a1)
+
+    lim = b["gs_fast"][key]
+    softplus, logsigmoid = oks("softplus"), oks("logsigmoid")
+    for x in (T(lim), T(-lim)):
+        assert softplus(one, x, one, T(20.0)) and logsigmoid(one, x)
+    for x in (above(lim), below(-lim), nan):
+        assert not softplus(one, x, one, T(20.0)) and not logsigmoid(one, x)
+    assert softplus(one, T(lim / 2), T(2.0), T(20.0))
+    assert not softplus(one, above(lim / 2), T(2.0), T(20.0))
