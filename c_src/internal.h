@@ -113,10 +113,16 @@ typedef struct fa_convert_table {
 #define FA_INLINE static inline
 #endif
 
-/* fused multiply-add inside the exponentials, where the ISA has one (a
-   libm fma without hardware support would be slow) */
+/* fused multiply-add inside the exponentials, where the ISA has one: the
+   levels that define FA_TARGET (a libm fma without hardware support would
+   be slow) */
+#if defined(FA_TARGET) && FA_X86
+#define FA_FMA32(a, b, c) __builtin_fmaf(a, b, c)
+#define FA_FMA64(a, b, c) __builtin_fma(a, b, c)
+#else
 #define FA_FMA32(a, b, c) ((a) * (b) + (c))
 #define FA_FMA64(a, b, c) ((a) * (b) + (c))
+#endif
 
 /* Double-double sums (PReLU's weight gradient), as numba_cpu._double_double:
    the pair (*hi, *lo) plus p + e (the two-sum of *hi and p, its error and e
@@ -200,5 +206,17 @@ FA_DECLARE_LEVEL(avx2)
 FA_DECLARE_LEVEL(avx512)
 #endif
 #undef FA_DECLARE_LEVEL
+
+/* A unit of an x86 level above the baseline defines FA_TARGET, its
+   instruction sets (all with FMA), before including this file: everything
+   after this point is compiled for them. */
+#if defined(FA_TARGET) && FA_X86
+#define FA_PRAGMA_X(x) FA_PRAGMA(x)
+#if defined(__clang__)
+FA_PRAGMA_X(clang attribute push(__attribute__((target(FA_TARGET))), apply_to = function))
+#else
+FA_PRAGMA_X(GCC target(FA_TARGET))
+#endif
+#endif
 
 #endif /* FASTACT_INTERNAL_H */

@@ -5,18 +5,10 @@
 #ifndef FA_PART
 #define FA_PART 32
 #endif
+#define FA_TARGET "avx2,fma,f16c"
 #include "internal.h"
 
 #if FA_X86
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC target("avx2,fma,f16c")
-#endif
-#undef FA_FMA32
-#undef FA_FMA64
-#define FA_FMA32(a, b, c) __builtin_fmaf(a, b, c)
-#define FA_FMA64(a, b, c) __builtin_fma(a, b, c)
 #undef FA_NT_LINE
 #define FA_NT_LINE(dst, src)                                                           \
     do {                                                                               \

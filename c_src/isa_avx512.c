@@ -6,18 +6,10 @@
 #ifndef FA_PART
 #define FA_PART 32
 #endif
+#define FA_TARGET "avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prfchw,prefer-vector-width=512"
 #include "internal.h"
 
 #if FA_X86
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prfchw,prefer-vector-width=512"))), apply_to = function)
-#else
-#pragma GCC target("avx512f,avx512cd,avx512bw,avx512dq,avx512vl,prfchw,prefer-vector-width=512")
-#endif
-#undef FA_FMA32
-#undef FA_FMA64
-#define FA_FMA32(a, b, c) __builtin_fmaf(a, b, c)
-#define FA_FMA64(a, b, c) __builtin_fma(a, b, c)
 #undef FA_NT_LINE
 #define FA_NT_LINE(dst, src) \
     _mm512_stream_si512((void *)(dst), _mm512_load_si512((const void *)(src)))
