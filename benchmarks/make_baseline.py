@@ -89,6 +89,11 @@ def main(argv=None):
         found, seen = _bench.baseline_for(default)
         args.output = str(found if found is not None else
                           _bench.baseline_sibling(default) if seen else default)
+    if args.add and not os.path.exists(args.output):
+        # before any run: --add keeps rows of a file this processor has not got
+        raise SystemExit(f"make_baseline: --add adds rows to {args.output}, which does not "
+                         "exist (no baseline of this processor yet): run without --add "
+                         "first, over every op")
     paths = args.merge
     if not paths:
         tmp = tempfile.mkdtemp(prefix="fastact-baseline-")

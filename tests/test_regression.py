@@ -221,6 +221,9 @@ def test_make_baseline_add_keeps_other_rows(tmp_path):
     assert got == {"a": 1.0, "b": 3.0, "c": 4.0}
     with pytest.raises(SystemExit, match="size"):
         mb.add_rows(path, {"meta": {**meta, "size": 8}, "results": []})
+    # --add without a baseline to add to: a clear message before any run
+    with pytest.raises(SystemExit, match="does not exist"):
+        mb.main(["--add", "--runs", "1", "-o", str(tmp_path / "missing.json")])
 
 
 BENCHMARK_SUITE = EarlyProcess(
