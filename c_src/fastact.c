@@ -428,10 +428,13 @@ int fa_rowwise_inner(int dtype, int kernel, const void *in0, const void *in1, vo
     if (fn == NULL)                 /* not a kernel of the softmax family */
         return -2;
     _Atomic int nomem = 0;
+    int64_t min = fa_stream_min(), bytes = outer * n * K * fa_itemsize[dtype];
+    int big = min >= 0 && bytes >= min && dtype <= FA_F64_IDX;
     fa_args a = {.in0 = in0, .in1 = in1, .out = out0, .n = n, .C = K, .inner = cols,
-                 .stream = FA_OUT_REGULAR, .nomem = &nomem};
+                 .stream = big ? FA_OUT_PREFETCH : FA_OUT_REGULAR, .nomem = &nomem};
     /* a unit: one block of `cols` columns of one outer index, n rows */
-    fa_parallel(fn, &a, outer * ((K + cols - 1) / cols), 1, n * cols, nthreads, 0);
+    fa_parallel(fn, &a, outer * ((K + cols - 1) / cols), 1, n * cols, nthreads,
+                big && (FA_NT || fa_isa() > FA_ISA_BASELINE));
     return atomic_load(&nomem) ? -1 : 0;
 }
 

@@ -257,3 +257,45 @@ def test_middle_axis_sums_that_overflow_stay_infinite(host_backend, dtype, name)
     last = fb(np.ascontiguousarray(g.T), np.ascontiguousarray(y.T), backend=host_backend).T
     assert np.isinf(last).any() and not np.isnan(last).any()
     np.testing.assert_array_equal(mid, last)
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["float32", "float64"])
+def test_big_blocks_of_columns_apart_give_the_bits_of_each_column(fast_backend, dt):
+    """Along axis 0 of a wide array the C backend's blocks of columns lie
+    apart and outgrow L2 (c_src/kernels.inc: inner_far): each walk asks for
+    the next row, the softmax computes its exponentials again rather than
+    storing them, and the output is streamed.  A column's result depends on
+    that column alone, so the first 256 columns give the bits of those
+    columns taken alone (a block whose rows are contiguous), in place too,
+    backward too; and the reference's values."""
+    from conftest import assert_ulp
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((1100, 2100)) * 4).astype(dt)
+    x[7, 5] = np.nan
+    x[:, 6] = -np.inf
+    x[:, 9] = -40.0
+    x[0, 9] = 0.0
+    g = rng.standard_normal(x.shape).astype(dt)
+    k = 256
+    for name in ("softmax", "softmin", "log_softmax"):
+        f, fb = getattr(fastact, name), getattr(fastact, name + "_backward")
+        y = f(x, axis=0, backend=fast_backend)
+        np.testing.assert_array_equal(y[:, :k], f(np.ascontiguousarray(x[:, :k]), axis=0,
+                                                  backend=fast_backend))
+        inplace = x.copy()
+        assert f(inplace, axis=0, out=inplace, backend=fast_backend) is inplace
+        np.testing.assert_array_equal(inplace, y)
+        with np.errstate(all="ignore"):
+            want = f(x[:, 8:300].astype(np.float64), axis=0, backend="numpy")
+        assert_ulp(y[:, 8:300], want, 4 if dt == np.float32 else 16, name)
+        ys = np.where(np.isfinite(y), y, -1.0 if name == "log_softmax" else 0.5).astype(dt)
+        gx = fb(g, ys, axis=0, backend=fast_backend)
+        np.testing.assert_array_equal(
+            gx[:, :k], fb(np.ascontiguousarray(g[:, :k]), np.ascontiguousarray(ys[:, :k]),
+                          axis=0, backend=fast_backend))
+        gm, ym = g[:, 10:300].T, ys[:, 10:300].T
+        # _oracle_grad's non-log convention is softmin's, y (d - g)
+        name_ = "softmin" if name == "softmax" else name
+        sg = -1 if name == "softmax" else 1
+        err = np.abs(hp(gx[:, 10:300].T) - sg * _oracle_grad(name_, gm, ym))
+        assert (err <= _grad_bound(name_, gm, ym)).all(), name
