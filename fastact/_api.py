@@ -222,9 +222,10 @@ _may_share, _empty_like, _choose = np.may_share_memory, np.empty_like, _dispatch
 _kernels: dict = {}
 
 
-def _direct(arrays, out):
+def _direct(arrays, out, narrow=False):
     """The fast paths' test: the dtype of ``arrays`` when they are NumPy
-    arrays of one native float dtype and one shape, C-contiguous, and ``out``
+    arrays of one native float dtype (float32, float64; float16 and
+    bfloat16 too where ``narrow``) and one shape, C-contiguous, and ``out``
     is None or such an array aliasing no input except by being it; else
     None (the general path validates and explains).  Two arrays that own
     their memory (base None) cannot overlap: may_share_memory costs more
@@ -233,7 +234,8 @@ def _direct(arrays, out):
     if type(x) is not _ND:
         return None
     dt = x.dtype
-    if not (dt is _F32 or dt is _F64) or not x.flags.c_contiguous:
+    if not (dt is _F32 or dt is _F64 or (narrow and dt.itemsize == 2 and is_narrow(dt))) \
+            or not x.flags.c_contiguous:
         return None
     shape = x.shape
     for a in arrays[1:]:
@@ -887,9 +889,14 @@ def _rowwise(op, name, pass_, named, axis, out, backend, stream, how=None):
             and a0.ndim and (
             axis == -1 or axis == a0.ndim - 1):
         arrays = [a for _, a in named]
-        if _direct(arrays, out) is not None:
+        # (float16 and bfloat16 too: the general path cost 10-12 us against
+        # 2.1 for float32, softmax on 4 x 16 elements)
+        dt = _direct(arrays, out, narrow=True)
+        if dt is not None:
             b = _choose(backend, a0.size, name)
             if b.name != "cuda":
+                if dt.itemsize == 2:
+                    b = b.narrow()
                 res = _empty_like(a0) if out is None else out
                 if a0.ndim == 2:           # rows already: no reshapes
                     getattr(b, method)(name, *arrays, res)
@@ -982,11 +989,66 @@ def _gated_shape(op, pass_, arrs, axis):
     return ax, half
 
 
+def _gated_direct(name, pass_, named, axis, out, backend, stream):
+    """The gated call's fast path (small arrays' call overhead: glu on 4 x
+    16 float32 elements cost 7.8 us through the general path, 2.0 here), or
+    None: NumPy arrays of one float dtype, C-contiguous, an even length
+    along an int ``axis``, grad of the halved shape, ``out`` None or of the
+    result's shape aliasing no input (backward: or being x) on a host
+    backend; anything else takes the general path, which validates and
+    explains."""
+    x = named[-1][1]
+    if stream is not None or type(axis) is not int or type(x) is not _ND or not x.ndim:
+        return None
+    dt = x.dtype
+    if not ((dt is _F32 or dt is _F64 or (dt.itemsize == 2 and is_narrow(dt)))
+            and x.flags.c_contiguous and x.size):
+        return None
+    nd, shape = x.ndim, x.shape
+    ax = axis + nd if -nd <= axis < 0 else axis
+    if not 0 <= ax < nd or shape[ax] % 2:
+        return None
+    half = shape[:ax] + (shape[ax] // 2,) + shape[ax + 1:]
+    ins = [x]
+    if pass_ != "forward":
+        g = named[0][1]
+        if not (type(g) is _ND and g.dtype is dt and g.shape == half and g.flags.c_contiguous):
+            return None
+        ins.append(g)
+    rshape = half if pass_ == "forward" else shape
+    if out is not None:
+        if not (type(out) is _ND and out.dtype is dt and out.shape == rshape):
+            return None
+        f = out.flags
+        if not (f.c_contiguous and f.writeable):
+            return None
+        own = out.base is None
+        for a in ins:
+            if not ((a is x and out is x) or (own and a.base is None) or not _may_share(a, out)):
+                return None
+    b = _choose(backend, x.size, name)
+    if b.name == "cuda":
+        return None
+    if dt.itemsize == 2:
+        b = b.narrow()
+    res = np.empty(rshape, dt) if out is None else out
+    outer, M = math.prod(shape[:ax]), math.prod(half[ax:])
+    if pass_ == "forward":
+        b.gated_forward(name, x.reshape(outer, 2, M), res.reshape(outer, M))
+    else:
+        b.gated_backward(name, ins[1].reshape(outer, M), x.reshape(outer, 2, M),
+                         res.reshape(outer, 2, M))
+    return res
+
+
 def _gated(op, name, pass_, named, axis, out, backend, stream):
     """One gated call: registry entry ``name``'s ``pass_``, ``x`` split in
     halves along ``axis``; ``named`` is ``[("x", x)]`` forward, ``[("grad",
     g), ("x", x)]`` backward.  The kernels take C-contiguous ``x`` as
     ``(outer, 2, M)``: any axis is then runs of ``M`` contiguous elements."""
+    res = _gated_direct(name, pass_, named, axis, out, backend, stream)
+    if res is not None:
+        return res
     kind = _interop.foreign(op, named, out)
     if kind == "dask":
         arrs = _on_dask(op, named, out, stream, same_shape=False)

@@ -178,6 +178,40 @@ def test_empty_and_shapes():
         assert f(one).shape == (1,)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_small_contiguous_calls_take_the_fast_path(host_backend, dtype, monkeypatch):
+    """C-contiguous NumPy arrays skip the general path's validation (glu on
+    4 x 16 float32 elements: 7.8 us a call, 2.0 without): the bits of the
+    general path (the same calls on F-order copies), along any axis, with
+    out= and in place (the backward's out being x)."""
+    from fastact import _api
+    x = mixed_values(dtype, 6 * 8 * 10, seed=9).reshape(6, 8, 10)
+    cases = []
+    for axis in (0, 1, -1):
+        g = _grad(_half(x.shape, axis), dtype, seed=axis + 5)
+        cases += [(fastact.glu, (x,), {"axis": axis}),
+                  (fastact.geglu, (x,), {"axis": axis, "approximate": "tanh"}),
+                  (fastact.swiglu_backward, (g, x), {"axis": axis}),
+                  (fastact.reglu_backward, (g, x), {"axis": axis})]
+    want = [fn(*(np.asfortranarray(a) for a in args), backend=host_backend, **kw)
+            for fn, args, kw in cases]
+
+    def refused(*a, **k):
+        raise AssertionError("the general path")
+    monkeypatch.setattr(fastact._api, "_inputs", refused)
+    for (fn, args, kw), w in zip(cases, want):
+        got = fn(*args, backend=host_backend, **kw)
+        assert_bitwise_equal(got, w)
+        out = np.empty_like(got)
+        assert fn(*args, out=out, backend=host_backend, **kw) is out
+        assert_bitwise_equal(out, w)
+        if len(args) == 2:                                  # the gradient over x, in place
+            xi = args[1].copy()
+            assert fn(args[0], xi, out=xi, backend=host_backend, **kw) is xi
+            assert_bitwise_equal(xi, w)
+    assert _api._inputs is refused
+
+
 @pytest.mark.parametrize("op", list(GATED))
 def test_errors(op):
     f, fb = getattr(fastact, op), getattr(fastact, op + "_backward")

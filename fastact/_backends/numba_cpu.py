@@ -749,6 +749,11 @@ def _bits(a):
     return a.view(np.uint16)
 
 
+# a narrow dtype's kind by its character: dtype.name cost about 1.5 us a call
+# (float16 softmax on 4 x 16 elements: 6.1 us a call)
+_KIND = {"e": "float16", "E": "bfloat16"}
+
+
 def _prelu_partial(x):
     """The PReLU backward kernel's ``partial`` for x of shape (outer, C,
     inner): a double-double pair per channel row, or per short-row block
@@ -770,16 +775,16 @@ class _Narrow(Widened):
     ran at 4% of the copy)."""
 
     def prelu_forward(self, x, w, out):
-        w32 = self._f32(w)
+        w32, kind = self._f32(w), _KIND[out.dtype.char]
         self.backend._run(x.size, parallel_min("prelu"),
-                          lambda par: _prelu_kernels(np.float32, bool(par), out.dtype.name)[0],
+                          lambda par: _prelu_kernels(np.float32, bool(par), kind)[0],
                           _bits(x), w32, _bits(out))
 
     def prelu_backward(self, g, x, w, gx, gw):
         outer, C, inner = x.shape
-        partial = _prelu_partial(x)
+        partial, kind = _prelu_partial(x), _KIND[gx.dtype.char]
         self.backend._run(x.size, parallel_min("prelu"),
-                          lambda par: _prelu_kernels(np.float32, bool(par), gx.dtype.name)[1],
+                          lambda par: _prelu_kernels(np.float32, bool(par), kind)[1],
                           _bits(g).reshape(-1), _bits(x).reshape(-1), self._f32(w),
                           _bits(gx).reshape(-1), partial, outer, C, inner)
         ow = np.empty(gw.shape, np.float32) if gw.dtype != np.float32 else gw
@@ -816,13 +821,13 @@ class _Narrow(Widened):
 
     def rows_forward(self, name, x, out):
         from .numba_narrow import row_kernels
-        kind = out.dtype.name
+        kind = _KIND[out.dtype.char]
         self.backend._run(x.size, parallel_min(name),
                           lambda par: row_kernels(name, kind, bool(par))[0], _bits(x), _bits(out))
 
     def rows_backward(self, name, g, y, out):
         from .numba_narrow import row_kernels
-        kind = out.dtype.name
+        kind = _KIND[out.dtype.char]
         self.backend._run(y.size, parallel_min(name),
                           lambda par: row_kernels(name, kind, bool(par))[1],
                           _bits(g), _bits(y), _bits(out))
@@ -830,12 +835,12 @@ class _Narrow(Widened):
     def rows_inner_forward(self, name, x, out):
         outer, n, K = x.shape
         self._rows_inner(name, 0, x.size, _bits(x).reshape(-1), _bits(out).reshape(-1),
-                         outer, n, K, out.dtype.name)
+                         outer, n, K, _KIND[out.dtype.char])
 
     def rows_inner_backward(self, name, g, y, out):
         outer, n, K = y.shape
         self._rows_inner(name, 1, y.size, _bits(g).reshape(-1), _bits(y).reshape(-1),
-                         _bits(out).reshape(-1), outer, n, K, out.dtype.name)
+                         _bits(out).reshape(-1), outer, n, K, _KIND[out.dtype.char])
 
     def _rows_inner(self, name, k, size, *args):
         from .numba_narrow import inner_kernels
@@ -851,13 +856,13 @@ class _Narrow(Widened):
         from .numba_narrow import gated_kernels
         o1 = _bits(out).reshape(-1)
         self.backend._run(out.size, parallel_min(name),
-                          lambda par: gated_kernels(name, out.dtype.name, bool(par))[0],
+                          lambda par: gated_kernels(name, _KIND[out.dtype.char], bool(par))[0],
                           _bits(x).reshape(-1), o1, o1, x.shape[2], out.size)
 
     def gated_backward(self, name, g, x, out):
         from .numba_narrow import gated_kernels
         self.backend._run(g.size, parallel_min(name),
-                          lambda par: gated_kernels(name, out.dtype.name, bool(par))[1],
+                          lambda par: gated_kernels(name, _KIND[out.dtype.char], bool(par))[1],
                           _bits(g).reshape(-1), _bits(x).reshape(-1), _bits(out).reshape(-1),
                           x.shape[2], g.size)
 
