@@ -242,17 +242,25 @@ def _direct(arrays, out, narrow=False):
         if not (type(a) is _ND and a.dtype is dt and a.shape == shape
                 and a.flags.c_contiguous):
             return None
-    if out is not None:
-        if not (type(out) is _ND and out.dtype is dt and out.shape == shape):
-            return None
-        f = out.flags
-        if not (f.c_contiguous and f.writeable):
-            return None
-        own = out.base is None
-        for a in arrays:
-            if not (out is a or (own and a.base is None) or not _may_share(a, out)):
-                return None
+    if out is not None and not _out_fits(out, dt, shape, arrays):
+        return None
     return dt
+
+
+def _out_fits(out, dt, shape, arrays):
+    """The fast paths' test of an ``out``: a writeable C-contiguous NumPy
+    array of dtype ``dt`` and ``shape`` that aliases none of ``arrays``
+    except by being one of them."""
+    if not (type(out) is _ND and out.dtype is dt and out.shape == shape):
+        return False
+    f = out.flags
+    if not (f.c_contiguous and f.writeable):
+        return False
+    own = out.base is None
+    for a in arrays:
+        if not (out is a or (own and a.base is None) or not _may_share(a, out)):
+            return False
+    return True
 
 
 def _transposes(arrays, out):
@@ -1016,16 +1024,9 @@ def _gated_direct(name, pass_, named, axis, out, backend, stream):
             return None
         ins.append(g)
     rshape = half if pass_ == "forward" else shape
-    if out is not None:
-        if not (type(out) is _ND and out.dtype is dt and out.shape == rshape):
-            return None
-        f = out.flags
-        if not (f.c_contiguous and f.writeable):
-            return None
-        own = out.base is None
-        for a in ins:
-            if not ((a is x and out is x) or (own and a.base is None) or not _may_share(a, out)):
-                return None
+    # (out can be x only in the backward, and never g: their shapes differ)
+    if out is not None and not _out_fits(out, dt, rshape, ins):
+        return None
     b = _choose(backend, x.size, name)
     if b.name == "cuda":
         return None
