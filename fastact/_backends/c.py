@@ -76,10 +76,6 @@ class _Narrow(Widened):
     float32 and its weight gradient is summed as float32's, then rounded
     once to the weight's dtype."""
 
-    def __init__(self, backend, conversions=None):
-        super().__init__(backend, conversions)
-        self._rows = {}
-
     def elementwise(self, name, pass_, ins, out, params):
         self.backend._narrow_elementwise(name, pass_, ins, out, params)
 
@@ -96,21 +92,11 @@ class _Narrow(Widened):
         self.backend.prelu_backward(g, x, self._f32(w), gx, gw32)
         self._back(gw, gw32)
 
-    def _row(self, op, dtype):
-        """The row kernel ``op`` of narrow ``dtype``: _cfastcall's (its
-        arrays all of that dtype; made when first asked for, so that
-        bfloat16's dtype is at hand), else the cffi closure (float16 softmax
-        on 4 x 16 elements: 2.5 against 4.9 us a call)."""
-        k = self._rows.get((op, dtype.char))
-        if k is None:
-            k = self._rows[op, dtype.char] = self.backend._row_kernel(op, dtype.char, dtype)
-        return k
-
     def rows_forward(self, name, x, out):
-        self._row(name + "_fwd", out.dtype)(x, out, *x.shape)
+        self.backend.rows_forward(name, x, out)
 
     def rows_backward(self, name, g, y, out):
-        self._row(name + "_bwd", out.dtype)(g, y, out, *y.shape)
+        self.backend.rows_backward(name, g, y, out)
 
     def rows_inner_forward(self, name, x, out):
         self.backend.rows_inner_forward(name, x, out)
@@ -119,10 +105,10 @@ class _Narrow(Widened):
         self.backend.rows_inner_backward(name, g, y, out)
 
     def gated_forward(self, name, x, out):
-        self._row(name + "_fwd", out.dtype)(x, out, x.shape[0], x.shape[2])
+        self.backend.gated_forward(name, x, out)
 
     def gated_backward(self, name, g, x, out):
-        self._row(name + "_bwd", out.dtype)(g, x, out, x.shape[0], x.shape[2])
+        self.backend.gated_backward(name, g, x, out)
 
 
 def _requested_isa():
@@ -179,11 +165,21 @@ class CBackend(Backend):
         self._fast_kernels = {}
         self._walks = {}          # fa_elementwise_strided's arguments by layout
         # (op, dtype char) -> k(*arrays, *extents): through _cfastcall where
-        # it loads (about 1 us less a call than cffi's from_buffer per array)
+        # it loads (about 1 us less a call than cffi's from_buffer per array);
+        # float32's and float64's made here, the narrow dtypes' by _row
         self._dtype_ids = {ch: getattr(lib, name) for ch, name in _ROW_DTYPES.items()}
-        self._rowwise = {(op, ch): self._row_kernel(op, ch)
-                         for op in _ROWWISE for ch in _ROW_DTYPES}
+        self._rowwise = {(op, ch): self._row_kernel(op, ch) for op in _ROWWISE for ch in _SUFFIX}
         return self
+
+    def _row(self, op, dtype):
+        """The row kernel ``op`` of ``dtype`` from ``_rowwise``; a narrow
+        dtype's made when first asked for, so that bfloat16's dtype is at
+        hand for _cfastcall (float16 softmax on 4 x 16 elements: 2.5 us a
+        call, against 4.9 through cffi)."""
+        k = self._rowwise.get((op, dtype.char))
+        if k is None:
+            k = self._rowwise[op, dtype.char] = self._row_kernel(op, dtype.char, dtype)
+        return k
 
     def _row_kernel(self, op, ch, dtype=None):
         """``k(*arrays, *extents)`` for a PReLU, softmax or gated kernel (the
@@ -380,7 +376,7 @@ class CBackend(Backend):
         return calls
 
     def prelu_forward(self, x, w, out):
-        kernel = self._rowwise["prelu_fwd", out.dtype.char]
+        kernel = self._row("prelu_fwd", out.dtype)
         calls = self._short_rows(x, w)
         if len(calls) == 1:
             kernel(x, calls[0][2], out, *calls[0][3:])
@@ -389,7 +385,7 @@ class CBackend(Backend):
             kernel(x[lo:hi], ws, out[lo:hi], *shape)
 
     def prelu_backward(self, g, x, w, gx, gw):
-        kernel = self._rowwise["prelu_bwd", gx.dtype.char]
+        kernel = self._row("prelu_bwd", gx.dtype)
         calls = self._short_rows(x, w)
         C, inner = x.shape[1], x.shape[2]
         if calls[0][2] is w:
@@ -416,10 +412,10 @@ class CBackend(Backend):
         gw[...] = round_pairs(*total, gw.dtype)
 
     def rows_forward(self, name, x, out):
-        self._rowwise[name + "_fwd", out.dtype.char](x, out, *x.shape)
+        self._row(name + "_fwd", out.dtype)(x, out, *x.shape)
 
     def rows_backward(self, name, g, y, out):
-        self._rowwise[name + "_bwd", out.dtype.char](g, y, out, *y.shape)
+        self._row(name + "_bwd", out.dtype)(g, y, out, *y.shape)
 
     def rows_inner_forward(self, name, x, out):
         self._rows_inner(name + "_fwd", x, None, out)
@@ -446,10 +442,10 @@ class CBackend(Backend):
             raise RuntimeError(f"fastact C {kernel}: fa_rowwise_inner refused the call ({rc})")
 
     def gated_forward(self, name, x, out):
-        self._rowwise[name + "_fwd", out.dtype.char](x, out, x.shape[0], x.shape[2])
+        self._row(name + "_fwd", out.dtype)(x, out, x.shape[0], x.shape[2])
 
     def gated_backward(self, name, g, x, out):
-        self._rowwise[name + "_bwd", out.dtype.char](g, x, out, x.shape[0], x.shape[2])
+        self._row(name + "_bwd", out.dtype)(g, x, out, x.shape[0], x.shape[2])
 
     def describe(self):
         lib = self._lib
